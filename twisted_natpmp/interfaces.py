@@ -1,0 +1,115 @@
+"""
+The interfaces of twisted-natpmp.
+
+The layers above the client (the mapper service, the command line) talk to
+L{IPortMapper}, never to NAT-PMP packets, so that a PCP (RFC 6887) client can
+stand in later.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from ipaddress import IPv4Address
+
+    from twisted.internet.defer import Deferred
+
+    from ._types import Mapping
+    from ._wire import Protocol
+
+
+class IPortMapper(Interface):
+    """
+    Something that asks one gateway for port mappings.
+
+    Every call returns a L{Deferred}; cancelling it stops the request's
+    retransmissions.
+    """
+
+    gateway: IPv4Address = Attribute("The gateway's address.")
+
+    def externalAddress() -> Deferred[IPv4Address]:
+        """
+        Ask the gateway for its external IPv4 address.
+        """
+
+    def addMapping(
+        protocol: Protocol,
+        internalPort: int,
+        externalPort: int | None = None,
+        lifetime: int = 7200,
+    ) -> Deferred[Mapping]:
+        """
+        Create or renew a mapping.
+
+        @param externalPort: the external port to suggest; L{None} suggests
+            C{internalPort}.
+        @param lifetime: requested seconds, at least 1 (deleting is
+            L{deleteMapping}).
+        @return: fires with the L{Mapping} the gateway granted, or fails with
+            a L{twisted_natpmp.errors.NATPMPError}.
+        """
+
+    def deleteMapping(protocol: Protocol, internalPort: int) -> Deferred[None]:
+        """
+        Delete this host's mapping of C{internalPort}.
+        """
+
+    def deleteAllMappings(protocol: Protocol) -> Deferred[None]:
+        """
+        Delete all of this host's mappings of C{protocol}.
+        """
+
+    def noteEpoch(epoch: int) -> bool:
+        """
+        Judge an epoch value that arrived outside a response (from an
+        announcement) by the RFC 6886 s3.6 rule, telling the state-loss
+        observers if the gateway lost its state.
+
+        @return: whether the gateway lost its state.
+        """
+
+    def addStateLossObserver(observer: Callable[[], object]) -> None:
+        """
+        Call C{observer()} whenever the gateway is seen to have lost its
+        mapping state (RFC 6886 s3.6).
+        """
+
+    def removeStateLossObserver(observer: Callable[[], object]) -> None:
+        """
+        Stop calling C{observer}.
+        """
+
+
+class IMappingBackend(Interface):
+    """
+    What a gateway's mapping table calls to make its mappings real.
+
+    Methods may raise L{twisted_natpmp.errors.GatewayError} (for instance
+    L{twisted_natpmp.errors.NetworkFailureError} or
+    L{twisted_natpmp.errors.OutOfResourcesError}); the gateway answers the
+    request with that result code and keeps serving.
+    """
+
+    def addMapping(
+        internalAddress: IPv4Address,
+        protocol: Protocol,
+        internalPort: int,
+        externalPort: int,
+    ) -> None:
+        """
+        Start forwarding C{externalPort} to C{internalAddress:internalPort}.
+        """
+
+    def removeMapping(
+        internalAddress: IPv4Address,
+        protocol: Protocol,
+        internalPort: int,
+        externalPort: int,
+    ) -> None:
+        """
+        Stop forwarding C{externalPort}.
+        """
