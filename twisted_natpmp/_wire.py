@@ -18,7 +18,6 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address
-from typing import Union
 
 #: The UDP port a NAT-PMP gateway listens on (RFC 6886 s3.1).
 SERVER_PORT = 5351
@@ -296,9 +295,9 @@ class ErrorResponse:
         return _HEADER.pack(VERSION, self.opcode, self.resultCode, self.epoch)
 
 
-Request = Union[ExternalAddressRequest, MapRequest]
-Response = Union[ExternalAddressResponse, MapResponse, ErrorResponse]
-Message = Union[Request, Response]
+Request = ExternalAddressRequest | MapRequest
+Response = ExternalAddressResponse | MapResponse | ErrorResponse
+Message = Request | Response
 
 
 def encode(message: Message) -> bytes:
@@ -369,7 +368,9 @@ def decodeResponse(packet: bytes) -> Response:
         return ExternalAddressResponse(result, epoch, address)
     if request in (Protocol.UDP, Protocol.TCP) and size >= _MAP_RESPONSE.size:
         _, _, _, _, internal, external, lifetime = _MAP_RESPONSE.unpack_from(packet)
-        return MapResponse(Protocol(request), result, epoch, internal, external, lifetime)
+        return MapResponse(
+            Protocol(request), result, epoch, internal, external, lifetime
+        )
     if result != ResultCode.SUCCESS:
         return ErrorResponse(opcode, result, epoch)
     if request in (_OP_EXTERNAL_ADDRESS, Protocol.UDP, Protocol.TCP):

@@ -8,7 +8,8 @@ stand in later.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
 

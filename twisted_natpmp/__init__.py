@@ -1,0 +1,3 @@
+"""
+NAT-PMP (RFC 6886) port mapping for Twisted.
+"""
