@@ -57,15 +57,23 @@ class MemoryUDPPort:
         self.multicast = multicast
         self.groups: set[str] = set()
         self.connected = True
+        self.remote: Endpoint | None = None
 
     # IUDPTransport
     def write(self, packet: bytes, addr: Endpoint | None = None) -> None:
-        assert addr is not None, "memory UDP ports are never connected"
         assert self.connected, "write on a closed port"
+        if addr is None:
+            assert self.remote is not None, "write without address on unconnected port"
+            addr = self.remote
         self.network.send((self.host, self.port), (addr[0], addr[1]), bytes(packet))
 
     def connect(self, host: str, port: int) -> None:
-        raise NotImplementedError("connected UDP is not simulated")
+        """
+        Like a connected UDP socket: only datagrams from C{(host, port)} are
+        received, and a datagram to an unbound address is answered with
+        C{connectionRefused} (as the kernel does on ICMP port unreachable).
+        """
+        self.remote = (host, port)
 
     def getHost(self) -> UDPAddress:
         return UDPAddress("UDP", self.host, self.port)
@@ -242,9 +250,19 @@ class MemoryUDPNetwork:
             unicast = self.ports.get(datagram.destination)
             if unicast is not None:
                 receivers.append(unicast)
+        receivers = [
+            r
+            for r in receivers
+            if r.connected and (r.remote is None or r.remote == datagram.source)
+        ]
+        if not receivers and not host.startswith("224."):
+            sender = self.ports.get(datagram.source)
+            if sender is not None and sender.remote == datagram.destination:
+                refused = getattr(sender.protocol, "connectionRefused", None)
+                if refused is not None:
+                    refused()
         for receiver in receivers:
-            if receiver.connected:
-                receiver.protocol.datagramReceived(datagram.data, datagram.source)
+            receiver.protocol.datagramReceived(datagram.data, datagram.source)
 
     def flush(self, limit: int = 10000) -> None:
         """

@@ -102,3 +102,25 @@ class NoGatewayError(NATPMPError):
     """
     No default IPv4 gateway could be found; name one explicitly.
     """
+
+
+class InvalidResponseError(NATPMPError):
+    """
+    The gateway answered with a response that claims success but cannot be
+    used (for instance a mapping with no external port or no lifetime).
+    """
+
+
+class NotSupportedError(NATPMPError):
+    """
+    The gateway refused the packets outright (ICMP port unreachable): it
+    does not run NAT-PMP (RFC 6886 s3.1).
+
+    @ivar gateway: the gateway asked.
+    """
+
+    def __init__(self, gateway: IPv4Address) -> None:
+        self.gateway = gateway
+        super().__init__(
+            f"gateway {gateway} does not speak NAT-PMP (ICMP port unreachable)"
+        )
