@@ -1,0 +1,127 @@
+"""
+Tests for L{twisted_natpmp.discovery}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from ipaddress import IPv4Address
+from typing import Any
+
+import netifaces
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_natpmp.discovery import defaultGateway
+from twisted_natpmp.errors import NATPMPError, NoGatewayError
+
+AF_INET = 2
+AF_INET6 = 10
+
+
+class FakeNetifaces:
+    """
+    A stand-in for the C{netifaces} module with a given routing table.
+    """
+
+    AF_INET = AF_INET
+
+    def __init__(self, gateways: Mapping[Any, Any] | OSError) -> None:
+        self._gateways = gateways
+
+    def gateways(self) -> Mapping[Any, Any]:
+        if isinstance(self._gateways, OSError):
+            raise self._gateways
+        return self._gateways
+
+
+class DefaultGatewayTests(SynchronousTestCase):
+    def test_default(self) -> None:
+        """
+        RFC 6886 s3: the client talks to its default gateway, which
+        L{defaultGateway} returns as an L{IPv4Address}.
+        """
+        module = FakeNetifaces(
+            {
+                "default": {
+                    AF_INET: ("192.168.1.1", "eth0"),
+                    AF_INET6: ("fe80::1", "eth0"),
+                },
+                AF_INET: [("10.9.0.1", "tun0", False), ("192.168.1.1", "eth0", True)],
+            }
+        )
+        self.assertEqual(defaultGateway(module), IPv4Address("192.168.1.1"))
+
+    def test_onlyIPv6Default(self) -> None:
+        """
+        An IPv6 default route is no IPv4 gateway: L{NoGatewayError}, whose
+        message says how to name one.
+        """
+        module = FakeNetifaces(
+            {
+                "default": {AF_INET6: ("fe80::1", "eth0")},
+                AF_INET6: [("fe80::1", "eth0", True)],
+            }
+        )
+        error = self.assertRaises(NoGatewayError, defaultGateway, module)
+        self.assertIn("no default IPv4 gateway", str(error))
+        self.assertIn("--gateway", str(error))
+
+    def test_noRoutes(self) -> None:
+        """
+        A host with no routes at all (netifaces gives an empty default
+        table, or none) has no gateway.
+        """
+        for table in ({}, {"default": {}}):
+            error = self.assertRaises(
+                NoGatewayError, defaultGateway, FakeNetifaces(table)
+            )
+            self.assertIn("no default IPv4 gateway", str(error))
+
+    def test_nonDefaultGatewaysIgnored(self) -> None:
+        """
+        Gateways of other routes are not the default gateway.
+        """
+        module = FakeNetifaces({"default": {}, AF_INET: [("10.9.0.1", "tun0", False)]})
+        self.assertRaises(NoGatewayError, defaultGateway, module)
+
+    def test_unspecifiedGateway(self) -> None:
+        """
+        A default route with no gateway address (0.0.0.0, a point-to-point
+        link) names no gateway to ask.
+        """
+        module = FakeNetifaces({"default": {AF_INET: ("0.0.0.0", "wg0")}})
+        error = self.assertRaises(NoGatewayError, defaultGateway, module)
+        self.assertIn("names no gateway", str(error))
+
+    def test_garbledGateway(self) -> None:
+        """
+        An entry that is not an IPv4 address is reported, not raised as a
+        C{ValueError}.
+        """
+        module = FakeNetifaces({"default": {AF_INET: ("eth0", "eth0")}})
+        error = self.assertRaises(NoGatewayError, defaultGateway, module)
+        self.assertIn("'eth0'", str(error))
+
+    def test_unreadableRoutingTable(self) -> None:
+        """
+        An L{OSError} while reading the routing table becomes a
+        L{NoGatewayError} naming the cause.
+        """
+        module = FakeNetifaces(PermissionError(13, "Permission denied"))
+        error = self.assertRaises(NoGatewayError, defaultGateway, module)
+        self.assertIn("Permission denied", str(error))
+        self.assertIsInstance(error, NATPMPError)
+
+    def test_realModule(self) -> None:
+        """
+        Without an argument, L{defaultGateway} reads the real C{netifaces}
+        module: it agrees with the module's own default IPv4 route, or says
+        there is none.
+        """
+        default = netifaces.gateways().get("default", {})
+        assert isinstance(default, dict)
+        if netifaces.AF_INET in default:
+            expected = IPv4Address(default[netifaces.AF_INET][0])
+            self.assertEqual(defaultGateway(), expected)
+        else:
+            self.assertRaises(NoGatewayError, defaultGateway)
