@@ -1,0 +1,706 @@
+"""
+A network lab for the interop suite: network namespaces, veth pairs, a bridge,
+Debian's miniupnpd as the router, and helpers to run programs and open
+sockets inside the namespaces.
+
+Topology (every address exists only inside the lab's own namespaces)::
+
+    lan1 (10.77.0.2) --+
+                       +-- br0 (10.77.0.1) router wan0 (192.0.3.1) -- wan (192.0.3.2)
+    lan2 (10.77.0.3) --+
+
+Namespace names carry the pid of the test process and a sequence number, so
+parallel runs never clash; namespaces left behind by a run that was killed
+are swept when the next lab is built.  The lab never touches the root
+namespace's network: links are created inside the namespaces, and every
+command runs in one of them.
+
+Every wait is bounded: processes are polled through the reactor a fixed
+number of times, then killed by their pid.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import DatagramProtocol, ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SkipTest, TestCase
+
+import twisted_natpmp
+from twisted_natpmp._wire import Protocol
+
+#: The router's address on the LAN bridge (the NAT-PMP gateway).
+ROUTER_LAN = "10.77.0.1"
+#: The two LAN hosts, in the order of L{Lab.lans}.
+LAN_HOSTS = ("10.77.0.2", "10.77.0.3")
+#: The router's external (WAN) address; not on miniupnpd's reserved list.
+ROUTER_WAN = "192.0.3.1"
+#: A host on the WAN side.
+WAN_HOST = "192.0.3.2"
+#: An address on the LAN where no host exists: nothing ever answers there.
+NOBODY = "10.77.0.99"
+
+_PREFIX = "tnpmp"
+_NAME = re.compile(rf"^{_PREFIX}(\d+)x\d+-\w+$")
+_CLONE_NEWNET = 0x40000000
+_TOOLS = ("ip", "iptables-legacy", "iptables-legacy-restore", "unshare", "miniupnpd")
+_CLIENT_TOOLS = ("natpmpc",)
+_REQUIRED_ENV = "NATPMP_INTEROP_REQUIRED"
+_COMMAND_TIMEOUT = 10.0
+_REPO = Path(twisted_natpmp.__file__).resolve().parent.parent
+
+_sequence = 0
+_liveNamespaces: set[str] = set()
+
+
+class LabError(Exception):
+    """
+    The lab could not do what a test asked (a command failed, a daemon did
+    not start, a wait ran out).
+    """
+
+
+def missingPrerequisites() -> list[str]:
+    """
+    What this machine lacks to run the interop suite, one phrase each.
+    """
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root (network namespaces need it)")
+    for tool in _TOOLS + _CLIENT_TOOLS:
+        if shutil.which(tool) is None:
+            missing.append(f"the {tool!r} command")
+    return missing
+
+
+def requirePrerequisites() -> None:
+    """
+    Skip the calling test, saying what is missing, when the suite cannot
+    run here; with C{NATPMP_INTEROP_REQUIRED=1} in the environment (as on
+    CI), fail instead, so that a skip never hides a suite that should run.
+    """
+    missing = missingPrerequisites()
+    if not missing:
+        return
+    reason = "interop suite needs " + ", ".join(missing)
+    if os.environ.get(_REQUIRED_ENV, "") not in ("", "0"):
+        raise LabError(f"{reason} (and {_REQUIRED_ENV} is set)")
+    raise SkipTest(reason)
+
+
+def _check(argv: Sequence[str], stdin: str | None = None) -> str:
+    """
+    Run a short set-up command synchronously, raising L{LabError} with its
+    output when it fails.
+    """
+    try:
+        done = subprocess.run(
+            list(argv),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=_COMMAND_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise LabError(f"{' '.join(argv)} took over {_COMMAND_TIMEOUT} s") from e
+    if done.returncode != 0:
+        raise LabError(
+            f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}"
+        )
+    return done.stdout
+
+
+def _pidsIn(namespace: str) -> list[int]:
+    try:
+        out = _check(["ip", "netns", "pids", namespace])
+    except LabError:
+        return []
+    return [int(p) for p in out.split()]
+
+
+def _deleteNamespace(namespace: str) -> None:
+    """
+    Kill (by pid) whatever still runs in C{namespace}, then delete it.
+    """
+    for pid in _pidsIn(namespace):
+        if pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    subprocess.run(
+        ["ip", "netns", "delete", namespace],
+        capture_output=True,
+        timeout=_COMMAND_TIMEOUT,
+        check=False,
+    )
+    _liveNamespaces.discard(namespace)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweepStale() -> None:
+    """
+    Delete namespaces left by earlier labs whose test process is gone.
+    """
+    try:
+        names = os.listdir("/var/run/netns")
+    except FileNotFoundError:
+        return
+    for name in names:
+        match = _NAME.match(name)
+        if match is not None and not _alive(int(match.group(1))):
+            _deleteNamespace(name)
+
+
+@atexit.register
+def _deleteLeftovers() -> None:
+    # Last resort when a test run is interrupted before its cleanups ran.
+    for namespace in sorted(_liveNamespaces):
+        _deleteNamespace(namespace)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@contextmanager
+def insideNamespace(namespace: str) -> Iterator[None]:
+    """
+    Run the body with the calling thread in network namespace C{namespace},
+    then switch back.  A socket created in the body stays in C{namespace}
+    for its whole life, so the trial process can hold sockets on a LAN host.
+    """
+    with (
+        open("/proc/thread-self/ns/net") as home,
+        open(f"/var/run/netns/{namespace}") as target,
+    ):
+        if _libc.setns(target.fileno(), _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into {namespace}: {os.strerror(err)}")
+        try:
+            yield
+        finally:
+            if _libc.setns(home.fileno(), _CLONE_NEWNET) != 0:
+                # Carrying on in the wrong namespace would send later tests'
+                # traffic into the lab; better to stop the run right here.
+                os.write(2, b"FATAL: cannot return to the home network namespace\n")
+                os._exit(70)
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+async def waitUntil(
+    predicate: Callable[[], object],
+    what: str,
+    timeout: float = 5.0,
+    interval: float = 0.05,
+) -> None:
+    """
+    Poll C{predicate} through the reactor every C{interval} seconds, at most
+    C{timeout / interval} times; raise L{LabError} naming C{what} if it never
+    holds.
+    """
+    for _ in range(max(1, round(timeout / interval))):
+        if predicate():
+            return
+        await deferLater(_reactor(), interval)
+    if not predicate():
+        raise LabError(f"{what}: not seen within {timeout:g} s")
+
+
+async def sleep(seconds: float) -> None:
+    """
+    Let the reactor run for C{seconds} (a bounded wait; no wall-clock sleep).
+    """
+    await deferLater(_reactor(), seconds)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """
+    A command that ran to its end.
+
+    @ivar code: its exit code, or L{None} if a signal ended it.
+    """
+
+    argv: tuple[str, ...]
+    code: int | None
+    out: str
+    err: str
+
+    def describe(self) -> str:
+        return (
+            f"{' '.join(self.argv)} exited {self.code}\n"
+            f"--- stdout\n{self.out}--- stderr\n{self.err}"
+        )
+
+
+class _Collector(ProcessProtocol):
+    def __init__(self, log: Path) -> None:
+        self.out = bytearray()
+        self.err = bytearray()
+        self.code: int | None = None
+        self.ended = False
+        self._log = log.open("ab")
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+        self._log.write(data)
+        self._log.flush()
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+        self._log.write(data)
+        self._log.flush()
+
+    def processEnded(self, reason: Failure) -> None:
+        value = reason.value
+        if isinstance(value, ProcessDone | ProcessTerminated):
+            self.code = value.exitCode
+        self.ended = True
+        self._log.close()
+
+
+class Daemon:
+    """
+    A process started in one of the lab's namespaces; its output is kept in
+    memory and in a log file in the test's temporary directory.
+
+    @ivar pid: the process id (that of the program itself: C{ip netns exec}
+        execs it).
+    """
+
+    def __init__(self, name: str, argv: Sequence[str], cwd: Path, env: dict[str, str]):
+        self.name = name
+        self.argv = tuple(argv)
+        self.log = cwd / f"{name}.log"
+        self._collector = _Collector(self.log)
+        transport = _reactor().spawnProcess(
+            self._collector, self.argv[0], self.argv, env=env, path=str(cwd)
+        )
+        self.pid: int = transport.pid
+
+    @property
+    def ended(self) -> bool:
+        return self._collector.ended
+
+    @property
+    def code(self) -> int | None:
+        return self._collector.code
+
+    def output(self) -> str:
+        """
+        Everything it wrote so far, stdout then stderr.
+        """
+        return (self._collector.out + self._collector.err).decode(errors="replace")
+
+    def completed(self) -> Completed:
+        return Completed(
+            self.argv,
+            self._collector.code,
+            self._collector.out.decode(errors="replace"),
+            self._collector.err.decode(errors="replace"),
+        )
+
+    def signal(self, number: int) -> None:
+        """
+        Send signal C{number} to the process, by its pid, if it still runs.
+        """
+        if not self.ended:
+            try:
+                os.kill(self.pid, number)
+            except ProcessLookupError:
+                pass
+
+    async def waitEnded(self, timeout: float) -> bool:
+        """
+        Wait up to C{timeout} seconds for the process to end; say whether it
+        did.
+        """
+        try:
+            await waitUntil(lambda: self.ended, f"{self.name} exit", timeout, 0.02)
+        except LabError:
+            return False
+        return True
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """
+        End the process: SIGTERM, then SIGKILL if it has not gone within
+        C{timeout} seconds.
+        """
+        self.signal(signal.SIGTERM)
+        if not await self.waitEnded(timeout):
+            self.signal(signal.SIGKILL)
+            if not await self.waitEnded(5.0):
+                raise LabError(f"{self.name} (pid {self.pid}) survived SIGKILL")
+
+
+_CHAINS = """\
+*nat
+:MINIUPNPD - [0:0]
+:MINIUPNPD-POSTROUTING - [0:0]
+-A PREROUTING -i wan0 -j MINIUPNPD
+-A POSTROUTING -o wan0 -j MINIUPNPD-POSTROUTING
+COMMIT
+*mangle
+:MINIUPNPD - [0:0]
+-A PREROUTING -i wan0 -j MINIUPNPD
+COMMIT
+*filter
+:MINIUPNPD - [0:0]
+-A FORWARD -i wan0 ! -o wan0 -j MINIUPNPD
+COMMIT
+"""
+
+_FLUSH = """\
+*nat
+-F MINIUPNPD
+-F MINIUPNPD-POSTROUTING
+COMMIT
+*mangle
+-F MINIUPNPD
+COMMIT
+*filter
+-F MINIUPNPD
+COMMIT
+"""
+
+_MINIUPNPD_CONF = """\
+ext_ifname=wan0
+listening_ip=br0
+enable_natpmp=yes
+enable_upnp=no
+secure_mode=yes
+system_uptime=no
+uuid={uuid}
+allow 1024-65535 10.77.0.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+"""
+
+_DPORT = re.compile(r"-p (tcp|udp) .*--dport (\d+)\b")
+_SNAT = re.compile(r"-s ([\d.]+)/32 -p (tcp|udp) .*--sport (\d+) .*--to-ports (\d+)\b")
+
+
+class Lab:
+    """
+    One test's namespaces and daemons.  Create it with L{Lab.build}, which
+    registers the teardown with the test case, so the namespaces are deleted
+    and every process is ended (by pid) even when the test fails.
+
+    @ivar router: the router's namespace.
+    @ivar lans: the two LAN hosts' namespaces (addresses L{LAN_HOSTS}).
+    @ivar wan: the WAN host's namespace.
+    @ivar directory: the test's own directory for configs, pid files, logs.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        global _sequence
+        _sequence += 1
+        base = f"{_PREFIX}{os.getpid()}x{_sequence}"
+        self.router = f"{base}-router"
+        self.lans = (f"{base}-lan1", f"{base}-lan2")
+        self.wan = f"{base}-wan"
+        self.directory = directory
+        self.miniupnpd: Daemon | None = None
+        self._daemons: list[Daemon] = []
+        self._count = 0
+
+    @classmethod
+    def build(cls, testCase: TestCase) -> Lab:
+        """
+        Skip C{testCase} if the suite cannot run here; otherwise build a lab
+        (without miniupnpd running) whose teardown is a cleanup of
+        C{testCase}.
+        """
+        requirePrerequisites()
+        directory = Path(testCase.mktemp()).resolve()
+        directory.mkdir(parents=True)
+        lab = cls(directory)
+        testCase.addCleanup(lambda: Deferred.fromCoroutine(lab.destroy()))
+        _sweepStale()
+        lab._create()
+        return lab
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.router, *self.lans, self.wan)
+
+    def _create(self) -> None:
+        for namespace in self.namespaces:
+            _liveNamespaces.add(namespace)
+            _check(["ip", "netns", "add", namespace])
+        router = [
+            "link add br0 type bridge",
+            f"link add wan0 type veth peer name eth0 netns {self.wan}",
+            f"link add l1 type veth peer name eth0 netns {self.lans[0]}",
+            f"link add l2 type veth peer name eth0 netns {self.lans[1]}",
+            "link set l1 master br0",
+            "link set l2 master br0",
+            "link set lo up",
+            "link set br0 up",
+            "link set l1 up",
+            "link set l2 up",
+            "link set wan0 up",
+            f"address add {ROUTER_LAN}/24 dev br0",
+            f"address add {ROUTER_WAN}/24 dev wan0",
+        ]
+        self._ipBatch(self.router, router)
+        for namespace, address in zip(self.lans, LAN_HOSTS, strict=True):
+            self._ipBatch(
+                namespace,
+                [
+                    "link set lo up",
+                    "link set eth0 up",
+                    f"address add {address}/24 dev eth0",
+                    f"route add default via {ROUTER_LAN}",
+                    # RFC 6886 s3.2.1: announcements go to 224.0.0.1.
+                    "route add 224.0.0.0/4 dev eth0",
+                ],
+            )
+        self._ipBatch(
+            self.wan,
+            [
+                "link set lo up",
+                "link set eth0 up",
+                f"address add {WAN_HOST}/24 dev eth0",
+            ],
+        )
+        self.check(self.router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        self.check(
+            self.router, ["iptables-legacy-restore", "-w", "5", "--noflush"], _CHAINS
+        )
+
+    def _ipBatch(self, namespace: str, commands: list[str]) -> None:
+        _check(["ip", "-n", namespace, "-batch", "-"], "\n".join(commands) + "\n")
+
+    def check(
+        self, namespace: str, argv: Sequence[str], stdin: str | None = None
+    ) -> str:
+        """
+        Run a short command in C{namespace} synchronously (set-up and
+        inspection only); return its output, raise L{LabError} if it fails.
+        """
+        return _check(["ip", "netns", "exec", namespace, *argv], stdin)
+
+    # Processes
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(_REPO) + (os.pathsep + path if path else "")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def spawn(self, namespace: str, argv: Sequence[str], name: str = "") -> Daemon:
+        """
+        Start C{argv} in C{namespace}; the lab ends it at teardown.
+        """
+        self._count += 1
+        label = f"{self._count:02d}-{name or Path(argv[0]).name}"
+        daemon = Daemon(
+            label,
+            ["ip", "netns", "exec", namespace, *argv],
+            self.directory,
+            self._env(),
+        )
+        self._daemons.append(daemon)
+        return daemon
+
+    async def run(
+        self, namespace: str, argv: Sequence[str], timeout: float = 20.0
+    ) -> Completed:
+        """
+        Run C{argv} in C{namespace} to its end, without blocking the reactor.
+        If it runs longer than C{timeout} seconds it is killed and
+        L{LabError} is raised with its output.
+        """
+        daemon = self.spawn(namespace, argv)
+        if not await daemon.waitEnded(timeout):
+            await daemon.stop(0.5)
+            raise LabError(
+                f"{' '.join(argv)} still running after {timeout:g} s;"
+                f" output:\n{daemon.output()}"
+            )
+        return daemon.completed()
+
+    def python(self, *args: str) -> list[str]:
+        """
+        A command line that runs this interpreter (the one running the tests,
+        with this checkout's code) with C{args}.
+        """
+        return [sys.executable, *args]
+
+    def twistd(self, *args: str) -> list[str]:
+        """
+        A command line for C{twistd -n ARGS} with this interpreter, its pid
+        file in the test's directory.
+        """
+        self._count += 1
+        pidfile = self.directory / f"twistd-{self._count}.pid"
+        return self.python(
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "-n",
+            f"--pidfile={pidfile}",
+            *args,
+        )
+
+    # Sockets in the trial process
+
+    def listenUDP(
+        self, namespace: str, port: int, protocol: DatagramProtocol, interface: str = ""
+    ) -> IListeningPort:
+        """
+        Open a UDP port of the trial reactor inside C{namespace}.
+        """
+        with insideNamespace(namespace):
+            listening: IListeningPort = _reactor().listenUDP(
+                port, protocol, interface=interface
+            )
+        return listening
+
+    # miniupnpd
+
+    async def startMiniupnpd(self) -> Daemon:
+        """
+        Start miniupnpd in the router namespace (foreground, logging to its
+        log file) and wait until it listens on port 5351.
+
+        It runs in a private mount namespace where /dev/console is /dev/null:
+        with no /dev/log its syslog lines would otherwise go to the console,
+        slowly (PROTOCOL.md Part B).
+        """
+        if self.miniupnpd is not None and not self.miniupnpd.ended:
+            raise LabError("miniupnpd is already running")
+        conf = self.directory / "miniupnpd.conf"
+        conf.write_text(_MINIUPNPD_CONF.format(uuid=uuid.uuid4()))
+        pidfile = self.directory / "miniupnpd.pid"
+        pidfile.unlink(missing_ok=True)
+        script = (
+            "mount --bind /dev/null /dev/console &&"
+            f" exec miniupnpd -d -f {conf} -P {pidfile}"
+        )
+        daemon = self.spawn(
+            self.router,
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            "miniupnpd",
+        )
+        self.miniupnpd = daemon
+
+        def ready() -> bool:
+            if daemon.ended:
+                raise LabError(f"miniupnpd exited {daemon.code}:\n{daemon.output()}")
+            return pidfile.exists() and _listensOn(daemon.pid, 5351)
+
+        await waitUntil(ready, "miniupnpd listening on 5351", 10.0, 0.02)
+        written = int(pidfile.read_text().strip() or 0)
+        if written != daemon.pid:
+            raise LabError(f"miniupnpd pid file says {written}, not {daemon.pid}")
+        return daemon
+
+    async def stopMiniupnpd(self) -> None:
+        """
+        Stop miniupnpd by its pid (SIGTERM, then SIGKILL).
+        """
+        if self.miniupnpd is not None:
+            await self.miniupnpd.stop()
+
+    async def restartMiniupnpd(self) -> Daemon:
+        """
+        Simulate a router reboot: stop miniupnpd, flush its chains (a reboot
+        loses the rules), start it again; its epoch starts again at 0.
+        """
+        await self.stopMiniupnpd()
+        self.check(
+            self.router, ["iptables-legacy-restore", "-w", "5", "--noflush"], _FLUSH
+        )
+        return await self.startMiniupnpd()
+
+    def rules(self, protocol: Protocol) -> dict[int, tuple[str, int] | None]:
+        """
+        The router's port forwards for C{protocol}, read from its firewall:
+        each external port in C{iptables-legacy -t nat -S MINIUPNPD}, with the
+        internal address and port its C{MINIUPNPD-POSTROUTING} rule names
+        (L{None} when there is no such rule).
+        """
+        name = protocol.label
+        nat = self.check(
+            self.router, ["iptables-legacy", "-w", "5", "-t", "nat", "-S", "MINIUPNPD"]
+        )
+        post = self.check(
+            self.router,
+            ["iptables-legacy", "-w", "5", "-t", "nat", "-S", "MINIUPNPD-POSTROUTING"],
+        )
+        internal: dict[int, tuple[str, int]] = {}
+        for match in _SNAT.finditer(post):
+            if match.group(2) == name:
+                internal[int(match.group(4))] = (match.group(1), int(match.group(3)))
+        result: dict[int, tuple[str, int] | None] = {}
+        for match in _DPORT.finditer(nat):
+            if match.group(1) == name:
+                port = int(match.group(2))
+                result[port] = internal.get(port)
+        return result
+
+    # Teardown
+
+    async def destroy(self) -> None:
+        """
+        End every process the lab started (by pid), then delete the
+        namespaces (killing, by pid, anything still inside them).
+        """
+        try:
+            for daemon in reversed(self._daemons):
+                if not daemon.ended:
+                    daemon.signal(signal.SIGKILL)
+            for daemon in self._daemons:
+                await daemon.waitEnded(5.0)
+        finally:
+            for namespace in self.namespaces:
+                _deleteNamespace(namespace)
+
+
+def _listensOn(pid: int, port: int) -> bool:
+    """
+    Whether a UDP socket in C{pid}'s network namespace is bound to C{port}.
+    """
+    try:
+        table = Path(f"/proc/{pid}/net/udp").read_text()
+    except OSError:
+        return False
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 1 and fields[1].endswith(f":{port:04X}"):
+            return True
+    return False
