@@ -33,6 +33,7 @@ class Datagram:
     source: Endpoint
     destination: Endpoint
     data: bytes
+    time: float = 0.0
 
 
 @implementer(IUDPTransport, IListeningPort)
@@ -232,7 +233,7 @@ class MemoryUDPNetwork:
             self.ports.pop((port.host, port.port), None)
 
     def send(self, source: Endpoint, destination: Endpoint, data: bytes) -> None:
-        datagram = Datagram(source, destination, data)
+        datagram = Datagram(source, destination, data, self.clock.seconds())
         self.log.append(datagram)
         if not self.drop(datagram):
             self.clock.callLater(self.delay, self._deliver, datagram)

@@ -294,9 +294,12 @@ class NATPMPClient:
         """
         Cancel every pending request and stop listening.
         """
-        pending = [p for p in (self._current, *self._queue) if p is not None]
+        # The queued ones first, so that cancelling the current request does
+        # not send the next.
+        pending = [*reversed(self._queue), self._current]
         for p in pending:
-            p.deferred.cancel()
+            if p is not None:
+                p.deferred.cancel()
         port, self._port = self._port, None
         if port is None:
             return succeed(None)

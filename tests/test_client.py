@@ -1,0 +1,576 @@
+"""
+Tests for L{twisted_natpmp.client}: on a L{Clock} and the in-memory UDP
+network against a scripted gateway, and once over real loopback UDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from twisted_natpmp import errors
+from twisted_natpmp._types import Mapping
+from twisted_natpmp._wire import (
+    ErrorResponse,
+    ExternalAddressRequest,
+    ExternalAddressResponse,
+    MapRequest,
+    MapResponse,
+    Protocol,
+    Request,
+    decodeRequest,
+)
+from twisted_natpmp.client import (
+    RETRANSMIT_TIMEOUTS,
+    NATPMPClient,
+    listenClient,
+)
+from twisted_natpmp.interfaces import IPortMapper
+
+from ._memudp import MemoryUDPNetwork
+
+GATEWAY = "10.0.0.1"
+HOST = "10.0.0.2"
+EXTERNAL = IPv4Address("192.0.3.77")
+
+Reply = Callable[[Request], list[bytes]]
+
+
+class ScriptedGateway(DatagramProtocol):
+    """
+    A gateway whose answers the test chooses: C{reply(request)} returns the
+    packets to send back.  By default it answers like a well-behaved gateway
+    with epoch C{self.epoch}.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[Request, Any]] = []
+        self.epoch = 100
+        self.granted: int | None = None
+        self.reply: Reply = self.answer
+
+    def answer(self, request: Request) -> list[bytes]:
+        if isinstance(request, ExternalAddressRequest):
+            return [ExternalAddressResponse(0, self.epoch, EXTERNAL).encode()]
+        if request.lifetime == 0:
+            return [
+                MapResponse(
+                    request.protocol, 0, self.epoch, request.internalPort, 0, 0
+                ).encode()
+            ]
+        lifetime = request.lifetime if self.granted is None else self.granted
+        external = request.suggestedExternalPort or 50000
+        return [
+            MapResponse(
+                request.protocol,
+                0,
+                self.epoch,
+                request.internalPort,
+                external,
+                lifetime,
+            ).encode()
+        ]
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        request = decodeRequest(datagram)
+        self.requests.append((request, addr))
+        for packet in self.reply(request):
+            self.transport.write(packet, addr)
+
+
+class ClientTestMixin:
+    def setUp(self) -> None:
+        self.network = MemoryUDPNetwork()
+        self.clock = self.network.clock
+        self.gateway = ScriptedGateway()
+        self.network.host(GATEWAY).listenUDP(5351, self.gateway)
+        self.client = listenClient(self.network.host(HOST), GATEWAY)
+
+    def sendTimes(self) -> list[float]:
+        return [d.time for d in self.network.log if d.destination == (GATEWAY, 5351)]
+
+
+class BasicTests(ClientTestMixin, SynchronousTestCase):
+    def test_interface(self) -> None:
+        from zope.interface.verify import verifyObject
+
+        self.assertTrue(verifyObject(IPortMapper, self.client))
+        self.assertEqual(self.client.gateway, IPv4Address(GATEWAY))
+
+    def test_externalAddress(self) -> None:
+        # RFC 6886 s3.2: request opcode 0 is two bytes; reply carries the address.
+        d = self.client.externalAddress()
+        self.network.flush()
+        self.assertEqual(self.successResultOf(d), EXTERNAL)
+        self.assertEqual(self.network.log[0].data, b"\x00\x00")
+        self.assertEqual(self.client.lastExternalAddress, EXTERNAL)
+
+    def test_addMapping(self) -> None:
+        # RFC 6886 s3.3: the suggested external port defaults to the internal
+        # port (some routers fail on 0); the result is what was granted.
+        self.client.externalAddress()
+        d = self.client.addMapping(Protocol.TCP, 8080)
+        self.network.flush()
+        self.assertEqual(
+            self.successResultOf(d),
+            Mapping(Protocol.TCP, 8080, 8080, 7200, 100, EXTERNAL),
+        )
+        self.assertEqual(
+            self.gateway.requests[-1][0], MapRequest(Protocol.TCP, 8080, 8080, 7200)
+        )
+
+    def test_suggestedExternalPort(self) -> None:
+        d = self.client.addMapping(Protocol.UDP, 8080, 9090, lifetime=60)
+        self.network.flush()
+        self.assertEqual(self.successResultOf(d).externalPort, 9090)
+        self.assertEqual(
+            self.gateway.requests[-1][0], MapRequest(Protocol.UDP, 8080, 9090, 60)
+        )
+
+    def test_grantedLifetime(self) -> None:
+        # RFC 6886 s3.3: the gateway may shorten the lifetime; report what it
+        # granted (ProtonVPN grants 60 s whatever is asked).
+        self.gateway.granted = 60
+        d = self.client.addMapping(Protocol.TCP, 8080, lifetime=7200)
+        self.network.flush()
+        self.assertEqual(self.successResultOf(d).lifetime, 60)
+
+    def test_lifetimeZeroRefused(self) -> None:
+        # Deleting is its own call; addMapping refuses lifetime 0.
+        self.failureResultOf(
+            self.client.addMapping(Protocol.TCP, 80, lifetime=0), ValueError
+        )
+        self.failureResultOf(self.client.addMapping(Protocol.TCP, 0), ValueError)
+        self.failureResultOf(self.client.addMapping(Protocol.TCP, 70000), ValueError)
+        self.failureResultOf(self.client.deleteMapping(Protocol.TCP, 0), ValueError)
+        self.assertEqual(self.network.log, [])
+
+    def test_deleteMapping(self) -> None:
+        # RFC 6886 s3.4: delete is lifetime 0 with suggested external port 0.
+        d = self.client.deleteMapping(Protocol.TCP, 8080)
+        self.network.flush()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(
+            self.gateway.requests[-1][0], MapRequest(Protocol.TCP, 8080, 0, 0)
+        )
+
+    def test_deleteAll(self) -> None:
+        # RFC 6886 s3.4: internal port 0, external port 0, lifetime 0.
+        d = self.client.deleteAllMappings(Protocol.UDP)
+        self.network.flush()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(
+            self.network.log[0].data, bytes.fromhex("000100000000000000000000")
+        )
+
+    def test_unusableSuccess(self) -> None:
+        self.gateway.reply = lambda r: [
+            MapResponse(Protocol.TCP, 0, 1, 80, 0, 7200).encode()
+        ]
+        d = self.client.addMapping(Protocol.TCP, 80)
+        self.network.flush()
+        self.failureResultOf(d, errors.InvalidResponseError)
+
+
+class RetransmissionTests(ClientTestMixin, SynchronousTestCase):
+    def test_schedule(self) -> None:
+        # RFC 6886 s3.1: 250 ms, doubling, 9 attempts, then give up at about
+        # 128 s with a distinct timeout error.
+        self.gateway.reply = lambda r: []
+        d = self.client.externalAddress()
+        self.network.flush()
+        for wait in (0.25, 0.5, 1, 2, 4, 8, 16, 32):
+            self.clock.advance(wait)
+        self.assertNoResult(d)
+        self.clock.advance(64)
+        self.assertEqual(
+            self.sendTimes(),
+            [0, 0.25, 0.75, 1.75, 3.75, 7.75, 15.75, 31.75, 63.75],
+        )
+        self.assertEqual(RETRANSMIT_TIMEOUTS, (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64))
+        failure = self.failureResultOf(d, errors.NoResponseError)
+        self.assertEqual(failure.value.attempts, 9)
+        self.assertEqual(failure.value.seconds, 127.75)
+        self.assertIn("no response from gateway 10.0.0.1", str(failure.value))
+
+    def test_exactTimes(self) -> None:
+        # RFC 6886 s3.1: nothing is sent early, and nothing fails early.
+        self.gateway.reply = lambda r: []
+        d = self.client.externalAddress()
+        self.network.flush()
+        self.clock.advance(0.25 - 2**-10)
+        self.assertEqual(len(self.sendTimes()), 1)
+        self.clock.advance(2**-10)
+        self.assertEqual(len(self.sendTimes()), 2)
+        for wait in (0.5, 1, 2, 4, 8, 16, 32):
+            self.clock.advance(wait)
+        self.assertEqual(len(self.sendTimes()), 9)
+        self.clock.advance(64 - 2**-10)
+        self.assertNoResult(d)
+        self.clock.advance(2**-10)
+        self.failureResultOf(d, errors.NoResponseError)
+
+    def test_answerStopsResends(self) -> None:
+        lost = [True]
+
+        def dropFirst(datagram: Any) -> bool:
+            if datagram.destination == (GATEWAY, 5351) and lost:
+                return bool(lost.pop())
+            return False
+
+        self.network.drop = dropFirst
+        d = self.client.externalAddress()
+        self.clock.advance(0.25)
+        self.assertEqual(self.successResultOf(d), EXTERNAL)
+        self.clock.advance(200)
+        self.assertEqual(self.sendTimes(), [0, 0.25])
+
+    def test_customSchedule(self) -> None:
+        self.gateway.reply = lambda r: []
+        client = NATPMPClient(self.clock, GATEWAY, timeouts=(1, 1))
+        client.listen(self.network.host("10.0.0.3"))
+        d = client.deleteMapping(Protocol.TCP, 80, timeouts=(0.5,))
+        self.clock.advance(0.5)
+        self.failureResultOf(d, errors.NoResponseError)
+        d = client.externalAddress()
+        self.clock.advance(1)
+        self.assertNoResult(d)
+        self.clock.advance(1)
+        self.failureResultOf(d, errors.NoResponseError)
+        self.failureResultOf(client.externalAddress(timeouts=()), ValueError)
+
+    def test_cancelStopsResends(self) -> None:
+        # Cancelling a request stops its retransmissions.
+        self.gateway.reply = lambda r: []
+        d = self.client.externalAddress()
+        self.clock.advance(0.25)
+        self.clock.advance(0.125)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.clock.advance(200)
+        self.assertEqual(self.sendTimes(), [0, 0.25])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class QueueTests(ClientTestMixin, SynchronousTestCase):
+    def test_oneAtATime(self) -> None:
+        # RFC 6886 s3.1, s3.7: requests are queued and sent one at a time.
+        held: list[Request] = []
+        self.gateway.reply = lambda r: held.append(r) or []  # type: ignore[func-returns-value]
+        results = [
+            self.client.addMapping(Protocol.TCP, port) for port in (1000, 1001, 1002)
+        ]
+        self.network.flush()
+        self.assertEqual(len(held), 1)
+        self.gateway.reply = self.gateway.answer
+        self.clock.advance(0.25)
+        self.assertEqual(
+            [r.internalPort for r, _ in self.gateway.requests],  # type: ignore[union-attr]
+            [1000, 1000, 1001, 1002],
+        )
+        self.assertEqual(
+            [self.successResultOf(d).internalPort for d in results], [1000, 1001, 1002]
+        )
+
+    def test_cancelQueued(self) -> None:
+        self.gateway.reply = lambda r: []
+        first = self.client.addMapping(Protocol.TCP, 1000)
+        second = self.client.addMapping(Protocol.TCP, 1001)
+        third = self.client.addMapping(Protocol.TCP, 1002)
+        second.cancel()
+        self.failureResultOf(second, CancelledError)
+        self.gateway.reply = self.gateway.answer
+        first.cancel()
+        self.failureResultOf(first, CancelledError)
+        self.network.flush()
+        self.assertEqual(self.successResultOf(third).internalPort, 1002)
+        sent = [decodeRequest(d.data) for d in self.network.log if d.source[0] == HOST]
+        self.assertNotIn(1001, [getattr(r, "internalPort", None) for r in sent])
+
+    def test_failureMovesOn(self) -> None:
+        self.gateway.reply = lambda r: []
+        first = self.client.externalAddress(timeouts=(1,))
+        second = self.client.externalAddress()
+        self.gateway.reply = self.gateway.answer
+        self.clock.advance(1)
+        self.failureResultOf(first, errors.NoResponseError)
+        self.assertEqual(self.successResultOf(second), EXTERNAL)
+
+    def test_stop(self) -> None:
+        self.gateway.reply = lambda r: []
+        pending = [self.client.externalAddress(), self.client.externalAddress()]
+        self.network.flush()
+        self.assertIsNone(self.successResultOf(self.client.stop()))
+        for d in pending:
+            self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.failureResultOf(self.client.externalAddress(), errors.NATPMPError)
+
+
+class ResultCodeTests(ClientTestMixin, SynchronousTestCase):
+    def resultFor(self, code: int) -> Any:
+        self.gateway.reply = lambda r: [
+            MapResponse(Protocol.TCP, code, 1, 80, 0, 0).encode()
+        ]
+        d = self.client.addMapping(Protocol.TCP, 80)
+        self.network.flush()
+        return self.failureResultOf(d, errors.GatewayError).value
+
+    def test_codes(self) -> None:
+        # RFC 6886 s3.5: each non-zero result fails the request with its own
+        # exception carrying the code and its meaning.
+        for code, cls, meaning in [
+            (1, errors.UnsupportedVersionError, "unsupported version"),
+            (2, errors.NotAuthorizedError, "not authorized/refused"),
+            (3, errors.NetworkFailureError, "network failure"),
+            (4, errors.OutOfResourcesError, "out of resources"),
+            (5, errors.UnsupportedOpcodeError, "unsupported opcode"),
+        ]:
+            error = self.resultFor(code)
+            self.assertIsInstance(error, cls)
+            self.assertEqual((error.resultCode, error.meaning), (code, meaning))
+            self.assertIn(f"result code {code} ({meaning})", str(error))
+
+    def test_unknownCode(self) -> None:
+        # RFC 6886 s3.5: unknown result codes are fatal for that request.
+        error = self.resultFor(99)
+        self.assertIsInstance(error, errors.UnknownResultError)
+        self.assertEqual(error.resultCode, 99)
+
+    def test_unsupportedVersionForms(self) -> None:
+        # RFC 6886 s3.5 and Errata 3618: the reply may carry opcode 0, 128 or
+        # 128 plus the request's opcode.
+        for opcode in (0, 128, 130):
+            self.gateway.reply = lambda r, op=opcode: [ErrorResponse(op, 1, 5).encode()]  # type: ignore[misc]
+            d = self.client.addMapping(Protocol.TCP, 80)
+            self.network.flush()
+            self.failureResultOf(d, errors.UnsupportedVersionError)
+            d2 = self.client.externalAddress()
+            self.network.flush()
+            if opcode in (0, 128):
+                self.failureResultOf(d2, errors.UnsupportedVersionError)
+            else:
+                self.assertNoResult(d2)
+                d2.cancel()
+                self.failureResultOf(d2, CancelledError)
+
+
+class LiberalAcceptanceTests(ClientTestMixin, SynchronousTestCase):
+    def test_trailingBytes(self) -> None:
+        self.gateway.reply = lambda r: [
+            ExternalAddressResponse(0, 1, EXTERNAL).encode() + b"\x00" * 8
+        ]
+        d = self.client.externalAddress()
+        self.network.flush()
+        self.assertEqual(self.successResultOf(d), EXTERNAL)
+
+    def test_mismatchedPort(self) -> None:
+        # RFC 6886 s3.3: the reply must echo the internal port and the opcode
+        # plus 128; old routers garbled ports, so others are not answers.
+        self.gateway.reply = lambda r: [
+            MapResponse(Protocol.TCP, 0, 1, 81, 81, 60).encode(),
+            MapResponse(Protocol.UDP, 0, 1, 80, 80, 60).encode(),
+            ExternalAddressResponse(0, 1, EXTERNAL).encode(),
+        ]
+        d = self.client.addMapping(Protocol.TCP, 80, timeouts=(1,))
+        self.network.flush()
+        self.assertNoResult(d)
+        self.clock.advance(1)
+        self.failureResultOf(d, errors.NoResponseError)
+
+    def test_malformedDropped(self) -> None:
+        # Malformed packets are dropped and logged; the request goes on.
+        self.gateway.reply = lambda r: [
+            b"\x00",
+            b"\x01\x80" + b"\x00" * 10,
+            b"\x00\x00",
+        ]
+        with capturedLogs() as events:
+            d = self.client.externalAddress(timeouts=(1,))
+            self.network.flush()
+        self.assertNoResult(d)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        reasons = [e["reason"] for e in events if "reason" in e]
+        self.assertEqual(
+            reasons,
+            [
+                "packet of 1 bytes is too short",
+                "unsupported version 1",
+                "response of 2 bytes is too short (needs 8)",
+            ],
+        )
+
+    def test_duplicateAndLateReplies(self) -> None:
+        # Duplicate and late replies are harmless (RFC 6886 s3.5: idempotent).
+        self.gateway.reply = lambda r: [self.gateway.answer(r)[0]] * 2
+        d = self.client.externalAddress()
+        self.network.flush()
+        self.assertEqual(self.successResultOf(d), EXTERNAL)
+        late = ExternalAddressResponse(0, 100, EXTERNAL).encode()
+        self.network.send(
+            (GATEWAY, 5351), (HOST, self.client._port.getHost().port), late
+        )  # type: ignore[union-attr]
+        self.network.flush()
+        d = self.client.addMapping(Protocol.TCP, 80)
+        self.network.flush()
+        self.assertEqual(self.successResultOf(d).externalPort, 80)
+
+
+class SourceCheckTests(SynchronousTestCase):
+    """
+    RFC 6886 s3.1: only replies from the gateway's address and port 5351
+    count; an explicit list admits other sources (CARP/VRRP pairs).
+    """
+
+    def setUp(self) -> None:
+        self.network = MemoryUDPNetwork()
+        self.gateway = ScriptedGateway()
+        self.network.host(GATEWAY).listenUDP(5351, self.gateway)
+        self.client = listenClient(
+            self.network.host(HOST), GATEWAY, extraSources=["10.0.0.5"]
+        )
+        self.port = self.client._port.getHost().port  # type: ignore[union-attr]
+
+    def inject(self, source: tuple[str, int]) -> Deferred[IPv4Address]:
+        self.gateway.reply = lambda r: []
+        d = self.client.externalAddress(timeouts=(1,))
+        self.network.flush()
+        packet = ExternalAddressResponse(0, 1, EXTERNAL).encode()
+        self.network.send(source, (HOST, self.port), packet)
+        self.network.flush()
+        return d
+
+    def test_strangerIgnored(self) -> None:
+        with capturedLogs() as events:
+            d = self.inject(("10.0.0.9", 5351))
+        self.assertNoResult(d)
+        self.assertTrue(any(e.get("host") == "10.0.0.9" for e in events))
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+
+    def test_wrongPortIgnored(self) -> None:
+        d = self.inject((GATEWAY, 5350))
+        self.assertNoResult(d)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+
+    def test_extraSourceAccepted(self) -> None:
+        self.assertEqual(
+            self.successResultOf(self.inject(("10.0.0.5", 5351))), EXTERNAL
+        )
+
+    def test_gatewayAccepted(self) -> None:
+        self.assertEqual(self.successResultOf(self.inject((GATEWAY, 5351))), EXTERNAL)
+
+    def test_strictByDefault(self) -> None:
+        # Without extra sources the socket is connected to the gateway, so
+        # nothing from elsewhere reaches it.
+        client = listenClient(self.network.host("10.0.0.3"), GATEWAY)
+        self.assertTrue(client.connectSocket)
+        self.assertFalse(self.client.connectSocket)
+
+    def test_refused(self) -> None:
+        # RFC 6886 s3.1: ICMP port unreachable means no NAT-PMP there: stop.
+        client = listenClient(self.network.host("10.0.0.3"), "10.0.0.200")
+        d = client.externalAddress()
+        self.network.flush()
+        failure = self.failureResultOf(d, errors.NotSupportedError)
+        self.assertEqual(failure.value.gateway, IPv4Address("10.0.0.200"))
+
+
+class EpochTests(ClientTestMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.losses: list[None] = []
+        self.client.addStateLossObserver(lambda: self.losses.append(None))
+
+    def test_rebootDetected(self) -> None:
+        # RFC 6886 s3.6: every reply feeds the epoch rule; a gateway whose
+        # epoch fell behind has lost its state and observers hear of it.
+        self.gateway.epoch = 5000
+        self.successResultOf(self.flushed(self.client.externalAddress()))
+        self.clock.advance(10)
+        self.gateway.epoch = 5008
+        self.successResultOf(self.flushed(self.client.externalAddress()))
+        self.assertEqual(self.losses, [])
+        self.gateway.epoch = 2
+        self.successResultOf(self.flushed(self.client.addMapping(Protocol.TCP, 80)))
+        self.assertEqual(self.losses, [None])
+
+    def test_errorRepliesCount(self) -> None:
+        # RFC 6886 s3.6: the rule applies to every packet, errors included.
+        self.gateway.epoch = 5000
+        self.flushed(self.client.externalAddress())
+        self.gateway.reply = lambda r: [
+            MapResponse(Protocol.TCP, 3, 0, 80, 0, 0).encode()
+        ]
+        self.failureResultOf(self.flushed(self.client.addMapping(Protocol.TCP, 80)))
+        self.assertEqual(self.losses, [None])
+
+    def test_announcementEpoch(self) -> None:
+        # RFC 6886 s3.2.1: the rule runs on announcements too.
+        self.assertFalse(self.client.noteEpoch(1000))
+        self.clock.advance(100)
+        self.assertFalse(self.client.noteEpoch(1100))
+        self.assertTrue(self.client.noteEpoch(0))
+        self.assertEqual(self.losses, [None])
+
+    def test_observerFailureLogged(self) -> None:
+        def broken() -> None:
+            raise RuntimeError("observer broke")
+
+        self.client.addStateLossObserver(broken)
+        self.client.noteEpoch(1000)
+        self.assertTrue(self.client.noteEpoch(0))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.client.removeStateLossObserver(broken)
+        self.assertEqual(self.losses, [None])
+
+    def flushed(self, d: Deferred[Any]) -> Deferred[Any]:
+        self.network.flush()
+        return d
+
+
+class ResponderProtocol(ScriptedGateway):
+    pass
+
+
+class LoopbackTests(TestCase):
+    """
+    The client over real UDP on 127.0.0.1, against a scripted responder.
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        self.responder = ResponderProtocol()
+        port = self.reactor.listenUDP(0, self.responder, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.client = listenClient(
+            self.reactor,
+            "127.0.0.1",
+            interface="127.0.0.1",
+            gatewayPort=port.getHost().port,
+        )
+        self.addCleanup(self.client.stop)
+
+    async def roundTrip(self) -> None:
+        self.assertEqual(await self.client.externalAddress(), EXTERNAL)
+        mapping = await self.client.addMapping(Protocol.UDP, 5000, lifetime=3600)
+        self.assertEqual(
+            (mapping.externalPort, mapping.lifetime, mapping.externalAddress),
+            (5000, 3600, EXTERNAL),
+        )
+        await self.client.deleteMapping(Protocol.UDP, 5000)
+        self.assertEqual(len(self.responder.requests), 3)
+
+    def test_roundTrip(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self.roundTrip())
