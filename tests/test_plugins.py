@@ -1,0 +1,36 @@
+"""
+The twistd plugins are found by Twisted's plugin system and import cheaply.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.trial.unittest import SynchronousTestCase
+
+
+class PluginTests(SynchronousTestCase):
+    def test_found(self) -> None:
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertEqual(makers["natpmp"].module, "twisted_natpmp._tap")
+        self.assertEqual(makers["natpmp-gateway"].module, "twisted_natpmp._gatewaytap")
+        for name in ("natpmp", "natpmp-gateway"):
+            self.assertTrue(hasattr(makers[name].options(), "parseOptions"))
+
+    def test_cheapImport(self) -> None:
+        """
+        Listing plugins imports the plugin module; it must not import the
+        library or install a reactor.
+        """
+        code = (
+            "import sys, twisted.plugins.twisted_natpmp_plugins;"
+            "print(sorted(m for m in sys.modules if m.startswith('twisted_natpmp')"
+            " or m == 'twisted.internet.reactor'))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        self.assertEqual(out.strip(), "[]")
