@@ -1,0 +1,229 @@
+"""
+Our client (L{twisted_natpmp.client}) in the trial process, its socket on a
+LAN host, against Debian's miniupnpd on the router.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any
+
+from twisted.trial.unittest import TestCase
+
+from twisted_natpmp._wire import Protocol
+from twisted_natpmp.client import NATPMPClient, listenClient
+from twisted_natpmp.errors import NoResponseError, NotSupportedError
+
+from ._lab import (
+    LAN_HOSTS,
+    NOBODY,
+    ROUTER_LAN,
+    ROUTER_WAN,
+    Lab,
+    insideNamespace,
+    sleep,
+)
+
+TCP, UDP = Protocol.TCP, Protocol.UDP
+
+
+def reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def clientOn(
+    testCase: TestCase, lab: Lab, lan: int = 0, gateway: str = ROUTER_LAN, **kwargs: Any
+) -> NATPMPClient:
+    """
+    A client whose socket is on LAN host C{lan}, stopped at the test's end.
+    """
+    with insideNamespace(lab.lans[lan]):
+        client = listenClient(reactor(), gateway, **kwargs)
+    testCase.addCleanup(client.stop)
+    return client
+
+
+class ClientAgainstMiniupnpdTests(TestCase):
+    """
+    Every request our client makes, answered by a real router.
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = Lab.build(self)
+        await self.lab.startMiniupnpd()
+        self.client = clientOn(self, self.lab)
+
+    async def test_externalAddress(self) -> None:
+        """
+        The client learns the router's WAN address (RFC 6886 s3.2) and
+        remembers it.
+        """
+        address = await self.client.externalAddress()
+        self.assertEqual(address, IPv4Address(ROUTER_WAN))
+        self.assertEqual(self.client.lastExternalAddress, IPv4Address(ROUTER_WAN))
+
+    async def test_mapTCP(self) -> None:
+        """
+        A TCP mapping is granted on the suggested port (by default the
+        internal one) and appears as a TCP forward to this host in the
+        router's firewall, with no UDP companion (RFC 6886 s3.3: a gateway
+        MUST NOT create the other protocol's mapping).
+        """
+        mapping = await self.client.addMapping(TCP, 7000, lifetime=600)
+        self.assertEqual(
+            (mapping.protocol, mapping.internalPort, mapping.externalPort),
+            (TCP, 7000, 7000),
+        )
+        self.assertEqual(mapping.lifetime, 600)
+        self.assertEqual(self.lab.rules(TCP), {7000: (LAN_HOSTS[0], 7000)})
+        self.assertEqual(self.lab.rules(UDP), {})
+
+    async def test_mapUDP(self) -> None:
+        """
+        A UDP mapping on a suggested external port different from the
+        internal one appears as a UDP forward, and no TCP one.
+        """
+        mapping = await self.client.addMapping(UDP, 7001, externalPort=17001)
+        self.assertEqual(
+            (mapping.protocol, mapping.internalPort, mapping.externalPort),
+            (UDP, 7001, 17001),
+        )
+        self.assertEqual(self.lab.rules(UDP), {17001: (LAN_HOSTS[0], 7001)})
+        self.assertEqual(self.lab.rules(TCP), {})
+
+    async def test_renewKeepsPort(self) -> None:
+        """
+        Renewing (the same request again, suggesting the port granted; RFC
+        6886 s3.3) keeps the external port and leaves a single forward.
+        """
+        first = await self.client.addMapping(TCP, 7002, externalPort=17002)
+        again = await self.client.addMapping(
+            TCP, 7002, externalPort=first.externalPort, lifetime=900
+        )
+        self.assertEqual(again.externalPort, first.externalPort)
+        self.assertEqual(again.lifetime, 900)
+        self.assertEqual(self.lab.rules(TCP), {17002: (LAN_HOSTS[0], 7002)})
+
+    async def test_takenPortAnsweredWithAnother(self) -> None:
+        """
+        When the suggested external port is taken by the other LAN host, the
+        router grants a different free port (RFC 6886 s3.3), and both
+        forwards point at their own host.
+        """
+        other = clientOn(self, self.lab, lan=1)
+        theirs = await other.addMapping(TCP, 7200, externalPort=17200)
+        self.assertEqual(theirs.externalPort, 17200)
+        ours = await self.client.addMapping(TCP, 7300, externalPort=17200)
+        self.assertNotEqual(ours.externalPort, 17200)
+        self.assertEqual(
+            self.lab.rules(TCP),
+            {
+                17200: (LAN_HOSTS[1], 7200),
+                ours.externalPort: (LAN_HOSTS[0], 7300),
+            },
+        )
+
+    async def test_delete(self) -> None:
+        """
+        Deleting a mapping (lifetime 0, RFC 6886 s3.4) removes its forward;
+        deleting it again, when it no longer exists, still succeeds.
+        """
+        await self.client.addMapping(UDP, 7400)
+        self.assertIn(7400, self.lab.rules(UDP))
+        await self.client.deleteMapping(UDP, 7400)
+        self.assertEqual(self.lab.rules(UDP), {})
+        await self.client.deleteMapping(UDP, 7400)
+
+    async def test_deleteAll(self) -> None:
+        """
+        Deleting all TCP mappings (internal port 0, RFC 6886 s3.4) removes
+        every TCP forward of this host and leaves the other host's alone.
+
+        miniupnpd departs from the RFC here: it removes the host's UDP
+        mappings too, whatever the opcode (PROTOCOL.md Part B), so this test
+        says nothing about UDP.
+        """
+        other = clientOn(self, self.lab, lan=1)
+        await other.addMapping(TCP, 7500, externalPort=17500)
+        await self.client.addMapping(TCP, 7501, externalPort=17501)
+        await self.client.addMapping(TCP, 7502, externalPort=17502)
+        self.assertEqual(
+            set(self.lab.rules(TCP)),
+            {17500, 17501, 17502},
+        )
+        await self.client.deleteAllMappings(TCP)
+        self.assertEqual(self.lab.rules(TCP), {17500: (LAN_HOSTS[1], 7500)})
+
+    async def test_stateLossAfterRouterRestart(self) -> None:
+        """
+        After the router restarts (rules gone, epoch back to 0) the next
+        reply's epoch is far below the expected one and the client tells
+        its state-loss observers (RFC 6886 s3.6).  The epoch rule allows 2 s
+        of slack, so the router must have run about 3 s first.
+        """
+        losses: list[None] = []
+        self.client.addStateLossObserver(lambda: losses.append(None))
+        await self.client.externalAddress()
+        await sleep(3.0)
+        await self.client.externalAddress()
+        self.assertEqual(losses, [])
+        await self.lab.restartMiniupnpd()
+        await self.client.externalAddress()
+        self.assertEqual(losses, [None])
+
+
+class ClientWithoutRouterTests(TestCase):
+    """
+    Our client when no NAT-PMP server answers.
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = Lab.build(self)
+
+    async def test_silentGatewayFailsAfterSchedule(self) -> None:
+        """
+        A request to an address where nothing answers fails with
+        L{NoResponseError} once every send of the schedule went unanswered,
+        and not before (RFC 6886 s3.1, on a short injected schedule).
+        """
+        timeouts = (0.25, 0.5)
+        client = clientOn(self, self.lab, gateway=NOBODY, timeouts=timeouts)
+        started = reactor().seconds()
+        with self.assertRaises(NoResponseError) as caught:
+            await client.externalAddress()
+        elapsed = reactor().seconds() - started
+        self.assertEqual(caught.exception.attempts, len(timeouts))
+        self.assertGreaterEqual(elapsed, sum(timeouts) - 0.01)
+        self.assertLess(elapsed, sum(timeouts) + 1.0)
+
+    async def test_unreachableHostKeepsSchedule(self) -> None:
+        """
+        When the gateway's address does not exist on the link, the kernel
+        reports "host unreachable" to the client's socket once ARP gives up
+        (after about 3 s); the client must survive that and still fail with
+        L{NoResponseError} after its whole schedule (RFC 6886 s3.1 gives up
+        early only on ICMP port unreachable), and its socket stays usable.
+        """
+        timeouts = (0.25, 0.5, 1.0, 2.0, 1.0)
+        client = clientOn(self, self.lab, gateway=NOBODY, timeouts=timeouts)
+        started = reactor().seconds()
+        with self.assertRaises(NoResponseError) as caught:
+            await client.externalAddress()
+        elapsed = reactor().seconds() - started
+        self.assertEqual(caught.exception.attempts, len(timeouts))
+        self.assertGreaterEqual(elapsed, sum(timeouts) - 0.01)
+
+    async def test_gatewayWithoutNATPMP(self) -> None:
+        """
+        The router without a NAT-PMP server answers with ICMP port
+        unreachable, and the client gives up at once with
+        L{NotSupportedError} instead of retrying for two minutes (RFC 6886
+        s3.1).
+        """
+        client = clientOn(self, self.lab)
+        started = reactor().seconds()
+        with self.assertRaises(NotSupportedError):
+            await client.externalAddress()
+        self.assertLess(reactor().seconds() - started, 2.0)
