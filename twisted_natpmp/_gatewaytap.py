@@ -1,0 +1,194 @@
+"""
+C{twistd natpmp-gateway}: run a NAT-PMP gateway (RFC 6886) with an
+in-memory backend, to try clients without a router::
+
+    twistd -n natpmp-gateway --listen 10.77.0.1/24 --external-address 192.0.3.1
+
+This module is imported whenever C{twistd} lists its plugins, so it imports
+only what option parsing needs; the server is imported by L{makeService}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import TYPE_CHECKING
+
+from twisted.python import usage
+
+from ._table import (
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+    DEFAULT_MAX_PORT,
+    DEFAULT_MIN_PORT,
+)
+
+if TYPE_CHECKING:
+    from twisted.application.service import IService
+
+_MAX32 = 2**32 - 1
+
+
+def interfaceNetwork(address: IPv4Address) -> IPv4Network | None:
+    """
+    The network of the local interface that has C{address}, from its
+    netmask, or L{None} if no interface has it.
+    """
+    import netifaces
+
+    for name in netifaces.interfaces():
+        for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
+            if entry.get("addr") == str(address) and entry.get("netmask"):
+                return IPv4Interface(f"{address}/{entry['netmask']}").network
+    return None
+
+
+def _integer(option: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise usage.UsageError(
+            f"--{option}: {value!r} is not a whole number from {low} to {high}"
+        )
+    return number
+
+
+class Options(usage.Options):
+    """
+    The options of C{twistd natpmp-gateway}.
+    """
+
+    synopsis = (
+        "--listen IP[/PREFIX] [--listen ...] --external-address IP"
+        " [--min-port N] [--max-port N] [--max-lifetime S]"
+        " [--max-mappings-per-client N]"
+    )
+    longdesc = (
+        "Run a NAT-PMP (RFC 6886) gateway on UDP port 5351 of each --listen"
+        " address, serving clients in that address's network (given as a"
+        " prefix, or else the netmask of the interface that has the address)."
+        " Mappings are kept in memory, not written to a firewall."
+    )
+    optParameters = [
+        [
+            "external-address",
+            None,
+            None,
+            "The external IPv4 address to report and announce (required).",
+        ],
+        [
+            "min-port",
+            None,
+            str(DEFAULT_MIN_PORT),
+            "The lowest external port to grant.",
+        ],
+        [
+            "max-port",
+            None,
+            str(DEFAULT_MAX_PORT),
+            "The highest external port to grant.",
+        ],
+        [
+            "max-lifetime",
+            None,
+            str(DEFAULT_MAX_LIFETIME),
+            "The longest mapping lifetime to grant, in seconds.",
+        ],
+        [
+            "max-mappings-per-client",
+            None,
+            str(DEFAULT_MAX_MAPPINGS_PER_CLIENT),
+            "How many mappings one client may hold (TCP and UDP together).",
+        ],
+    ]
+
+    #: Finds the network of a --listen address given without a prefix
+    #: (replaced in tests).
+    lookupNetwork: Callable[[IPv4Address], IPv4Network | None] = staticmethod(
+        interfaceNetwork
+    )
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["listen"] = []
+
+    def opt_listen(self, value: str) -> None:
+        """
+        An internal address to serve on, optionally with its network prefix
+        (e.g. 10.77.0.1/24); may be repeated (at least once).
+        """
+        try:
+            interface = IPv4Interface(value)
+        except ValueError:
+            raise usage.UsageError(
+                f"--listen: {value!r} is not an IPv4 address[/prefix]"
+            ) from None
+        address = interface.ip
+        if address.is_unspecified or address.is_multicast:
+            raise usage.UsageError(
+                f"--listen: {value!r} is not the address of an interface"
+            )
+        if "/" not in value:
+            network = self.lookupNetwork(address)
+            if network is None:
+                raise usage.UsageError(
+                    f"--listen: no network interface has the address {value!r}"
+                )
+            interface = IPv4Interface(f"{address}/{network.prefixlen}")
+        if any(other.ip == address for other in self["listen"]):
+            raise usage.UsageError(f"--listen: {value!r} is given twice")
+        self["listen"].append(interface)
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            raise usage.UsageError("--listen is required")
+        external = self["external-address"]
+        if external is None:
+            raise usage.UsageError("--external-address is required")
+        try:
+            address = IPv4Address(external)
+        except ValueError:
+            raise usage.UsageError(
+                f"--external-address: {external!r} is not an IPv4 address"
+            ) from None
+        if address.is_unspecified or address.is_multicast:
+            raise usage.UsageError(
+                f"--external-address: {external!r} cannot be an external address"
+            )
+        if any(interface.ip == address for interface in self["listen"]):
+            # RFC 6886 s3.3: never serve requests sent to the external address.
+            raise usage.UsageError(
+                f"--external-address: {external!r} is also a --listen address"
+            )
+        self["external-address"] = address
+        for option in ("min-port", "max-port"):
+            self[option] = _integer(option, self[option], 1, 65535)
+        if self["min-port"] > self["max-port"]:
+            raise usage.UsageError(
+                f"--min-port {self['min-port']} is above --max-port {self['max-port']}"
+            )
+        self["max-lifetime"] = _integer("max-lifetime", self["max-lifetime"], 1, _MAX32)
+        self["max-mappings-per-client"] = _integer(
+            "max-mappings-per-client", self["max-mappings-per-client"], 1, _MAX32
+        )
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the gateway service from parsed options.
+    """
+    from twisted.internet import reactor
+
+    from .server import GatewayService
+
+    return GatewayService(
+        reactor,  # type: ignore[arg-type]
+        options["listen"],
+        options["external-address"],
+        minPort=options["min-port"],
+        maxPort=options["max-port"],
+        maxLifetime=options["max-lifetime"],
+        maxMappingsPerClient=options["max-mappings-per-client"],
+    )

@@ -1,0 +1,562 @@
+"""
+A NAT-PMP gateway (RFC 6886, the server side).
+
+  - L{NATPMPGateway} turns request bytes into response bytes: the protocol
+    logic, on top of a L{MappingTable}; it also keeps the expiry timer.
+  - L{NATPMPServerProtocol} is the C{DatagramProtocol} listening on UDP
+    port 5351 of one internal address.
+  - L{Announcer} multicasts the external address on the schedule of RFC 6886
+    s3.2.1.
+  - L{GatewayService} puts them together: one listening port per internal
+    address, one table, announcements on start and on address change.  It
+    is what C{twistd natpmp-gateway} runs, and what tests build directly::
+
+        service = GatewayService(
+            reactor, ["10.77.0.1/24"], "192.0.3.1", maxLifetime=3600
+        )
+        service.startService()
+
+Choices where RFC 6886 is silent or loose (each tested):
+
+  - A request with an unknown opcode below 128 (s3.5) is echoed with the top
+    bit of the opcode set and result 5 when it is long enough (8 bytes or
+    more) to hold a result: result code at bytes 2-3 and the epoch at bytes
+    4-7, because every response carries the epoch (s3.5).  A shorter one
+    is answered with the 8-byte header alone (opcode|128, result 5, epoch),
+    as miniupnpd does.
+  - The unsupported-version reply carries opcode 128 (Errata 3618), and
+    answers any version but 0, so that a PCP (version 2) client falls back
+    to NAT-PMP at once (RFC 6886 s1.1).
+  - Packets shorter than 2 bytes, map requests shorter than 12 bytes and
+    anything with the top bit of the opcode set (a response, of any
+    version) are dropped and logged, never answered.  Trailing bytes are
+    ignored.
+  - Internal port 0 with a non-zero lifetime is refused with result 2 (Not
+    Authorized/Refused): internal port 0 only means "all my mappings" with
+    lifetime 0 (s3.4); miniupnpd answers 2 too.
+  - A deletion of all mappings (internal port 0, lifetime 0) is honoured
+    whatever the suggested external port, although s3.4 says the client
+    sends 0 there; it deletes only the request's protocol (s3.4; miniupnpd
+    deletes both).
+  - Requests from outside the internal networks are dropped, not answered
+    (s3.3 says they are not to be accepted; a reply could be reflected at
+    a spoofed source).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import cast
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IReactorMulticast,
+    IReactorTime,
+    IUDPTransport,
+)
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from ._table import (
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+    DEFAULT_MAX_PORT,
+    DEFAULT_MIN_PORT,
+    EventKind,
+    MappingTable,
+    TableEvent,
+    checkLimits,
+)
+from ._wire import (
+    ANNOUNCE_GROUP,
+    CLIENT_PORT,
+    SERVER_PORT,
+    ErrorResponse,
+    ExternalAddressRequest,
+    ExternalAddressResponse,
+    MalformedPacket,
+    MapRequest,
+    MapResponse,
+    ResultCode,
+    UnsupportedOpcode,
+    UnsupportedVersion,
+    decodeRequest,
+)
+from .backends import MemoryBackend
+from .errors import GatewayError
+from .interfaces import IMappingBackend
+
+log = Logger()
+
+#: The waits between the 10 copies of an announcement: the first two 250 ms
+#: apart, then doubling (RFC 6886 s3.2.1).
+ANNOUNCE_INTERVALS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+
+_RESPONSE_BIT = 0x80
+_HEADER_SIZE = 8
+_UNSPECIFIED = IPv4Address(0)
+
+Endpoint = tuple[str, int]
+
+
+class NATPMPGateway:
+    """
+    The request handling of a gateway, shared by all its listening ports.
+
+    @ivar table: the mappings.
+    @ivar externalAddress: the address announced and reported; L{None} (no
+        external address yet) answers every request with result 3, Network
+        Failure (RFC 6886 s3.5).
+    @ivar internalNetworks: where requests may come from (RFC 6886 s3.3).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        externalAddress: IPv4Address | str | None,
+        internalNetworks: Iterable[IPv4Network | str],
+        *,
+        backend: IMappingBackend | None = None,
+        minPort: int = DEFAULT_MIN_PORT,
+        maxPort: int = DEFAULT_MAX_PORT,
+        maxLifetime: int = DEFAULT_MAX_LIFETIME,
+        maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+    ) -> None:
+        self._clock = clock
+        self.externalAddress = (
+            None if externalAddress is None else IPv4Address(externalAddress)
+        )
+        self.internalNetworks = tuple(IPv4Network(n) for n in internalNetworks)
+        self.table = MappingTable(
+            clock,
+            MemoryBackend() if backend is None else backend,
+            minPort=minPort,
+            maxPort=maxPort,
+            maxLifetime=maxLifetime,
+            maxMappingsPerClient=maxMappingsPerClient,
+            observer=_logEvent,
+        )
+        self._expiryCall: IDelayedCall | None = None
+
+    # Serving
+
+    def isInternal(self, address: IPv4Address) -> bool:
+        """
+        Whether requests from C{address} are served (RFC 6886 s3.3).
+        """
+        return any(address in network for network in self.internalNetworks)
+
+    def respond(self, packet: bytes, source: Endpoint) -> bytes | None:
+        """
+        Answer one datagram.
+
+        @param source: where it came from: the client whose mappings it
+            asks about (RFC 6886 s3.3: a client only maps ports to itself).
+        @return: the response, or L{None} when the packet is not answered
+            (the reason is logged).
+        """
+        try:
+            client = IPv4Address(source[0])
+        except ValueError:
+            log.warn("dropped a packet from non-IPv4 source {source}", source=source)
+            return None
+        if not self.isInternal(client):
+            log.warn(
+                "dropped a packet from {client}, outside the internal networks",
+                client=client,
+            )
+            return None
+        if len(packet) >= 2 and packet[1] & _RESPONSE_BIT:
+            log.warn(
+                "dropped a response (opcode {opcode}) from {client}",
+                opcode=packet[1],
+                client=client,
+            )
+            return None
+        try:
+            request = decodeRequest(packet)
+        except UnsupportedVersion:
+            # RFC 6886 s3.5 with Errata 3618: opcode 128, result 1.
+            return ErrorResponse(
+                _RESPONSE_BIT, ResultCode.UNSUPPORTED_VERSION, self.table.epoch()
+            ).encode()
+        except UnsupportedOpcode as e:
+            return self._unsupportedOpcode(e.opcode, packet)
+        except MalformedPacket as e:
+            log.warn(
+                "dropped a malformed packet from {client}: {reason}",
+                client=client,
+                reason=e.reason,
+            )
+            return None
+        if isinstance(request, ExternalAddressRequest):
+            return self._externalAddress().encode()
+        return self._map(client, request).encode()
+
+    def announcement(self) -> bytes | None:
+        """
+        The packet to multicast now (RFC 6886 s3.2.1), with the current
+        epoch; L{None} without an external address.
+        """
+        if self.externalAddress is None:
+            return None
+        return self._externalAddress().encode()
+
+    def _externalAddress(self) -> ExternalAddressResponse:
+        if self.externalAddress is None:
+            # RFC 6886 s3.2: the address is 0 when the result is not.
+            return ExternalAddressResponse(
+                ResultCode.NETWORK_FAILURE, self.table.epoch(), _UNSPECIFIED
+            )
+        return ExternalAddressResponse(
+            ResultCode.SUCCESS, self.table.epoch(), self.externalAddress
+        )
+
+    def _unsupportedOpcode(self, opcode: int, packet: bytes) -> bytes:
+        epoch = self.table.epoch()
+        if len(packet) < _HEADER_SIZE:
+            return ErrorResponse(
+                opcode | _RESPONSE_BIT, ResultCode.UNSUPPORTED_OPCODE, epoch
+            ).encode()
+        reply = bytearray(packet)
+        reply[1] = opcode | _RESPONSE_BIT
+        reply[2:4] = ResultCode.UNSUPPORTED_OPCODE.to_bytes(2, "big")
+        reply[4:8] = epoch.to_bytes(4, "big")
+        return bytes(reply)
+
+    def _map(self, client: IPv4Address, request: MapRequest) -> MapResponse:
+        protocol = request.protocol
+        internalPort = request.internalPort
+        externalPort = lifetime = 0
+        result: int
+        if self.externalAddress is None:
+            result = ResultCode.NETWORK_FAILURE
+        elif request.lifetime == 0:
+            result = self._delete(client, request)
+            if internalPort == 0:
+                log.info(
+                    "{client} deleted all its {protocol} mappings",
+                    client=client,
+                    protocol=protocol.label,
+                )
+        elif internalPort == 0:
+            result = ResultCode.NOT_AUTHORIZED
+        else:
+            try:
+                mapping = self.table.map(
+                    client,
+                    protocol,
+                    internalPort,
+                    request.suggestedExternalPort,
+                    request.lifetime,
+                )
+            except GatewayError as e:
+                result = _refused(e, client, request)
+            else:
+                result = ResultCode.SUCCESS
+                externalPort = mapping.externalPort
+                lifetime = mapping.lifetime
+        self._scheduleExpiry()
+        return MapResponse(
+            protocol, result, self.table.epoch(), internalPort, externalPort, lifetime
+        )
+
+    def _delete(self, client: IPv4Address, request: MapRequest) -> int:
+        """
+        Delete one mapping, or all of the protocol's (RFC 6886 s3.4).
+        Deleting a mapping that does not exist succeeds.
+        """
+        if request.internalPort == 0:
+            _, error = self.table.deleteAll(client, request.protocol)
+            if error is not None:
+                return _refused(error, client, request)
+            return ResultCode.SUCCESS
+        try:
+            self.table.delete(client, request.protocol, request.internalPort)
+        except GatewayError as e:
+            return _refused(e, client, request)
+        return ResultCode.SUCCESS
+
+    # Expiry
+
+    def _scheduleExpiry(self) -> None:
+        """
+        Make sure the expiry timer fires no later than the table's next
+        deadline.
+        """
+        deadline = self.table.nextExpiry()
+        call = self._expiryCall
+        if call is not None and call.active():
+            if deadline is not None and call.getTime() <= deadline:
+                return
+            call.cancel()
+        self._expiryCall = None
+        if deadline is not None:
+            delay = max(deadline - self._clock.seconds(), 0.0)
+            self._expiryCall = self._clock.callLater(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiryCall = None
+        self.table.expire()
+        self._scheduleExpiry()
+
+    def stop(self) -> None:
+        """
+        Stop the expiry timer and remove every mapping, as a gateway that
+        shuts down loses its state (RFC 6886 s3.6).
+        """
+        if self._expiryCall is not None and self._expiryCall.active():
+            self._expiryCall.cancel()
+        self._expiryCall = None
+        self.table.reset()
+
+
+def _refused(error: GatewayError, client: IPv4Address, request: MapRequest) -> int:
+    cause = error.__cause__
+    log.warn(
+        "refused {client}'s {protocol} request for internal port {internalPort}:"
+        " {error}{cause}",
+        client=client,
+        protocol=request.protocol.label,
+        internalPort=request.internalPort,
+        error=error,
+        cause="" if cause is None else f" (backend: {cause!r})",
+    )
+    return error.resultCode
+
+
+def _logEvent(event: TableEvent) -> None:
+    mapping = event.mapping
+    if event.kind is EventKind.REMOVE_FAILED:
+        log.error(
+            "backend failed to remove {protocol} mapping of {client}:{internalPort}"
+            " from external port {externalPort}: {error!r}",
+            protocol=mapping.protocol.label,
+            client=mapping.client,
+            internalPort=mapping.internalPort,
+            externalPort=mapping.externalPort,
+            error=event.error,
+        )
+        return
+    log.info(
+        "mapping {event}: {protocol} external port {externalPort}"
+        " -> {client}:{internalPort}, lifetime {lifetime} s",
+        event=event.kind.value,
+        protocol=mapping.protocol.label,
+        externalPort=mapping.externalPort,
+        client=mapping.client,
+        internalPort=mapping.internalPort,
+        lifetime=mapping.lifetime,
+    )
+
+
+class NATPMPServerProtocol(DatagramProtocol):
+    """
+    Serves NAT-PMP requests arriving at one internal address (bind it to
+    that address, not to 0.0.0.0, so that only requests addressed to an
+    internal address are served: RFC 6886 s3.3).
+
+    A packet that cannot be answered is dropped and logged; nothing a
+    client sends stops the protocol.
+    """
+
+    def __init__(self, gateway: NATPMPGateway) -> None:
+        self.gateway = gateway
+
+    def datagramReceived(self, datagram: bytes, addr: Endpoint) -> None:
+        try:
+            reply = self.gateway.respond(datagram, addr)
+        except Exception:
+            log.failure("failed to answer {size}-byte packet", size=len(datagram))
+            return
+        if reply is None or self.transport is None:
+            return
+        try:
+            self.transport.write(reply, addr)
+        except OSError as e:
+            log.warn("could not reply to {addr}: {error}", addr=addr, error=e)
+
+
+class Announcer:
+    """
+    Sends the gateway's external address to the announcement group: 10
+    copies, the first two 250 ms apart and then doubling, each with the
+    epoch of its own moment (RFC 6886 s3.2.1).  Starting again cancels a
+    schedule in progress.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        gateway: NATPMPGateway,
+        transports: Sequence[IUDPTransport],
+        destination: Endpoint = (ANNOUNCE_GROUP, CLIENT_PORT),
+        intervals: Sequence[float] = ANNOUNCE_INTERVALS,
+    ) -> None:
+        self._clock = clock
+        self._gateway = gateway
+        self._transports = transports
+        self._destination = destination
+        self._intervals = intervals
+        self._call: IDelayedCall | None = None
+
+    def start(self) -> None:
+        """
+        Send the first copy now and schedule the rest.
+        """
+        self.stop()
+        self._send(0)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _send(self, sent: int) -> None:
+        self._call = None
+        packet = self._gateway.announcement()
+        if packet is None:
+            return
+        for transport in self._transports:
+            try:
+                transport.write(packet, self._destination)
+            except OSError as e:
+                log.warn(
+                    "could not announce to {destination}: {error}",
+                    destination=self._destination,
+                    error=e,
+                )
+        if sent < len(self._intervals):
+            self._call = self._clock.callLater(
+                self._intervals[sent], self._send, sent + 1
+            )
+
+
+class _Reactor(IReactorTime, IReactorMulticast):
+    """
+    What L{GatewayService} needs of a reactor (for type checking only).
+    """
+
+
+class GatewayService(Service):
+    """
+    A NAT-PMP gateway: listens on port 5351 of each internal address,
+    serves one mapping table, and announces its external address when it
+    starts and when the address changes (RFC 6886 s3.2.1).
+
+    Each start begins a new epoch with an empty table; stopping removes
+    every mapping from the backend.
+
+    @ivar gateway: the request handler, while running.
+    @ivar ports: the listening ports, while running, in the order of
+        C{listen}.
+    """
+
+    def __init__(
+        self,
+        reactor: _Reactor,
+        listen: Iterable[IPv4Interface | str],
+        externalAddress: IPv4Address | str | None,
+        *,
+        port: int = SERVER_PORT,
+        backend: IMappingBackend | None = None,
+        minPort: int = DEFAULT_MIN_PORT,
+        maxPort: int = DEFAULT_MAX_PORT,
+        maxLifetime: int = DEFAULT_MAX_LIFETIME,
+        maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+        announceTo: Endpoint | None = (ANNOUNCE_GROUP, CLIENT_PORT),
+    ) -> None:
+        """
+        @param reactor: provides L{IReactorTime} and L{IReactorMulticast}.
+        @param listen: the internal addresses with their networks, e.g.
+            C{"10.77.0.1/24"}: requests are served on C{port} of each
+            address, from clients in any of the networks (RFC 6886 s3.3).
+        @param externalAddress: the address to report; L{None} answers
+            every request with result 3 until L{setExternalAddress}.
+        @param port: the UDP port to serve; 0 picks one (for tests).
+        @param backend: makes mappings real; a L{MemoryBackend} by
+            default.
+        @param announceTo: where announcements go; L{None} sends none.
+        """
+        self._reactor = reactor
+        self.listen = tuple(IPv4Interface(i) for i in listen)
+        if not self.listen:
+            raise ValueError("a gateway needs at least one internal address")
+        self.externalAddress = (
+            None if externalAddress is None else IPv4Address(externalAddress)
+        )
+        self.port = port
+        self.backend = MemoryBackend() if backend is None else backend
+        self._limits = {
+            "minPort": minPort,
+            "maxPort": maxPort,
+            "maxLifetime": maxLifetime,
+            "maxMappingsPerClient": maxMappingsPerClient,
+        }
+        checkLimits(minPort, maxPort, maxLifetime, maxMappingsPerClient)
+        self.announceTo = announceTo
+        self.gateway: NATPMPGateway | None = None
+        self.ports: list[IListeningPort] = []
+        self._announcer: Announcer | None = None
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self.gateway = NATPMPGateway(
+            self._reactor,
+            self.externalAddress,
+            [interface.network for interface in self.listen],
+            backend=self.backend,
+            **self._limits,
+        )
+        transports: list[IUDPTransport] = []
+        for interface in self.listen:
+            # A multicast port, bound to the internal address, so that the
+            # announcements leave by this interface.
+            port = self._reactor.listenMulticast(
+                self.port, NATPMPServerProtocol(self.gateway), str(interface.ip)
+            )
+            port.setOutgoingInterface(str(interface.ip))
+            self.ports.append(cast(IListeningPort, port))
+            transports.append(cast(IUDPTransport, port))
+            log.info(
+                "NAT-PMP gateway serving {network} on {address}:{port},"
+                " external address {external}",
+                network=interface.network,
+                address=interface.ip,
+                port=port.getHost().port,
+                external=self.externalAddress,
+            )
+        if self.announceTo is not None:
+            self._announcer = Announcer(
+                self._reactor, self.gateway, transports, self.announceTo
+            )
+            self._announcer.start()
+
+    def setExternalAddress(self, address: IPv4Address | str | None) -> None:
+        """
+        Change the external address and, if running, announce it (RFC 6886
+        s3.2.1).
+        """
+        self.externalAddress = None if address is None else IPv4Address(address)
+        if self.gateway is not None:
+            self.gateway.externalAddress = self.externalAddress
+            log.info("external address is now {address}", address=address)
+        if self._announcer is not None:
+            self._announcer.start()
+
+    def stopService(self) -> Deferred[object]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._announcer is not None:
+            self._announcer.stop()
+            self._announcer = None
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        ports, self.ports = self.ports, []
+        return gatherResults(
+            [maybeDeferred(port.stopListening) for port in ports]
+        ).addCallback(lambda _: None)
