@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ._types import Mapping
     from ._wire import Protocol
+    from .service import MappingState
 
 
 class IPortMapper(Interface):
@@ -113,4 +114,20 @@ class IMappingBackend(Interface):
     ) -> None:
         """
         Stop forwarding C{externalPort}.
+        """
+
+
+class IMappingObserver(Interface):
+    """
+    Something that wants to hear about the mappings a
+    L{twisted_natpmp.service.PortMapperService} keeps, for instance to
+    publish the current public address and port of a server.
+    """
+
+    def mappingChanged(state: MappingState) -> None:
+        """
+        A declared mapping changed: it was granted, renewed, moved to another
+        external address or port, failed, expired or was removed.
+
+        @param state: the declaration's new state.
         """

@@ -1,0 +1,221 @@
+"""
+The listener for gateway announcements on 224.0.0.1:5350.
+
+A NAT-PMP gateway multicasts an unsolicited external-address response (the
+12-byte opcode-128 packet) when it boots, loses its state or changes its
+external address (RFC 6886 s3.2.1).  A PCP gateway multicasts a 24-byte
+ANNOUNCE response (version 2, opcode 0x80) instead (RFC 6887 s14.1); real
+routers send either: miniupnpd 2.3.1 sends only a PCP ANNOUNCE when it
+starts, and one copy of each when its address changes, not the ten copies
+RFC 6886 s3.2.1 asks for.
+
+Only packets from the configured gateway count (RFC 6886 s3.2.1); anything
+else, from anywhere else or of any other shape, is dropped and logged.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from ipaddress import IPv4Address
+from typing import Any, cast
+
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IMulticastTransport,
+    IReactorMulticast,
+)
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._wire import (
+    ANNOUNCE_GROUP,
+    CLIENT_PORT,
+    ExternalAddressResponse,
+    MalformedPacket,
+    ResultCode,
+    decodeResponse,
+)
+
+__all__ = [
+    "Announcement",
+    "AnnouncementKind",
+    "AnnouncementProtocol",
+    "listenAnnouncements",
+]
+
+log = Logger()
+
+#: RFC 6887 s7.2: version, R bit and opcode, reserved, result code,
+#: lifetime, epoch time, then 12 reserved bytes.
+_PCP_RESPONSE_HEADER = struct.Struct("!BBBBII12x")
+_PCP_VERSION = 2
+#: A response (R bit set) to the ANNOUNCE opcode 0 (RFC 6887 s14.1).
+_PCP_ANNOUNCE_RESPONSE = 0x80
+
+
+class AnnouncementKind(Enum):
+    """
+    Which protocol an announcement came in.
+    """
+
+    NATPMP = "NAT-PMP"
+    PCP = "PCP"
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """
+    An announcement from the gateway.
+
+    @ivar kind: NAT-PMP (RFC 6886 s3.2.1) or PCP ANNOUNCE (RFC 6887 s14.1).
+    @ivar epoch: the gateway's epoch (seconds since start of epoch).
+    @ivar externalAddress: the announced external address (NAT-PMP only).
+    @ivar source: the (host, port) it came from.
+    """
+
+    kind: AnnouncementKind
+    epoch: int
+    externalAddress: IPv4Address | None
+    source: tuple[str, int]
+
+
+def parseAnnouncement(packet: bytes, source: tuple[str, int]) -> Announcement:
+    """
+    Parse an announcement.
+
+    Trailing bytes are ignored (RFC 6886 is silent on them; PCP packets are
+    padded to multiples of 4).
+
+    @raise MalformedPacket: the packet is neither a successful NAT-PMP
+        external-address response nor a successful PCP ANNOUNCE response.
+    """
+    if packet[:1] == bytes((_PCP_VERSION,)):
+        if len(packet) < _PCP_RESPONSE_HEADER.size:
+            raise MalformedPacket(
+                f"PCP packet of {len(packet)} bytes is too short for an ANNOUNCE"
+                f" (needs {_PCP_RESPONSE_HEADER.size})",
+                packet,
+            )
+        _, opcode, _, result, _, epoch = _PCP_RESPONSE_HEADER.unpack_from(packet)
+        if opcode != _PCP_ANNOUNCE_RESPONSE:
+            raise MalformedPacket(f"PCP opcode {opcode:#x} is no ANNOUNCE", packet)
+        if result != ResultCode.SUCCESS:
+            raise MalformedPacket(f"PCP ANNOUNCE with result code {result}", packet)
+        return Announcement(AnnouncementKind.PCP, epoch, None, source)
+    response = decodeResponse(packet)
+    if not isinstance(response, ExternalAddressResponse):
+        raise MalformedPacket(f"{response} is no external-address response", packet)
+    if response.resultCode != ResultCode.SUCCESS:
+        raise MalformedPacket(
+            f"announcement with result code {response.resultCode}", packet
+        )
+    return Announcement(
+        AnnouncementKind.NATPMP, response.epoch, response.externalAddress, source
+    )
+
+
+class AnnouncementProtocol(DatagramProtocol):
+    """
+    Receive announcements on the multicast group and pass those from the
+    gateway to a callback.
+
+    @ivar gateway: the gateway whose announcements count (L{None}: none
+        yet, so none count); the owner may change it, for instance when the
+        default gateway changes.
+    """
+
+    def __init__(
+        self,
+        gateway: IPv4Address | str | None,
+        received: Callable[[Announcement], object],
+        *,
+        group: str = ANNOUNCE_GROUP,
+        interface: str = "",
+    ) -> None:
+        """
+        @param gateway: the gateway whose announcements count.
+        @param received: called with each accepted L{Announcement}.
+        @param group: the multicast group to join.
+        @param interface: the local address of the interface to join the
+            group on; C{""} lets the kernel choose.
+        """
+        self.gateway = None if gateway is None else IPv4Address(gateway)
+        self._received = received
+        self._group = group
+        self._interface = interface
+
+    def startProtocol(self) -> None:
+        transport = cast(IMulticastTransport, self.transport)
+        d = transport.joinGroup(self._group, self._interface)
+        d.addErrback(self._joinFailed)
+
+    def _joinFailed(self, failure: Failure) -> None:
+        # Linux puts every interface in 224.0.0.1 anyway, and a socket bound
+        # to it hears the group, so this is worth a warning, not a failure.
+        log.warn(
+            "could not join {group}: {error}",
+            group=self._group,
+            error=failure.getErrorMessage(),
+        )
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        host, port = addr[0], addr[1]
+        if self.gateway is None or host != str(self.gateway):
+            # RFC 6886 s3.2.1: only the configured gateway's announcements.
+            log.info(
+                "ignored an announcement from {host}:{port}, not the gateway {gateway}",
+                host=host,
+                port=port,
+                gateway=self.gateway,
+            )
+            return
+        try:
+            announcement = parseAnnouncement(datagram, (host, port))
+        except MalformedPacket as e:
+            log.warn(
+                "dropped a packet from {host}:{port} on the announcement port:"
+                " {reason} ({hex})",
+                host=host,
+                port=port,
+                reason=e.reason,
+                hex=datagram.hex(),
+            )
+            return
+        log.debug(
+            "{kind} announcement from {host}: epoch {epoch}",
+            kind=announcement.kind.value,
+            host=host,
+            epoch=announcement.epoch,
+        )
+        try:
+            self._received(announcement)
+        except Exception:
+            log.failure("announcement callback failed")
+
+
+def listenAnnouncements(
+    reactor: IReactorMulticast,
+    protocol: AnnouncementProtocol,
+    *,
+    group: str = ANNOUNCE_GROUP,
+    port: int = CLIENT_PORT,
+) -> IListeningPort:
+    """
+    Bind C{protocol} to the announcement group and port.
+
+    RFC 6886 s3.2.1: bind to 224.0.0.1:5350, not 0.0.0.0:5350 (so unicast
+    to port 5350 is not taken for an announcement), with address reuse so
+    that several clients on one host all hear announcements.
+
+    @raise twisted.internet.error.CannotListenError: the port cannot be
+        bound.
+    """
+    listening = reactor.listenMulticast(
+        port, protocol, interface=group, listenMultiple=True
+    )
+    # The multicast port is a listening port too.
+    return cast(IListeningPort, listening)
