@@ -1,0 +1,495 @@
+"""
+The C{natpmp} command: ask a NAT-PMP gateway for its external address, or
+to create or delete port mappings, from a shell.
+
+L{main} parses the command line and runs L{run} under
+L{twisted.internet.task.react}; L{run} takes its reactor, gateway finder and
+client factory as arguments, so tests drive it on an in-memory network.
+
+Exit codes: 0 on success; 1 when the gateway refuses, never answers, or
+cannot be found or reached; 2 for bad arguments; 130 when interrupted.
+Expected failures are one line on standard error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import IO, Any, NoReturn, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.task import react
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.usage import UsageError
+
+from ._types import Mapping
+from ._wire import RECOMMENDED_LIFETIME, SERVER_PORT, Protocol
+from .client import RETRANSMIT_TIMEOUTS, NATPMPClient, listenClient
+from .discovery import defaultGateway
+from .errors import GatewayError, NATPMPError
+
+log = Logger()
+
+_T = TypeVar("_T")
+
+#: Exit codes of the command.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: How long to wait for the external address that C{map} shows after the
+#: mapping succeeded (the gateway just answered, so a short wait will do).
+_FOLLOW_UP_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)
+
+_MAX_LIFETIME = 0xFFFFFFFF
+
+#: A callable making a listening client: (reactor, gateway, gatewayPort).
+ClientFactory = Callable[[Any, IPv4Address, int], NATPMPClient]
+#: A callable returning the gateway to ask when none was given.
+GatewayFinder = Callable[[], IPv4Address]
+
+
+@dataclass(frozen=True)
+class Options:
+    """
+    A parsed C{natpmp} command line.
+
+    @ivar command: C{"external"}, C{"map"}, C{"unmap"} or C{"unmap-all"}.
+    @ivar gateway: the gateway to ask; L{None} finds the default gateway.
+    @ivar gatewayPort: the gateway's UDP port.
+    @ivar timeout: the most seconds to wait for an answer; L{None} waits as
+        long as the RFC 6886 s3.1 schedule (127.75 s).
+    @ivar json: print one JSON object instead of text.
+    @ivar protocol: the protocol to map or unmap.
+    @ivar internalPort: the local port to map or unmap.
+    @ivar externalPort: the external port to suggest; L{None} suggests the
+        internal port, 0 lets the gateway choose.
+    @ivar lifetime: the lifetime to request, in seconds.
+    """
+
+    command: str
+    gateway: IPv4Address | None = None
+    gatewayPort: int = SERVER_PORT
+    timeout: float | None = None
+    json: bool = False
+    protocol: Protocol | None = None
+    internalPort: int = 0
+    externalPort: int | None = None
+    lifetime: int = RECOMMENDED_LIFETIME
+
+
+def _convert(convert: Callable[[str], _T], what: str, text: str, kind: str) -> _T:
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} {text!r} is not {kind}") from None
+
+
+def _integer(what: str, text: str, low: int, high: int) -> int:
+    value = _convert(int, what, text, "a number")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{what} {value} is out of range {low}-{high}")
+    return value
+
+
+def _internalPort(text: str) -> int:
+    return _integer("port", text, 1, 0xFFFF)
+
+
+def _externalPort(text: str) -> int:
+    return _integer("external port", text, 0, 0xFFFF)
+
+
+def _gatewayPort(text: str) -> int:
+    return _integer("gateway port", text, 1, 0xFFFF)
+
+
+def _lifetime(text: str) -> int:
+    value = _integer("lifetime", text, 0, _MAX_LIFETIME)
+    if value == 0:
+        # The client refuses lifetime 0 too: deleting is its own request.
+        raise argparse.ArgumentTypeError(
+            "lifetime 0 would delete the mapping; use 'natpmp unmap' to delete"
+        )
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _convert(float, "timeout", text, "a number of seconds")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"timeout {text!r} is not a positive number of seconds"
+        )
+    return value
+
+
+def _gateway(text: str) -> IPv4Address:
+    address = _convert(IPv4Address, "gateway", text, "an IPv4 address")
+    if address.is_unspecified or address.is_multicast:
+        raise argparse.ArgumentTypeError(
+            f"gateway {text!r} cannot be a gateway's address"
+        )
+    return address
+
+
+def _protocol(text: str) -> Protocol:
+    try:
+        return Protocol[text.upper()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"protocol {text!r} is not tcp or udp"
+        ) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser whose errors are a L{UsageError} with a one-line
+    message, not a usage dump and C{sys.exit}.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+_DESCRIPTION = """\
+Ask a NAT-PMP (RFC 6886) gateway for its external address, or to map or
+unmap a port of this host.
+"""
+
+_EPILOG = """\
+exit codes: 0 success; 1 the gateway refused, did not answer, or could not
+be found or reached; 2 bad arguments; 130 interrupted.
+"""
+
+
+def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
+    """
+    The options every command takes, before or after the command name.  They
+    default to C{argparse.SUPPRESS}, so that a subcommand's copy left out
+    does not reset a value given before the command name; the real defaults
+    are the main parser's (L{_buildParser}).
+    """
+    parser.add_argument(
+        "--gateway",
+        type=_gateway,
+        metavar="IP",
+        default=argparse.SUPPRESS,
+        help="the gateway to ask (default: this host's default IPv4 gateway)",
+    )
+    parser.add_argument(
+        "--gateway-port",
+        type=_gatewayPort,
+        metavar="PORT",
+        dest="gatewayPort",
+        default=argparse.SUPPRESS,
+        help=f"the gateway's UDP port (default: {SERVER_PORT}; others are for tests)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        default=argparse.SUPPRESS,
+        help="give up after this many seconds (default and most: the RFC 6886"
+        " retransmission schedule, 127.75 s)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON object instead of text",
+    )
+
+
+def _buildParser() -> _Parser:
+    parser = _Parser(
+        prog="natpmp",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _addCommonOptions(parser)
+    parser.set_defaults(gateway=None, gatewayPort=SERVER_PORT, timeout=None, json=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        _addCommonOptions(sub)
+        return sub
+
+    command("external", "show the gateway's external IPv4 address")
+
+    def protocolArgument(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "protocol", type=_protocol, metavar="{tcp,udp}", help="the protocol"
+        )
+
+    mapCommand = command("map", "map a port of this host on the gateway")
+    protocolArgument(mapCommand)
+    mapCommand.add_argument(
+        "internalPort", type=_internalPort, metavar="INTERNAL", help="the local port"
+    )
+    mapCommand.add_argument(
+        "--external",
+        type=_externalPort,
+        dest="externalPort",
+        metavar="PORT",
+        help="the external port to ask for (default: INTERNAL; 0: any)",
+    )
+    mapCommand.add_argument(
+        "--lifetime",
+        type=_lifetime,
+        default=RECOMMENDED_LIFETIME,
+        metavar="SECONDS",
+        help=f"the lifetime to ask for (default: {RECOMMENDED_LIFETIME}; the"
+        " gateway may grant another)",
+    )
+
+    unmapCommand = command("unmap", "delete this host's mapping of a port")
+    protocolArgument(unmapCommand)
+    unmapCommand.add_argument(
+        "internalPort", type=_internalPort, metavar="INTERNAL", help="the local port"
+    )
+
+    unmapAllCommand = command(
+        "unmap-all", "delete all of this host's mappings of a protocol"
+    )
+    protocolArgument(unmapAllCommand)
+    return parser
+
+
+def parseArguments(argv: Sequence[str]) -> Options:
+    """
+    Parse a C{natpmp} command line (without the program name).
+
+    @raise UsageError: the arguments are wrong; the one-line message names
+        the offending value.
+    @raise SystemExit: C{--help} was given (and printed).
+    """
+    namespace = _buildParser().parse_args(list(argv))
+    return Options(**vars(namespace))
+
+
+def _cappedSchedule(
+    schedule: Sequence[float], limit: float | None
+) -> tuple[float, ...]:
+    """
+    Cut a retransmission schedule so that its waits add up to at most
+    C{limit} seconds; the last wait is shortened to fit.
+    """
+    if limit is None:
+        return tuple(schedule)
+    capped: list[float] = []
+    total = 0.0
+    for wait in schedule:
+        if total + wait >= limit:
+            capped.append(limit - total)
+            break
+        capped.append(wait)
+        total += wait
+    return tuple(capped)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """
+    What a command found: a line for a person and a JSON object.
+    """
+
+    text: str
+    record: dict[str, object]
+
+
+def _describeMapping(
+    mapping: Mapping, requested: int, external: IPv4Address | None
+) -> _Outcome:
+    where = f"{external}:" if external is not None else "external port "
+    lifetime = f"{mapping.lifetime} s"
+    if mapping.lifetime != requested:
+        lifetime += f" (asked for {requested} s)"
+    return _Outcome(
+        f"mapped {mapping.protocol.label} {where}{mapping.externalPort}"
+        f" -> local port {mapping.internalPort} for {lifetime}",
+        {
+            "protocol": mapping.protocol.label,
+            "internalPort": mapping.internalPort,
+            "externalPort": mapping.externalPort,
+            "lifetime": mapping.lifetime,
+            "epoch": mapping.epoch,
+            "externalAddress": None if external is None else str(external),
+        },
+    )
+
+
+async def _perform(client: NATPMPClient, clock: Any, options: Options) -> _Outcome:
+    """
+    Do what C{options} asks of the gateway.
+    """
+    started = clock.seconds()
+    schedule = _cappedSchedule(RETRANSMIT_TIMEOUTS, options.timeout)
+    protocol = options.protocol
+    if options.command == "external":
+        address = await client.externalAddress(timeouts=schedule)
+        return _Outcome(
+            f"external address {address}", {"externalAddress": str(address)}
+        )
+    assert protocol is not None
+    if options.command == "unmap-all":
+        await client.deleteAllMappings(protocol, timeouts=schedule)
+        return _Outcome(
+            f"unmapped every {protocol.label} port of this host",
+            {"protocol": protocol.label},
+        )
+    if options.command == "unmap":
+        await client.deleteMapping(protocol, options.internalPort, timeouts=schedule)
+        return _Outcome(
+            f"unmapped {protocol.label} local port {options.internalPort}",
+            {"protocol": protocol.label, "internalPort": options.internalPort},
+        )
+    mapping = await client.addMapping(
+        protocol,
+        options.internalPort,
+        options.externalPort,
+        options.lifetime,
+        timeouts=schedule,
+    )
+    external = mapping.externalAddress
+    left = math.inf if options.timeout is None else options.timeout
+    left -= clock.seconds() - started
+    if external is None and left > 0:
+        # Worth showing, not worth failing for: the mapping exists.
+        try:
+            external = await client.externalAddress(
+                timeouts=_cappedSchedule(_FOLLOW_UP_TIMEOUTS, left)
+            )
+        except NATPMPError as e:
+            log.info("external address unknown: {error}", error=e)
+    return _describeMapping(mapping, options.lifetime, external)
+
+
+def _listen(reactor: Any, gateway: IPv4Address, gatewayPort: int) -> NATPMPClient:
+    return listenClient(reactor, gateway, gatewayPort=gatewayPort)
+
+
+def _describeError(error: Exception, gateway: IPv4Address | None) -> str:
+    if isinstance(error, GatewayError):
+        return (
+            f"gateway {gateway} refused: result code {error.resultCode}"
+            f" ({error.meaning})"
+        )
+    if isinstance(error, NATPMPError):
+        return str(error)
+    if isinstance(error, CannotListenError):
+        return f"cannot open a UDP socket: {error.socketError}"
+    return f"cannot reach gateway {gateway}: {error}"
+
+
+def run(
+    reactor: Any,
+    options: Options,
+    *,
+    findGateway: GatewayFinder = defaultGateway,
+    clientFactory: ClientFactory = _listen,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> Deferred[int]:
+    """
+    Carry out a parsed C{natpmp} command and print its outcome.
+
+    @param reactor: provides L{IReactorUDP} and L{IReactorTime}.
+    @param options: the command.
+    @param findGateway: finds the gateway when C{options} names none.
+    @param clientFactory: makes a listening L{NATPMPClient}.
+    @param stdout: where the outcome goes (default C{sys.stdout}).
+    @param stderr: where a failure's one line goes (default C{sys.stderr}).
+    @return: fires with the exit code.
+    """
+    return Deferred.fromCoroutine(
+        _run(
+            reactor,
+            options,
+            findGateway,
+            clientFactory,
+            sys.stdout if stdout is None else stdout,
+            sys.stderr if stderr is None else stderr,
+        )
+    )
+
+
+async def _run(
+    reactor: Any,
+    options: Options,
+    findGateway: GatewayFinder,
+    clientFactory: ClientFactory,
+    stdout: IO[str],
+    stderr: IO[str],
+) -> int:
+    gateway = options.gateway
+    header: dict[str, object] = {"command": options.command, "gateway": None}
+    try:
+        if gateway is None:
+            gateway = findGateway()
+        header["gateway"] = str(gateway)
+        client = clientFactory(reactor, gateway, options.gatewayPort)
+        try:
+            outcome = await _perform(client, reactor, options)
+        finally:
+            await client.stop()
+    except (NATPMPError, OSError, CannotListenError) as e:
+        message = _describeError(e, gateway)
+        print(f"natpmp: {message}", file=stderr)
+        if options.json:
+            failure = {**header, "error": message}
+            if isinstance(e, GatewayError):
+                failure["resultCode"] = e.resultCode
+            print(json.dumps(failure), file=stdout)
+        return EXIT_FAILED
+    if options.json:
+        print(json.dumps({**header, **outcome.record}), file=stdout)
+    else:
+        print(f"{outcome.text} (gateway {gateway})", file=stdout)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    The C{natpmp} console script.
+
+    @param argv: the arguments, without the program name (default:
+        C{sys.argv[1:]}).
+    @return: the exit code.
+    """
+    try:
+        options = parseArguments(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else EXIT_OK
+
+    outcome: list[int | Failure] = []
+
+    def start(reactor: Any) -> Deferred[None]:
+        return run(reactor, options).addBoth(outcome.append)
+
+    try:
+        react(start)
+    except SystemExit:
+        pass
+    if not outcome:
+        # The reactor stopped first: a signal (Ctrl-C) stopped it.
+        print("natpmp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    result = outcome[0]
+    if isinstance(result, Failure):
+        # Not an expected error: a bug, which deserves its traceback.
+        result.printTraceback(file=sys.stderr)
+        return EXIT_FAILED
+    return result
