@@ -494,6 +494,8 @@ class Lab:
                 "link set lo up",
                 "link set eth0 up",
                 f"address add {WAN_HOST}/24 dev eth0",
+                # So that the WAN host can try the router's LAN side too.
+                f"route add 10.77.0.0/24 via {ROUTER_WAN}",
             ],
         )
         self.check(self.router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
@@ -576,6 +578,23 @@ class Lab:
             *args,
         )
 
+    async def waitListening(
+        self, daemon: Daemon, port: int, timeout: float = 15.0
+    ) -> None:
+        """
+        Wait until a UDP socket in C{daemon}'s namespace is bound to C{port};
+        raise L{LabError} with its output if it exits first or never does.
+        """
+
+        def ready() -> bool:
+            if daemon.ended:
+                raise LabError(
+                    f"{daemon.name} exited {daemon.code}:\n{daemon.output()}"
+                )
+            return _listensOn(daemon.pid, port)
+
+        await waitUntil(ready, f"{daemon.name} listening on UDP {port}", timeout, 0.02)
+
     # Sockets in the trial process
 
     def listenUDP(
@@ -618,13 +637,14 @@ class Lab:
         )
         self.miniupnpd = daemon
 
-        def ready() -> bool:
-            if daemon.ended:
-                raise LabError(f"miniupnpd exited {daemon.code}:\n{daemon.output()}")
-            return pidfile.exists() and _listensOn(daemon.pid, 5351)
-
-        await waitUntil(ready, "miniupnpd listening on 5351", 10.0, 0.02)
-        written = int(pidfile.read_text().strip() or 0)
+        await self.waitListening(daemon, 5351, 10.0)
+        await waitUntil(
+            lambda: pidfile.exists() and pidfile.read_text().strip(),
+            "miniupnpd's pid file",
+            5.0,
+            0.02,
+        )
+        written = int(pidfile.read_text().strip())
         if written != daemon.pid:
             raise LabError(f"miniupnpd pid file says {written}, not {daemon.pid}")
         return daemon

@@ -1,0 +1,224 @@
+"""
+Our gateway (C{twistd natpmp-gateway}, L{twisted_natpmp.server}) on the
+router, against libnatpmp's natpmpc and against our own client on the LAN
+hosts.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from ipaddress import IPv4Address
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.trial.unittest import TestCase
+
+from twisted_natpmp._wire import Protocol
+from twisted_natpmp.client import NATPMPClient
+
+from ._lab import (
+    ROUTER_LAN,
+    ROUTER_WAN,
+    Completed,
+    Daemon,
+    Lab,
+    sleep,
+    waitUntil,
+)
+from .test_client import clientOn
+
+TCP, UDP = Protocol.TCP, Protocol.UDP
+
+
+class _Inbox(DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, tuple[str, int]]] = []
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        self.received.append((datagram, addr))
+
+
+class _GatewayLab(TestCase):
+    """
+    A lab whose router runs C{twistd -n natpmp-gateway} (no miniupnpd).
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = Lab.build(self)
+        self.gateway: Daemon = self.lab.spawn(
+            self.lab.router,
+            self.lab.twistd(
+                "natpmp-gateway",
+                "--listen",
+                f"{ROUTER_LAN}/24",
+                "--external-address",
+                ROUTER_WAN,
+            ),
+            "natpmp-gateway",
+        )
+        await self.lab.waitListening(self.gateway, 5351)
+
+    async def natpmpc(self, lan: int, *args: str) -> Completed:
+        """
+        Run natpmpc against our gateway from LAN host C{lan}; it must exit 0.
+        """
+        done = await self.lab.run(
+            self.lab.lans[lan], ["natpmpc", "-g", ROUTER_LAN, *args]
+        )
+        self.assertEqual(done.code, 0, done.describe())
+        return done
+
+    def assertGatewayRuns(self) -> None:
+        self.assertFalse(
+            self.gateway.ended,
+            f"the gateway exited {self.gateway.code}:\n{self.gateway.output()}",
+        )
+
+    def client(self, lan: int = 0) -> NATPMPClient:
+        return clientOn(self, self.lab, lan)
+
+
+class NatpmpcAgainstOurGatewayTests(_GatewayLab):
+    """
+    libnatpmp's natpmpc, a real client we did not write, accepts our
+    gateway's answers.
+    """
+
+    async def test_externalAddress(self) -> None:
+        """
+        natpmpc gets the configured external address (RFC 6886 s3.2) and an
+        epoch that counts from the gateway's start.
+        """
+        done = await self.natpmpc(0)
+        self.assertIn(f"Public IP address : {ROUTER_WAN}", done.out, done.describe())
+        epoch = re.search(r"epoch = (\d+)", done.out)
+        assert epoch is not None, done.describe()
+        self.assertLess(int(epoch.group(1)), 60)
+
+    async def test_mapAndDelete(self) -> None:
+        """
+        natpmpc maps a TCP port on the external port it suggests (RFC 6886
+        s3.3) and deletes it with lifetime 0 (s3.4): afterwards the other LAN
+        host is granted that external port, which it could not be while the
+        mapping existed.
+        """
+        done = await self.natpmpc(0, "-a", "18000", "8000", "tcp", "600")
+        self.assertRegex(
+            done.out,
+            r"Mapped public port 18000 protocol TCP to local port 8000 liftime 600",
+        )
+        held = await self.natpmpc(1, "-a", "18000", "8001", "tcp", "600")
+        self.assertNotRegex(held.out, r"Mapped public port 18000 ")
+
+        done = await self.natpmpc(0, "-a", "0", "8000", "tcp", "0")
+        self.assertRegex(done.out, r"local port 8000 liftime 0")
+        free = await self.natpmpc(1, "-a", "18000", "8002", "tcp", "600")
+        self.assertRegex(free.out, r"Mapped public port 18000 protocol TCP")
+
+    async def test_malformedPacketsDoNotStopIt(self) -> None:
+        """
+        Junk from a LAN host (too short, a reply, a wrong version, an unknown
+        opcode, a short map request, noise) does not stop the gateway: it
+        keeps running and natpmpc still maps a port afterwards.  The unknown
+        opcode is answered with result 5 (RFC 6886 s3.5) and the wrong
+        version with the 8-byte result-1 reply whose opcode is 128 (Errata
+        3618); the rest get no answer.
+        """
+        inbox = _Inbox()
+        port = self.lab.listenUDP(self.lab.lans[0], 0, inbox)
+        self.addCleanup(port.stopListening)
+        junk = [
+            b"",
+            b"\x00",
+            b"\x00\x80\x00\x00\x00\x00\x00\x00\x01\x02\x03\x04",  # a reply
+            b"\x01\x00",  # version 1
+            b"\x00\x07\x00\x00",  # unknown opcode
+            b"\x00\x02\x00\x00\x1f\x40",  # map request cut short
+            b"\x00\xc8" + bytes(range(256)) * 4,  # long noise, opcode 200
+        ]
+        for packet in junk:
+            port.write(packet, (ROUTER_LAN, 5351))  # type: ignore[attr-defined]
+        await waitUntil(lambda: len(inbox.received) >= 2, "replies to junk", 5.0)
+        await sleep(0.3)
+        replies = sorted(data for data, _ in inbox.received)
+        self.assertEqual(len(replies), 2, replies)
+        versionReply, opcodeReply = replies
+        self.assertEqual(struct.unpack("!BBH", versionReply[:4]), (0, 128, 1))
+        self.assertEqual(len(versionReply), 8)
+        self.assertEqual(struct.unpack("!BBH", opcodeReply[:4]), (0, 128 + 7, 5))
+        self.assertGatewayRuns()
+        done = await self.natpmpc(0, "-a", "18100", "8100", "udp", "600")
+        self.assertRegex(done.out, r"Mapped public port 18100 protocol UDP")
+        self.assertGatewayRuns()
+
+
+class OurClientAgainstOurGatewayTests(_GatewayLab):
+    """
+    Our client and our gateway, each in its own namespace.
+    """
+
+    async def test_externalAddressMapRenewDelete(self) -> None:
+        """
+        Across the bridge our client gets the external address, a mapping
+        on the suggested port, the same port again on renewal (RFC 6886
+        s3.3), and deletes it (s3.4), after which the port is free for the
+        other host.
+        """
+        client = self.client(0)
+        self.assertEqual(await client.externalAddress(), IPv4Address(ROUTER_WAN))
+        mapping = await client.addMapping(UDP, 8200, externalPort=18200, lifetime=300)
+        self.assertEqual(
+            (mapping.internalPort, mapping.externalPort, mapping.lifetime),
+            (8200, 18200, 300),
+        )
+        renewed = await client.addMapping(UDP, 8200, externalPort=18200, lifetime=300)
+        self.assertEqual(renewed.externalPort, 18200)
+        await client.deleteMapping(UDP, 8200)
+        other = await self.client(1).addMapping(UDP, 8201, externalPort=18200)
+        self.assertEqual(other.externalPort, 18200)
+
+    async def test_hostsCannotTouchEachOthersMappings(self) -> None:
+        """
+        A LAN host's delete and delete-all reach only its own mappings (RFC
+        6886 s3.3: the internal address is the request's source): after the
+        other host deletes "the same" internal port and all its TCP
+        mappings, the first host's mapping still holds its external port.
+        """
+        ours, theirs = self.client(0), self.client(1)
+        mapping = await ours.addMapping(TCP, 8300, externalPort=18300)
+        self.assertEqual(mapping.externalPort, 18300)
+        await theirs.deleteMapping(TCP, 8300)
+        await theirs.deleteAllMappings(TCP)
+        blocked = await theirs.addMapping(TCP, 8300, externalPort=18300)
+        self.assertNotEqual(blocked.externalPort, 18300)
+        renewed = await ours.addMapping(TCP, 8300, externalPort=18300)
+        self.assertEqual(renewed.externalPort, 18300)
+
+
+class OutsideRequestsTests(_GatewayLab):
+    """
+    Who the gateway serves.
+    """
+
+    async def test_wanRequestsAreNotServed(self) -> None:
+        """
+        Requests from the WAN host, to the gateway's external address or
+        routed to its internal one, get no answer (RFC 6886 s3.3: only
+        requests from the internal network, to an internal address), while
+        the same request from a LAN host is answered.
+        """
+        request = b"\x00\x00"
+        outside = _Inbox()
+        wan = self.lab.listenUDP(self.lab.wan, 0, outside)
+        self.addCleanup(wan.stopListening)
+        inside = _Inbox()
+        lan = self.lab.listenUDP(self.lab.lans[0], 0, inside)
+        self.addCleanup(lan.stopListening)
+        for destination in (ROUTER_WAN, ROUTER_LAN):
+            wan.write(request, (destination, 5351))  # type: ignore[attr-defined]
+        lan.write(request, (ROUTER_LAN, 5351))  # type: ignore[attr-defined]
+        await waitUntil(lambda: inside.received, "the answer to the LAN host", 5.0)
+        await sleep(0.5)
+        self.assertEqual(inside.received[0][1], (ROUTER_LAN, 5351))
+        self.assertEqual(outside.received, [])
+        self.assertGatewayRuns()
