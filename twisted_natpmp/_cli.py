@@ -33,7 +33,7 @@ from ._types import Mapping
 from ._wire import RECOMMENDED_LIFETIME, SERVER_PORT, Protocol
 from .client import RETRANSMIT_TIMEOUTS, NATPMPClient, listenClient
 from .discovery import defaultGateway
-from .errors import GatewayError, NATPMPError
+from .errors import GatewayError, NATPMPError, NoResponseError
 
 log = Logger()
 
@@ -378,11 +378,19 @@ def _listen(reactor: Any, gateway: IPv4Address, gatewayPort: int) -> NATPMPClien
     return listenClient(reactor, gateway, gatewayPort=gatewayPort)
 
 
-def _describeError(error: Exception, gateway: IPv4Address | None) -> str:
+def _describeError(
+    error: Exception, gateway: IPv4Address | None, options: Options
+) -> str:
     if isinstance(error, GatewayError):
         return (
             f"gateway {gateway} refused: result code {error.resultCode}"
             f" ({error.meaning})"
+        )
+    if isinstance(error, NoResponseError):
+        limit = "" if options.timeout is None else f" (--timeout {options.timeout:g})"
+        return (
+            f"no response from gateway {error.gateway} after {error.attempts}"
+            f" attempt(s) in {round(error.seconds, 2):g} s{limit}"
         )
     if isinstance(error, NATPMPError):
         return str(error)
@@ -443,7 +451,7 @@ async def _run(
         finally:
             await client.stop()
     except (NATPMPError, OSError, CannotListenError) as e:
-        message = _describeError(e, gateway)
+        message = _describeError(e, gateway, options)
         print(f"natpmp: {message}", file=stderr)
         if options.json:
             failure = {**header, "error": message}
