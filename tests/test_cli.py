@@ -16,7 +16,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -773,3 +775,60 @@ class SubprocessTests(TestCase):
 
     def test_badArguments(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self.badArguments())
+
+    async def interrupted(self) -> None:
+        secondRequest: Deferred[None] = Deferred()
+
+        def reply(request: Request) -> list[bytes]:
+            # The second send is made by the running reactor, so the child's
+            # signal handlers are installed by then.
+            if len(self.gateway.requests) == 2:
+                secondRequest.callback(None)
+            return []
+
+        self.gateway.reply = reply
+        ended: Deferred[tuple[int | None, bytes]] = Deferred()
+        child = _Child(ended)
+        self.reactor.spawnProcess(
+            child,
+            sys.executable,
+            [sys.executable, "-m", "twisted_natpmp", "--gateway", "127.0.0.1",
+             "--gateway-port", str(self.gatewayPort), "--timeout", "60", "external"],
+            env=_environment(),
+        )  # fmt: skip
+
+        def endedEarly(result: tuple[int | None, bytes]) -> tuple[int | None, bytes]:
+            if not secondRequest.called:
+                secondRequest.errback(AssertionError(f"natpmp ended early: {result}"))
+            return result
+
+        ended.addCallback(endedEarly)
+        await secondRequest
+        assert child.transport is not None
+        child.transport.signalProcess("INT")
+        code, err = await ended
+        self.assertEqual((code, err), (130, b"natpmp: interrupted\n"))
+
+    def test_interrupted(self) -> Deferred[None]:
+        """
+        Ctrl-C (SIGINT) while waiting for the gateway: exit 130 and one
+        line, no traceback.
+        """
+        return Deferred.fromCoroutine(self.interrupted())
+
+
+class _Child(ProcessProtocol):
+    """
+    Collects a child's standard error and fires C{ended} with its exit code
+    and that output.
+    """
+
+    def __init__(self, ended: Deferred[tuple[int | None, bytes]]) -> None:
+        self.ended = ended
+        self.err = b""
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback((getattr(reason.value, "exitCode", None), self.err))
