@@ -271,6 +271,7 @@ class _Collector(ProcessProtocol):
         self.out = bytearray()
         self.err = bytearray()
         self.code: int | None = None
+        self.signal: int | None = None
         self.ended = False
         self._log = log.open("ab")
 
@@ -288,6 +289,7 @@ class _Collector(ProcessProtocol):
         value = reason.value
         if isinstance(value, ProcessDone | ProcessTerminated):
             self.code = value.exitCode
+            self.signal = getattr(value, "signal", None)
         self.ended = True
         self._log.close()
 
@@ -317,7 +319,17 @@ class Daemon:
 
     @property
     def code(self) -> int | None:
+        """
+        The exit code, or L{None} while it runs or when a signal ended it.
+        """
         return self._collector.code
+
+    @property
+    def endedBy(self) -> int | None:
+        """
+        The signal that ended the process, if one did.
+        """
+        return self._collector.signal
 
     def output(self) -> str:
         """

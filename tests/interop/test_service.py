@@ -1,0 +1,214 @@
+"""
+The mapper service against Debian's miniupnpd: in the trial process (its
+sockets on a LAN host) and as C{twistd -n natpmp}, as a user runs it.
+
+Both set a health-check interval far longer than the tests, so a recovery
+after the router restarts can only come from its announcement (miniupnpd
+multicasts one PCP ANNOUNCE when it starts; PROTOCOL.md Part B).
+"""
+
+from __future__ import annotations
+
+import signal
+from ipaddress import IPv4Address
+from typing import Any
+
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from twisted_natpmp._wire import Protocol
+from twisted_natpmp.interfaces import IMappingObserver
+from twisted_natpmp.service import (
+    MappingDeclaration,
+    MappingState,
+    PortMapperService,
+)
+
+from ._lab import (
+    LAN_HOSTS,
+    ROUTER_LAN,
+    ROUTER_WAN,
+    Daemon,
+    Lab,
+    insideNamespace,
+    waitUntil,
+)
+
+TCP, UDP = Protocol.TCP, Protocol.UDP
+
+#: RFC 6886 s3.7: re-map after a random 0-5 s hold-off; the issue allows 6 s
+#: from the router's restart for the announcement, the hold-off and the
+#: requests.
+RECOVERY_WINDOW = 6.0
+#: Far longer than any test: no health check runs during one.
+NO_HEALTH_CHECK = 600.0
+
+
+def reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+@implementer(IMappingObserver)
+class _Recorder:
+    def __init__(self) -> None:
+        self.states: list[MappingState] = []
+
+    def mappingChanged(self, state: MappingState) -> None:
+        self.states.append(state)
+
+
+class ServiceInProcessTests(TestCase):
+    """
+    L{PortMapperService} in the trial process, started inside LAN host 1 so
+    that its client socket and its announcement listener live there.
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = Lab.build(self)
+        await self.lab.startMiniupnpd()
+
+    def startService(self, *declarations: MappingDeclaration) -> PortMapperService:
+        service = PortMapperService(
+            reactor(),
+            declarations,
+            gateway=ROUTER_LAN,
+            healthInterval=NO_HEALTH_CHECK,
+        )
+        with insideNamespace(self.lab.lans[0]):
+            service.startService()
+
+        async def stop() -> None:
+            if service.running:
+                await service.stopService()
+
+        self.addCleanup(stop)
+        return service
+
+    async def test_mapsDeclarationsAndStopDeletes(self) -> None:
+        """
+        The service maps what it declares (the firewall shows each forward
+        to this host, and the state and observers tell the public address
+        and port); stopping it deletes them all, promptly.
+        """
+        recorder = _Recorder()
+        service = self.startService(
+            MappingDeclaration(TCP, 9500, lifetime=600),
+            MappingDeclaration(UDP, 9501, 19501, lifetime=600),
+        )
+        service.addObserver(recorder)
+        await waitUntil(
+            lambda: all(s.mapped for s in service.states()), "both mapped", 5.0
+        )
+        self.assertEqual(self.lab.rules(TCP), {9500: (LAN_HOSTS[0], 9500)})
+        self.assertEqual(self.lab.rules(UDP), {19501: (LAN_HOSTS[0], 9501)})
+        state = service.state(UDP, 9501)
+        self.assertEqual(
+            (state.externalAddress, state.externalPort, state.lifetime),
+            (IPv4Address(ROUTER_WAN), 19501, 600),
+        )
+        self.assertFalse(state.doubleNAT)
+        self.assertIn(19501, [s.externalPort for s in recorder.states])
+
+        started = reactor().seconds()
+        await service.stopService()
+        self.assertLess(reactor().seconds() - started, 5.0)
+        self.assertEqual(self.lab.rules(TCP), {})
+        self.assertEqual(self.lab.rules(UDP), {})
+
+    async def test_recoversAfterRouterRestart(self) -> None:
+        """
+        When the router restarts (rules flushed, epoch reset) the service
+        hears its announcement and, after the RFC 6886 s3.7 hold-off, maps
+        everything again on the same external ports (each request suggests
+        the port held before), within 6 s of the restart.
+        """
+        service = self.startService(
+            MappingDeclaration(TCP, 9600, 19600),
+            MappingDeclaration(UDP, 9601, 19601),
+        )
+        await waitUntil(
+            lambda: all(s.mapped for s in service.states()), "both mapped", 5.0
+        )
+        await self.lab.restartMiniupnpd()
+        self.assertEqual(self.lab.rules(TCP), {})
+        await waitUntil(
+            lambda: self.lab.rules(TCP) and self.lab.rules(UDP),
+            "the mappings back on the router",
+            RECOVERY_WINDOW,
+            0.1,
+        )
+        self.assertEqual(self.lab.rules(TCP), {19600: (LAN_HOSTS[0], 9600)})
+        self.assertEqual(self.lab.rules(UDP), {19601: (LAN_HOSTS[0], 9601)})
+
+    async def test_runtimeAddAndRemove(self) -> None:
+        """
+        A mapping added while the service runs is mapped at once; removing
+        it deletes it from the router and leaves the others.
+        """
+        service = self.startService(MappingDeclaration(TCP, 9700))
+        await waitUntil(lambda: service.state(TCP, 9700).mapped, "mapped", 5.0)
+        state = await service.addMapping(UDP, 9701, 19701)
+        self.assertEqual(state.externalPort, 19701)
+        self.assertEqual(self.lab.rules(UDP), {19701: (LAN_HOSTS[0], 9701)})
+        await service.removeMapping(UDP, 9701)
+        self.assertEqual(self.lab.rules(UDP), {})
+        self.assertEqual(self.lab.rules(TCP), {9700: (LAN_HOSTS[0], 9700)})
+
+
+class TwistdNatpmpTests(TestCase):
+    """
+    C{twistd -n natpmp --gateway ROUTER --map ...} on LAN host 1.
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = Lab.build(self)
+        await self.lab.startMiniupnpd()
+
+    def startTwistd(self, *maps: str) -> Daemon:
+        args = ["natpmp", "--gateway", ROUTER_LAN]
+        args += ["--health-interval", str(NO_HEALTH_CHECK)]
+        for spec in maps:
+            args += ["--map", spec]
+        return self.lab.spawn(self.lab.lans[0], self.lab.twistd(*args), "twistd-natpmp")
+
+    async def waitForRules(self, daemon: Daemon, timeout: float) -> None:
+        def mapped() -> bool:
+            if daemon.ended:
+                raise AssertionError(
+                    f"twistd natpmp exited {daemon.code}:\n{daemon.output()}"
+                )
+            return bool(self.lab.rules(TCP) and self.lab.rules(UDP))
+
+        await waitUntil(mapped, "twistd natpmp's mappings on the router", timeout, 0.1)
+
+    async def test_mapsRecoversAndCleansUp(self) -> None:
+        """
+        C{twistd natpmp} maps its C{--map} ports; after miniupnpd restarts
+        they are back within 6 s (its announcement, then the RFC 6886 s3.7
+        hold-off); on SIGTERM it deletes them before exiting, and the
+        router holds none of its rules.
+        """
+        daemon = self.startTwistd("tcp:9800:19800", "udp:9801")
+        await self.waitForRules(daemon, 15.0)
+        expected = (
+            {19800: (LAN_HOSTS[0], 9800)},
+            {9801: (LAN_HOSTS[0], 9801)},
+        )
+        self.assertEqual((self.lab.rules(TCP), self.lab.rules(UDP)), expected)
+        self.assertIn(f"{ROUTER_WAN}:19800", daemon.output())
+
+        await self.lab.restartMiniupnpd()
+        self.assertEqual(self.lab.rules(TCP), {})
+        await self.waitForRules(daemon, RECOVERY_WINDOW)
+        self.assertEqual((self.lab.rules(TCP), self.lab.rules(UDP)), expected)
+
+        daemon.signal(signal.SIGTERM)
+        ended = await daemon.waitEnded(10.0)
+        self.assertTrue(ended, f"twistd natpmp still runs:\n{daemon.output()}")
+        # twistd exits 0, or (Twisted >= 20.3) re-raises the SIGTERM it got.
+        self.assertIn(
+            (daemon.code, daemon.endedBy), [(0, None), (None, signal.SIGTERM)]
+        )
+        self.assertEqual((self.lab.rules(TCP), self.lab.rules(UDP)), ({}, {}))
