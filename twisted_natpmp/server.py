@@ -403,12 +403,14 @@ class Announcer:
         self._destination = destination
         self._intervals = intervals
         self._call: IDelayedCall | None = None
+        self._started = clock.seconds()
 
     def start(self) -> None:
         """
         Send the first copy now and schedule the rest.
         """
         self.stop()
+        self._started = self._clock.seconds()
         self._send(0)
 
     def stop(self) -> None:
@@ -431,8 +433,11 @@ class Announcer:
                     error=e,
                 )
         if sent < len(self._intervals):
+            # Each copy at its own time after the start, so that a late
+            # timer does not push the rest of the schedule back.
+            due = self._started + sum(self._intervals[: sent + 1])
             self._call = self._clock.callLater(
-                self._intervals[sent], self._send, sent + 1
+                max(due - self._clock.seconds(), 0.0), self._send, sent + 1
             )
 
 
