@@ -1,0 +1,172 @@
+"""
+Figure 2: a client's bulk work.  Map N ports, then delete them, one request
+at a time as RFC 6886 s3.1 asks, against our gateway on loopback (in a
+process of its own), with:
+
+  - our client (L{twisted_natpmp.client}, on the real reactor);
+  - py-natpmp (PyPI C{py-natpmp}, module C{natpmp}: blocking, one new socket
+    per request);
+  - libnatpmp's C{natpmpc}, when installed: one process per operation, and
+    each process sends an external-address request before its mapping
+    request, so it is measured over fewer operations;
+  - a bare blocking-socket loop of the same packets: the floor.
+
+Targets: at least 1.2x py-natpmp's rate and at least 0.5x the bare loop's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred
+
+from twisted_natpmp._wire import MapRequest, Protocol
+from twisted_natpmp.client import listenClient
+
+from . import _udp
+from ._context import Context
+from ._report import Figure, Target, notMeasured, ratio
+from ._timing import ROUNDS
+
+LIFETIME = 3600
+FIRST_PORT = 20000
+UNIT = "operations/s"
+NATPMPC_TIMEOUT = 10.0
+
+
+def _floor(address: str, port: int, ports: Sequence[int]) -> float:
+    packets = [MapRequest(Protocol.UDP, p, p, LIFETIME).encode() for p in ports]
+    packets += [MapRequest(Protocol.UDP, p, 0, 0).encode() for p in ports]
+    with _udp.connect(address, port) as sock:
+        start = time.perf_counter()
+        _udp.oneAtATime(sock, packets, len(packets))
+        return len(packets) / (time.perf_counter() - start)
+
+
+def _pyNatpmp(address: str, ports: Sequence[int]) -> float:
+    import natpmp  # type: ignore[import-untyped]
+
+    start = time.perf_counter()
+    for p in ports:
+        natpmp.map_port(natpmp.NATPMP_PROTOCOL_UDP, p, p, LIFETIME, gateway_ip=address)
+    for p in ports:
+        natpmp.map_port(natpmp.NATPMP_PROTOCOL_UDP, 0, p, 0, gateway_ip=address)
+    return 2 * len(ports) / (time.perf_counter() - start)
+
+
+async def _ours(
+    context: Context, address: str, port: int, ports: Sequence[int]
+) -> float:
+    client = listenClient(
+        context.reactor, address, gatewayPort=port, interface="127.0.0.1"
+    )
+    try:
+        start = time.perf_counter()
+        for p in ports:
+            await client.addMapping(Protocol.UDP, p, p, LIFETIME)
+        for p in ports:
+            await client.deleteMapping(Protocol.UDP, p)
+        return 2 * len(ports) / (time.perf_counter() - start)
+    finally:
+        await client.stop()
+
+
+def _natpmpc(address: str, ports: Sequence[int]) -> float:
+    commands = [["-a", str(p), str(p), "udp", str(LIFETIME)] for p in ports]
+    commands += [["-a", "0", str(p), "udp", "0"] for p in ports]
+    start = time.perf_counter()
+    for arguments in commands:
+        done = subprocess.run(
+            ["natpmpc", "-g", address, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=NATPMPC_TIMEOUT,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"natpmpc {' '.join(arguments)} exited {done.returncode}:"
+                f" {done.stdout.strip()[-200:]}"
+            )
+    return len(commands) / (time.perf_counter() - start)
+
+
+async def run(context: Context) -> list[Figure]:
+    gateway = context.gateway()
+    gateway.fill(0)
+    address, port = gateway.address, gateway.port
+    ports = range(FIRST_PORT, FIRST_PORT + context.sizes.bulkPorts)
+
+    def check(who: str) -> None:
+        left = gateway.count()
+        if left:
+            raise RuntimeError(f"{who} left {left} mappings on the gateway")
+
+    best = {"floor": 0.0, "py-natpmp": 0.0, "ours": 0.0}
+    for _ in range(ROUNDS):
+        best["floor"] = max(best["floor"], _floor(address, port, ports))
+        check("the bare loop")
+        best["py-natpmp"] = max(best["py-natpmp"], _pyNatpmp(address, ports))
+        check("py-natpmp")
+        rate = await Deferred.fromCoroutine(_ours(context, address, port, ports))
+        best["ours"] = max(best["ours"], rate)
+        check("our client")
+
+    n = len(ports)
+    what = f"map then delete {n} ports, one request at a time"
+    figures = [
+        Figure(f"client.{key}.rate", best[who], UNIT, f"{label}: {what}")
+        for key, who, label in [
+            ("ours", "ours", "our client"),
+            ("py_natpmp", "py-natpmp", "py-natpmp"),
+            ("bare", "floor", "bare blocking socket"),
+        ]
+    ]
+    natpmpc: float | None = None
+    if shutil.which("natpmpc") is None:
+        figures.append(
+            notMeasured(
+                "client.natpmpc.rate", UNIT, "natpmpc", "natpmpc is not installed"
+            )
+        )
+    else:
+        natpmpcPorts = ports[: context.sizes.natpmpcPorts]
+        natpmpc = _natpmpc(address, natpmpcPorts)
+        check("natpmpc")
+        figures.append(
+            Figure(
+                "client.natpmpc.rate",
+                natpmpc,
+                UNIT,
+                f"natpmpc: map then delete {len(natpmpcPorts)} ports",
+                note="one process per operation, each also asks for the"
+                " external address",
+            )
+        )
+    ours = ("our client's rate", best["ours"])
+    figures += [
+        ratio(
+            "client.ours_vs_py_natpmp",
+            ours,
+            ("py-natpmp's rate", best["py-natpmp"]),
+            "our client / py-natpmp",
+            Target(">=", 1.2),
+        ),
+        ratio(
+            "client.ours_vs_bare",
+            ours,
+            ("the bare blocking loop's rate", best["floor"]),
+            "our client / bare blocking loop",
+            Target(">=", 0.5),
+        ),
+        ratio(
+            "client.ours_vs_natpmpc",
+            ours,
+            ("natpmpc's rate", natpmpc),
+            "our client / natpmpc",
+        ),
+    ]
+    return figures

@@ -1,0 +1,6 @@
+from ._context import Context
+from ._report import Figure, notMeasured
+
+
+async def run(context: Context) -> list[Figure]:
+    return [notMeasured("server.x", "s", "restore", "todo")]
