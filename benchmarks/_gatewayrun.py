@@ -8,8 +8,8 @@ announcements (the benchmarks stay on loopback).  It takes commands on
 standard input, one per line, and answers each with one line:
 
   - C{fill N}: empty the table (a new epoch), then fill it with N mappings
-    held by other clients (10.x.y.z), straight through the table's API and
-    without logging them; answers C{filled N}.
+    held by other clients (L{fillTable}), without logging them; answers
+    C{filled N}.
   - C{count}: answers the number of mappings in the table.
   - C{quit}: stops.
 
@@ -20,7 +20,6 @@ It prints C{ready HOST PORT} once it listens, or C{error MESSAGE} and exits
 from __future__ import annotations
 
 import sys
-from ipaddress import IPv4Address
 
 from constantly import NamedConstant  # type: ignore[import-untyped]
 from twisted.internet import stdio
@@ -37,12 +36,11 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from zope.interface import implementer
 
-from twisted_natpmp._wire import Protocol
 from twisted_natpmp.server import GatewayService
 
+from ._fill import fillTable
+
 EXTERNAL_ADDRESS = "192.0.3.77"
-#: Mappings each pre-fill client holds (TCP and UDP of the same ports).
-_PER_CLIENT = 500
 
 
 class Options(usage.Options):
@@ -70,25 +68,6 @@ class _Quiet:
         return PredicateResult.no if self.on else PredicateResult.maybe
 
 
-def fill(service: GatewayService, count: int) -> None:
-    """
-    Reset the table, then give it C{count} mappings held by clients in
-    10.0.0.0/8: each client maps TCP and UDP of the same internal ports,
-    which share an external port (RFC 6886 s3.3 reserves the companion
-    port for the same client), so 100,000 mappings fit in the 64,512
-    external ports.
-    """
-    assert service.gateway is not None
-    table = service.gateway.table
-    table.reset()
-    for i in range(count):
-        pair = i // 2
-        client = IPv4Address(0x0A000001 + pair * 2 // _PER_CLIENT)
-        port = 1024 + pair
-        protocol = Protocol.TCP if i % 2 else Protocol.UDP
-        table.map(client, protocol, port, port, 86400)
-
-
 class Control(LineReceiver):
     delimiter = b"\n"
 
@@ -102,7 +81,9 @@ class Control(LineReceiver):
         if words[:1] == ["fill"] and len(words) == 2:
             self.quiet.on = True
             try:
-                fill(self.service, int(words[1]))
+                table = self.service.gateway.table
+                table.reset()
+                fillTable(table, int(words[1]))
             finally:
                 self.quiet.on = False
             self.sendLine(f"filled {len(self.service.gateway.table)}".encode())  # type: ignore[no-untyped-call]
