@@ -184,7 +184,7 @@ def makeService(options: Options) -> IService:
     from .server import GatewayService
 
     return GatewayService(
-        reactor,  # type: ignore[arg-type]
+        reactor,
         options["listen"],
         options["external-address"],
         minPort=options["min-port"],

@@ -441,12 +441,6 @@ class Announcer:
             )
 
 
-class _Reactor(IReactorTime, IReactorMulticast):
-    """
-    What L{GatewayService} needs of a reactor (for type checking only).
-    """
-
-
 class GatewayService(Service):
     """
     A NAT-PMP gateway: listens on port 5351 of each internal address,
@@ -463,7 +457,7 @@ class GatewayService(Service):
 
     def __init__(
         self,
-        reactor: _Reactor,
+        reactor: IReactorTime,
         listen: Iterable[IPv4Interface | str],
         externalAddress: IPv4Address | str | None,
         *,
@@ -476,7 +470,8 @@ class GatewayService(Service):
         announceTo: Endpoint | None = (ANNOUNCE_GROUP, CLIENT_PORT),
     ) -> None:
         """
-        @param reactor: provides L{IReactorTime} and L{IReactorMulticast}.
+        @param reactor: provides L{IReactorTime} and L{IReactorMulticast}
+            (the real reactor does).
         @param listen: the internal addresses with their networks, e.g.
             C{"10.77.0.1/24"}: requests are served on C{port} of each
             address, from clients in any of the networks (RFC 6886 s3.3).
@@ -521,7 +516,7 @@ class GatewayService(Service):
         for interface in self.listen:
             # A multicast port, bound to the internal address, so that the
             # announcements leave by this interface.
-            port = self._reactor.listenMulticast(
+            port = cast(IReactorMulticast, self._reactor).listenMulticast(
                 self.port, NATPMPServerProtocol(self.gateway), str(interface.ip)
             )
             port.setOutgoingInterface(str(interface.ip))

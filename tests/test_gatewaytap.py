@@ -1,0 +1,233 @@
+"""
+Tests for L{twisted_natpmp._gatewaytap}: the options and service of
+C{twistd natpmp-gateway}.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_natpmp import _gatewaytap
+from twisted_natpmp._gatewaytap import Options, interfaceNetwork, makeService
+from twisted_natpmp._table import (
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+    DEFAULT_MAX_PORT,
+    DEFAULT_MIN_PORT,
+)
+from twisted_natpmp.server import GatewayService
+
+
+def fakeNetworks(address: IPv4Address) -> IPv4Network | None:
+    """
+    A host with one interface, 10.77.0.1/24.
+    """
+    if address == IPv4Address("10.77.0.1"):
+        return IPv4Network("10.77.0.0/24")
+    return None
+
+
+class OptionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.patch(Options, "lookupNetwork", staticmethod(fakeNetworks))
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def assertUsageError(self, argv: list[str], *fragments: str) -> None:
+        """
+        Parsing C{argv} fails with a one-line message naming each fragment.
+        """
+        error = self.assertRaises(usage.UsageError, self.parse, *argv)
+        message = str(error)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+
+    def test_defaults(self) -> None:
+        """
+        Only --listen and --external-address are needed; the limits have
+        defaults.
+        """
+        options = self.parse("--listen", "10.77.0.1", "--external-address", "192.0.3.1")
+        self.assertEqual(options["listen"], [IPv4Interface("10.77.0.1/24")])
+        self.assertEqual(options["external-address"], IPv4Address("192.0.3.1"))
+        self.assertEqual(options["min-port"], DEFAULT_MIN_PORT)
+        self.assertEqual(options["max-port"], DEFAULT_MAX_PORT)
+        self.assertEqual(options["max-lifetime"], DEFAULT_MAX_LIFETIME)
+        self.assertEqual(
+            options["max-mappings-per-client"], DEFAULT_MAX_MAPPINGS_PER_CLIENT
+        )
+
+    def test_everything(self) -> None:
+        """
+        Every option of the issue, --listen repeated, with or without a
+        prefix.
+        """
+        options = self.parse(
+            "--listen=10.77.0.1",
+            "--listen",
+            "10.88.0.1/16",
+            "--external-address=192.0.3.1",
+            "--min-port=2000",
+            "--max-port",
+            "3000",
+            "--max-lifetime=600",
+            "--max-mappings-per-client=7",
+        )
+        self.assertEqual(
+            options["listen"],
+            [IPv4Interface("10.77.0.1/24"), IPv4Interface("10.88.0.1/16")],
+        )
+        self.assertEqual(
+            [options[k] for k in ("min-port", "max-port", "max-lifetime")],
+            [2000, 3000, 600],
+        )
+        self.assertEqual(options["max-mappings-per-client"], 7)
+
+    def test_required(self) -> None:
+        """
+        --listen and --external-address are required.
+        """
+        self.assertUsageError(["--external-address", "192.0.3.1"], "--listen")
+        self.assertUsageError(["--listen", "10.77.0.1"], "--external-address")
+
+    def test_badListen(self) -> None:
+        """
+        A --listen value that is not a usable local IPv4 address is named in
+        a one-line error.
+        """
+        external = ["--external-address", "192.0.3.1"]
+        for value in ("10.77.0.300", "eth0", "10.77.0.1/33", "::1"):
+            self.assertUsageError(["--listen", value, *external], repr(value))
+        for value in ("0.0.0.0", "224.0.0.1/4"):
+            self.assertUsageError(["--listen", value, *external], repr(value))
+        self.assertUsageError(
+            ["--listen", "10.9.9.9", *external], "no network interface", "10.9.9.9"
+        )
+        self.assertUsageError(
+            ["--listen", "10.77.0.1", "--listen", "10.77.0.1/24", *external],
+            "twice",
+        )
+
+    def test_badExternalAddress(self) -> None:
+        """
+        The external address must be a unicast IPv4 address, and not an
+        internal one (RFC 6886 s3.3: requests sent to the external address
+        must not be served).
+        """
+        for value in ("192.0.3", "example.com", "0.0.0.0", "239.1.1.1", "10.77.0.1"):
+            self.assertUsageError(
+                ["--listen", "10.77.0.1", "--external-address", value],
+                "--external-address",
+                repr(value),
+            )
+
+    def test_badNumbers(self) -> None:
+        """
+        Each number option names itself and the bad value in a one-line
+        error.
+        """
+        base = ["--listen", "10.77.0.1", "--external-address", "192.0.3.1"]
+        cases = [
+            ("min-port", "0"),
+            ("min-port", "65536"),
+            ("max-port", "http"),
+            ("max-lifetime", "0"),
+            ("max-lifetime", "4294967296"),
+            ("max-lifetime", "1.5"),
+            ("max-mappings-per-client", "0"),
+            ("max-mappings-per-client", "-3"),
+        ]
+        for option, value in cases:
+            self.assertUsageError(
+                [*base, f"--{option}={value}"], f"--{option}", repr(value)
+            )
+        self.assertUsageError(
+            [*base, "--min-port=5000", "--max-port=4000"], "5000", "4000"
+        )
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_service(self) -> None:
+        """
+        L{makeService} builds a L{GatewayService} with the options' values,
+        serving on port 5351, without starting it.
+        """
+        self.patch(Options, "lookupNetwork", staticmethod(fakeNetworks))
+        options = Options()
+        options.parseOptions(
+            [
+                "--listen=10.77.0.1",
+                "--external-address=192.0.3.1",
+                "--min-port=2000",
+                "--max-port=3000",
+                "--max-lifetime=600",
+                "--max-mappings-per-client=7",
+            ]
+        )
+        service = makeService(options)
+        assert isinstance(service, GatewayService)
+        self.assertFalse(service.running)
+        self.assertEqual(service.listen, (IPv4Interface("10.77.0.1/24"),))
+        self.assertEqual(service.externalAddress, IPv4Address("192.0.3.1"))
+        self.assertEqual(service.port, 5351)
+        self.assertEqual(
+            service._limits,
+            {
+                "minPort": 2000,
+                "maxPort": 3000,
+                "maxLifetime": 600,
+                "maxMappingsPerClient": 7,
+            },
+        )
+
+
+class InterfaceNetworkTests(SynchronousTestCase):
+    def test_loopback(self) -> None:
+        """
+        The network of an address comes from its interface's netmask: the
+        loopback interface has 127.0.0.1/8.
+        """
+        self.assertEqual(
+            interfaceNetwork(IPv4Address("127.0.0.1")), IPv4Network("127.0.0.0/8")
+        )
+
+    def test_missing(self) -> None:
+        """
+        An address no interface has has no network.
+        """
+        self.assertIsNone(interfaceNetwork(IPv4Address("203.0.113.254")))
+
+    def test_defaultLookup(self) -> None:
+        """
+        Without a patch, --listen without a prefix asks the interfaces.
+        """
+        options = Options()
+        options.parseOptions(["--listen=127.0.0.1", "--external-address=192.0.3.1"])
+        self.assertEqual(options["listen"], [IPv4Interface("127.0.0.1/8")])
+
+
+class ImportTests(SynchronousTestCase):
+    def test_cheapImport(self) -> None:
+        """
+        twistd imports every plugin to list them: importing the options
+        module does not import the reactor, the server or netifaces.
+        """
+        code = (
+            "import sys, twisted_natpmp._gatewaytap;"
+            "print(sorted(m for m in ('twisted.internet.reactor',"
+            " 'twisted_natpmp.server', 'netifaces') if m in sys.modules))"
+        )
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        self.assertEqual(output.strip(), "[]")
+        self.assertTrue(callable(_gatewaytap.makeService))
