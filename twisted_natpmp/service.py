@@ -84,11 +84,12 @@ GATEWAY_CHECK_INTERVAL = 60.0
 #: Retransmission schedule of the deletions sent when stopping or removing
 #: (RFC 6886 s3.1: a deletion may be tried only once or twice).
 STOP_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0)
+#: Retransmission schedule of the health check: short, so that it does not
+#: hold up the request queue (RFC 6886 s3.1) for two minutes when the gateway
+#: is away; a missed check is only logged.
+HEALTH_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: However many mappings remain, stopping gives up on them after this long.
 STOP_DEADLINE = 5.0
-#: RFC 6886 s3.2.1: announcements are repeated, the gap doubling up to 64 s.
-#: Copies closer together than this, carrying nothing new, are repeats.
-_ANNOUNCE_REPEAT_WINDOW = 70.0
 
 #: External addresses that mean a second NAT: RFC 1918, and RFC 6598's
 #: shared address space (carrier-grade NAT).
@@ -110,13 +111,16 @@ def _randomHoldOff() -> float:
     return random.uniform(0.0, MAX_HOLD_OFF)
 
 
-def defaultBackoff() -> Callable[[int], float]:
+def defaultBackoff(
+    jitter: Callable[[], float] = random.random,
+) -> Callable[[int], float]:
     """
     The default retry policy: 1 s after the first failure, doubling up to 5
-    minutes, plus up to a second of jitter.  (Each failure of the default
-    client already took up to 127.75 s of retransmissions, RFC 6886 s3.1.)
+    minutes, plus C{jitter()} seconds (0 to 1 by default).  (Each failure of
+    the default client already took up to 127.75 s of retransmissions, RFC
+    6886 s3.1.)
     """
-    return backoffPolicy(initialDelay=1.0, maxDelay=300.0, factor=2.0)
+    return backoffPolicy(initialDelay=1.0, maxDelay=300.0, factor=2.0, jitter=jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +340,6 @@ class PortMapperService(Service):
         self._recoveryCall: IDelayedCall | None = None
         self._recovery: Deferred[None] | None = None
         self._pcpEpochs = EpochTracker()
-        self._lastAnnouncement: dict[AnnouncementKind, float] = {}
         self._gatewayMissing = False
 
     # Declarations
@@ -683,29 +686,42 @@ class PortMapperService(Service):
         self._scheduleRecovery("the gateway lost its state (RFC 6886 s3.6)")
 
     def _announced(self, announcement: Announcement) -> None:
+        """
+        An announcement from the gateway (RFC 6886 s3.2.1, RFC 6887 s14.1):
+        re-map everything if it brings news.
+
+        News is a loss of state by the epoch rule (s3.6, which s3.2.1
+        applies to announcements too), a new external address, a mapping
+        waiting to be retried (s3.1: an announcement is the signal to try
+        again), or a PCP ANNOUNCE when none was seen before (miniupnpd
+        sends one at start, none repeated).  The copies s3.2.1 has the
+        gateway repeat bring none, and are only logged.
+        """
         client = self._client
         if not self.running or client is None:
             return
-        now = self._reactor.seconds()
         kind = announcement.kind
         if kind is AnnouncementKind.NATPMP:
-            # RFC 6886 s3.2.1: the epoch rule applies to announcements too;
-            # a loss of state reaches _stateLost through the client.
+            # A loss of state reaches _stateLost through the client.
             if client.noteEpoch(announcement.epoch):
-                self._lastAnnouncement[kind] = now
                 return
-            news = announcement.externalAddress != self.externalAddress
+            known = self.externalAddress
+            news = known is not None and announcement.externalAddress != known
         else:
             first = self._pcpEpochs.lastEpoch is None
-            news = self._pcpEpochs.update(announcement.epoch, now) or first
-        last = self._lastAnnouncement.get(kind)
-        self._lastAnnouncement[kind] = now
-        unmapped = any(e.mapping is None for e in self._entries.values())
-        if not (news or unmapped) and last is not None:
-            if now - last <= _ANNOUNCE_REPEAT_WINDOW:
-                log.debug("a repeated {kind} announcement", kind=kind.value)
-                return
-        self._scheduleRecovery(f"{kind.value} announcement from {self.gateway}")
+            lost = self._pcpEpochs.update(announcement.epoch, self._reactor.seconds())
+            news = first or lost
+        waiting = any(
+            e.mapping is None and e.request is None for e in self._entries.values()
+        )
+        if news or waiting:
+            self._scheduleRecovery(f"{kind.value} announcement from {self.gateway}")
+        else:
+            log.debug(
+                "a {kind} announcement with nothing new (epoch {epoch})",
+                kind=kind.value,
+                epoch=announcement.epoch,
+            )
 
     def _scheduleRecovery(self, reason: str) -> None:
         if not self.running or self._client is None:
@@ -820,7 +836,7 @@ class PortMapperService(Service):
         client = self._client
         if client is None or self._healthRequest is not None:
             return
-        d = client.externalAddress()
+        d = client.externalAddress(timeouts=HEALTH_TIMEOUTS)  # type: ignore[call-arg]
         handled = d.addCallbacks(
             self._healthy,
             self._externalAddressFailed,

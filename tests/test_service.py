@@ -1,0 +1,1014 @@
+"""
+Tests for L{twisted_natpmp.service}: the real L{NATPMPClient} and the real
+gateway (L{GatewayService}) on the in-memory UDP network, on one L{Clock}.
+"""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Address
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twisted_natpmp import service as serviceModule
+from twisted_natpmp._wire import (
+    ExternalAddressRequest,
+    ExternalAddressResponse,
+    MapRequest,
+    Protocol,
+    decodeRequest,
+)
+from twisted_natpmp.client import NATPMPClient, listenClient
+from twisted_natpmp.errors import (
+    NetworkFailureError,
+    NoGatewayError,
+    NoResponseError,
+)
+from twisted_natpmp.interfaces import IMappingObserver, IPortMapper
+from twisted_natpmp.server import GatewayService
+from twisted_natpmp.service import (
+    MappingDeclaration,
+    MappingState,
+    PortMapperService,
+    defaultBackoff,
+    isPrivateAddress,
+)
+
+from ._memudp import Datagram, MemoryUDPNetwork
+
+GATEWAY = "10.0.0.1"
+OTHER_GATEWAY = "10.0.0.254"
+HOST = "10.0.0.2"
+NEIGHBOUR = "10.0.0.3"
+EXTERNAL = IPv4Address("192.0.3.1")
+OTHER_EXTERNAL = IPv4Address("192.0.3.2")
+UDP5000 = MappingDeclaration(Protocol.UDP, 5000)
+TCP8080 = MappingDeclaration(Protocol.TCP, 8080, 8443)
+
+
+def pcpAnnounce(epoch: int, result: int = 0, opcode: int = 0x80) -> bytes:
+    """
+    A PCP ANNOUNCE response (RFC 6887 s7.2, s14.1), as miniupnpd multicasts
+    it when it starts.
+    """
+    return (
+        bytes((2, opcode, 0, result))
+        + (0).to_bytes(4, "big")
+        + epoch.to_bytes(4, "big")
+        + bytes(12)
+    )
+
+
+@implementer(IMappingObserver)
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.states: list[MappingState] = []
+
+    def mappingChanged(self, state: MappingState) -> None:
+        self.states.append(state)
+
+
+class ServiceTestMixin:
+    """
+    A LAN with a gateway at L{GATEWAY} (external address L{EXTERNAL}) and
+    this host at L{HOST}.
+    """
+
+    network: MemoryUDPNetwork
+
+    def setUp(self) -> None:
+        self.network = MemoryUDPNetwork()
+        self.clock = self.network.clock
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL)
+        self.network.flush()
+        self.clients: list[NATPMPClient] = []
+        self.observer = RecordingObserver()
+
+    def startGateway(
+        self, address: str, external: IPv4Address | None, **kwargs: Any
+    ) -> GatewayService:
+        gateway = GatewayService(
+            self.network.host(address), [f"{address}/24"], external, **kwargs
+        )
+        gateway.startService()
+        return gateway
+
+    def clientFactory(self, gateway: IPv4Address) -> IPortMapper:
+        client = listenClient(self.network.host(HOST), gateway)
+        self.clients.append(client)
+        return client
+
+    def makeService(
+        self, *declarations: MappingDeclaration, **kwargs: Any
+    ) -> PortMapperService:
+        options: dict[str, Any] = dict(
+            gateway=GATEWAY,
+            clientFactory=self.clientFactory,
+            holdOff=lambda: 0.0,
+            backoff=lambda attempt: 10.0,
+        )
+        options.update(kwargs)
+        service = PortMapperService(self.network.host(HOST), declarations, **options)
+        service.addObserver(self.observer)
+        return service
+
+    def start(
+        self, *declarations: MappingDeclaration, **kwargs: Any
+    ) -> PortMapperService:
+        service = self.makeService(*declarations, **kwargs)
+        service.startService()
+        self.network.flush()
+        return service
+
+    def mapRequests(
+        self, since: float = 0.0, gateway: str = GATEWAY
+    ) -> list[tuple[float, MapRequest]]:
+        """
+        The mapping requests (not deletions) sent to C{gateway}, with their
+        times.
+        """
+        found = []
+        for datagram in self.network.sentTo((gateway, 5351)):
+            request = decodeRequest(datagram.data)
+            if (
+                datagram.time >= since
+                and isinstance(request, MapRequest)
+                and request.lifetime
+            ):
+                found.append((datagram.time, request))
+        return found
+
+    def deletions(self, gateway: str = GATEWAY) -> list[tuple[float, MapRequest]]:
+        found = []
+        for datagram in self.network.sentTo((gateway, 5351)):
+            request = decodeRequest(datagram.data)
+            if isinstance(request, MapRequest) and not request.lifetime:
+                found.append((datagram.time, request))
+        return found
+
+    def addressRequests(self, gateway: str = GATEWAY) -> list[float]:
+        return [
+            d.time
+            for d in self.network.sentTo((gateway, 5351))
+            if isinstance(decodeRequest(d.data), ExternalAddressRequest)
+        ]
+
+    def onGateway(
+        self,
+        protocol: Protocol,
+        internalPort: int,
+        gateway: GatewayService | None = None,
+    ) -> int | None:
+        """
+        The external port the gateway holds for this host's C{internalPort}.
+        """
+        table = (gateway or self.gateway).gateway
+        assert table is not None
+        mapping = table.table.get(IPv4Address(HOST), protocol, internalPort)
+        return None if mapping is None else mapping.externalPort
+
+    def rebootGateway(self, gateway: GatewayService | None = None) -> None:
+        """
+        Lose the gateway's state without an announcement (RFC 6886 s3.6).
+        """
+        handler = (gateway or self.gateway).gateway
+        assert handler is not None
+        handler.table.reset()
+
+    def sendFrom(self, source: str, packet: bytes, port: int = 5350) -> None:
+        sender = DatagramProtocol()
+        self.network.host(source).listenUDP(0, sender)
+        assert sender.transport is not None
+        sender.transport.write(packet, ("224.0.0.1", port))
+        sender.transport.stopListening()
+        self.network.flush()
+
+    def advance(self, seconds: float, step: float = 0.25) -> None:
+        """
+        Advance the clock in small steps, delivering datagrams as they go.
+        """
+        steps = int(seconds / step)
+        for _ in range(steps):
+            self.clock.advance(step)
+            self.network.flush()
+        rest = seconds - steps * step
+        if rest > 1e-9:
+            self.clock.advance(rest)
+            self.network.flush()
+
+    def sentByUs(self) -> list[Datagram]:
+        return [d for d in self.network.log if d.source[0] == HOST]
+
+    def gatewayGone(self) -> None:
+        self.network.drop = lambda datagram: True
+
+    def gatewayBack(self) -> None:
+        self.network.drop = lambda datagram: False
+
+
+class StartTests(ServiceTestMixin, SynchronousTestCase):
+    def test_interface(self) -> None:
+        service = self.makeService(UDP5000)
+        self.assertTrue(verifyObject(IService, service))
+        self.assertTrue(verifyObject(IMappingObserver, self.observer))
+
+    def test_startMapsEverything(self) -> None:
+        """
+        Starting maps every declaration; the state tells the external
+        address and port, the granted lifetime and the expiry.
+        """
+        self.clock.advance(100)
+        service = self.start(UDP5000, TCP8080)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.assertEqual(self.onGateway(Protocol.TCP, 8080), 8443)
+        udp, tcp = service.states()
+        self.assertEqual(
+            (udp.externalAddress, udp.externalPort, udp.lifetime, udp.expires),
+            (EXTERNAL, 5000, 7200, 7300.0),
+        )
+        self.assertEqual((tcp.externalPort, tcp.gateway), (8443, IPv4Address(GATEWAY)))
+        self.assertTrue(udp.mapped)
+        self.assertIsNone(udp.error)
+        self.assertFalse(udp.doubleNAT)
+        self.assertEqual(service.externalAddress, EXTERNAL)
+        self.assertEqual(service.state(Protocol.TCP, 8080), tcp)
+        self.assertEqual(udp.describe(), "udp:5000 -> 192.0.3.1:5000")
+
+    def test_logsMappings(self) -> None:
+        """
+        Each mapping is logged with its public address and port.
+        """
+        with capturedLogs() as events:
+            self.start(TCP8080)
+        texts = [e["log_format"].format(**e) for e in events if "what" in e]
+        self.assertIn("mapped tcp:8080:8443 -> 192.0.3.1:8443 for 7200 s", texts)
+
+    def test_notRunning(self) -> None:
+        """
+        Nothing is sent before the service starts.
+        """
+        service = self.makeService(UDP5000)
+        self.advance(100)
+        self.assertEqual(self.sentByUs(), [])
+        self.assertFalse(service.state(Protocol.UDP, 5000).mapped)
+
+    def test_composes(self) -> None:
+        """
+        The service runs as a child of an application's service tree.
+        """
+        parent = MultiService()
+        service = self.makeService(UDP5000)
+        service.setServiceParent(parent)
+        parent.startService()
+        self.network.flush()
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        d = parent.stopService()
+        self.network.flush()
+        self.successResultOf(d)
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+
+    def test_badDeclaration(self) -> None:
+        self.assertRaises(ValueError, MappingDeclaration, Protocol.UDP, 0)
+        self.assertRaises(ValueError, MappingDeclaration, Protocol.UDP, 1, 70000)
+        self.assertRaises(ValueError, MappingDeclaration, Protocol.UDP, 1, None, 0)
+        self.assertRaises(ValueError, self.makeService, UDP5000, UDP5000)
+
+
+class RenewalTests(ServiceTestMixin, SynchronousTestCase):
+    def test_renewAtHalfLifetime(self) -> None:
+        """
+        RFC 6886 s3.3: a mapping is renewed halfway to its expiry, suggesting
+        the external port it holds.
+        """
+        service = self.start(TCP8080)
+        self.advance(3599.75, step=0.25)
+        self.assertEqual(len(self.mapRequests()), 1)
+        self.advance(0.25)
+        self.assertEqual(
+            [(t, r.suggestedExternalPort) for t, r in self.mapRequests()],
+            [(0.0, 8443), (3600.0, 8443)],
+        )
+        self.assertEqual(service.states()[0].expires, 3600.0 + 7200)
+        self.advance(3600)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 3600.0, 7200.0])
+
+    def test_renewalLogged(self) -> None:
+        self.start(UDP5000)
+        with capturedLogs() as events:
+            self.clock.advance(3600)
+            self.network.flush()
+        texts = [e["log_format"].format(**e) for e in events if "what" in e]
+        self.assertEqual(texts, ["renewed udp:5000 -> 192.0.3.1:5000 for 7200 s"])
+
+    def test_grantedLifetimeShorter(self) -> None:
+        """
+        RFC 6886 s3.3: renewal follows the lifetime the gateway granted, not
+        the one requested (some gateways grant 60 s whatever is asked).
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=60)
+        service = self.start(UDP5000)
+        state = service.states()[0]
+        self.assertEqual((state.lifetime, state.expires), (60, 60.0))
+        self.advance(90, step=1)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 30.0, 60.0, 90.0])
+        self.assertTrue(all(r.lifetime == 7200 for _, r in self.mapRequests()))
+
+    def test_retryWithBackoff(self) -> None:
+        """
+        A failed request is retried after the backoff policy's delay, the
+        delay growing with each failure (capped by the policy).
+        """
+        self.gatewayGone()
+        attempts: list[int] = []
+
+        def backoff(attempt: int) -> float:
+            attempts.append(attempt)
+            return min(10.0 * 2**attempt, 40.0)
+
+        service = self.start(UDP5000, backoff=backoff, healthInterval=10**6)
+        self.advance(581)
+        times = [t for t, _ in self.mapRequests()]
+        # Each attempt is the client's whole RFC 6886 s3.1 schedule (gaps of
+        # at most 64 s, failing after 127.75 s); the first waits behind the
+        # external address request, which fails first.
+        starts = [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 64]
+        self.assertEqual(starts, [127.75, 265.5, 413.25, 581.0])
+        self.assertEqual(attempts, [0, 1, 2])
+        state = service.states()[0]
+        self.assertFalse(state.mapped)
+        self.assertIsInstance(state.error, NoResponseError)
+
+    def test_neverForgotten(self) -> None:
+        """
+        However long the gateway is away, the declaration is kept and mapped
+        once it answers again.
+        """
+        self.gatewayGone()
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.advance(3 * 3600, step=5)
+        self.assertFalse(service.states()[0].mapped)
+        self.gatewayBack()
+        self.advance(160, step=1)
+        self.assertTrue(service.states()[0].mapped)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.assertIsNone(service.states()[0].error)
+
+    def test_gatewayErrorRetried(self) -> None:
+        """
+        A gateway error (here result 3, no external address yet) is retried
+        too (RFC 6886 s3.5).
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, None)
+        service = self.start(UDP5000)
+        self.assertIsInstance(service.states()[0].error, NetworkFailureError)
+        self.advance(10)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 10.0])
+        self.gateway.gateway.externalAddress = EXTERNAL  # type: ignore[union-attr]
+        self.advance(10)
+        self.assertTrue(service.states()[0].mapped)
+
+    def test_failedRenewalKeepsMapping(self) -> None:
+        """
+        A failed renewal keeps the mapping in the state until it expires, and
+        never the declaration; once the gateway is back, the port held is
+        suggested again (RFC 6886 s3.3).
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=400)
+        service = self.start(TCP8080, healthInterval=10**6)
+        self.gatewayGone()
+        # The renewal at 200 s fails after 127.75 s (RFC 6886 s3.1).
+        self.advance(327.5)
+        state = service.states()[0]
+        self.assertTrue(state.mapped)
+        self.assertIsNone(state.error)
+        self.advance(0.5)
+        state = service.states()[0]
+        self.assertTrue(state.mapped)
+        self.assertIsInstance(state.error, NoResponseError)
+        self.advance(72)
+        self.assertFalse(service.states()[0].mapped)
+        self.gatewayBack()
+        self.advance(2)  # the retry's next retransmission, at 401.5 s
+        self.assertTrue(service.states()[0].mapped)
+        self.assertEqual(
+            {r.suggestedExternalPort for _, r in self.mapRequests()}, {8443}
+        )
+
+    def test_defaultBackoff(self) -> None:
+        """
+        The default policy is capped exponential backoff with jitter.
+        """
+        policy = defaultBackoff(jitter=lambda: 0.0)
+        self.assertEqual(
+            [policy(n) for n in (0, 1, 2, 3, 8, 9, 50)],
+            [1.0, 2.0, 4.0, 8.0, 256.0, 300.0, 300.0],
+        )
+
+
+class RecoveryTests(ServiceTestMixin, SynchronousTestCase):
+    def test_epochResetFoundByHealthCheck(self) -> None:
+        """
+        RFC 6886 s3.6: a gateway that lost its state without announcing it
+        is found by the periodic external-address request, and every mapping
+        is renewed after the s3.7 hold-off.
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, announceTo=None)
+        service = self.start(UDP5000, TCP8080, holdOff=lambda: 2.5)
+        self.advance(30)
+        self.rebootGateway()
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+        self.advance(30)  # health check at 60 s
+        self.assertEqual(self.addressRequests(), [0.0, 60.0])
+        self.assertEqual(len(self.mapRequests()), 2)
+        self.advance(2.25)
+        self.assertEqual(len(self.mapRequests()), 2)
+        self.advance(0.25)
+        self.assertEqual([t for t, _ in self.mapRequests()][2:], [62.5, 62.5])
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.assertEqual(self.onGateway(Protocol.TCP, 8080), 8443)
+        self.assertEqual(service.states()[0].expires, 62.5 + 7200)
+
+    def test_healthInterval(self) -> None:
+        """
+        The health check runs every C{healthInterval} seconds (default 60).
+        """
+        self.start(UDP5000)
+        self.advance(180, step=5)
+        self.assertEqual(self.addressRequests(), [0.0, 60.0, 120.0, 180.0])
+        self.network.log.clear()
+        self.start(UDP5000, healthInterval=25)
+        self.advance(50, step=5)
+        self.assertEqual(self.addressRequests(), [180.0, 205.0, 230.0])
+
+    def test_holdOffRandom(self) -> None:
+        """
+        RFC 6886 s3.7: the default hold-off is uniform in 0-5 s.
+        """
+        calls = []
+
+        def uniform(low: float, high: float) -> float:
+            calls.append((low, high))
+            return 4.5
+
+        self.patch(random, "uniform", uniform)
+        self.start(UDP5000, holdOff=serviceModule._randomHoldOff)
+        self.advance(10)
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        self.advance(4.25)
+        self.assertEqual(len(self.mapRequests()), 1)
+        self.advance(0.25)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 14.5])
+        self.assertEqual(calls, [(0.0, 5.0)])
+
+    def test_suggestsHeldPort(self) -> None:
+        """
+        RFC 6886 s3.7: after a loss of state each mapping is requested again
+        suggesting the external port it held, not the one first declared.
+        """
+        neighbour = listenClient(self.network.host(NEIGHBOUR), GATEWAY)
+        neighbour.addMapping(Protocol.UDP, 5000)
+        self.network.flush()
+        service = self.start(UDP5000)
+        self.assertEqual(service.states()[0].externalPort, 5001)
+        self.advance(10)
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        self.assertEqual(self.mapRequests()[-1][1].suggestedExternalPort, 5001)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5001)
+        neighbour.stop()
+
+    def test_oneAtATime(self) -> None:
+        """
+        RFC 6886 s3.7: the renewals after a loss of state go one at a time:
+        each request is answered before the next is sent.
+        """
+        declarations = [MappingDeclaration(Protocol.UDP, p) for p in range(5000, 5006)]
+        self.start(*declarations)
+        self.advance(10)
+        self.network.log.clear()
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        toGateway = [d.destination == (GATEWAY, 5351) for d in self.network.log]
+        toUs = [d.destination[0] == HOST for d in self.network.log]
+        # Requests and replies alternate on the unicast path.
+        path = [
+            "q" if q else "r" for q, r in zip(toGateway, toUs, strict=True) if q or r
+        ]
+        self.assertEqual("".join(path), "qr" * 7)
+        self.assertEqual(
+            sorted(r.internalPort for _, r in self.mapRequests()),
+            list(range(5000, 5006)),
+        )
+
+
+class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
+    def test_natpmpAnnouncement(self) -> None:
+        """
+        RFC 6886 s3.2.1: a gateway announces itself when it reboots; the
+        service re-maps everything after the hold-off, without waiting for
+        the health check.
+        """
+        self.start(UDP5000, holdOff=lambda: 3.0)
+        self.advance(10)
+        self.gateway.stopService()
+        self.gateway.startService()  # a reboot: new epoch, empty table
+        self.network.flush()
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+        self.advance(3)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 13.0])
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+
+    def test_repeatsCoalesced(self) -> None:
+        """
+        RFC 6886 s3.2.1: the gateway repeats its announcement ten times over
+        about two minutes; the copies that bring nothing new do not cause
+        more re-mapping.
+        """
+        self.start(UDP5000, TCP8080, holdOff=lambda: 1.0)
+        self.advance(10)
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        self.advance(200)
+        announcements = [
+            d
+            for d in self.network.log
+            if d.destination == ("224.0.0.1", 5350) and d.time >= 10
+        ]
+        self.assertEqual(len(announcements), 10)
+        self.assertEqual([t for t, _ in self.mapRequests(since=1)], [11.0, 11.0])
+
+    def test_addressChangeAnnounced(self) -> None:
+        """
+        RFC 6886 s3.2.1: a new external address is announced; the service
+        re-maps and reports the new address.
+        """
+        service = self.start(UDP5000)
+        self.advance(10)
+        self.gateway.setExternalAddress(OTHER_EXTERNAL)
+        self.network.flush()
+        self.assertEqual(service.externalAddress, OTHER_EXTERNAL)
+        self.assertEqual(service.states()[0].externalAddress, OTHER_EXTERNAL)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 10.0])
+        self.assertEqual(self.observer.states[-1].externalAddress, OTHER_EXTERNAL)
+
+    def test_pcpAnnounce(self) -> None:
+        """
+        RFC 6887 s14.1: miniupnpd multicasts a PCP ANNOUNCE (not a NAT-PMP
+        announcement) when it starts; it triggers the RFC 6886 s3.7 re-map.
+        """
+        self.start(UDP5000, holdOff=lambda: 2.0)
+        self.advance(10)
+        self.rebootGateway()
+        self.sendFrom(GATEWAY, pcpAnnounce(0))
+        self.advance(2)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 12.0])
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+
+    def test_pcpAnnounceEachRestart(self) -> None:
+        """
+        Every restart's PCP ANNOUNCE re-maps (its epoch goes back), while a
+        repeat of one, with a consistent epoch, does not.
+        """
+        self.start(UDP5000)
+        self.advance(10)
+        self.sendFrom(GATEWAY, pcpAnnounce(0))
+        self.advance(1)
+        self.sendFrom(GATEWAY, pcpAnnounce(1))  # a repeat
+        self.advance(19)
+        self.sendFrom(GATEWAY, pcpAnnounce(0))  # a second restart
+        self.network.flush()
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 10.0, 30.0])
+
+    def test_othersIgnored(self) -> None:
+        """
+        RFC 6886 s3.2.1: announcements that do not come from the configured
+        gateway are ignored, whatever they say; so is anything that is not
+        an announcement.
+        """
+        service = self.start(UDP5000)
+        self.advance(100)
+        client = self.clients[0]
+        epoch = client.epochTracker.lastEpoch
+        with capturedLogs() as events:
+            self.sendFrom(
+                NEIGHBOUR, ExternalAddressResponse(0, 0, OTHER_EXTERNAL).encode()
+            )
+            self.sendFrom(NEIGHBOUR, pcpAnnounce(0))
+            self.sendFrom(GATEWAY, pcpAnnounce(0, opcode=0x81))
+            self.sendFrom(GATEWAY, pcpAnnounce(0, result=3))
+            self.sendFrom(GATEWAY, pcpAnnounce(0)[:20])
+            self.sendFrom(GATEWAY, ExternalAddressResponse(3, 0, EXTERNAL).encode())
+            self.sendFrom(GATEWAY, b"\x00")
+            self.sendFrom(GATEWAY, MapRequest(Protocol.UDP, 1, 1, 1).encode())
+        self.advance(10)
+        self.assertEqual(len(self.mapRequests()), 1)
+        self.assertEqual(client.epochTracker.lastEpoch, epoch)
+        self.assertEqual(service.externalAddress, EXTERNAL)
+        self.assertEqual(len([e for e in events if "host" in e]), 8)
+
+    def test_notListening(self) -> None:
+        """
+        Without the announcement socket (the port is taken, say), the
+        service still works; the health check covers reboots.
+        """
+        service = self.start(UDP5000, announcements=lambda protocol: None)
+        self.advance(10)
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        self.assertEqual(len(self.mapRequests()), 1)
+        self.advance(50)  # the health check at 60 s finds the new epoch
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 60.0])
+        self.assertTrue(service.states()[0].mapped)
+
+    def test_cannotListen(self) -> None:
+        """
+        A failure to bind 224.0.0.1:5350 is logged, not fatal.
+        """
+        from twisted.internet.error import CannotListenError
+
+        def listenMulticast(*args: Any, **kwargs: Any) -> None:
+            raise CannotListenError("224.0.0.1", 5350, OSError("in use"))
+
+        reactor = self.network.host(HOST)
+        self.patch(reactor, "listenMulticast", listenMulticast)
+        service = PortMapperService(
+            reactor, [UDP5000], gateway=GATEWAY, clientFactory=self.clientFactory
+        )
+        with capturedLogs() as events:
+            service.startService()
+            self.network.flush()
+        self.assertTrue(service.states()[0].mapped)
+        self.assertTrue(any("not listening" in e["log_format"] for e in events))
+
+
+class GatewayChangeTests(ServiceTestMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.otherGateway = self.startGateway(OTHER_GATEWAY, OTHER_EXTERNAL)
+        self.current: IPv4Address | Exception = IPv4Address(GATEWAY)
+
+    def discover(self) -> IPv4Address:
+        if isinstance(self.current, Exception):
+            raise self.current
+        return self.current
+
+    def test_gatewayChange(self) -> None:
+        """
+        When the default gateway changes, the mappings move to the new one.
+        """
+        service = self.start(UDP5000, gateway=None, discoverGateway=self.discover)
+        self.assertEqual(service.gateway, IPv4Address(GATEWAY))
+        self.current = IPv4Address(OTHER_GATEWAY)
+        self.advance(59)
+        self.assertEqual(self.mapRequests(gateway=OTHER_GATEWAY), [])
+        self.advance(1)
+        self.assertEqual(len(self.mapRequests(gateway=OTHER_GATEWAY)), 1)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000, self.otherGateway), 5000)
+        state = service.states()[0]
+        self.assertEqual(
+            (state.gateway, state.externalAddress),
+            (IPv4Address(OTHER_GATEWAY), OTHER_EXTERNAL),
+        )
+        # The old gateway's client was stopped.
+        self.assertIsNone(self.clients[0].protocol.transport)
+        # Announcements now count from the new gateway only.
+        self.sendFrom(GATEWAY, pcpAnnounce(0))
+        self.assertEqual(len(self.mapRequests(gateway=GATEWAY)), 1)
+        self.sendFrom(OTHER_GATEWAY, pcpAnnounce(0))
+        self.assertEqual(len(self.mapRequests(gateway=OTHER_GATEWAY)), 2)
+        # Renewals go to the new gateway.
+        self.advance(3600, step=10)
+        self.assertEqual(len(self.mapRequests(gateway=GATEWAY)), 1)
+
+    def test_noGatewayYet(self) -> None:
+        """
+        With no default gateway, the state says so, and the service maps
+        once one appears.
+        """
+        self.current = NoGatewayError("no default IPv4 gateway found")
+        service = self.start(UDP5000, gateway=None, discoverGateway=self.discover)
+        state = service.states()[0]
+        self.assertIsInstance(state.error, NoGatewayError)
+        self.assertIsNone(service.gateway)
+        self.current = IPv4Address(GATEWAY)
+        self.advance(60)
+        self.assertTrue(service.states()[0].mapped)
+
+    def test_gatewayLostKeepsOld(self) -> None:
+        """
+        A default route that disappears for a while does not drop the
+        mappings.
+        """
+        service = self.start(UDP5000, gateway=None, discoverGateway=self.discover)
+        self.current = NoGatewayError("no default IPv4 gateway found")
+        self.advance(120)
+        self.assertEqual(service.gateway, IPv4Address(GATEWAY))
+        self.assertTrue(service.states()[0].mapped)
+
+    def test_fixedGatewayNotFollowed(self) -> None:
+        """
+        An explicit gateway is never replaced by discovery.
+        """
+        calls: list[None] = []
+
+        def discover() -> IPv4Address:
+            calls.append(None)
+            return IPv4Address(OTHER_GATEWAY)
+
+        self.start(UDP5000, discoverGateway=discover)
+        self.advance(600, step=10)
+        self.assertEqual(calls, [])
+        self.assertEqual(self.mapRequests(gateway=OTHER_GATEWAY), [])
+
+
+class RuntimeTests(ServiceTestMixin, SynchronousTestCase):
+    def test_addMapping(self) -> None:
+        """
+        A declaration added at run time is mapped at once; the Deferred
+        fires with its state.
+        """
+        service = self.start(UDP5000)
+        d = service.addMapping(Protocol.TCP, 22, 2222, lifetime=600)
+        self.network.flush()
+        state = self.successResultOf(d)
+        self.assertEqual((state.externalPort, state.lifetime), (2222, 600))
+        self.assertEqual(self.onGateway(Protocol.TCP, 22), 2222)
+        self.assertEqual(len(service.states()), 2)
+        self.advance(300)
+        self.assertEqual(
+            [t for t, r in self.mapRequests() if r.internalPort == 22], [0.0, 300.0]
+        )
+
+    def test_addMappingFailureFires(self) -> None:
+        """
+        The Deferred fires after the first attempt even when it failed; the
+        service keeps trying.
+        """
+        service = self.start()
+        self.gatewayGone()
+        d = service.addMapping(Protocol.UDP, 7000)
+        self.advance(127.75)
+        state = self.successResultOf(d)
+        self.assertIsInstance(state.error, NoResponseError)
+
+    def test_addBeforeStart(self) -> None:
+        service = self.makeService()
+        state = self.successResultOf(service.addMapping(Protocol.UDP, 7000))
+        self.assertFalse(state.mapped)
+        service.startService()
+        self.network.flush()
+        self.assertEqual(self.onGateway(Protocol.UDP, 7000), 7000)
+
+    def test_addBad(self) -> None:
+        service = self.start(UDP5000)
+        self.failureResultOf(service.addMapping(Protocol.UDP, 5000), ValueError)
+        self.failureResultOf(service.addMapping(Protocol.UDP, 0), ValueError)
+        self.assertEqual(len(service.states()), 1)
+
+    def test_removeMapping(self) -> None:
+        """
+        Removing a declaration deletes its mapping on the gateway (RFC 6886
+        s3.4) and stops its renewals.
+        """
+        service = self.start(UDP5000, TCP8080)
+        d = service.removeMapping(Protocol.UDP, 5000)
+        self.network.flush()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+        self.assertEqual(self.onGateway(Protocol.TCP, 8080), 8443)
+        self.assertTrue(self.observer.states[-1].removed)
+        self.assertEqual([s.declaration for s in service.states()], [TCP8080])
+        self.advance(3600, step=10)
+        self.assertEqual(
+            [r.internalPort for _, r in self.mapRequests()], [5000, 8080, 8080]
+        )
+        self.assertRaises(KeyError, service.state, Protocol.UDP, 5000)
+
+    def test_removeUnknown(self) -> None:
+        service = self.start(UDP5000)
+        self.failureResultOf(service.removeMapping(Protocol.TCP, 5000), KeyError)
+
+    def test_removeGatewayGone(self) -> None:
+        """
+        Removing while the gateway is away fails quickly (a deletion is tried
+        only briefly, RFC 6886 s3.1), and the declaration is gone anyway.
+        """
+        service = self.start(UDP5000)
+        self.gatewayGone()
+        d = service.removeMapping(Protocol.UDP, 5000)
+        self.advance(1.75)
+        self.failureResultOf(d, NoResponseError)
+        self.assertEqual(service.states(), [])
+
+
+class StopTests(ServiceTestMixin, SynchronousTestCase):
+    def test_stopDeletes(self) -> None:
+        """
+        Stopping deletes every mapping held (RFC 6886 s3.4) and fires once
+        the gateway confirmed.
+        """
+        service = self.start(UDP5000, TCP8080)
+        d = service.stopService()
+        self.network.flush()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+        self.assertIsNone(self.onGateway(Protocol.TCP, 8080))
+        self.assertEqual(
+            sorted(
+                (r.internalPort, r.suggestedExternalPort) for _, r in self.deletions()
+            ),
+            [(5000, 0), (8080, 0)],
+        )
+        self.assertTrue(
+            all(s.removed and not s.mapped for s in self.observer.states[-2:])
+        )
+        # Nothing more is sent, and the client stopped listening.
+        self.network.log.clear()
+        self.advance(7200, step=60)
+        self.assertEqual(self.sentByUs(), [])
+        self.assertIsNone(self.clients[0].protocol.transport)
+
+    def test_stopGatewayGone(self) -> None:
+        """
+        With the gateway gone, stopping tries each deletion briefly (RFC 6886
+        s3.1 allows trying a deletion only once or twice) and gives up on the
+        rest after the first unanswered one: it fires within 2 s.
+        """
+        service = self.start(UDP5000, TCP8080)
+        self.gatewayGone()
+        d = service.stopService()
+        self.advance(1.5)
+        self.assertNoResult(d)
+        self.advance(0.25)
+        self.successResultOf(d)
+        # The client sent the second deletion as the first failed, before
+        # the service gave up on it.
+        self.assertEqual(
+            [(t, r.internalPort) for t, r in self.deletions()],
+            [(0.0, 5000), (0.25, 5000), (0.75, 5000), (1.75, 8080)],
+        )
+
+    def test_stopDeadline(self) -> None:
+        """
+        Whatever the retransmission schedule, stopping gives up at the
+        deadline.
+        """
+        service = self.start(UDP5000, stopTimeouts=(4.0, 4.0, 4.0), stopDeadline=5.0)
+        self.gatewayGone()
+        d = service.stopService()
+        self.advance(4.75)
+        self.assertNoResult(d)
+        self.advance(0.25)
+        self.successResultOf(d)
+
+    def test_stopCancelsRequests(self) -> None:
+        """
+        A request in flight when the service stops is cancelled, and its
+        mapping (which the gateway may have made) deleted.
+        """
+        service = self.start(healthInterval=10**6)
+        self.gatewayGone()
+        service.addMapping(Protocol.UDP, 6000)
+        self.advance(1)
+        self.gatewayBack()
+        d = service.stopService()
+        self.network.flush()
+        self.successResultOf(d)
+        self.assertEqual([r.internalPort for _, r in self.deletions()], [6000])
+        self.network.log.clear()
+        self.advance(200)
+        self.assertEqual(self.sentByUs(), [])
+
+    def test_restart(self) -> None:
+        """
+        A stopped service can start again.
+        """
+        service = self.start(UDP5000)
+        d = service.stopService()
+        self.network.flush()
+        self.successResultOf(d)
+        service.startService()
+        self.network.flush()
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.assertTrue(service.states()[0].mapped)
+
+
+class ObserverTests(ServiceTestMixin, SynchronousTestCase):
+    def test_everyChange(self) -> None:
+        """
+        Observers hear of every grant, renewal, failure, expiry and removal.
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=400)
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.advance(200)
+        self.gatewayGone()
+        self.advance(400)
+        self.gatewayBack()
+        service.removeMapping(Protocol.UDP, 5000)
+        self.network.flush()
+        summary = [
+            (s.mapped, type(s.error).__name__ if s.error else None, s.removed)
+            for s in self.observer.states
+        ]
+        self.assertEqual(
+            summary,
+            [
+                (True, None, False),  # mapped at 0
+                (True, None, False),  # renewed at 200
+                (True, "NoResponseError", False),  # renewal at 400 failed
+                (False, "NoResponseError", False),  # expired at 600
+                (False, "NoResponseError", True),  # removed
+            ],
+        )
+
+    def test_removeObserver(self) -> None:
+        service = self.makeService(UDP5000)
+        service.removeObserver(self.observer)
+        service.startService()
+        self.network.flush()
+        self.assertEqual(self.observer.states, [])
+
+    def test_failingObserver(self) -> None:
+        """
+        An observer that raises is logged and does not stop the others.
+        """
+
+        @implementer(IMappingObserver)
+        class Broken:
+            def mappingChanged(self, state: MappingState) -> None:
+                raise RuntimeError("broken")
+
+        service = self.makeService(UDP5000)
+        service._observers.insert(0, Broken())
+        with capturedLogs() as events:
+            service.startService()
+            self.network.flush()
+        self.assertEqual(len(self.observer.states), 1)
+        self.assertTrue(any(e.get("log_failure") for e in events))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(service.states()[0].mapped)
+
+
+class DoubleNATTests(ServiceTestMixin, SynchronousTestCase):
+    def test_private(self) -> None:
+        """
+        RFC 1918 and RFC 6598 (100.64/10) addresses mean a second NAT.
+        """
+        for text in (
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.255",
+        ):
+            self.assertTrue(isPrivateAddress(IPv4Address(text)), text)
+        for text in ("192.0.3.1", "172.32.0.1", "100.128.0.1", "8.8.8.8", "11.0.0.1"):
+            self.assertFalse(isPrivateAddress(IPv4Address(text)), text)
+
+    def test_doubleNAT(self) -> None:
+        """
+        A private external address is reported in the state and the log.
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, IPv4Address("100.64.7.7"))
+        with capturedLogs() as events:
+            service = self.start(UDP5000)
+        state = service.states()[0]
+        self.assertTrue(state.doubleNAT)
+        self.assertTrue(service.doubleNAT)
+        self.assertIn("second NAT", state.describe())
+        self.assertTrue(
+            any(
+                "second NAT" in e["log_format"]
+                for e in events
+                if e["log_level"].name == "warn"
+            )
+        )
+
+    def test_publicAgain(self) -> None:
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, IPv4Address("192.168.5.5"))
+        service = self.start(UDP5000)
+        self.assertTrue(service.states()[0].doubleNAT)
+        self.gateway.setExternalAddress(EXTERNAL)
+        self.network.flush()
+        self.assertFalse(service.states()[0].doubleNAT)
+        self.assertFalse(self.observer.states[-1].doubleNAT)
