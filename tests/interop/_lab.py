@@ -38,11 +38,17 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorMulticast,
+    IReactorTime,
+    IReactorUDP,
+)
 from twisted.internet.protocol import DatagramProtocol, ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
+from zope.interface import implementer
 
 import twisted_natpmp
 from twisted_natpmp._wire import Protocol
@@ -212,6 +218,32 @@ def insideNamespace(namespace: str) -> Iterator[None]:
                 # traffic into the lab; better to stop the run right here.
                 os.write(2, b"FATAL: cannot return to the home network namespace\n")
                 os._exit(70)
+
+
+@implementer(IReactorTime, IReactorUDP, IReactorMulticast)
+class NamespacedReactor:
+    """
+    The trial reactor, except that every UDP or multicast port it opens is
+    opened inside one network namespace.  Hand it to code under test (a
+    client, a service) so that every socket that code ever opens, even
+    long after it started, is on the LAN host and none in the root
+    namespace.
+    """
+
+    def __init__(self, reactor: Any, namespace: str) -> None:
+        self._reactor = reactor
+        self.namespace = namespace
+
+    def listenUDP(self, *args: Any, **kwargs: Any) -> Any:
+        with insideNamespace(self.namespace):
+            return self._reactor.listenUDP(*args, **kwargs)
+
+    def listenMulticast(self, *args: Any, **kwargs: Any) -> Any:
+        with insideNamespace(self.namespace):
+            return self._reactor.listenMulticast(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
 
 
 def _reactor() -> Any:
@@ -609,16 +641,21 @@ class Lab:
 
     # Sockets in the trial process
 
+    def reactorIn(self, namespace: str) -> NamespacedReactor:
+        """
+        The trial reactor, opening its UDP ports in C{namespace}.
+        """
+        return NamespacedReactor(_reactor(), namespace)
+
     def listenUDP(
         self, namespace: str, port: int, protocol: DatagramProtocol, interface: str = ""
     ) -> IListeningPort:
         """
         Open a UDP port of the trial reactor inside C{namespace}.
         """
-        with insideNamespace(namespace):
-            listening: IListeningPort = _reactor().listenUDP(
-                port, protocol, interface=interface
-            )
+        listening: IListeningPort = self.reactorIn(namespace).listenUDP(
+            port, protocol, interface=interface
+        )
         return listening
 
     # miniupnpd

@@ -20,7 +20,6 @@ from ._lab import (
     ROUTER_LAN,
     ROUTER_WAN,
     Lab,
-    insideNamespace,
     sleep,
 )
 
@@ -37,10 +36,10 @@ def clientOn(
     testCase: TestCase, lab: Lab, lan: int = 0, gateway: str = ROUTER_LAN, **kwargs: Any
 ) -> NATPMPClient:
     """
-    A client whose socket is on LAN host C{lan}, stopped at the test's end.
+    A client whose socket is on LAN host C{lan} (as is any socket it might
+    open later), stopped at the test's end.
     """
-    with insideNamespace(lab.lans[lan]):
-        client = listenClient(reactor(), gateway, **kwargs)
+    client = listenClient(lab.reactorIn(lab.lans[lan]), gateway, **kwargs)
     testCase.addCleanup(client.stop)
     return client
 

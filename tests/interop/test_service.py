@@ -30,7 +30,6 @@ from ._lab import (
     ROUTER_WAN,
     Daemon,
     Lab,
-    insideNamespace,
     waitUntil,
 )
 
@@ -61,8 +60,8 @@ class _Recorder:
 
 class ServiceInProcessTests(TestCase):
     """
-    L{PortMapperService} in the trial process, started inside LAN host 1 so
-    that its client socket and its announcement listener live there.
+    L{PortMapperService} in the trial process, on a reactor that opens its
+    sockets (client and announcement listener) on LAN host 1.
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
@@ -71,13 +70,12 @@ class ServiceInProcessTests(TestCase):
 
     def startService(self, *declarations: MappingDeclaration) -> PortMapperService:
         service = PortMapperService(
-            reactor(),
+            self.lab.reactorIn(self.lab.lans[0]),
             declarations,
             gateway=ROUTER_LAN,
             healthInterval=NO_HEALTH_CHECK,
         )
-        with insideNamespace(self.lab.lans[0]):
-            service.startService()
+        service.startService()
 
         async def stop() -> None:
             if service.running:
@@ -155,6 +153,47 @@ class ServiceInProcessTests(TestCase):
         await service.removeMapping(UDP, 9701)
         self.assertEqual(self.lab.rules(UDP), {})
         self.assertEqual(self.lab.rules(TCP), {9700: (LAN_HOSTS[0], 9700)})
+
+
+class ServiceBeforeRouterTests(TestCase):
+    """
+    The service started while the router runs no NAT-PMP server yet.
+    """
+
+    async def test_mapsOnceRouterComesUp(self) -> None:
+        """
+        While the router has no NAT-PMP server its port 5351 answers ICMP
+        port unreachable and the declaration fails; the service never
+        forgets it (issue 4: retried with backoff, and re-mapped when the
+        router announces itself), so within a few seconds of miniupnpd
+        starting the port is mapped.
+        """
+        lab = Lab.build(self)
+        service = PortMapperService(
+            lab.reactorIn(lab.lans[0]),
+            [MappingDeclaration(TCP, 9900)],
+            gateway=ROUTER_LAN,
+            healthInterval=NO_HEALTH_CHECK,
+        )
+        service.startService()
+
+        async def stop() -> None:
+            if service.running:
+                await service.stopService()
+
+        self.addCleanup(stop)
+        await waitUntil(
+            lambda: service.state(TCP, 9900).error is not None, "a failure", 5.0
+        )
+        self.assertFalse(service.state(TCP, 9900).mapped)
+        await lab.startMiniupnpd()
+        await waitUntil(
+            lambda: service.state(TCP, 9900).mapped,
+            "the mapping once miniupnpd runs",
+            RECOVERY_WINDOW + 3.0,
+            0.1,
+        )
+        self.assertEqual(lab.rules(TCP), {9900: (LAN_HOSTS[0], 9900)})
 
 
 class TwistdNatpmpTests(TestCase):
