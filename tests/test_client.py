@@ -574,3 +574,29 @@ class LoopbackTests(TestCase):
 
     def test_roundTrip(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self.roundTrip())
+
+
+class LoopbackRefusedTests(TestCase):
+    """
+    RFC 6886 s3.1: ICMP port unreachable (here: a closed loopback port)
+    ends the request at once with L{errors.NotSupportedError}.
+    """
+
+    def test_refused(self) -> Deferred[None]:
+        import socket
+
+        from twisted.internet import reactor
+
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        closedPort = probe.getsockname()[1]
+        probe.close()
+        client = listenClient(
+            reactor, "127.0.0.1", interface="127.0.0.1", gatewayPort=closedPort
+        )
+        self.addCleanup(client.stop)
+        first = client.externalAddress()
+        second = client.addMapping(Protocol.TCP, 80)
+        d = self.assertFailure(first, errors.NotSupportedError)
+        d.addCallback(lambda _: self.assertFailure(second, errors.NotSupportedError))
+        return d.addCallback(lambda _: None)

@@ -132,6 +132,9 @@ class NATPMPClientProtocol(DatagramProtocol):
     def connectionRefused(self) -> None:
         self.client._refused()
 
+    def stopProtocol(self) -> None:
+        self.client._portLost()
+
     def send(self, packet: bytes) -> None:
         """
         Send C{packet} to the gateway.
@@ -197,6 +200,7 @@ class NATPMPClient:
         self._current: _Pending | None = None
         self._observers: list[Callable[[], object]] = []
         self._port: IListeningPort | None = None
+        self._stopping = False
 
     def __repr__(self) -> str:
         return f"<NATPMPClient gateway={self.gateway}:{self.gatewayPort}>"
@@ -296,6 +300,7 @@ class NATPMPClient:
         """
         # The queued ones first, so that cancelling the current request does
         # not send the next.
+        self._stopping = True
         pending = [*reversed(self._queue), self._current]
         for p in pending:
             if p is not None:
@@ -398,6 +403,21 @@ class NATPMPClient:
         if pending is not None:
             log.warn("gateway {gateway} refused NAT-PMP", gateway=self.gateway)
             self._finish(pending, Failure(NotSupportedError(self.gateway)))
+
+    def _portLost(self) -> None:
+        """
+        The socket closed while the client was not stopping.  Twisted's epoll
+        reactor closes a connected UDP port on ICMP port unreachable (EPOLLERR
+        without EPOLLIN) instead of calling C{connectionRefused}; either way
+        the gateway does not speak NAT-PMP (RFC 6886 s3.1).
+        """
+        if self._stopping:
+            return
+        self._port = None
+        pending = [p for p in (self._current, *self._queue) if p is not None]
+        self._queue.clear()
+        for p in pending:
+            self._finish(p, Failure(NotSupportedError(self.gateway)))
 
     def _datagramReceived(self, datagram: bytes, addr: Any) -> None:
         host, port = addr[0], addr[1]
