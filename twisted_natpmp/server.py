@@ -468,6 +468,7 @@ class GatewayService(Service):
         maxLifetime: int = DEFAULT_MAX_LIFETIME,
         maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
         announceTo: Endpoint | None = (ANNOUNCE_GROUP, CLIENT_PORT),
+        clock: IReactorTime | None = None,
     ) -> None:
         """
         @param reactor: provides L{IReactorTime} and L{IReactorMulticast}
@@ -481,8 +482,12 @@ class GatewayService(Service):
         @param backend: makes mappings real; a L{MemoryBackend} by
             default.
         @param announceTo: where announcements go; L{None} sends none.
+        @param clock: the time source for the epoch, expiry and
+            announcements; C{reactor} by default (tests pass a L{Clock} to
+            run real UDP on fake time).
         """
         self._reactor = reactor
+        self._clock = reactor if clock is None else clock
         self.listen = tuple(IPv4Interface(i) for i in listen)
         if not self.listen:
             raise ValueError("a gateway needs at least one internal address")
@@ -506,7 +511,7 @@ class GatewayService(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self.gateway = NATPMPGateway(
-            self._reactor,
+            self._clock,
             self.externalAddress,
             [interface.network for interface in self.listen],
             backend=self.backend,
@@ -532,7 +537,7 @@ class GatewayService(Service):
             )
         if self.announceTo is not None:
             self._announcer = Announcer(
-                self._reactor, self.gateway, transports, self.announceTo
+                self._clock, self.gateway, transports, self.announceTo
             )
             self._announcer.start()
 
