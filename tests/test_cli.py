@@ -36,8 +36,8 @@ from twisted_natpmp._wire import (
 from twisted_natpmp.client import RETRANSMIT_TIMEOUTS, NATPMPClient
 from twisted_natpmp.errors import NoGatewayError
 
+from ._gateway import EXTERNAL, GATEWAY, HOST, ScriptedGateway
 from ._memudp import MemoryUDPNetwork
-from .test_client import EXTERNAL, GATEWAY, HOST, ScriptedGateway
 
 
 class ParseTests(SynchronousTestCase):

@@ -5,12 +5,10 @@ network against a scripted gateway, and once over real loopback UDP.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -18,7 +16,6 @@ from twisted_natpmp import errors
 from twisted_natpmp._types import Mapping
 from twisted_natpmp._wire import (
     ErrorResponse,
-    ExternalAddressRequest,
     ExternalAddressResponse,
     MapRequest,
     MapResponse,
@@ -33,55 +30,8 @@ from twisted_natpmp.client import (
 )
 from twisted_natpmp.interfaces import IPortMapper
 
+from ._gateway import EXTERNAL, GATEWAY, HOST, ScriptedGateway
 from ._memudp import MemoryUDPNetwork
-
-GATEWAY = "10.0.0.1"
-HOST = "10.0.0.2"
-EXTERNAL = IPv4Address("192.0.3.77")
-
-Reply = Callable[[Request], list[bytes]]
-
-
-class ScriptedGateway(DatagramProtocol):
-    """
-    A gateway whose answers the test chooses: C{reply(request)} returns the
-    packets to send back.  By default it answers like a well-behaved gateway
-    with epoch C{self.epoch}.
-    """
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[Request, Any]] = []
-        self.epoch = 100
-        self.granted: int | None = None
-        self.reply: Reply = self.answer
-
-    def answer(self, request: Request) -> list[bytes]:
-        if isinstance(request, ExternalAddressRequest):
-            return [ExternalAddressResponse(0, self.epoch, EXTERNAL).encode()]
-        if request.lifetime == 0:
-            return [
-                MapResponse(
-                    request.protocol, 0, self.epoch, request.internalPort, 0, 0
-                ).encode()
-            ]
-        lifetime = request.lifetime if self.granted is None else self.granted
-        external = request.suggestedExternalPort or 50000
-        return [
-            MapResponse(
-                request.protocol,
-                0,
-                self.epoch,
-                request.internalPort,
-                external,
-                lifetime,
-            ).encode()
-        ]
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        request = decodeRequest(datagram)
-        self.requests.append((request, addr))
-        for packet in self.reply(request):
-            self.transport.write(packet, addr)
 
 
 class ClientTestMixin:

@@ -201,6 +201,7 @@ class NATPMPClient:
         self._observers: list[Callable[[], object]] = []
         self._port: IListeningPort | None = None
         self._stopping = False
+        self._untrigger: Callable[[], object] = lambda: None
 
     def __repr__(self) -> str:
         return f"<NATPMPClient gateway={self.gateway}:{self.gatewayPort}>"
@@ -292,6 +293,11 @@ class NATPMPClient:
         self._port = reactor.listenUDP(
             0, self.protocol, interface=interface, maxPacketSize=8192
         )
+        # A reactor shutting down closes the port; that is no ICMP error.
+        addTrigger = getattr(reactor, "addSystemEventTrigger", None)
+        if addTrigger is not None:
+            trigger = addTrigger("before", "shutdown", self._reactorStopping)
+            self._untrigger = lambda: reactor.removeSystemEventTrigger(trigger)
         return self._port
 
     def stop(self) -> Deferred[None]:
@@ -301,6 +307,8 @@ class NATPMPClient:
         # The queued ones first, so that cancelling the current request does
         # not send the next.
         self._stopping = True
+        self._untrigger()
+        self._untrigger = lambda: None
         pending = [*reversed(self._queue), self._current]
         for p in pending:
             if p is not None:
@@ -404,14 +412,18 @@ class NATPMPClient:
             log.warn("gateway {gateway} refused NAT-PMP", gateway=self.gateway)
             self._finish(pending, Failure(NotSupportedError(self.gateway)))
 
+    def _reactorStopping(self) -> None:
+        self._stopping = True
+
     def _portLost(self) -> None:
         """
-        The socket closed while the client was not stopping.  Twisted's epoll
+        The socket that L{listen} bound closed while neither the client nor
+        the reactor was stopping.  Twisted's epoll
         reactor closes a connected UDP port on ICMP port unreachable (EPOLLERR
         without EPOLLIN) instead of calling C{connectionRefused}; either way
         the gateway does not speak NAT-PMP (RFC 6886 s3.1).
         """
-        if self._stopping:
+        if self._stopping or self._port is None:
             return
         self._port = None
         pending = [p for p in (self._current, *self._queue) if p is not None]
