@@ -1,0 +1,179 @@
+"""
+Tests for L{twisted_natpmp._tap}, the options of C{twistd natpmp}.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_natpmp._tap import Options, makeService, parseMap
+from twisted_natpmp._wire import Protocol
+from twisted_natpmp.service import MappingDeclaration, PortMapperService
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        options = parse("--map", "udp:5000")
+        self.assertEqual(options["maps"], [(Protocol.UDP, 5000, None)])
+        self.assertEqual(options["lifetime"], 7200)  # RFC 6886 s3.3
+        self.assertEqual(options["health-interval"], 60.0)
+        self.assertIsNone(options["gateway"])
+
+    def test_everything(self) -> None:
+        options = parse(
+            "--map",
+            "udp:5000",
+            "-m",
+            "TCP:8080:80",
+            "--gateway",
+            "10.77.0.1",
+            "--lifetime",
+            "600",
+            "--health-interval",
+            "2.5",
+        )
+        self.assertEqual(
+            options["maps"], [(Protocol.UDP, 5000, None), (Protocol.TCP, 8080, 80)]
+        )
+        self.assertEqual(options["gateway"], IPv4Address("10.77.0.1"))
+        self.assertEqual(options["lifetime"], 600)
+        self.assertEqual(options["health-interval"], 2.5)
+
+    def test_badMap(self) -> None:
+        """
+        A bad --map gives a one-line error naming the value.
+        """
+        for value in [
+            "udp",
+            "udp:",
+            "sctp:5000",
+            "udp:0",
+            "udp:65536",
+            "udp:5000:0",
+            "udp:5000:x",
+            "udp:5000:80:1",
+            "udp:-1",
+            "5000",
+            "udp:5 000",
+        ]:
+            with self.assertRaises(usage.UsageError, msg=value) as caught:
+                parse("--map", value)
+            message = str(caught.exception)
+            self.assertIn(repr(value), message)
+            self.assertNotIn("\n", message)
+
+    def test_duplicateMap(self) -> None:
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--map", "udp:5000", "--map", "UDP:5000:6000")
+        self.assertIn("'UDP:5000:6000'", str(caught.exception))
+        # The same port of the other protocol is another mapping.
+        self.assertEqual(
+            len(parse("--map", "udp:5000", "--map", "tcp:5000")["maps"]), 2
+        )
+
+    def test_noMap(self) -> None:
+        self.assertRaises(usage.UsageError, parse)
+        self.assertRaises(usage.UsageError, parse, "--gateway", "10.0.0.1")
+
+    def test_badValues(self) -> None:
+        """
+        Each bad value is named in a one-line error.
+        """
+        for option, value in [
+            ("--gateway", "10.0.0"),
+            ("--gateway", "fe80::1"),
+            ("--lifetime", "0"),
+            ("--lifetime", "1.5"),
+            ("--lifetime", "4294967296"),
+            ("--health-interval", "0"),
+            ("--health-interval", "soon"),
+        ]:
+            with self.assertRaises(usage.UsageError, msg=value) as caught:
+                parse("--map", "udp:5000", option, value)
+            message = str(caught.exception)
+            self.assertIn(option, message)
+            self.assertIn(repr(value), message)
+            self.assertNotIn("\n", message)
+
+    def test_parseMap(self) -> None:
+        self.assertEqual(parseMap("tcp:22:2222"), (Protocol.TCP, 22, 2222))
+        self.assertEqual(parseMap("Udp:65535"), (Protocol.UDP, 65535, None))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_makeService(self) -> None:
+        """
+        The service keeps the --map ports mapped with the --lifetime asked,
+        on the --gateway given, and is not started yet.
+        """
+        options = parse(
+            "--map",
+            "udp:5000",
+            "--map",
+            "tcp:8080:80",
+            "--gateway",
+            "10.77.0.1",
+            "--lifetime",
+            "600",
+            "--health-interval",
+            "30",
+        )
+        service = makeService(options)
+        assert isinstance(service, PortMapperService)
+        self.assertFalse(service.running)
+        self.assertEqual(
+            [s.declaration for s in service.states()],
+            [
+                MappingDeclaration(Protocol.UDP, 5000, None, 600),
+                MappingDeclaration(Protocol.TCP, 8080, 80, 600),
+            ],
+        )
+        self.assertEqual(service._fixedGateway, IPv4Address("10.77.0.1"))
+        self.assertEqual(service._healthInterval, 30.0)
+
+    def test_discoversByDefault(self) -> None:
+        service = makeService(parse("--map", "udp:5000"))
+        assert isinstance(service, PortMapperService)
+        self.assertIsNone(service._fixedGateway)
+
+
+class TwistdTests(SynchronousTestCase):
+    def twistd(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        environment = dict(os.environ, PYTHONPATH=str(ROOT))
+        code = (
+            "import sys; from twisted.scripts.twistd import run;"
+            " sys.argv[0] = 'twistd'; run()"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=ROOT,
+            timeout=60,
+        )
+
+    def test_badMapOneLine(self) -> None:
+        """
+        C{twistd natpmp} with a bad --map ends with one line naming it, and
+        no traceback.
+        """
+        result = self.twistd("-n", "natpmp", "--map", "udp:99999")
+        output = result.stdout + result.stderr
+        self.assertNotIn("Traceback", output)
+        self.assertIn("--map 'udp:99999' is not", output.strip().splitlines()[-1])
