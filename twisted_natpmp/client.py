@@ -297,7 +297,8 @@ class NATPMPClient:
         addTrigger = getattr(reactor, "addSystemEventTrigger", None)
         if addTrigger is not None:
             trigger = addTrigger("before", "shutdown", self._reactorStopping)
-            self._untrigger = lambda: reactor.removeSystemEventTrigger(trigger)
+            remove = reactor.removeSystemEventTrigger  # type: ignore[attr-defined]
+            self._untrigger = lambda: remove(trigger)
         return self._port
 
     def stop(self) -> Deferred[None]:
@@ -414,6 +415,7 @@ class NATPMPClient:
 
     def _reactorStopping(self) -> None:
         self._stopping = True
+        self._untrigger = lambda: None  # the reactor has used it up
 
     def _portLost(self) -> None:
         """
