@@ -116,8 +116,7 @@ class Options(usage.Options):
 
     def opt_listen(self, value: str) -> None:
         """
-        An internal address to serve on, optionally with its network prefix
-        (e.g. 10.77.0.1/24); may be repeated (at least once).
+        An internal address to serve on, e.g. 10.77.0.1/24 (repeatable).
         """
         try:
             interface = IPv4Interface(value)

@@ -60,6 +60,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ._table import (
     DEFAULT_MAX_LIFETIME,
@@ -441,6 +442,10 @@ class Announcer:
             )
 
 
+def _cannotAnnounce(failure: Failure, address: str) -> None:
+    log.failure("cannot announce from {address}", failure, address=address)
+
+
 class GatewayService(Service):
     """
     A NAT-PMP gateway: listens on port 5351 of each internal address,
@@ -521,10 +526,13 @@ class GatewayService(Service):
         for interface in self.listen:
             # A multicast port, bound to the internal address, so that the
             # announcements leave by this interface.
+            address = str(interface.ip)
             port = cast(IReactorMulticast, self._reactor).listenMulticast(
-                self.port, NATPMPServerProtocol(self.gateway), str(interface.ip)
+                self.port, NATPMPServerProtocol(self.gateway), interface=address
             )
-            port.setOutgoingInterface(str(interface.ip))
+            setting = port.setOutgoingInterface(address)
+            if isinstance(setting, Deferred):
+                setting.addErrback(_cannotAnnounce, address)
             self.ports.append(cast(IListeningPort, port))
             transports.append(cast(IUDPTransport, port))
             log.info(
