@@ -9,6 +9,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -550,3 +551,28 @@ class LoopbackRefusedTests(TestCase):
         d = self.assertFailure(first, errors.NotSupportedError)
         d.addCallback(lambda _: self.assertFailure(second, errors.NotSupportedError))
         return d.addCallback(lambda _: None)
+
+    def test_usableAfterRefusal(self) -> Deferred[None]:
+        """
+        After a refusal the client binds a new port, so a gateway that starts
+        answering later is reached.
+        """
+        from twisted.internet import reactor
+
+        responder = ScriptedGateway()
+        probe = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        gatewayPort = probe.getHost().port
+        probe.stopListening()
+        client = listenClient(
+            reactor, "127.0.0.1", interface="127.0.0.1", gatewayPort=gatewayPort
+        )
+        self.addCleanup(client.stop)
+
+        async def run() -> None:
+            with self.assertRaises(errors.NotSupportedError):
+                await client.externalAddress()
+            port = reactor.listenUDP(gatewayPort, responder, interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            self.assertEqual(await client.externalAddress(), EXTERNAL)
+
+        return Deferred.fromCoroutine(run())

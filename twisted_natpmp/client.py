@@ -202,6 +202,7 @@ class NATPMPClient:
         self._port: IListeningPort | None = None
         self._stopping = False
         self._untrigger: Callable[[], object] = lambda: None
+        self._binding: tuple[IReactorUDP, str] | None = None
 
     def __repr__(self) -> str:
         return f"<NATPMPClient gateway={self.gateway}:{self.gatewayPort}>"
@@ -288,11 +289,12 @@ class NATPMPClient:
 
     def listen(self, reactor: IReactorUDP, interface: str = "") -> IListeningPort:
         """
-        Bind an ephemeral UDP port for this client.
+        Bind an ephemeral UDP port for this client.  Should the port be
+        closed under it (see L{_portLost}), the client binds a new one the
+        same way.
         """
-        self._port = reactor.listenUDP(
-            0, self.protocol, interface=interface, maxPacketSize=8192
-        )
+        self._binding = (reactor, interface)
+        self._port = self._bind()
         # A reactor shutting down closes the port; that is no ICMP error.
         addTrigger = getattr(reactor, "addSystemEventTrigger", None)
         if addTrigger is not None:
@@ -300,6 +302,13 @@ class NATPMPClient:
             remove = reactor.removeSystemEventTrigger  # type: ignore[attr-defined]
             self._untrigger = lambda: remove(trigger)
         return self._port
+
+    def _bind(self) -> IListeningPort:
+        assert self._binding is not None
+        reactor, interface = self._binding
+        return reactor.listenUDP(
+            0, self.protocol, interface=interface, maxPacketSize=8192
+        )
 
     def stop(self) -> Deferred[None]:
         """
@@ -423,11 +432,17 @@ class NATPMPClient:
         the reactor was stopping.  Twisted's epoll
         reactor closes a connected UDP port on ICMP port unreachable (EPOLLERR
         without EPOLLIN) instead of calling C{connectionRefused}; either way
-        the gateway does not speak NAT-PMP (RFC 6886 s3.1).
+        the gateway does not speak NAT-PMP now (RFC 6886 s3.1).  The pending
+        requests fail, and a fresh port is bound so that later requests (a
+        gateway that starts NAT-PMP later) can still be made.
         """
         if self._stopping or self._port is None:
             return
         self._port = None
+        try:
+            self._port = self._bind()
+        except Exception:
+            log.failure("could not bind a new port for {client}", client=self)
         pending = [p for p in (self._current, *self._queue) if p is not None]
         self._queue.clear()
         for p in pending:
