@@ -5,9 +5,11 @@ figure as it comes, and write them all as JSON at the end.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,8 @@ async def _run(reactor: Any, options: Options, argv: Sequence[str]) -> None:
             try:
                 figures = await section(context)
             except Exception as e:
+                if os.environ.get("BENCHMARKS_TRACEBACK"):
+                    traceback.print_exc()
                 figures = [
                     notMeasured(
                         f"{key}.error",
