@@ -6,8 +6,9 @@ L{Clock}.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -554,3 +555,153 @@ class PortPoolTests(SynchronousTestCase):
         origin = min(max(start, low), high)
         ordered = sorted(free, key=lambda p: (p < origin, p))
         self.assertEqual(pool.nextFree(start), ordered[0] if ordered else None)
+
+
+class NaiveTable:
+    """
+    The table's documented behaviour written the slow, obvious way: a list
+    of mappings searched in full; the reference for L{ModelTests}.
+    """
+
+    def __init__(self, low: int, high: int, maxLifetime: int, limit: int) -> None:
+        self.low, self.high = low, high
+        self.maxLifetime, self.limit = maxLifetime, limit
+        self.mappings: list[
+            list[Any]
+        ] = []  # [client, protocol, internal, external, expires]
+
+    def expire(self, now: float) -> None:
+        self.mappings = [m for m in self.mappings if m[4] > now]
+
+    def available(self, client: IPv4Address, protocol: Protocol, port: int) -> bool:
+        if not self.low <= port <= self.high:
+            return False
+        for other, proto, _, external, _ in self.mappings:
+            if external == port and (proto == protocol or other != client):
+                return False
+        return True
+
+    def map(
+        self,
+        now: float,
+        client: IPv4Address,
+        protocol: Protocol,
+        internal: int,
+        suggested: int,
+        lifetime: int,
+    ) -> tuple[int, int] | str:
+        self.expire(now)
+        granted = min(lifetime, self.maxLifetime)
+        for m in self.mappings:
+            if m[:3] == [client, protocol, internal]:
+                m[4] = now + granted
+                return (m[3], granted)
+        if sum(m[0] == client for m in self.mappings) >= self.limit:
+            return "out of resources"
+        if self.available(client, protocol, suggested):
+            port = suggested
+        else:
+            start = suggested if self.low <= suggested <= self.high else HIGH_PORT
+            start = min(max(start, self.low), self.high)
+            order = [*range(start, self.high + 1), *range(self.low, start)]
+            used = {m[3] for m in self.mappings}
+            free = [p for p in order if p not in used]
+            if not free:
+                return "out of resources"
+            port = free[0]
+        self.mappings.append([client, protocol, internal, port, now + granted])
+        return (port, granted)
+
+    def delete(
+        self, now: float, client: IPv4Address, protocol: Protocol, internal: int
+    ) -> None:
+        self.expire(now)
+        self.mappings = [
+            m for m in self.mappings if m[:3] != [client, protocol, internal]
+        ]
+
+    def deleteAll(self, now: float, client: IPv4Address, protocol: Protocol) -> None:
+        self.expire(now)
+        self.mappings = [m for m in self.mappings if m[:2] != [client, protocol]]
+
+    def state(self) -> list[tuple[Any, ...]]:
+        return sorted((str(m[0]), int(m[1]), m[2], m[3], m[4]) for m in self.mappings)
+
+
+_clients = st.sampled_from([ALICE, BOB, IPv4Address("10.0.0.4")])
+_protocols = st.sampled_from([TCP, UDP])
+_operations = st.one_of(
+    st.tuples(
+        st.just("map"),
+        _clients,
+        _protocols,
+        st.integers(1, 4),
+        st.sampled_from([0, 999, 1000, 1001, 1002, 1005, 1006, 60000]),
+        st.integers(1, 30),
+    ),
+    st.tuples(st.just("delete"), _clients, _protocols, st.integers(1, 4)),
+    st.tuples(st.just("deleteAll"), _clients, _protocols),
+    st.tuples(st.just("advance"), st.integers(0, 12)),
+)
+
+
+class ModelTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(_operations, max_size=60))
+    def test_agreesWithNaiveTable(self, operations: list[tuple[Any, ...]]) -> None:
+        """
+        Whatever the sequence of requests and time steps, the table grants
+        the same ports and lifetimes, refuses the same requests and holds
+        the same mappings as the obvious implementation of RFC 6886 s3.3
+        and s3.4 (companion ports, next free port, per-client limit,
+        expiry), and its backend holds exactly its mappings.
+        """
+        clock = Clock()
+        backend = MemoryBackend()
+        table = MappingTable(
+            clock,
+            backend,
+            minPort=1000,
+            maxPort=1005,
+            maxLifetime=20,
+            maxMappingsPerClient=3,
+        )
+        model = NaiveTable(1000, 1005, 20, 3)
+        for operation in operations:
+            name, *args = operation
+            now = clock.seconds()
+            if name == "advance":
+                clock.advance(args[0])
+                table.expire()
+                model.expire(clock.seconds())
+            elif name == "map":
+                try:
+                    mapping = table.map(*args)
+                    got: tuple[int, int] | str = (
+                        mapping.externalPort,
+                        mapping.lifetime,
+                    )
+                except OutOfResourcesError:
+                    got = "out of resources"
+                self.assertEqual(got, model.map(now, *args), operation)
+            elif name == "delete":
+                table.delete(*args)
+                model.delete(now, *args)
+            else:
+                table.deleteAll(*args)
+                model.deleteAll(now, *args)
+            ours = sorted(
+                (
+                    str(m.client),
+                    int(m.protocol),
+                    m.internalPort,
+                    m.externalPort,
+                    m.expires,
+                )
+                for m in table._byKey.values()
+            )
+            self.assertEqual(ours, model.state(), operation)
+            self.assertEqual(
+                sorted((int(p), e) for p, e in backend.forwards),
+                sorted((m[1], m[3]) for m in model.state()),
+            )
