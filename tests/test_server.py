@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -544,6 +545,27 @@ class ExpiryAndLoggingTests(GatewayTestsMixin, SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual([p for p in self.net.ports if p[0] == GATEWAY], [])
         self.assertEqual(self.net.multicastPorts, [])
+
+    def test_bindFailureReleasesPorts(self) -> None:
+        """
+        When one internal address cannot be bound, starting fails with that
+        error and leaves nothing bound or scheduled.
+        """
+        host = self.net.host(GATEWAY)
+        bind = host.listenMulticast
+
+        def listenMulticast(port: int, protocol: Any, interface: str = "") -> Any:
+            if interface == "10.88.0.1":
+                raise CannotListenError(interface, port, OSError("in use"))
+            return bind(port, protocol, interface)
+
+        host.listenMulticast = listenMulticast  # type: ignore[method-assign]
+        service = GatewayService(host, [f"{GATEWAY}/24", "10.88.0.1/16"], EXTERNAL)
+        self.assertRaises(CannotListenError, service.startService)
+        self.assertFalse(service.running)
+        self.assertEqual(self.net.multicastPorts, [])
+        self.assertEqual(service.ports, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class AnnouncementTests(GatewayTestsMixin, SynchronousTestCase):

@@ -523,31 +523,43 @@ class GatewayService(Service):
             **self._limits,
         )
         transports: list[IUDPTransport] = []
-        for interface in self.listen:
-            # A multicast port, bound to the internal address, so that the
-            # announcements leave by this interface.
-            address = str(interface.ip)
-            port = cast(IReactorMulticast, self._reactor).listenMulticast(
-                self.port, NATPMPServerProtocol(self.gateway), interface=address
-            )
-            setting = port.setOutgoingInterface(address)
-            if isinstance(setting, Deferred):
-                setting.addErrback(_cannotAnnounce, address)
-            self.ports.append(cast(IListeningPort, port))
-            transports.append(cast(IUDPTransport, port))
-            log.info(
-                "NAT-PMP gateway serving {network} on {address}:{port},"
-                " external address {external}",
-                network=interface.network,
-                address=interface.ip,
-                port=port.getHost().port,
-                external=self.externalAddress,
-            )
+        try:
+            for interface in self.listen:
+                transports.append(self._listen(interface, self.gateway))
+        except BaseException:
+            # Do not leave the first addresses bound when a later one fails.
+            self.stopService()
+            raise
         if self.announceTo is not None:
             self._announcer = Announcer(
                 self._clock, self.gateway, transports, self.announceTo
             )
             self._announcer.start()
+
+    def _listen(
+        self, interface: IPv4Interface, gateway: NATPMPGateway
+    ) -> IUDPTransport:
+        """
+        Serve on one internal address: a multicast port bound to it, so that
+        announcements leave by its interface.
+        """
+        address = str(interface.ip)
+        port = cast(IReactorMulticast, self._reactor).listenMulticast(
+            self.port, NATPMPServerProtocol(gateway), interface=address
+        )
+        self.ports.append(cast(IListeningPort, port))
+        setting = port.setOutgoingInterface(address)
+        if isinstance(setting, Deferred):
+            setting.addErrback(_cannotAnnounce, address)
+        log.info(
+            "NAT-PMP gateway serving {network} on {address}:{port},"
+            " external address {external}",
+            network=interface.network,
+            address=address,
+            port=port.getHost().port,
+            external=self.externalAddress,
+        )
+        return cast(IUDPTransport, port)
 
     def setExternalAddress(self, address: IPv4Address | str | None) -> None:
         """
