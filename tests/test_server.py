@@ -314,6 +314,11 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         self.assertEqual(
             remaining, [(IPv4Address(CLIENT), TCP), (IPv4Address(OTHER), UDP)]
         )
+        # Liberal: a non-zero suggested external port does not matter.
+        self.ask(mapRequest(UDP, 6000, 0, 3600))
+        reply = parseMap(self.ask(mapRequest(UDP, 0, 6000, 0)) or b"")
+        self.assertEqual(reply, (129, 0, 0, 0, 0, 0))
+        self.assertEqual(len(self.backend.forwards), 2)
 
     def test_internalPortZeroWithLifetime(self) -> None:
         """
