@@ -63,7 +63,7 @@ from .announce import (
 )
 from .client import listenClient
 from .discovery import defaultGateway
-from .errors import NoGatewayError, NoResponseError, NotSupportedError
+from .errors import NoGatewayError, NoResponseError
 from .interfaces import IMappingObserver, IPortMapper
 
 __all__ = [
@@ -341,11 +341,6 @@ class PortMapperService(Service):
         self._recovery: Deferred[None] | None = None
         self._pcpEpochs = EpochTracker()
         self._gatewayMissing = False
-        self._replacing: IDelayedCall | None = None
-        #: The gateway refused us since the last re-mapping: when it answers
-        #: again it may well have restarted, and a new client has no epoch
-        #: to judge that by (RFC 6886 s3.6).
-        self._suspect = False
 
     # Declarations
 
@@ -467,9 +462,6 @@ class PortMapperService(Service):
         self._healthLoop = self._gatewayLoop = None
         self._cancelRecovery()
         self._cancelHealthRequest()
-        replacing, self._replacing = self._replacing, None
-        if replacing is not None and replacing.active():
-            replacing.cancel()
         waits: list[Deferred[Any]] = []
         port, self._announcePort = self._announcePort, None
         if port is not None:
@@ -555,47 +547,6 @@ class PortMapperService(Service):
         if stop is None:
             return succeed(None)
         return maybeDeferred(stop).addCallback(lambda _: None)
-
-    def _checkRefused(self, failure: Failure, client: IPortMapper) -> None:
-        """
-        After an ICMP port unreachable (RFC 6886 s3.1: no NAT-PMP there, for
-        now) the client's connected socket may be gone (Twisted's epoll
-        reactor closes it): start a fresh client for the same gateway, once
-        the failures of this turn are handled, so that the retries (which
-        never stop: a gateway being restarted refuses for a while) have a
-        socket to go out on.
-        """
-        if not failure.check(NotSupportedError):
-            return
-        self._suspect = True
-        if self._replacing is None:
-            self._replacing = self._reactor.callLater(0, self._replaceClient, client)
-
-    def _replaceClient(self, client: IPortMapper) -> None:
-        self._replacing = None
-        gateway = self.gateway
-        if not self.running or client is not self._client or gateway is None:
-            return
-        log.info(
-            "the gateway {gateway} refused NAT-PMP; starting a new client for"
-            " the retries",
-            gateway=gateway,
-        )
-        # Requests still queued in the old client are sent again by the new,
-        # and a re-mapping under way starts again.
-        recovering = self._recovery is not None or self._recoveryCall is not None
-        self._cancelRecovery()
-        pending = [e for e in self._entries.values() if e.cancelRequest()]
-        self._cancelHealthRequest()
-        self._releaseClient().addErrback(
-            lambda f: log.failure("stopping the old client failed", f)
-        )
-        self._client = self._clientFactory(gateway)
-        self._client.addStateLossObserver(self._stateLost)
-        for entry in pending:
-            self._request(entry)
-        if recovering:
-            self._scheduleRecovery("a re-mapping was under way")
 
     def _checkGateway(self) -> None:
         gateway = self._discover()
@@ -711,7 +662,6 @@ class PortMapperService(Service):
         entry.request = None
         if failure.check(CancelledError) or not self._current(entry, client):
             return
-        self._checkRefused(failure, client)
         entry.error = failure.value
         delay = self._backoff(entry.failures)
         entry.failures += 1
@@ -768,7 +718,6 @@ class PortMapperService(Service):
             first = self._pcpEpochs.lastEpoch is None
             lost = self._pcpEpochs.update(announcement.epoch, self._reactor.seconds())
             news = first or lost
-        news = news or self._suspect
         waiting = any(
             e.mapping is None and e.request is None for e in self._entries.values()
         )
@@ -825,7 +774,6 @@ class PortMapperService(Service):
         mapping one request at a time, each suggesting the external port it
         held before.
         """
-        self._suspect = False
         await self._askExternalAddress(client, recovering=True)
         for entry in list(self._entries.values()):
             if not self._current(entry, client):
@@ -880,7 +828,6 @@ class PortMapperService(Service):
     def _externalAddressFailed(self, failure: Failure, client: IPortMapper) -> None:
         if failure.check(CancelledError) or client is not self._client:
             return
-        self._checkRefused(failure, client)
         log.warn(
             "gateway {gateway} did not tell its external address: {error}",
             gateway=self.gateway,
@@ -914,9 +861,6 @@ class PortMapperService(Service):
     def _healthy(self, address: IPv4Address, client: IPortMapper) -> None:
         self._gotExternalAddress(address, client, False)
         if client is not self._client:
-            return
-        if self._suspect:
-            self._scheduleRecovery(f"the gateway {self.gateway} answers again")
             return
         # The gateway answers again: retry at once what failed for want of
         # an answer, rather than at the end of a long backoff.
