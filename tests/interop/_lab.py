@@ -716,6 +716,20 @@ class Lab:
         )
         return await self.startMiniupnpd()
 
+    def changeExternalAddress(self, address: str) -> None:
+        """
+        Give the router's WAN interface C{address} (a /24) instead of its
+        current one, and tell miniupnpd (SIGUSR1), which then sends one
+        NAT-PMP announcement and one PCP ANNOUNCE and resets its epoch
+        (PROTOCOL.md Part B).
+        """
+        self._ipBatch(
+            self.router,
+            ["address flush dev wan0", f"address add {address}/24 dev wan0"],
+        )
+        if self.miniupnpd is not None:
+            self.miniupnpd.signal(signal.SIGUSR1)
+
     def rules(self, protocol: Protocol) -> dict[int, tuple[str, int] | None]:
         """
         The router's port forwards for C{protocol}, read from its firewall:

@@ -10,6 +10,7 @@ multicasts one PCP ANNOUNCE when it starts; PROTOCOL.md Part B).
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -30,10 +31,14 @@ from ._lab import (
     ROUTER_WAN,
     Daemon,
     Lab,
+    sleep,
     waitUntil,
 )
 
 TCP, UDP = Protocol.TCP, Protocol.UDP
+
+#: The router's external address after it changes.
+OTHER_WAN = "192.0.3.9"
 
 #: RFC 6886 s3.7: re-map after a random 0-5 s hold-off; the issue allows 6 s
 #: from the router's restart for the announcement, the hold-off and the
@@ -47,6 +52,37 @@ def reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+def startService(
+    testCase: TestCase,
+    lab: Lab,
+    declarations: Sequence[MappingDeclaration],
+    healthInterval: float = NO_HEALTH_CHECK,
+    lan: int = 0,
+) -> PortMapperService:
+    """
+    Start a L{PortMapperService} for the router's LAN address whose sockets
+    are on LAN host C{lan}; it is stopped at the test's end.
+    """
+    service = PortMapperService(
+        lab.reactorIn(lab.lans[lan]),
+        declarations,
+        gateway=ROUTER_LAN,
+        healthInterval=healthInterval,
+    )
+    service.startService()
+
+    async def stop() -> None:
+        if service.running:
+            await service.stopService()
+
+    testCase.addCleanup(stop)
+    return service
+
+
+def allMapped(service: PortMapperService) -> bool:
+    return all(state.mapped for state in service.states())
 
 
 @implementer(IMappingObserver)
@@ -68,21 +104,10 @@ class ServiceInProcessTests(TestCase):
         self.lab = Lab.build(self)
         await self.lab.startMiniupnpd()
 
-    def startService(self, *declarations: MappingDeclaration) -> PortMapperService:
-        service = PortMapperService(
-            self.lab.reactorIn(self.lab.lans[0]),
-            declarations,
-            gateway=ROUTER_LAN,
-            healthInterval=NO_HEALTH_CHECK,
-        )
-        service.startService()
-
-        async def stop() -> None:
-            if service.running:
-                await service.stopService()
-
-        self.addCleanup(stop)
-        return service
+    def startService(
+        self, *declarations: MappingDeclaration, healthInterval: float = NO_HEALTH_CHECK
+    ) -> PortMapperService:
+        return startService(self, self.lab, declarations, healthInterval)
 
     async def test_mapsDeclarationsAndStopDeletes(self) -> None:
         """
@@ -96,9 +121,7 @@ class ServiceInProcessTests(TestCase):
             MappingDeclaration(UDP, 9501, 19501, lifetime=600),
         )
         service.addObserver(recorder)
-        await waitUntil(
-            lambda: all(s.mapped for s in service.states()), "both mapped", 5.0
-        )
+        await waitUntil(lambda: allMapped(service), "both mapped", 5.0)
         self.assertEqual(self.lab.rules(TCP), {9500: (LAN_HOSTS[0], 9500)})
         self.assertEqual(self.lab.rules(UDP), {19501: (LAN_HOSTS[0], 9501)})
         state = service.state(UDP, 9501)
@@ -126,9 +149,7 @@ class ServiceInProcessTests(TestCase):
             MappingDeclaration(TCP, 9600, 19600),
             MappingDeclaration(UDP, 9601, 19601),
         )
-        await waitUntil(
-            lambda: all(s.mapped for s in service.states()), "both mapped", 5.0
-        )
+        await waitUntil(lambda: allMapped(service), "both mapped", 5.0)
         await self.lab.restartMiniupnpd()
         self.assertEqual(self.lab.rules(TCP), {})
         await waitUntil(
@@ -154,6 +175,171 @@ class ServiceInProcessTests(TestCase):
         self.assertEqual(self.lab.rules(UDP), {})
         self.assertEqual(self.lab.rules(TCP), {9700: (LAN_HOSTS[0], 9700)})
 
+    async def test_twoServicesOnOneHostHearAnnouncements(self) -> None:
+        """
+        Two services on one host both bind 224.0.0.1:5350 (with address
+        reuse, RFC 6886 s3.2.1) and both hear the router's announcement
+        after it restarts: each re-maps its own port.
+        """
+        first = self.startService(MappingDeclaration(TCP, 9610))
+        second = self.startService(MappingDeclaration(TCP, 9611))
+        await waitUntil(
+            lambda: allMapped(first) and allMapped(second), "both mapped", 5.0
+        )
+        self.assertEqual(set(self.lab.rules(TCP)), {9610, 9611})
+        await self.lab.restartMiniupnpd()
+        await waitUntil(
+            lambda: set(self.lab.rules(TCP)) == {9610, 9611},
+            "both services' mappings back",
+            RECOVERY_WINDOW,
+            0.1,
+        )
+
+    async def test_externalAddressChangeAnnounced(self) -> None:
+        """
+        When the router's external address changes, miniupnpd announces it
+        (one NAT-PMP announcement, RFC 6886 s3.2.1, and a reset epoch); the
+        service learns the new address and its observers hear it within 6 s,
+        without a health check.
+        """
+        recorder = _Recorder()
+        service = self.startService(MappingDeclaration(UDP, 9620))
+        service.addObserver(recorder)
+        await waitUntil(lambda: allMapped(service), "mapped", 5.0)
+        self.assertEqual(service.externalAddress, IPv4Address(ROUTER_WAN))
+        self.lab.changeExternalAddress(OTHER_WAN)
+        await waitUntil(
+            lambda: service.externalAddress == IPv4Address(OTHER_WAN),
+            "the new external address",
+            RECOVERY_WINDOW,
+            0.1,
+        )
+        await waitUntil(
+            lambda: service.state(UDP, 9620).externalAddress == IPv4Address(OTHER_WAN),
+            "the new address in the mapping's state",
+            RECOVERY_WINDOW,
+            0.1,
+        )
+        self.assertIn(
+            IPv4Address(OTHER_WAN), [state.externalAddress for state in recorder.states]
+        )
+        self.assertEqual(self.lab.rules(UDP), {9620: (LAN_HOSTS[0], 9620)})
+
+    async def test_healthCheckCatchesMissedReboot(self) -> None:
+        """
+        With announcements blocked on the LAN host, a router restart is
+        still caught by the periodic health check: the reply's epoch is far
+        below the expected one (RFC 6886 s3.6) and the service re-maps
+        after the s3.7 hold-off.  The router first runs for 3 s (the epoch
+        rule allows 2 s of slack), and drops its ICMP port unreachable
+        while miniupnpd is down, as a router rebooting would not answer.
+        """
+        lan = self.lab.lans[0]
+        self.lab.check(
+            lan,
+            [
+                "iptables-legacy",
+                "-w",
+                "5",
+                "-A",
+                "INPUT",
+                "-d",
+                "224.0.0.0/4",
+                "-j",
+                "DROP",
+            ],
+        )
+        self.lab.check(
+            self.lab.router,
+            [
+                "iptables-legacy",
+                "-w",
+                "5",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "icmp",
+                "--icmp-type",
+                "port-unreachable",
+                "-j",
+                "DROP",
+            ],
+        )
+        service = self.startService(MappingDeclaration(TCP, 9630), healthInterval=1.0)
+        await waitUntil(lambda: allMapped(service), "mapped", 5.0)
+        await sleep(3.0)
+        await self.lab.restartMiniupnpd()
+        self.assertEqual(self.lab.rules(TCP), {})
+        await waitUntil(
+            lambda: self.lab.rules(TCP),
+            "the mapping back after a health check",
+            RECOVERY_WINDOW + 2.0,
+            0.1,
+        )
+        self.assertEqual(self.lab.rules(TCP), {9630: (LAN_HOSTS[0], 9630)})
+
+
+class ServiceAgainstOurGatewayTests(TestCase):
+    """
+    The mapper service against our own gateway (C{twistd natpmp-gateway}),
+    which announces itself when it starts (RFC 6886 s3.2.1).
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = Lab.build(self)
+
+    async def startGateway(self, external: str = ROUTER_WAN) -> Daemon:
+        daemon = self.lab.spawn(
+            self.lab.router,
+            self.lab.twistd(
+                "natpmp-gateway",
+                "--listen",
+                f"{ROUTER_LAN}/24",
+                "--external-address",
+                external,
+            ),
+            "natpmp-gateway",
+        )
+        await self.lab.waitListening(daemon, 5351)
+        return daemon
+
+    async def test_remapsAfterGatewayRestart(self) -> None:
+        """
+        When our gateway restarts (its table lost, its epoch back at 0) its
+        announcements reach the service, which re-creates its mapping on
+        the new gateway within 6 s.  The first gateway runs for 3 s, so that
+        the restart is a loss of state by the RFC 6886 s3.6 rule.
+        """
+        gateway = await self.startGateway()
+        service = startService(self, self.lab, [MappingDeclaration(TCP, 9950, 19950)])
+        await waitUntil(lambda: allMapped(service), "mapped", 5.0)
+        await sleep(3.0)
+        await gateway.stop()
+        restarted = await self.startGateway()
+        created = f"-> {LAN_HOSTS[0]}:9950"
+        await waitUntil(
+            lambda: created in restarted.output(),
+            "the mapping on the restarted gateway",
+            RECOVERY_WINDOW,
+            0.1,
+        )
+        self.assertEqual(service.state(TCP, 9950).externalPort, 19950)
+
+    async def test_doubleNATIsReported(self) -> None:
+        """
+        A gateway whose external address is itself private (here shared
+        address space, 100.64/10) puts the host behind a second NAT: the
+        service says so in each mapping's state.
+        """
+        await self.startGateway(external="100.64.7.7")
+        service = startService(self, self.lab, [MappingDeclaration(UDP, 9960)])
+        await waitUntil(lambda: allMapped(service), "mapped", 5.0)
+        await waitUntil(
+            lambda: service.state(UDP, 9960).doubleNAT, "double NAT reported", 5.0
+        )
+        self.assertTrue(service.doubleNAT)
+        self.assertEqual(service.externalAddress, IPv4Address("100.64.7.7"))
+
 
 class ServiceBeforeRouterTests(TestCase):
     """
@@ -169,19 +355,7 @@ class ServiceBeforeRouterTests(TestCase):
         starting the port is mapped.
         """
         lab = Lab.build(self)
-        service = PortMapperService(
-            lab.reactorIn(lab.lans[0]),
-            [MappingDeclaration(TCP, 9900)],
-            gateway=ROUTER_LAN,
-            healthInterval=NO_HEALTH_CHECK,
-        )
-        service.startService()
-
-        async def stop() -> None:
-            if service.running:
-                await service.stopService()
-
-        self.addCleanup(stop)
+        service = startService(self, lab, [MappingDeclaration(TCP, 9900)])
         await waitUntil(
             lambda: service.state(TCP, 9900).error is not None, "a failure", 5.0
         )
