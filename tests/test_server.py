@@ -476,6 +476,38 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         self.assertIn("no firewall", refusals[0]["cause"])
         self.assertEqual(len(self.ask(b"\x00\x00") or b""), 12)
 
+    def test_deleteFailure(self) -> None:
+        """
+        A deletion the backend cannot carry out gets a non-zero result code
+        (RFC 6886 s3.4), here 3 for an unexpected exception, with the
+        internal port echoed and external port and lifetime 0 (s3.5); the
+        failure is logged and the mapping kept.
+        """
+
+        class Stuck(MemoryBackend):
+            def removeMapping(self, *args: Any) -> None:
+                raise OSError("rule is stuck")
+
+        backend = Stuck()
+        self.startGateway(backend=backend)
+        self.ask(mapRequest(UDP, 5, 5000, 60))
+        reply = parseMap(self.ask(mapRequest(UDP, 5, 0, 0)) or b"")
+        self.assertEqual(reply, (129, 3, 0, 5, 0, 0))
+        reply = parseMap(self.ask(mapRequest(UDP, 0, 0, 0)) or b"")
+        self.assertEqual(reply, (129, 3, 0, 0, 0, 0))
+        self.assertEqual(len(backend.forwards), 1)
+        failed = [e for e in self.logged if "failed to remove" in e["log_format"]]
+        self.assertEqual(len(failed), 2)
+        self.assertEqual(self.events("deleted"), [])
+
+    def test_noListenAddress(self) -> None:
+        """
+        A gateway needs at least one internal address.
+        """
+        self.assertRaises(
+            ValueError, GatewayService, self.net.host(GATEWAY), [], EXTERNAL
+        )
+
 
 class ExpiryAndLoggingTests(GatewayTestsMixin, SynchronousTestCase):
     def test_expiresOnItsOwn(self) -> None:
@@ -627,6 +659,20 @@ class AnnouncementTests(GatewayTestsMixin, SynchronousTestCase):
         self.assertEqual(len(sent), 3 + 10)
         self.assertEqual({p[8:] for p in sent[3:]}, {bytes([192, 0, 3, 99])})
         self.assertEqual((self.ask(b"\x00\x00") or b"")[8:], bytes([192, 0, 3, 99]))
+
+    def test_addressBeforeStart(self) -> None:
+        """
+        An address set before starting is the one served and announced.
+        """
+        service = GatewayService(self.net.host(GATEWAY), [f"{GATEWAY}/24"], None)
+        service.setExternalAddress("192.0.3.99")
+        self.assertEqual(self.net.log, [])
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.net.flush()
+        self.assertEqual(
+            [p[8:] for p in self.announcements()], [bytes([192, 0, 3, 99])]
+        )
 
     def test_announcementsOff(self) -> None:
         """
