@@ -8,8 +8,10 @@ opens is there.  It runs L{PortMapperService} with COUNT UDP declarations
 no health check during the run, and prints, one per line:
 
   - C{BENCH mapped}: every declaration is mapped;
-  - C{BENCH announced}: the first packet from GATEWAY to 224.0.0.1:5350
-    after that (heard on a socket of its own, beside the service's);
+  - C{BENCH announced}: after a SIGUSR1 (the harness is restarting the
+    gateway), the first packet from GATEWAY to 224.0.0.1:5350 with an
+    epoch below 2 s, from a gateway just started (heard on a socket of its
+    own, beside the service's);
   - C{BENCH restored SECONDS}: every declaration was granted again after
     the announcement, SECONDS (wall clock, the reactor's) after it;
   - C{BENCH timeout PHASE}: TIMEOUT seconds passed in PHASE; it exits 1.
@@ -17,6 +19,7 @@ no health check during the run, and prints, one per line:
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -31,8 +34,24 @@ from twisted_natpmp.service import (
     PortMapperService,
 )
 
+#: An announcement with an epoch below this comes from a gateway that has
+#: just started; the old one's repeated copies (RFC 6886 s3.2.1) do not.
+FRESH = 2
 #: No health check within a run: recovery must come from the announcement.
 HEALTH_INTERVAL = 3600.0
+
+
+def _epoch(packet: bytes) -> int:
+    """
+    The epoch of a NAT-PMP announcement (RFC 6886 s3.2.1) or a PCP ANNOUNCE
+    (RFC 6887 s14.1); a large number for anything else.
+    """
+    version = packet[0] if packet else None
+    if version == 0 and len(packet) >= 12:
+        return int.from_bytes(packet[4:8], "big")
+    if version == 2 and len(packet) >= 24:
+        return int.from_bytes(packet[8:12], "big")
+    return 2**32
 
 
 def say(*words: object) -> None:
@@ -59,8 +78,19 @@ class Watch(DatagramProtocol):
         assert self.transport is not None
         self.transport.joinGroup(ANNOUNCE_GROUP)  # type: ignore[attr-defined]
 
+    def restarting(self, signum: int, frame: object) -> None:
+        """
+        The harness is about to restart the gateway (SIGUSR1).
+        """
+        if self.phase == "mapped":
+            self.phase = "waiting"
+
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        if self.phase == "waiting" and addr[0] == self.gateway:
+        if (
+            self.phase == "waiting"
+            and addr[0] == self.gateway
+            and _epoch(datagram) < FRESH
+        ):
             self.announced = self.reactor.seconds()
             self.phase = "restoring"
             say("announced")
@@ -68,15 +98,25 @@ class Watch(DatagramProtocol):
     def mappingChanged(self, state: MappingState) -> None:
         if self.phase == "mapping":
             if all(s.mapped for s in self.service.states()):
-                self.phase = "waiting"
+                self.phase = "mapped"
                 say("mapped")
-        elif self.phase == "restoring" and state.mapped:
+        elif self.phase == "restoring" and self.grantedSinceAnnounced(state):
             self.restored.add(state.declaration.internalPort)
             if len(self.restored) == len(self.service.states()):
                 say("restored", f"{self.reactor.seconds() - self.announced:.6f}")
                 self.phase = "done"
                 self.code = 0
                 self.reactor.stop()
+
+    def grantedSinceAnnounced(self, state: MappingState) -> bool:
+        """
+        Was C{state}'s mapping granted after the announcement?  (A change
+        to a mapping held from before, such as a new external address,
+        does not count.)
+        """
+        if state.expires is None or state.lifetime is None:
+            return False
+        return state.expires - state.lifetime >= self.announced
 
     def timedOut(self) -> None:
         say("timeout", self.phase)
@@ -100,6 +140,7 @@ def main(argv: list[str]) -> int:
     )
     watch = Watch(reactor, service, gateway)
     service.addObserver(watch)
+    signal.signal(signal.SIGUSR1, watch.restarting)
     reactor.listenMulticast(  # type: ignore[attr-defined]
         CLIENT_PORT, watch, interface=ANNOUNCE_GROUP, listenMultiple=True
     )
