@@ -3,30 +3,78 @@ NAT-PMP (RFC 6886) port mapping for Twisted.
 
 The public names are re-exported here; see L{twisted_natpmp.client},
 L{twisted_natpmp.service} and L{twisted_natpmp.server} for the details.
+They are imported when first used, so that C{import twisted_natpmp} (and
+every twistd plugin listing) stays cheap.
 """
 
-from ._types import Mapping
-from ._wire import Protocol, ResultCode
-from .client import NATPMPClient, listenClient
-from .errors import (
-    GatewayError,
-    NATPMPError,
-    NoGatewayError,
-    NoResponseError,
-    NotAuthorizedError,
-    NotSupportedError,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._types import Mapping
+    from ._wire import Protocol, ResultCode
+    from .backends import MemoryBackend
+    from .client import NATPMPClient, listenClient
+    from .discovery import defaultGateway
+    from .errors import (
+        GatewayError,
+        NATPMPError,
+        NoGatewayError,
+        NoResponseError,
+        NotAuthorizedError,
+        NotSupportedError,
+    )
+    from .server import GatewayService
+    from .service import MappingDeclaration, MappingState, PortMapperService
+
+_WHERE = {
+    "Mapping": "._types",
+    "Protocol": "._wire",
+    "ResultCode": "._wire",
+    "MemoryBackend": ".backends",
+    "NATPMPClient": ".client",
+    "listenClient": ".client",
+    "defaultGateway": ".discovery",
+    "GatewayError": ".errors",
+    "NATPMPError": ".errors",
+    "NoGatewayError": ".errors",
+    "NoResponseError": ".errors",
+    "NotAuthorizedError": ".errors",
+    "NotSupportedError": ".errors",
+    "GatewayService": ".server",
+    "MappingDeclaration": ".service",
+    "MappingState": ".service",
+    "PortMapperService": ".service",
+}
 
 __all__ = [
     "GatewayError",
+    "GatewayService",
     "Mapping",
+    "MappingDeclaration",
+    "MappingState",
+    "MemoryBackend",
     "NATPMPClient",
     "NATPMPError",
     "NoGatewayError",
     "NoResponseError",
     "NotAuthorizedError",
     "NotSupportedError",
+    "PortMapperService",
     "Protocol",
     "ResultCode",
+    "defaultGateway",
     "listenClient",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
