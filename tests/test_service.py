@@ -617,6 +617,36 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(2)
         self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 12.0])
         self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        # The re-mapping's first reply shows the reset epoch (RFC 6886
+        # s3.6): the re-mapping under way covers it, no second one follows.
+        self.advance(100)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 12.0])
+
+    def test_stateLostWhileRemapping(self) -> None:
+        """
+        A loss of state seen while the re-mapping renews the mappings (the
+        gateway lost its state again, RFC 6886 s3.6) is followed by another
+        re-mapping once the one under way is done.
+        """
+        declarations = [MappingDeclaration(Protocol.UDP, p) for p in (5000, 5001)]
+        self.start(*declarations, holdOff=lambda: 1.0)
+        self.advance(10)
+        self.network.delay = 0.1
+        self.sendFrom(GATEWAY, pcpAnnounce(0))  # arrives at 10.1
+        # The re-mapping starts at 11.1: the address request is answered at
+        # 11.3, port 5000 mapped at 11.4 and answered at 11.5; the gateway
+        # loses its state at 11.45, so the reply for 5001 (mapped at 11.6)
+        # shows the new epoch, and the next re-mapping starts at 12.7.
+        self.clock.callLater(1.45, self.rebootGateway)
+        self.advance(2.4, step=0.05)
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+        self.advance(2, step=0.05)
+        requests = [(round(t, 2), r.internalPort) for t, r in self.mapRequests()]
+        self.assertEqual(
+            requests[2:],
+            [(11.3, 5000), (11.5, 5001), (12.9, 5000), (13.1, 5001)],
+        )
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
 
     def test_pcpAnnounceEachRestart(self) -> None:
         """

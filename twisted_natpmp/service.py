@@ -339,6 +339,10 @@ class PortMapperService(Service):
         self._healthRequest: Deferred[None] | None = None
         self._recoveryCall: IDelayedCall | None = None
         self._recovery: Deferred[None] | None = None
+        #: Where the re-mapping under way is: "address", "mappings" or None.
+        self._remapStage: str | None = None
+        #: Why to re-map again once the one under way is done, if need be.
+        self._remapAgain: str | None = None
         self._pcpEpochs = EpochTracker()
         self._gatewayMissing = False
 
@@ -572,6 +576,7 @@ class PortMapperService(Service):
             lambda f: log.failure("stopping the old client failed", f)
         )
         self.externalAddress = None
+        self._pcpEpochs.reset()
         self._useGateway(gateway)
 
     # Internals: mapping
@@ -736,6 +741,15 @@ class PortMapperService(Service):
         if self._recoveryCall is not None and self._recoveryCall.active():
             log.debug("{reason}: re-mapping is already due", reason=reason)
             return
+        if self._remapStage == "address":
+            # Most likely the re-mapping's own first reply showed the reset:
+            # every mapping is still to be renewed by it.
+            log.debug("{reason}: re-mapping under way", reason=reason)
+            return
+        if self._remapStage == "mappings":
+            log.debug("{reason}: re-mapping again after this one", reason=reason)
+            self._remapAgain = reason
+            return
         delay = self._holdOff()
         log.info(
             "{reason}: re-mapping everything in {delay:.2f} s",
@@ -751,6 +765,7 @@ class PortMapperService(Service):
         recovery, self._recovery = self._recovery, None
         if recovery is not None:
             recovery.cancel()
+        self._remapStage = self._remapAgain = None
 
     def _recover(self) -> None:
         self._recoveryCall = None
@@ -774,17 +789,25 @@ class PortMapperService(Service):
         mapping one request at a time, each suggesting the external port it
         held before.
         """
-        await self._askExternalAddress(client, recovering=True)
-        for entry in list(self._entries.values()):
-            if not self._current(entry, client):
-                continue
-            entry.failures = 0
-            await self._request(entry)
+        try:
+            self._remapStage = "address"
+            await self._askExternalAddress(client, recovering=True)
+            self._remapStage = "mappings"
+            for entry in list(self._entries.values()):
+                if not self._current(entry, client):
+                    continue
+                entry.failures = 0
+                await self._request(entry)
+        finally:
+            self._remapStage = None
         self._recovery = None
         log.info(
             "re-mapping done: {states}",
             states="; ".join(s.describe() for s in self.states()),
         )
+        again, self._remapAgain = self._remapAgain, None
+        if again is not None:
+            self._scheduleRecovery(again)
 
     # Internals: external address and health
 
