@@ -34,3 +34,15 @@ class PluginTests(SynchronousTestCase):
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout
         self.assertEqual(out.strip(), "[]")
+
+
+class PublicNamesTests(SynchronousTestCase):
+    def test_allResolve(self) -> None:
+        """
+        Every name in C{twisted_natpmp.__all__} resolves, lazily.
+        """
+        import twisted_natpmp
+
+        for name in twisted_natpmp.__all__:
+            self.assertIsNotNone(getattr(twisted_natpmp, name), name)
+        self.assertRaises(AttributeError, getattr, twisted_natpmp, "nothing")
