@@ -114,7 +114,8 @@ class ServiceTestMixin:
             backoff=lambda attempt: 10.0,
         )
         options.update(kwargs)
-        service = PortMapperService(self.network.host(HOST), declarations, **options)
+        reactor = options.pop("reactor", self.network.host(HOST))
+        service = PortMapperService(reactor, declarations, **options)
         service.addObserver(self.observer)
         return service
 
@@ -272,6 +273,16 @@ class StartTests(ServiceTestMixin, SynchronousTestCase):
         self.network.flush()
         self.successResultOf(d)
         self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+
+    def test_defaultClient(self) -> None:
+        """
+        By default the service makes a L{NATPMPClient} on its reactor.
+        """
+        service = PortMapperService(self.network.host(HOST), [UDP5000], gateway=GATEWAY)
+        service.startService()
+        self.network.flush()
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.assertIsInstance(service._client, NATPMPClient)
 
     def test_badDeclaration(self) -> None:
         self.assertRaises(ValueError, MappingDeclaration, Protocol.UDP, 0)
@@ -724,6 +735,44 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
             self.network.flush()
         self.assertTrue(service.states()[0].mapped)
         self.assertTrue(any("not listening" in e["log_format"] for e in events))
+
+    def test_wrappedReactor(self) -> None:
+        """
+        A reactor that only looks like one (a wrapper that declares no
+        interfaces, as tests that open sockets in network namespaces use)
+        still gets the announcement listener.
+        """
+
+        class Wrapper:
+            def __init__(self, reactor: Any) -> None:
+                self._reactor = reactor
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._reactor, name)
+
+        reactor = Wrapper(self.network.host(HOST))
+        self.start(UDP5000, reactor=reactor)
+        self.advance(10)
+        self.sendFrom(GATEWAY, pcpAnnounce(0))
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 10.0])
+
+    def test_noMulticast(self) -> None:
+        """
+        A reactor without multicast: the service works without
+        announcements, and says so.
+        """
+
+        class Reactor:
+            def __init__(self, reactor: Any) -> None:
+                self.seconds = reactor.seconds
+                self.callLater = reactor.callLater
+                self.getDelayedCalls = reactor.getDelayedCalls
+                self.listenUDP = reactor.listenUDP
+
+        with capturedLogs() as events:
+            service = self.start(UDP5000, reactor=Reactor(self.network.host(HOST)))
+        self.assertTrue(service.states()[0].mapped)
+        self.assertTrue(any("cannot listen" in e["log_format"] for e in events))
 
 
 class GatewayChangeTests(ServiceTestMixin, SynchronousTestCase):
