@@ -162,14 +162,14 @@ def describe(figure: Figure) -> str:
     One line (or two) for a person.
     """
     if figure.value is None:
-        text = f"  {figure.label:<58} not measured: {figure.reason}"
+        text = f"  {figure.label:<66} not measured: {figure.reason}"
     else:
-        text = f"  {figure.label:<58} {_number(figure.value, figure.unit):>18}"
+        text = f"  {figure.label:<66} {_number(figure.value, figure.unit):>20}"
     if figure.target is not None:
         verdict = {True: "MET", False: "MISSED", None: "-"}[figure.met]
         text += f"   target {figure.target}: {verdict}"
     if figure.note:
-        text += f"\n  {'':<58}   ({figure.note})"
+        text += f"\n  {'':<66}   ({figure.note})"
     return text
 
 

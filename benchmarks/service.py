@@ -66,7 +66,8 @@ async def _restore(lab: Lab, router: OurGateway | Miniupnpd, count: int) -> floa
             PHASE_TIMEOUT,
             0.01,
         )
-        for line in helper.output().splitlines():
+        output: str = helper.output()
+        for line in output.splitlines():
             if line.startswith(f"BENCH {word}"):
                 return line
         raise ServiceFailed(f"the service did not say {word!r}: {helper.output()}")
