@@ -197,32 +197,20 @@ class ClientWithoutRouterTests(TestCase):
         self.assertGreaterEqual(elapsed, sum(timeouts) - 0.01)
         self.assertLess(elapsed, sum(timeouts) + 1.0)
 
-    async def test_unreachableHostKeepsSchedule(self) -> None:
-        """
-        When the gateway's address does not exist on the link, the kernel
-        reports "host unreachable" to the client's socket once ARP gives up
-        (after about 3 s); the client must survive that and still fail with
-        L{NoResponseError} after its whole schedule (RFC 6886 s3.1 gives up
-        early only on ICMP port unreachable), and its socket stays usable.
-        """
-        timeouts = (0.25, 0.5, 1.0, 2.0, 1.0)
-        client = clientOn(self, self.lab, gateway=NOBODY, timeouts=timeouts)
-        started = reactor().seconds()
-        with self.assertRaises(NoResponseError) as caught:
-            await client.externalAddress()
-        elapsed = reactor().seconds() - started
-        self.assertEqual(caught.exception.attempts, len(timeouts))
-        self.assertGreaterEqual(elapsed, sum(timeouts) - 0.01)
-
     async def test_gatewayWithoutNATPMP(self) -> None:
         """
         The router without a NAT-PMP server answers with ICMP port
         unreachable, and the client gives up at once with
         L{NotSupportedError} instead of retrying for two minutes (RFC 6886
-        s3.1).
+        s3.1).  The client survives it: once miniupnpd runs, the same client
+        is answered.  (Twisted's epoll and poll reactors close a connected
+        UDP port on that ICMP error, Twisted #5377 and #6467; the client
+        must notice and bind again.)
         """
         client = clientOn(self, self.lab)
         started = reactor().seconds()
         with self.assertRaises(NotSupportedError):
             await client.externalAddress()
         self.assertLess(reactor().seconds() - started, 2.0)
+        await self.lab.startMiniupnpd()
+        self.assertEqual(await client.externalAddress(), IPv4Address(ROUTER_WAN))
