@@ -795,7 +795,13 @@ class GatewayChangeTests(ServiceTestMixin, SynchronousTestCase):
         self.current = IPv4Address(OTHER_GATEWAY)
         self.advance(59)
         self.assertEqual(self.mapRequests(gateway=OTHER_GATEWAY), [])
+        del self.observer.states[:]
         self.advance(1)
+        # Observers hear that the old mapping is gone, then the new one.
+        self.assertEqual(
+            [(s.gateway, s.externalPort) for s in self.observer.states],
+            [(IPv4Address(OTHER_GATEWAY), None), (IPv4Address(OTHER_GATEWAY), 5000)],
+        )
         self.assertEqual(len(self.mapRequests(gateway=OTHER_GATEWAY)), 1)
         self.assertEqual(self.onGateway(Protocol.UDP, 5000, self.otherGateway), 5000)
         state = service.states()[0]

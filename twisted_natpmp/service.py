@@ -13,7 +13,9 @@ packets.  What it does, and where RFC 6886 asks for it:
   - re-maps everything, after a random 0-5 s hold-off and one request at a
     time, each suggesting the external port held before (s3.7), when the
     gateway is seen to have lost its state (s3.6), or when it announces
-    itself on 224.0.0.1:5350 (s3.2.1, or a PCP ANNOUNCE, RFC 6887 s14.1);
+    itself on 224.0.0.1:5350 (s3.2.1, or a PCP ANNOUNCE, RFC 6887 s14.1,
+    which is what miniupnpd sends when it starts) with news: a new epoch,
+    a new external address, or a mapping waiting to be retried;
   - asks for the external address every C{healthInterval} seconds, so a
     gateway reboot is noticed even when no announcement arrives (s3.6);
   - follows the default gateway when it changes;
@@ -577,6 +579,9 @@ class PortMapperService(Service):
         )
         self.externalAddress = None
         self._pcpEpochs.reset()
+        self.gateway = gateway
+        for entry in self._entries.values():
+            self._changed(entry)
         self._useGateway(gateway)
 
     # Internals: mapping
