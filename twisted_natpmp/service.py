@@ -481,9 +481,7 @@ class PortMapperService(Service):
                 held.append(entry)
         if client is not None:
             waits.append(self._deleteAll(client, held))
-        return DeferredList(waits, consumeErrors=True).addCallback(
-            self._stopped, client
-        )
+        return DeferredList(waits, consumeErrors=True).addCallback(self._stopped)
 
     # Internals: gateways and clients
 
@@ -952,7 +950,7 @@ class PortMapperService(Service):
 
         return DeferredList(deletions, consumeErrors=True).addBoth(done)
 
-    def _stopped(self, result: object, client: IPortMapper | None) -> Deferred[None]:
+    def _stopped(self, result: object) -> Deferred[None]:
         for entry in self._entries.values():
             entry.forgetMapping()
             entry.error = None
