@@ -93,17 +93,22 @@ async def netLab(directory: Path) -> AsyncIterator[Lab]:
         await scope.close()
 
 
-def lanSocket(lab: Lab, timeout: float = _udp.TIMEOUT) -> socket.socket:
+def lanSocket(
+    lab: Lab, address: str | None = None, timeout: float = _udp.TIMEOUT
+) -> socket.socket:
     """
-    A UDP socket on the first LAN host, connected to the router's NAT-PMP
-    port; it lives in that namespace for its whole life.
+    A UDP socket on the first LAN host, connected to port 5351 of the
+    router's C{address} (by default its LAN address, L{ROUTER_LAN}); it
+    lives in that namespace for its whole life.
     """
     _lab = labModule()
     with _lab.insideNamespace(lab.lans[0]):
-        return _udp.connect(_lab.ROUTER_LAN, 5351, timeout)
+        return _udp.connect(address or _lab.ROUTER_LAN, 5351, timeout)
 
 
-async def waitAnswering(lab: Lab, ended: Callable[[], bool], what: str) -> None:
+async def waitAnswering(
+    lab: Lab, address: str, ended: Callable[[], bool], what: str
+) -> None:
     """
     Wait until the router answers an external-address request from the
     first LAN host (a bounded number of tries), unless C{ended()} says the
@@ -114,7 +119,7 @@ async def waitAnswering(lab: Lab, ended: Callable[[], bool], what: str) -> None:
     def answers() -> bool:
         if ended():
             raise LabUnavailable(f"{what} ended before answering")
-        with lanSocket(lab, 0.02) as sock:
+        with lanSocket(lab, address, 0.02) as sock:
             try:
                 _udp.oneAtATime(sock, [_udp.EXTERNAL_ADDRESS], 1)
             except (_udp.NoReply, OSError):
@@ -132,22 +137,35 @@ class OurGateway:
 
     name = "our gateway (twistd natpmp-gateway)"
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, address: str | None = None) -> None:
+        """
+        @param address: where it serves, on the router's LAN bridge; by
+            default the router's LAN address (L{ROUTER_LAN}).  Another
+            address is added to the bridge.
+        """
         self.lab = lab
+        self.address = address or labModule().ROUTER_LAN
         self.daemon: Daemon | None = None
 
     async def start(self) -> None:
         _lab = labModule()
+        if self.address != _lab.ROUTER_LAN:
+            self.lab.check(
+                self.lab.router,
+                ["ip", "address", "replace", f"{self.address}/24", "dev", "br0"],
+            )
         daemon = self.daemon = self.lab.spawn(
             self.lab.router,
             self.lab.twistd(
                 "natpmp-gateway",
-                f"--listen={_lab.ROUTER_LAN}/24",
+                f"--listen={self.address}/24",
                 f"--external-address={_lab.ROUTER_WAN}",
             ),
             "natpmp-gateway",
         )
-        await waitAnswering(self.lab, lambda: daemon.ended, "twistd natpmp-gateway")
+        await waitAnswering(
+            self.lab, self.address, lambda: daemon.ended, "twistd natpmp-gateway"
+        )
 
     async def stop(self) -> None:
         """
@@ -172,6 +190,7 @@ class Miniupnpd:
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
+        self.address = labModule().ROUTER_LAN
         self.pid: int | None = None
         self._pidfile = lab.directory / "miniupnpd-bench.pid"
 
@@ -199,7 +218,9 @@ class Miniupnpd:
         if daemon.code != 0:
             raise LabUnavailable(f"miniupnpd exited {daemon.code}: {daemon.output()}")
         self.pid = int(self._pidfile.read_text().strip())
-        await waitAnswering(self.lab, lambda: not _alive(self.pid), "miniupnpd")
+        await waitAnswering(
+            self.lab, self.address, lambda: not _alive(self.pid), "miniupnpd"
+        )
 
     async def stop(self) -> None:
         """
