@@ -11,6 +11,12 @@ process of its own), with:
     request, so it is measured over fewer operations;
   - a bare blocking-socket loop of the same packets: the floor.
 
+The gateway is L{GatewayService}, what C{twistd natpmp-gateway} runs,
+logging every mapping change to a file (L{_gatewayrun}).  Each rate is the
+best of a few rounds, the three Python clients taking turns; natpmpc runs
+one round.  Beside the rates, the CPU time of this process per operation:
+the client's own cost, without the wait for the gateway.
+
 Targets: at least 1.2x py-natpmp's rate and at least 0.5x the bare loop's.
 """
 

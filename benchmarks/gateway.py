@@ -7,7 +7,7 @@ external-address requests, then map/delete pairs (a map request and the
 deletion of the same port, alternately), first one at a time, then with a
 window of requests in flight.  The gateway runs in a process of its own
 (L{_gatewayrun}), logging every mapping change to a file as C{twistd}
-would.
+would.  The sizes take turns, round after round.
 
 The same requests are then answered in this process, straight through
 L{NATPMPGateway.respond} (no sockets, no log file): the gateway's own cost
@@ -20,6 +20,7 @@ and the in-memory backend together.
 
 from __future__ import annotations
 
+import socket
 import tracemalloc
 from collections.abc import Callable, Sequence
 
@@ -50,11 +51,8 @@ KINDS = {
 
 
 def _loops(
-    sock: object, packets: Sequence[bytes], window: int
+    sock: socket.socket, packets: Sequence[bytes], window: int
 ) -> dict[str, Callable[[int], None]]:
-    import socket
-
-    assert isinstance(sock, socket.socket)
     return {
         "one_at_a_time": lambda n: _udp.oneAtATime(sock, packets, n),
         f"window{window}": lambda n: _udp.windowed(sock, packets, n, window),
