@@ -278,6 +278,18 @@ async def sleep(seconds: float) -> None:
     await deferLater(_reactor(), seconds)
 
 
+class Inbox(DatagramProtocol):
+    """
+    A UDP protocol that keeps every datagram it receives, with its source.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, tuple[str, int]]] = []
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        self.received.append((datagram, addr))
+
+
 @dataclass(frozen=True)
 class Completed:
     """
@@ -333,6 +345,7 @@ class Daemon:
 
     @ivar pid: the process id (that of the program itself: C{ip netns exec}
         execs it).
+    @ivar namespace: the network namespace it runs in.
     """
 
     def __init__(self, name: str, argv: Sequence[str], cwd: Path, env: dict[str, str]):
@@ -344,6 +357,7 @@ class Daemon:
             self._collector, self.argv[0], self.argv, env=env, path=str(cwd)
         )
         self.pid: int = transport.pid
+        self.namespace = ""
 
     @property
     def ended(self) -> bool:
@@ -580,6 +594,7 @@ class Lab:
             self.directory,
             self._env(),
         )
+        daemon.namespace = namespace
         self._daemons.append(daemon)
         return daemon
 
@@ -635,7 +650,7 @@ class Lab:
                 raise LabError(
                     f"{daemon.name} exited {daemon.code}:\n{daemon.output()}"
                 )
-            return _listensOn(daemon.pid, port)
+            return _listensOn(daemon.pid, port, daemon.namespace)
 
         await waitUntil(ready, f"{daemon.name} listening on UDP {port}", timeout, 0.02)
 
@@ -657,6 +672,29 @@ class Lab:
             port, protocol, interface=interface
         )
         return listening
+
+    # Our gateway
+
+    async def startOurGateway(self, external: str = ROUTER_WAN) -> Daemon:
+        """
+        Start our gateway, C{twistd -n natpmp-gateway}, in the router
+        namespace on the LAN address, reporting C{external}; wait until it
+        listens on port 5351.  (Not together with miniupnpd: both want the
+        port.)
+        """
+        daemon = self.spawn(
+            self.router,
+            self.twistd(
+                "natpmp-gateway",
+                "--listen",
+                f"{ROUTER_LAN}/24",
+                "--external-address",
+                external,
+            ),
+            "natpmp-gateway",
+        )
+        await self.waitListening(daemon, 5351)
+        return daemon
 
     # miniupnpd
 
@@ -774,16 +812,30 @@ class Lab:
                 _deleteNamespace(namespace)
 
 
-def _listensOn(pid: int, port: int) -> bool:
+def _listensOn(pid: int, port: int, namespace: str) -> bool:
     """
-    Whether a UDP socket in C{pid}'s network namespace is bound to C{port}.
+    Whether process C{pid}, already inside network namespace C{namespace},
+    holds a UDP socket bound to C{port}.
+
+    Both checks matter: until C{ip netns exec} has switched namespaces, the
+    process is a fork of the test process and its /proc/PID/net shows the
+    root namespace, where another program may well use the port.
     """
     try:
+        if (
+            os.stat(f"/proc/{pid}/ns/net").st_ino
+            != os.stat(f"/var/run/netns/{namespace}").st_ino
+        ):
+            return False
         table = Path(f"/proc/{pid}/net/udp").read_text()
+        inodes = set()
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 9 and fields[1].endswith(f":{port:04X}"):
+                inodes.add(f"socket:[{fields[9]}]")
+        if not inodes:
+            return False
+        fds = Path(f"/proc/{pid}/fd")
+        return any(os.readlink(fd) in inodes for fd in fds.iterdir())
     except OSError:
         return False
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 1 and fields[1].endswith(f":{port:04X}"):
-            return True
-    return False

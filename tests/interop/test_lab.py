@@ -14,15 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from twisted_natpmp._wire import Protocol
 
-from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Lab, waitUntil
-
-
-class _Inbox(DatagramProtocol):
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, tuple[str, int]]] = []
-
-    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        self.received.append((datagram, addr))
+from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Inbox, Lab, waitUntil
 
 
 class NatpmpcAgainstMiniupnpdTests(TestCase):
@@ -101,7 +93,7 @@ class LabTests(TestCase):
         namespace.
         """
         lab = Lab.build(self)
-        inbox = _Inbox()
+        inbox = Inbox()
         router = lab.listenUDP(lab.router, 0, inbox, interface=ROUTER_LAN)
         self.addCleanup(router.stopListening)
         sender = DatagramProtocol()

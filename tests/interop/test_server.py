@@ -10,7 +10,6 @@ import re
 import struct
 from ipaddress import IPv4Address
 
-from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
 from twisted_natpmp._wire import Protocol
@@ -21,6 +20,7 @@ from ._lab import (
     ROUTER_WAN,
     Completed,
     Daemon,
+    Inbox,
     Lab,
     sleep,
     waitUntil,
@@ -30,14 +30,6 @@ from .test_client import clientOn
 TCP, UDP = Protocol.TCP, Protocol.UDP
 
 
-class _Inbox(DatagramProtocol):
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, tuple[str, int]]] = []
-
-    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        self.received.append((datagram, addr))
-
-
 class _GatewayLab(TestCase):
     """
     A lab whose router runs C{twistd -n natpmp-gateway} (no miniupnpd).
@@ -45,18 +37,7 @@ class _GatewayLab(TestCase):
 
     async def setUp(self) -> None:  # type: ignore[override]
         self.lab = Lab.build(self)
-        self.gateway: Daemon = self.lab.spawn(
-            self.lab.router,
-            self.lab.twistd(
-                "natpmp-gateway",
-                "--listen",
-                f"{ROUTER_LAN}/24",
-                "--external-address",
-                ROUTER_WAN,
-            ),
-            "natpmp-gateway",
-        )
-        await self.lab.waitListening(self.gateway, 5351)
+        self.gateway: Daemon = await self.lab.startOurGateway()
 
     async def natpmpc(self, lan: int, *args: str) -> Completed:
         """
@@ -124,7 +105,7 @@ class NatpmpcAgainstOurGatewayTests(_GatewayLab):
         version with the 8-byte result-1 reply whose opcode is 128 (Errata
         3618); the rest get no answer.
         """
-        inbox = _Inbox()
+        inbox = Inbox()
         port = self.lab.listenUDP(self.lab.lans[0], 0, inbox)
         self.addCleanup(port.stopListening)
         junk = [
@@ -208,10 +189,10 @@ class OutsideRequestsTests(_GatewayLab):
         the same request from a LAN host is answered.
         """
         request = b"\x00\x00"
-        outside = _Inbox()
+        outside = Inbox()
         wan = self.lab.listenUDP(self.lab.wan, 0, outside)
         self.addCleanup(wan.stopListening)
-        inside = _Inbox()
+        inside = Inbox()
         lan = self.lab.listenUDP(self.lab.lans[0], 0, inside)
         self.addCleanup(lan.stopListening)
         for destination in (ROUTER_WAN, ROUTER_LAN):

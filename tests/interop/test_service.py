@@ -288,21 +288,6 @@ class ServiceAgainstOurGatewayTests(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
         self.lab = Lab.build(self)
 
-    async def startGateway(self, external: str = ROUTER_WAN) -> Daemon:
-        daemon = self.lab.spawn(
-            self.lab.router,
-            self.lab.twistd(
-                "natpmp-gateway",
-                "--listen",
-                f"{ROUTER_LAN}/24",
-                "--external-address",
-                external,
-            ),
-            "natpmp-gateway",
-        )
-        await self.lab.waitListening(daemon, 5351)
-        return daemon
-
     async def test_remapsAfterGatewayRestart(self) -> None:
         """
         When our gateway restarts (its table lost, its epoch back at 0) its
@@ -310,12 +295,12 @@ class ServiceAgainstOurGatewayTests(TestCase):
         the new gateway within 6 s.  The first gateway runs for 3 s, so that
         the restart is a loss of state by the RFC 6886 s3.6 rule.
         """
-        gateway = await self.startGateway()
+        gateway = await self.lab.startOurGateway()
         service = startService(self, self.lab, [MappingDeclaration(TCP, 9950, 19950)])
         await waitUntil(lambda: allMapped(service), "mapped", 5.0)
         await sleep(3.0)
         await gateway.stop()
-        restarted = await self.startGateway()
+        restarted = await self.lab.startOurGateway()
         created = f"-> {LAN_HOSTS[0]}:9950"
         await waitUntil(
             lambda: created in restarted.output(),
@@ -331,7 +316,7 @@ class ServiceAgainstOurGatewayTests(TestCase):
         address space, 100.64/10) puts the host behind a second NAT: the
         service says so in each mapping's state.
         """
-        await self.startGateway(external="100.64.7.7")
+        await self.lab.startOurGateway(external="100.64.7.7")
         service = startService(self, self.lab, [MappingDeclaration(UDP, 9960)])
         await waitUntil(lambda: allMapped(service), "mapped", 5.0)
         await waitUntil(
