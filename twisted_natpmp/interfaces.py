@@ -8,7 +8,7 @@ stand in later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
@@ -28,12 +28,15 @@ class IPortMapper(Interface):
     Something that asks one gateway for port mappings.
 
     Every call returns a L{Deferred}; cancelling it stops the request's
-    retransmissions.
+    retransmissions.  C{timeouts}, where given, replaces the retransmission
+    schedule for that one request: the seconds to wait after each send.
     """
 
     gateway: IPv4Address = Attribute("The gateway's address.")
 
-    def externalAddress() -> Deferred[IPv4Address]:
+    def externalAddress(
+        timeouts: Sequence[float] | None = None,
+    ) -> Deferred[IPv4Address]:
         """
         Ask the gateway for its external IPv4 address.
         """
@@ -43,6 +46,7 @@ class IPortMapper(Interface):
         internalPort: int,
         externalPort: int | None = None,
         lifetime: int = 7200,
+        timeouts: Sequence[float] | None = None,
     ) -> Deferred[Mapping]:
         """
         Create or renew a mapping.
@@ -55,12 +59,19 @@ class IPortMapper(Interface):
             a L{twisted_natpmp.errors.NATPMPError}.
         """
 
-    def deleteMapping(protocol: Protocol, internalPort: int) -> Deferred[None]:
+    def deleteMapping(
+        protocol: Protocol,
+        internalPort: int,
+        timeouts: Sequence[float] | None = None,
+    ) -> Deferred[None]:
         """
         Delete this host's mapping of C{internalPort}.
         """
 
-    def deleteAllMappings(protocol: Protocol) -> Deferred[None]:
+    def deleteAllMappings(
+        protocol: Protocol,
+        timeouts: Sequence[float] | None = None,
+    ) -> Deferred[None]:
         """
         Delete all of this host's mappings of C{protocol}.
         """

@@ -869,7 +869,7 @@ class PortMapperService(Service):
         client = self._client
         if client is None or self._healthRequest is not None:
             return
-        d = client.externalAddress(timeouts=HEALTH_TIMEOUTS)  # type: ignore[call-arg]
+        d = client.externalAddress(timeouts=HEALTH_TIMEOUTS)
         handled = d.addCallbacks(
             self._healthy,
             self._externalAddressFailed,
@@ -913,7 +913,7 @@ class PortMapperService(Service):
         self, client: IPortMapper, declaration: MappingDeclaration
     ) -> Deferred[None]:
         # RFC 6886 s3.1: a deletion may be tried only once or twice.
-        return client.deleteMapping(  # type: ignore[call-arg]
+        return client.deleteMapping(
             declaration.protocol, declaration.internalPort, timeouts=self._stopTimeouts
         )
 
