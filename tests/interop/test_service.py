@@ -34,6 +34,7 @@ from ._lab import (
     sleep,
     waitUntil,
 )
+from .test_client import clientOn
 
 TCP, UDP = Protocol.TCP, Protocol.UDP
 
@@ -174,6 +175,48 @@ class ServiceInProcessTests(TestCase):
         await service.removeMapping(UDP, 9701)
         self.assertEqual(self.lab.rules(UDP), {})
         self.assertEqual(self.lab.rules(TCP), {9700: (LAN_HOSTS[0], 9700)})
+
+    async def test_renewsBeforeTheRouterExpiresIt(self) -> None:
+        """
+        miniupnpd removes a mapping when its lifetime ends (the control: a
+        3 s UDP mapping that nobody renews is gone after 5 s), while the
+        service renews its own 3 s mapping at half the granted lifetime
+        (RFC 6886 s3.3), so that mapping is still there, on the same port.
+        """
+        control = clientOn(self, self.lab, lan=1)
+        await control.addMapping(UDP, 9640, lifetime=3)
+        service = self.startService(MappingDeclaration(TCP, 9641, lifetime=3))
+        await waitUntil(lambda: allMapped(service), "mapped", 5.0)
+        self.assertEqual(set(self.lab.rules(UDP)), {9640})
+        first = service.state(TCP, 9641).expires
+        await sleep(5.0)
+        self.assertEqual(self.lab.rules(UDP), {})
+        self.assertEqual(self.lab.rules(TCP), {9641: (LAN_HOSTS[0], 9641)})
+        state = service.state(TCP, 9641)
+        assert first is not None and state.expires is not None
+        self.assertGreater(state.expires, first + 2.0)
+        self.assertEqual(state.lifetime, 3)
+
+    async def test_stopReturnsWhenRouterIsGone(self) -> None:
+        """
+        When the router silently drops every request, stopping the service
+        still finishes within a few seconds (issue 4: the deletions are
+        tried briefly, RFC 6886 s3.4 allows a client to try once or twice).
+        """
+        service = self.startService(MappingDeclaration(TCP, 9650))
+        await waitUntil(lambda: allMapped(service), "mapped", 5.0)
+        self.lab.check(
+            self.lab.router,
+            [
+                "iptables-legacy", "-w", "5", "-I", "INPUT",
+                "-p", "udp", "--dport", "5351", "-j", "DROP",
+            ],
+        )  # fmt: skip
+        started = reactor().seconds()
+        await service.stopService()
+        self.assertLess(reactor().seconds() - started, 6.0)
+        # The deletion never reached the router.
+        self.assertEqual(set(self.lab.rules(TCP)), {9650})
 
     async def test_twoServicesOnOneHostHearAnnouncements(self) -> None:
         """
