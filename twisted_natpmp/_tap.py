@@ -106,11 +106,7 @@ class Options(usage.Options):
         self["maps"] = maps
 
     def opt_map(self, value: str) -> None:
-        """
-        A port to keep mapped: PROTO:INTERNAL[:EXTERNAL], e.g. udp:5000 or
-        tcp:8080:80 (EXTERNAL is only a suggestion to the gateway).  Repeat
-        for more ports.
-        """
+        """A port to keep mapped, PROTO:INTERNAL[:EXTERNAL]; repeatable."""
         spec = parseMap(value)
         if any(spec[:2] == other[:2] for other in self["maps"]):
             raise usage.UsageError(
