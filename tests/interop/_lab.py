@@ -573,6 +573,14 @@ class Lab:
         """
         return _check(["ip", "netns", "exec", namespace, *argv], stdin)
 
+    def firewall(self, namespace: str, rule: str) -> None:
+        """
+        Add a filter rule (C{iptables-legacy} arguments, e.g. C{"-I INPUT -p
+        udp --dport 5351 -j DROP"}) in C{namespace}; it goes with the
+        namespace.
+        """
+        self.check(namespace, ["iptables-legacy", "-w", "5", *rule.split()])
+
     # Processes
 
     def _env(self) -> dict[str, str]:

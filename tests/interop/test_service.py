@@ -205,13 +205,7 @@ class ServiceInProcessTests(TestCase):
         """
         service = self.startService(MappingDeclaration(TCP, 9650))
         await waitUntil(lambda: allMapped(service), "mapped", 5.0)
-        self.lab.check(
-            self.lab.router,
-            [
-                "iptables-legacy", "-w", "5", "-I", "INPUT",
-                "-p", "udp", "--dport", "5351", "-j", "DROP",
-            ],
-        )  # fmt: skip
+        self.lab.firewall(self.lab.router, "-I INPUT -p udp --dport 5351 -j DROP")
         started = reactor().seconds()
         await service.stopService()
         self.assertLess(reactor().seconds() - started, 6.0)
@@ -277,36 +271,9 @@ class ServiceInProcessTests(TestCase):
         rule allows 2 s of slack), and drops its ICMP port unreachable
         while miniupnpd is down, as a router rebooting would not answer.
         """
-        lan = self.lab.lans[0]
-        self.lab.check(
-            lan,
-            [
-                "iptables-legacy",
-                "-w",
-                "5",
-                "-A",
-                "INPUT",
-                "-d",
-                "224.0.0.0/4",
-                "-j",
-                "DROP",
-            ],
-        )
-        self.lab.check(
-            self.lab.router,
-            [
-                "iptables-legacy",
-                "-w",
-                "5",
-                "-A",
-                "OUTPUT",
-                "-p",
-                "icmp",
-                "--icmp-type",
-                "port-unreachable",
-                "-j",
-                "DROP",
-            ],
+        self.lab.firewall(self.lab.lans[0], "-A INPUT -d 224.0.0.0/4 -j DROP")
+        self.lab.firewall(
+            self.lab.router, "-A OUTPUT -p icmp --icmp-type port-unreachable -j DROP"
         )
         service = self.startService(MappingDeclaration(TCP, 9630), healthInterval=1.0)
         await waitUntil(lambda: allMapped(service), "mapped", 5.0)
