@@ -18,6 +18,8 @@ from pathlib import Path
 
 from twisted_natpmp._wire import SERVER_PORT
 
+from . import _cpus
+
 #: Where the gateway may listen, tried in order (one may be taken by a test
 #: running at the same time).
 ADDRESSES = ("127.0.86.1", "127.0.86.2", "127.0.86.3", "127.0.86.4")
@@ -77,6 +79,7 @@ class GatewayProcess:
             cwd=_ROOT,
             env=env,
         )
+        _cpus.pinServer(self._process.pid)
         words = self._answer().split()
         if words[:1] != ["ready"]:
             raise GatewayError(f"gateway on {address}: {' '.join(words)}")

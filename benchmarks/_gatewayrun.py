@@ -19,6 +19,7 @@ It prints C{ready HOST PORT} once it listens, or C{error MESSAGE} and exits
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from constantly import NamedConstant  # type: ignore[import-untyped]
@@ -84,6 +85,7 @@ class Control(LineReceiver):
                 table = self.service.gateway.table
                 table.reset()
                 fillTable(table, int(words[1]))
+                gc.collect()  # not while measuring: the old table is garbage
             finally:
                 self.quiet.on = False
             self.sendLine(f"filled {len(self.service.gateway.table)}".encode())  # type: ignore[no-untyped-call]

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from . import clients, codec, gateway, peers, service
+from . import _cpus, clients, codec, gateway, peers, service
 from ._context import Context
 from ._report import Figure, Report, notMeasured
 from ._sizes import FULL, QUICK
@@ -71,6 +71,7 @@ class Options(usage.Options):
 async def _run(reactor: Any, options: Options, argv: Sequence[str]) -> None:
     sizes = QUICK if options["quick"] else FULL
     report = Report()
+    _cpus.pinClients()
     print(
         "twisted-natpmp benchmarks"
         + (
@@ -78,6 +79,7 @@ async def _run(reactor: Any, options: Options, argv: Sequence[str]) -> None:
             if sizes is QUICK
             else ""
         )
+        + f"; {_cpus.describe()}"
     )
     directory = Path(tempfile.mkdtemp(prefix="natpmp-bench-"))
     context = Context(reactor, sizes, directory)

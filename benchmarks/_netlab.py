@@ -22,7 +22,7 @@ from typing import Any
 
 from twisted.internet.defer import maybeDeferred
 
-from . import _udp
+from . import _cpus, _udp
 
 #: The lab's classes (L{tests.interop._lab.Lab}, L{tests.interop._lab.Daemon}),
 #: imported only when a lab is built.
@@ -163,6 +163,7 @@ class OurGateway:
             ),
             "natpmp-gateway",
         )
+        _cpus.pinServer(daemon.pid)
         await waitAnswering(
             self.lab, self.address, lambda: daemon.ended, "twistd natpmp-gateway"
         )
@@ -218,6 +219,7 @@ class Miniupnpd:
         if daemon.code != 0:
             raise LabUnavailable(f"miniupnpd exited {daemon.code}: {daemon.output()}")
         self.pid = int(self._pidfile.read_text().strip())
+        _cpus.pinServer(self.pid)
         await waitAnswering(
             self.lab, self.address, lambda: not _alive(self.pid), "miniupnpd"
         )

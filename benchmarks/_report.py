@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from . import _cpus
+
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -203,6 +205,7 @@ class Report:
             "quick": quick,
             "python": sys.version.split()[0],
             "platform": platform.platform(),
+            "cpus": _cpus.describe(),
             "sections": [title for title, _ in self.sections],
             "figures": [f.toJSON() for f in self.figures],
         }
