@@ -2,9 +2,10 @@
 The mapper service against Debian's miniupnpd: in the trial process (its
 sockets on a LAN host) and as C{twistd -n natpmp}, as a user runs it.
 
-Both set a health-check interval far longer than the tests, so a recovery
-after the router restarts can only come from its announcement (miniupnpd
-multicasts one PCP ANNOUNCE when it starts; PROTOCOL.md Part B).
+Unless a test says otherwise, the health-check interval is far longer than
+the test, so a recovery after the router restarts can only come from its
+announcement (miniupnpd multicasts one PCP ANNOUNCE when it starts and one
+NAT-PMP announcement on SIGUSR1; PROTOCOL.md Part B).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import signal
 from collections.abc import Sequence
 from ipaddress import IPv4Address
-from typing import Any
 
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
@@ -34,7 +34,7 @@ from ._lab import (
     sleep,
     waitUntil,
 )
-from .test_client import clientOn
+from .test_client import clientOn, reactor
 
 TCP, UDP = Protocol.TCP, Protocol.UDP
 
@@ -47,12 +47,6 @@ OTHER_WAN = "192.0.3.9"
 RECOVERY_WINDOW = 6.0
 #: Far longer than any test: no health check runs during one.
 NO_HEALTH_CHECK = 600.0
-
-
-def reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
 
 
 def startService(
