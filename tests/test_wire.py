@@ -375,3 +375,34 @@ class RoundTripTests(SynchronousTestCase):
                 decode(packet)
             except MalformedPacket:
                 pass
+
+
+class MessageValueTests(SynchronousTestCase):
+    """
+    Messages are immutable values equal only to the same type of message.
+    """
+
+    def test_typeAwareEquality(self) -> None:
+        request = MapRequest(Protocol.TCP, 80, 80, 60)
+        self.assertNotEqual(request, (Protocol.TCP, 80, 80, 60))
+        self.assertNotEqual(ErrorResponse(128, 1, 5), (128, 1, 5))
+        self.assertEqual(request, MapRequest(Protocol.TCP, 80, 80, 60))
+        self.assertEqual(hash(request), hash(MapRequest(Protocol.TCP, 80, 80, 60)))
+        self.assertNotEqual(hash(ExternalAddressRequest()), hash(()))
+
+    def test_immutable(self) -> None:
+        request = MapRequest(Protocol.TCP, 80, 80, 60)
+        self.assertRaises(AttributeError, setattr, request, "lifetime", 0)
+
+    def test_addressCacheBounded(self) -> None:
+        """
+        Decoded addresses are cached, but the cache never grows without
+        bound: the bytes come from the network.
+        """
+        from twisted_natpmp import _wire
+
+        for n in range(1000):
+            address = IPv4Address(0x0A000000 + n)
+            packet = ExternalAddressResponse(0, 1, address).encode()
+            self.assertEqual(decodeResponse(packet).externalAddress, address)  # type: ignore[union-attr]
+            self.assertLessEqual(len(_wire._ADDRESSES), _wire._ADDRESS_CACHE_SIZE)

@@ -15,9 +15,9 @@ rejected.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address
+from typing import NamedTuple
 
 #: The UDP port a NAT-PMP gateway listens on (RFC 6886 s3.1).
 SERVER_PORT = 5351
@@ -35,6 +35,7 @@ _RESPONSE_BIT = 128
 
 _HEADER = struct.Struct("!BBHI")  # version, opcode, result, epoch
 _EXTERNAL_RESPONSE = struct.Struct("!BBHI4s")
+_packExternalResponse = struct.Struct("!BBHII").pack
 _MAP_REQUEST = struct.Struct("!BBHHHI")  # version, op, reserved, int, ext, life
 _MAP_RESPONSE = struct.Struct("!BBHIHHI")
 
@@ -140,20 +141,76 @@ def _checkRange(name: str, value: int, maximum: int) -> None:
         raise ValueError(f"{name} {value!r} is out of range 0-{maximum}")
 
 
-@dataclass(frozen=True, slots=True)
-class ExternalAddressRequest:
+_new = tuple.__new__
+_PROTOCOLS = {int(p): p for p in Protocol}
+#: Decoded external addresses, by their 4 bytes: a gateway reports the same
+#: one again and again, and building an IPv4Address is the dearest part of
+#: decoding.  Bounded, since the bytes come from the network.
+_ADDRESSES: dict[bytes, IPv4Address] = {}
+_ADDRESS_CACHE_SIZE = 256
+
+
+def _address(raw: bytes) -> IPv4Address:
+    address = _ADDRESSES.get(raw)
+    if address is None:
+        if len(_ADDRESSES) >= _ADDRESS_CACHE_SIZE:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[raw] = IPv4Address(raw)
+    return address
+
+
+class _Message(tuple):  # type: ignore[type-arg]
+    """
+    The base of every message: an immutable tuple of its fields that is
+    equal only to a message of the same type and fields.
+
+    Messages are tuples so that decoding builds them at the speed of
+    C{struct.unpack}; the public constructors check every field, while the
+    decoders, whose values come out of C{struct} in range, skip that.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(self)))
+
+
+class _ExternalAddressRequestFields(NamedTuple):
+    pass
+
+
+class ExternalAddressRequest(_ExternalAddressRequestFields, _Message):
     """
     Ask the gateway for its external IPv4 address (RFC 6886 s3.2).
     """
 
+    __slots__ = ()
     opcode = _OP_EXTERNAL_ADDRESS
 
+    def __repr__(self) -> str:
+        return "ExternalAddressRequest()"
+
     def encode(self) -> bytes:
-        return bytes((VERSION, _OP_EXTERNAL_ADDRESS))
+        return _EXTERNAL_REQUEST
 
 
-@dataclass(frozen=True, slots=True)
-class MapRequest:
+_EXTERNAL_REQUEST = bytes((VERSION, _OP_EXTERNAL_ADDRESS))
+
+
+class _MapRequestFields(NamedTuple):
+    protocol: Protocol
+    internalPort: int
+    suggestedExternalPort: int
+    lifetime: int
+
+
+class MapRequest(_MapRequestFields, _Message):
     """
     Create, renew or delete a mapping (RFC 6886 s3.3, s3.4).
 
@@ -167,34 +224,36 @@ class MapRequest:
     @ivar lifetime: the requested lifetime in seconds.
     """
 
-    protocol: Protocol
-    internalPort: int
-    suggestedExternalPort: int
-    lifetime: int
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", Protocol(self.protocol))
-        _checkRange("internal port", self.internalPort, _MAX16)
-        _checkRange("suggested external port", self.suggestedExternalPort, _MAX16)
-        _checkRange("lifetime", self.lifetime, _MAX32)
+    def __new__(
+        cls,
+        protocol: Protocol | int,
+        internalPort: int,
+        suggestedExternalPort: int,
+        lifetime: int,
+    ) -> MapRequest:
+        _checkRange("internal port", internalPort, _MAX16)
+        _checkRange("suggested external port", suggestedExternalPort, _MAX16)
+        _checkRange("lifetime", lifetime, _MAX32)
+        fields = (Protocol(protocol), internalPort, suggestedExternalPort, lifetime)
+        return _new(cls, fields)  # type: ignore[no-any-return]
 
     @property
     def opcode(self) -> int:
         return int(self.protocol)
 
     def encode(self) -> bytes:
-        return _MAP_REQUEST.pack(
-            VERSION,
-            self.protocol,
-            0,
-            self.internalPort,
-            self.suggestedExternalPort,
-            self.lifetime,
-        )
+        return _MAP_REQUEST.pack(VERSION, self[0], 0, self[1], self[2], self[3])
 
 
-@dataclass(frozen=True, slots=True)
-class ExternalAddressResponse:
+class _ExternalAddressResponseFields(NamedTuple):
+    resultCode: int
+    epoch: int
+    externalAddress: IPv4Address
+
+
+class ExternalAddressResponse(_ExternalAddressResponseFields, _Message):
     """
     The gateway's external address (RFC 6886 s3.2); also the packet a
     gateway multicasts as an announcement (s3.2.1).
@@ -204,29 +263,35 @@ class ExternalAddressResponse:
     @ivar externalAddress: the gateway's external IPv4 address.
     """
 
-    resultCode: int
-    epoch: int
-    externalAddress: IPv4Address
-
+    __slots__ = ()
     opcode = _RESPONSE_BIT | _OP_EXTERNAL_ADDRESS
 
-    def __post_init__(self) -> None:
-        _checkRange("result code", self.resultCode, _MAX16)
-        _checkRange("epoch", self.epoch, _MAX32)
-        object.__setattr__(self, "externalAddress", IPv4Address(self.externalAddress))
+    def __new__(
+        cls, resultCode: int, epoch: int, externalAddress: IPv4Address | str | int
+    ) -> ExternalAddressResponse:
+        _checkRange("result code", resultCode, _MAX16)
+        _checkRange("epoch", epoch, _MAX32)
+        if not isinstance(externalAddress, IPv4Address):
+            externalAddress = IPv4Address(externalAddress)
+        return _new(cls, (resultCode, epoch, externalAddress))  # type: ignore[no-any-return]
 
     def encode(self) -> bytes:
-        return _EXTERNAL_RESPONSE.pack(
-            VERSION,
-            self.opcode,
-            self.resultCode,
-            self.epoch,
-            self.externalAddress.packed,
+        # The address as a 32-bit integer: the same bytes as its packed form.
+        return _packExternalResponse(
+            VERSION, _EXTERNAL_RESPONSE_OPCODE, self[0], self[1], int(self[2])
         )
 
 
-@dataclass(frozen=True, slots=True)
-class MapResponse:
+class _MapResponseFields(NamedTuple):
+    protocol: Protocol
+    resultCode: int
+    epoch: int
+    internalPort: int
+    externalPort: int
+    lifetime: int
+
+
+class MapResponse(_MapResponseFields, _Message):
     """
     The answer to a L{MapRequest} (RFC 6886 s3.3).
 
@@ -238,20 +303,31 @@ class MapResponse:
     @ivar lifetime: the lifetime granted, in seconds.
     """
 
-    protocol: Protocol
-    resultCode: int
-    epoch: int
-    internalPort: int
-    externalPort: int
-    lifetime: int
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", Protocol(self.protocol))
-        _checkRange("result code", self.resultCode, _MAX16)
-        _checkRange("epoch", self.epoch, _MAX32)
-        _checkRange("internal port", self.internalPort, _MAX16)
-        _checkRange("external port", self.externalPort, _MAX16)
-        _checkRange("lifetime", self.lifetime, _MAX32)
+    def __new__(
+        cls,
+        protocol: Protocol | int,
+        resultCode: int,
+        epoch: int,
+        internalPort: int,
+        externalPort: int,
+        lifetime: int,
+    ) -> MapResponse:
+        _checkRange("result code", resultCode, _MAX16)
+        _checkRange("epoch", epoch, _MAX32)
+        _checkRange("internal port", internalPort, _MAX16)
+        _checkRange("external port", externalPort, _MAX16)
+        _checkRange("lifetime", lifetime, _MAX32)
+        fields = (
+            Protocol(protocol),
+            resultCode,
+            epoch,
+            internalPort,
+            externalPort,
+            lifetime,
+        )
+        return _new(cls, fields)  # type: ignore[no-any-return]
 
     @property
     def opcode(self) -> int:
@@ -260,17 +336,22 @@ class MapResponse:
     def encode(self) -> bytes:
         return _MAP_RESPONSE.pack(
             VERSION,
-            self.opcode,
-            self.resultCode,
-            self.epoch,
-            self.internalPort,
-            self.externalPort,
-            self.lifetime,
+            _RESPONSE_BIT | self[0],
+            self[1],
+            self[2],
+            self[3],
+            self[4],
+            self[5],
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorResponse:
+class _ErrorResponseFields(NamedTuple):
+    opcode: int
+    resultCode: int
+    epoch: int
+
+
+class ErrorResponse(_ErrorResponseFields, _Message):
     """
     An 8-byte response that carries only the common header: the
     unsupported-version reply (RFC 6886 s3.5, Errata 3618: opcode 128, though
@@ -282,17 +363,16 @@ class ErrorResponse:
     @ivar epoch: seconds since start of epoch.
     """
 
-    opcode: int
-    resultCode: int
-    epoch: int
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        _checkRange("opcode", self.opcode, 0xFF)
-        _checkRange("result code", self.resultCode, _MAX16)
-        _checkRange("epoch", self.epoch, _MAX32)
+    def __new__(cls, opcode: int, resultCode: int, epoch: int) -> ErrorResponse:
+        _checkRange("opcode", opcode, 0xFF)
+        _checkRange("result code", resultCode, _MAX16)
+        _checkRange("epoch", epoch, _MAX32)
+        return _new(cls, (opcode, resultCode, epoch))  # type: ignore[no-any-return]
 
     def encode(self) -> bytes:
-        return _HEADER.pack(VERSION, self.opcode, self.resultCode, self.epoch)
+        return _HEADER.pack(VERSION, self[0], self[1], self[2])
 
 
 Request = ExternalAddressRequest | MapRequest
@@ -315,25 +395,44 @@ def decodeRequest(packet: bytes) -> Request:
     @raise UnsupportedOpcode: the opcode is below 128 and unknown.
     @raise MalformedPacket: the packet is too short, or is a response.
     """
+    if len(packet) >= _MAP_REQUEST_SIZE:
+        # The common case first: a whole mapping request.
+        version, opcode, _, internal, external, lifetime = _unpackMapRequest(packet)
+        protocol = _PROTOCOLS.get(opcode)
+        if version == VERSION and protocol is not None:
+            return _new(MapRequest, (protocol, internal, external, lifetime))  # type: ignore[no-any-return]
     if len(packet) < 2:
         raise MalformedPacket(f"packet of {len(packet)} bytes is too short", packet)
     version, opcode = packet[0], packet[1]
     if version != VERSION:
         raise UnsupportedVersion(version, packet)
+    if opcode == _OP_EXTERNAL_ADDRESS:
+        return _EXTERNAL_ADDRESS_REQUEST
     if opcode & _RESPONSE_BIT:
         raise MalformedPacket(f"opcode {opcode} is a response, not a request", packet)
-    if opcode == _OP_EXTERNAL_ADDRESS:
-        return ExternalAddressRequest()
-    if opcode not in (Protocol.UDP, Protocol.TCP):
+    if opcode not in _PROTOCOLS:
         raise UnsupportedOpcode(opcode, packet)
-    if len(packet) < _MAP_REQUEST.size:
-        raise MalformedPacket(
-            f"mapping request of {len(packet)} bytes is too short"
-            f" (needs {_MAP_REQUEST.size})",
-            packet,
-        )
-    _, _, _, internal, external, lifetime = _MAP_REQUEST.unpack_from(packet)
-    return MapRequest(Protocol(opcode), internal, external, lifetime)
+    raise MalformedPacket(
+        f"mapping request of {len(packet)} bytes is too short"
+        f" (needs {_MAP_REQUEST.size})",
+        packet,
+    )
+
+
+_EXTERNAL_ADDRESS_REQUEST = ExternalAddressRequest()
+_unpackMapRequest = _MAP_REQUEST.unpack_from
+_unpackMapResponse = _MAP_RESPONSE.unpack_from
+_unpackExternalResponse = _EXTERNAL_RESPONSE.unpack_from
+_unpackHeader = _HEADER.unpack_from
+_RESPONSE_PROTOCOLS = {_RESPONSE_BIT | int(p): p for p in Protocol}
+# Plain ints for the hot paths: enum member lookups cost more than the rest.
+_HEADER_SIZE = _HEADER.size
+_EXTERNAL_RESPONSE_SIZE = _EXTERNAL_RESPONSE.size
+_MAP_REQUEST_SIZE = _MAP_REQUEST.size
+_MAP_RESPONSE_SIZE = _MAP_RESPONSE.size
+_EXTERNAL_RESPONSE_OPCODE = _RESPONSE_BIT | _OP_EXTERNAL_ADDRESS
+_SUCCESS = int(ResultCode.SUCCESS)
+_UNSUPPORTED_VERSION = int(ResultCode.UNSUPPORTED_VERSION)
 
 
 def decodeResponse(packet: bytes) -> Response:
@@ -347,34 +446,50 @@ def decodeResponse(packet: bytes) -> Response:
         0, is a request, or has an unknown opcode.
     """
     size = len(packet)
+    if size >= _HEADER_SIZE and packet[0] == VERSION:
+        opcode = packet[1]
+        if opcode == _EXTERNAL_RESPONSE_OPCODE:
+            if size >= _EXTERNAL_RESPONSE_SIZE:
+                _, _, result, epoch, raw = _unpackExternalResponse(packet)
+                address = _ADDRESSES.get(raw) or _address(raw)
+                return _new(ExternalAddressResponse, (result, epoch, address))  # type: ignore[no-any-return]
+        elif size >= _MAP_RESPONSE_SIZE:
+            protocol = _RESPONSE_PROTOCOLS.get(opcode)
+            if protocol is not None:
+                _, _, result, epoch, internal, external, lifetime = _unpackMapResponse(
+                    packet
+                )
+                fields = (protocol, result, epoch, internal, external, lifetime)
+                return _new(MapResponse, fields)  # type: ignore[no-any-return]
+        _, _, result, epoch = _unpackHeader(packet)
+        if result != _SUCCESS and (
+            opcode & _RESPONSE_BIT
+            # RFC 6886 s3.5 as printed, before Errata 3618: opcode 0.
+            or (opcode == 0 and result == _UNSUPPORTED_VERSION)
+        ):
+            return _new(ErrorResponse, (opcode, result, epoch))  # type: ignore[no-any-return]
+    raise _rejectedResponse(packet)
+
+
+def _rejectedResponse(packet: bytes) -> MalformedPacket:
+    """
+    Say why L{decodeResponse} could not decode C{packet}.
+    """
+    size = len(packet)
     if size < 2:
-        raise MalformedPacket(f"packet of {size} bytes is too short", packet)
+        return MalformedPacket(f"packet of {size} bytes is too short", packet)
     version, opcode = packet[0], packet[1]
     if version != VERSION:
-        raise MalformedPacket(f"unsupported version {version}", packet)
+        return MalformedPacket(f"unsupported version {version}", packet)
     if size < _HEADER.size:
-        raise MalformedPacket(
+        return MalformedPacket(
             f"response of {size} bytes is too short (needs {_HEADER.size})", packet
         )
-    _, _, result, epoch = _HEADER.unpack_from(packet)
-    if opcode == _OP_EXTERNAL_ADDRESS and result == ResultCode.UNSUPPORTED_VERSION:
-        # RFC 6886 s3.5 as printed, before Errata 3618.
-        return ErrorResponse(opcode, result, epoch)
     if not opcode & _RESPONSE_BIT:
-        raise MalformedPacket(f"opcode {opcode} is a request, not a response", packet)
-    request = opcode & ~_RESPONSE_BIT
-    if request == _OP_EXTERNAL_ADDRESS and size >= _EXTERNAL_RESPONSE.size:
-        address = IPv4Address(packet[8:12])
-        return ExternalAddressResponse(result, epoch, address)
-    if request in (Protocol.UDP, Protocol.TCP) and size >= _MAP_RESPONSE.size:
-        _, _, _, _, internal, external, lifetime = _MAP_RESPONSE.unpack_from(packet)
-        return MapResponse(
-            Protocol(request), result, epoch, internal, external, lifetime
-        )
-    if result != ResultCode.SUCCESS:
-        return ErrorResponse(opcode, result, epoch)
-    if request in (_OP_EXTERNAL_ADDRESS, Protocol.UDP, Protocol.TCP):
-        raise MalformedPacket(
+        return MalformedPacket(f"opcode {opcode} is a request, not a response", packet)
+    request = opcode ^ _RESPONSE_BIT
+    if request == _OP_EXTERNAL_ADDRESS or request in _PROTOCOLS:
+        return MalformedPacket(
             f"response to opcode {request} of {size} bytes is too short", packet
         )
-    raise MalformedPacket(f"unknown opcode {opcode}", packet)
+    return MalformedPacket(f"unknown opcode {opcode}", packet)
