@@ -191,6 +191,8 @@ class NATPMPClient:
         self._sources = frozenset(
             [self.gateway, *(IPv4Address(a) for a in extraSources)]
         )
+        # Twisted reports a datagram's source as a dotted-quad string.
+        self._sourceHosts = frozenset(str(a) for a in self._sources)
         self.connectSocket = len(self._sources) == 1
         self.timeouts = _checkTimeouts(timeouts)
         self.protocol = NATPMPClientProtocol(self)
@@ -369,13 +371,17 @@ class NATPMPClient:
             pending.firstSent = self._clock.seconds()
         wait = pending.timeouts[pending.attempts]
         pending.attempts += 1
-        log.debug(
-            "sent {request} to {gateway} (attempt {attempt}, next wait {wait} s)",
-            request=pending.request,
-            gateway=self.gateway,
-            attempt=pending.attempts,
-            wait=wait,
-        )
+        if pending.attempts > 1:
+            # Only retransmissions: a log event per request costs as much as
+            # the rest of the request's work.
+            log.debug(
+                "sent {request} to {gateway} again (attempt {attempt}, next"
+                " wait {wait} s)",
+                request=pending.request,
+                gateway=self.gateway,
+                attempt=pending.attempts,
+                wait=wait,
+            )
         pending.timer = self._clock.callLater(wait, self._timedOut, pending)
 
     def _timedOut(self, pending: _Pending) -> None:
@@ -450,11 +456,7 @@ class NATPMPClient:
 
     def _datagramReceived(self, datagram: bytes, addr: Any) -> None:
         host, port = addr[0], addr[1]
-        try:
-            source = IPv4Address(host)
-        except ValueError:
-            source = None
-        if source not in self._sources or port != self.gatewayPort:
+        if host not in self._sourceHosts or port != self.gatewayPort:
             # RFC 6886 s3.1: only replies from the gateway's port 5351 count.
             log.warn(
                 "ignored a packet from {host}:{port}, not the gateway {gateway}",
