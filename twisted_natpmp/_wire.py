@@ -38,6 +38,9 @@ _EXTERNAL_RESPONSE = struct.Struct("!BBHI4s")
 _packExternalResponse = struct.Struct("!BBHII").pack
 _MAP_REQUEST = struct.Struct("!BBHHHI")  # version, op, reserved, int, ext, life
 _MAP_RESPONSE = struct.Struct("!BBHIHHI")
+_packMapRequest = _MAP_REQUEST.pack
+_packMapResponse = _MAP_RESPONSE.pack
+_packHeader = _HEADER.pack
 
 _MAX16 = 0xFFFF
 _MAX32 = 0xFFFFFFFF
@@ -244,7 +247,7 @@ class MapRequest(_MapRequestFields, _Message):
         return int(self.protocol)
 
     def encode(self) -> bytes:
-        return _MAP_REQUEST.pack(VERSION, self[0], 0, self[1], self[2], self[3])
+        return _packMapRequest(VERSION, self[0], 0, self[1], self[2], self[3])
 
 
 class _ExternalAddressResponseFields(NamedTuple):
@@ -334,7 +337,7 @@ class MapResponse(_MapResponseFields, _Message):
         return _RESPONSE_BIT | int(self.protocol)
 
     def encode(self) -> bytes:
-        return _MAP_RESPONSE.pack(
+        return _packMapResponse(
             VERSION,
             _RESPONSE_BIT | self[0],
             self[1],
@@ -372,7 +375,7 @@ class ErrorResponse(_ErrorResponseFields, _Message):
         return _new(cls, (opcode, resultCode, epoch))  # type: ignore[no-any-return]
 
     def encode(self) -> bytes:
-        return _HEADER.pack(VERSION, self[0], self[1], self[2])
+        return _packHeader(VERSION, self[0], self[1], self[2])
 
 
 Request = ExternalAddressRequest | MapRequest
@@ -445,27 +448,32 @@ def decodeResponse(packet: bytes) -> Response:
     @raise MalformedPacket: the packet is too short, has a version other than
         0, is a request, or has an unknown opcode.
     """
+    # Each layout is tried whole, longest first: one struct call both
+    # checks and reads the packet.
     size = len(packet)
-    if size >= _HEADER_SIZE and packet[0] == VERSION:
-        opcode = packet[1]
-        if opcode == _EXTERNAL_RESPONSE_OPCODE:
-            if size >= _EXTERNAL_RESPONSE_SIZE:
-                _, _, result, epoch, raw = _unpackExternalResponse(packet)
-                address = _ADDRESSES.get(raw) or _address(raw)
-                return _new(ExternalAddressResponse, (result, epoch, address))  # type: ignore[no-any-return]
-        elif size >= _MAP_RESPONSE_SIZE:
-            protocol = _RESPONSE_PROTOCOLS.get(opcode)
-            if protocol is not None:
-                _, _, result, epoch, internal, external, lifetime = _unpackMapResponse(
-                    packet
-                )
-                fields = (protocol, result, epoch, internal, external, lifetime)
-                return _new(MapResponse, fields)  # type: ignore[no-any-return]
-        _, _, result, epoch = _unpackHeader(packet)
-        if result != _SUCCESS and (
-            opcode & _RESPONSE_BIT
-            # RFC 6886 s3.5 as printed, before Errata 3618: opcode 0.
-            or (opcode == 0 and result == _UNSUPPORTED_VERSION)
+    if size >= _MAP_RESPONSE_SIZE:
+        version, opcode, result, epoch, internal, external, lifetime = (
+            _unpackMapResponse(packet)
+        )
+        protocol = _RESPONSE_PROTOCOLS.get(opcode)
+        if version == VERSION and protocol is not None:
+            fields = (protocol, result, epoch, internal, external, lifetime)
+            return _new(MapResponse, fields)  # type: ignore[no-any-return]
+    if size >= _EXTERNAL_RESPONSE_SIZE:
+        version, opcode, result, epoch, raw = _unpackExternalResponse(packet)
+        if version == VERSION and opcode == _EXTERNAL_RESPONSE_OPCODE:
+            address = _ADDRESSES.get(raw) or _address(raw)
+            return _new(ExternalAddressResponse, (result, epoch, address))  # type: ignore[no-any-return]
+    if size >= _HEADER_SIZE:
+        version, opcode, result, epoch = _unpackHeader(packet)
+        if (
+            version == VERSION
+            and result != _SUCCESS
+            and (
+                opcode & _RESPONSE_BIT
+                # RFC 6886 s3.5 as printed, before Errata 3618: opcode 0.
+                or (opcode == 0 and result == _UNSUPPORTED_VERSION)
+            )
         ):
             return _new(ErrorResponse, (opcode, result, epoch))  # type: ignore[no-any-return]
     raise _rejectedResponse(packet)
