@@ -576,3 +576,72 @@ class LoopbackRefusedTests(TestCase):
             self.assertEqual(await client.externalAddress(), EXTERNAL)
 
         return Deferred.fromCoroutine(run())
+
+
+class CrossedRepliesTests(SynchronousTestCase):
+    """
+    A reply that arrives late, after its request was answered by an earlier
+    copy, must not answer the next request for the same port when that one
+    is of the other kind (RFC 6886 s3.3, s3.4: a success grants a lifetime
+    exactly when one was asked for).
+
+    The network takes 3/16 s each way; the clock moves in steps of 1/64 s,
+    so every time below is exact.
+    """
+
+    def setUp(self) -> None:
+        self.network = MemoryUDPNetwork(delay=3 / 16)
+        self.clock = self.network.clock
+        self.gateway = ScriptedGateway()
+        self.network.host(GATEWAY).listenUDP(5351, self.gateway)
+        self.client = listenClient(self.network.host(HOST), GATEWAY)
+
+    def advanceTo(self, when: float) -> None:
+        while self.clock.seconds() < when:
+            self.clock.advance(1 / 64)
+
+    def test_lateMapReplyDoesNotConfirmDelete(self) -> None:
+        lost: list[bytes] = []
+
+        def dropFirstDeletion(datagram: Any) -> bool:
+            if datagram.data == MapRequest(Protocol.TCP, 80, 0, 0).encode():
+                if not lost:
+                    lost.append(datagram.data)
+                    return True
+            return False
+
+        self.network.drop = dropFirstDeletion
+        mapped = self.client.addMapping(Protocol.TCP, 80)
+        # Sent at 0 and again at 0.25; the replies arrive at 0.375 and 0.625.
+        self.advanceTo(0.375)
+        self.assertEqual(self.successResultOf(mapped).externalPort, 80)
+        self.advanceTo(0.5)
+        deleted = self.client.deleteMapping(Protocol.TCP, 80)  # lost
+        self.advanceTo(0.6875)  # the duplicate mapping reply came at 0.625
+        self.assertNoResult(deleted)
+        self.advanceTo(1.125)  # resent at 0.75, answered at 1.125
+        self.assertIsNone(self.successResultOf(deleted))
+        self.assertEqual(lost, [MapRequest(Protocol.TCP, 80, 0, 0).encode()])
+        self.assertEqual(
+            self.gateway.requests[-1][0], MapRequest(Protocol.TCP, 80, 0, 0)
+        )
+
+    def test_lateDeleteReplyDoesNotAnswerMap(self) -> None:
+        deleted = self.client.deleteMapping(Protocol.TCP, 80)
+        self.advanceTo(0.375)
+        self.assertIsNone(self.successResultOf(deleted))
+        self.advanceTo(0.5)
+        mapped = self.client.addMapping(Protocol.TCP, 80)
+        self.advanceTo(0.6875)  # the duplicate deletion reply came at 0.625
+        self.assertNoResult(mapped)
+        self.advanceTo(0.875)
+        self.assertEqual(self.successResultOf(mapped).externalPort, 80)
+
+    def test_errorsStillMatch(self) -> None:
+        # RFC 6886 s3.5: an error reply has lifetime 0 whatever was asked.
+        self.gateway.reply = lambda r: [
+            MapResponse(Protocol.TCP, 4, 1, 80, 0, 0).encode()
+        ]
+        d = self.client.addMapping(Protocol.TCP, 80)
+        self.advanceTo(0.375)
+        self.failureResultOf(d, errors.OutOfResourcesError)

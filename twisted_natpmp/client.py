@@ -101,10 +101,18 @@ def _matches(request: Request, response: Response) -> bool:
         )
     if isinstance(request, ExternalAddressRequest):
         return isinstance(response, ExternalAddressResponse)
-    return (
+    if not (
         isinstance(response, MapResponse)
         and response.protocol == request.protocol
         and response.internalPort == request.internalPort
+    ):
+        return False
+    # A late duplicate reply to a mapping request must not confirm a
+    # deletion of the same port, nor the reverse: a successful reply grants
+    # a lifetime exactly when one was asked for (s3.3, s3.4).  Error replies
+    # carry lifetime 0 whatever was asked (s3.5).
+    return response.resultCode != ResultCode.SUCCESS or (
+        (response.lifetime == 0) == (request.lifetime == 0)
     )
 
 
