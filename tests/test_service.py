@@ -1019,6 +1019,31 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(200)
         self.assertEqual(self.sentByUs(), [])
 
+    def test_stopDuringRemap(self) -> None:
+        """
+        Stopping while a re-mapping (RFC 6886 s3.7) awaits a mapping request
+        deletes that mapping too: the gateway may have made it although no
+        reply came back.
+        """
+        # The gateway makes the mapping, but its mapping replies are lost.
+        self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 16
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.advance(130)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.assertFalse(service.states()[0].mapped)
+        self.sendFrom(GATEWAY, pcpAnnounce(0))
+        for _ in range(40):
+            if service._remapStage == "mappings":
+                break
+            self.advance(0.25)
+        self.assertEqual(service._remapStage, "mappings")
+        self.network.drop = lambda datagram: False
+        d = service.stopService()
+        self.network.flush()
+        self.successResultOf(d)
+        self.assertEqual([r.internalPort for _, r in self.deletions()], [5000])
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+
     def test_restart(self) -> None:
         """
         A stopped service can start again.

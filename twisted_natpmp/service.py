@@ -466,6 +466,14 @@ class PortMapperService(Service):
             if loop is not None and loop.running:
                 loop.stop()
         self._healthLoop = self._gatewayLoop = None
+        # What may be mapped on the gateway is known before anything is
+        # cancelled: cancelling a re-mapping cancels the request it awaits,
+        # and a request in flight may have been granted.
+        held = [
+            entry
+            for entry in self._entries.values()
+            if entry.request is not None or entry.mapping is not None
+        ]
         self._cancelRecovery()
         self._cancelHealthRequest()
         waits: list[Deferred[Any]] = []
@@ -474,11 +482,9 @@ class PortMapperService(Service):
             waits.append(maybeDeferred(port.stopListening))
         self._announcer = None
         client = self._client
-        held = []
         for entry in self._entries.values():
             entry.cancelTimers()
-            if entry.cancelRequest() or entry.mapping is not None:
-                held.append(entry)
+            entry.cancelRequest()
         if client is not None:
             waits.append(self._deleteAll(client, held))
         return DeferredList(waits, consumeErrors=True).addCallback(self._stopped)
