@@ -582,6 +582,22 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 13.0])
         self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
 
+    def test_announcementTellsAddress(self) -> None:
+        """
+        RFC 6886 s3.2.1: an announcement carries the external address; when
+        the service could not learn it by asking, it takes it from there.
+        """
+        # External-address replies and the gateway's own announcements (12
+        # bytes) are lost.
+        self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 12
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.advance(130)
+        self.assertIsNone(service.externalAddress)
+        self.network.drop = lambda datagram: False
+        self.sendFrom(GATEWAY, ExternalAddressResponse(0, 130, EXTERNAL).encode())
+        self.assertEqual(service.externalAddress, EXTERNAL)
+        self.assertEqual(service.states()[0].externalAddress, EXTERNAL)
+
     def test_repeatsCoalesced(self) -> None:
         """
         RFC 6886 s3.2.1: the gateway repeats its announcement ten times over

@@ -727,6 +727,10 @@ class PortMapperService(Service):
             if client.noteEpoch(announcement.epoch):
                 return
             known = self.externalAddress
+            if known is None and announcement.externalAddress is not None:
+                # The address was not known yet (the first request failed):
+                # the announcement tells it.
+                self._gotExternalAddress(announcement.externalAddress, client, False)
             news = known is not None and announcement.externalAddress != known
         else:
             first = self._pcpEpochs.lastEpoch is None
