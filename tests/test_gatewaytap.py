@@ -51,6 +51,23 @@ class OptionsTests(SynchronousTestCase):
         for fragment in fragments:
             self.assertIn(fragment, message)
 
+    def test_internalNetworkTooWide(self) -> None:
+        # RFC 6886 s3.3: only internal clients are served; a /0 (or any
+        # network wider than /8) would make every source internal.
+        self.assertUsageError(
+            ["--listen", "127.0.0.1/0", "--external-address", "192.0.3.1"],
+            "'127.0.0.1/0'",
+            "/8",
+        )
+
+    def test_externalInsideInternal(self) -> None:
+        # RFC 6886 s3.3: the external address is never on an internal network.
+        self.assertUsageError(
+            ["--listen", "10.77.0.1/16", "--external-address", "10.77.3.3"],
+            "'10.77.3.3'",
+            "10.77.0.0/16",
+        )
+
     def test_defaults(self) -> None:
         """
         Only --listen and --external-address are needed; the limits have
@@ -188,6 +205,23 @@ class MakeServiceTests(SynchronousTestCase):
                 "maxMappingsPerClient": 7,
             },
         )
+
+
+class CannotListenTests(SynchronousTestCase):
+    def test_oneLine(self) -> None:
+        """
+        An address the host does not have ends C{twistd natpmp-gateway} with
+        one line naming it, not a traceback.  (Binding fails before anything
+        is sent.)
+        """
+        options = Options()
+        options.parseOptions(["--listen=10.250.0.1/24", "--external-address=192.0.3.1"])
+        service = makeService(options)
+        error = self.assertRaises(SystemExit, service.startService)
+        message = str(error.code)
+        self.assertNotIn("\n", message)
+        self.assertIn("cannot listen on 10.250.0.1:5351", message)
+        self.assertFalse(service.running)
 
 
 class InterfaceNetworkTests(SynchronousTestCase):

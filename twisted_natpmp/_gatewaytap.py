@@ -55,6 +55,10 @@ def _integer(option: str, value: str, low: int, high: int) -> int:
     return number
 
 
+#: The widest network --listen accepts as internal.
+_SHORTEST_PREFIX = 8
+
+
 class Options(usage.Options):
     """
     The options of C{twistd natpmp-gateway}.
@@ -136,6 +140,13 @@ class Options(usage.Options):
                     f"--listen: no network interface has the address {value!r}"
                 )
             interface = IPv4Interface(f"{address}/{network.prefixlen}")
+        if interface.network.prefixlen < _SHORTEST_PREFIX:
+            # RFC 6886 s3.3: only clients on the internal networks are served;
+            # a /0 would make every address internal.
+            raise usage.UsageError(
+                f"--listen: {value!r} is wider than /{_SHORTEST_PREFIX}: too large"
+                " to be an internal network"
+            )
         if any(other.ip == address for other in self["listen"]):
             raise usage.UsageError(f"--listen: {value!r} is given twice")
         self["listen"].append(interface)
@@ -161,6 +172,13 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--external-address: {external!r} is also a --listen address"
             )
+        for interface in self["listen"]:
+            if address in interface.network:
+                # RFC 6886 s3.3: the external side is never an internal network.
+                raise usage.UsageError(
+                    f"--external-address: {external!r} is inside the internal"
+                    f" network {interface.network} of --listen"
+                )
         self["external-address"] = address
         for option in ("min-port", "max-port"):
             self[option] = _integer(option, self[option], 1, 65535)
@@ -179,10 +197,27 @@ def makeService(options: Options) -> IService:
     Build the gateway service from parsed options.
     """
     from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
 
     from .server import GatewayService
 
-    return GatewayService(
+    class CommandLineGateway(GatewayService):
+        """
+        The gateway as the command runs it: an address it cannot bind (not
+        this host's, or port 5351 taken) ends the program with one line, not
+        a traceback.
+        """
+
+        def startService(self) -> None:
+            try:
+                super().startService()
+            except CannotListenError as e:
+                raise SystemExit(
+                    f"natpmp-gateway: cannot listen on {e.interface}:{e.port}:"
+                    f" {e.socketError}"
+                ) from None
+
+    return CommandLineGateway(
         reactor,
         options["listen"],
         options["external-address"],
