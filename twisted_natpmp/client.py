@@ -324,11 +324,11 @@ class NATPMPClient:
         """
         Cancel every pending request and stop listening.
         """
-        # The queued ones first, so that cancelling the current request does
-        # not send the next.
         self._stopping = True
         self._untrigger()
         self._untrigger = lambda: None
+        # The queued ones first, so that cancelling the current request does
+        # not send the next.
         pending = [*reversed(self._queue), self._current]
         for p in pending:
             if p is not None:
