@@ -153,12 +153,13 @@ _ADDRESSES: dict[bytes, IPv4Address] = {}
 _ADDRESS_CACHE_SIZE = 256
 
 
-def _address(raw: bytes) -> IPv4Address:
-    address = _ADDRESSES.get(raw)
-    if address is None:
-        if len(_ADDRESSES) >= _ADDRESS_CACHE_SIZE:
-            _ADDRESSES.clear()
-        address = _ADDRESSES[raw] = IPv4Address(raw)
+def _newAddress(raw: bytes) -> IPv4Address:
+    """
+    Build and cache the address for C{raw}, which is not in the cache.
+    """
+    if len(_ADDRESSES) >= _ADDRESS_CACHE_SIZE:
+        _ADDRESSES.clear()
+    address = _ADDRESSES[raw] = IPv4Address(raw)
     return address
 
 
@@ -462,7 +463,7 @@ def decodeResponse(packet: bytes) -> Response:
     if size >= _EXTERNAL_RESPONSE_SIZE:
         version, opcode, result, epoch, raw = _unpackExternalResponse(packet)
         if version == VERSION and opcode == _EXTERNAL_RESPONSE_OPCODE:
-            address = _ADDRESSES.get(raw) or _address(raw)
+            address = _ADDRESSES.get(raw) or _newAddress(raw)
             return _new(ExternalAddressResponse, (result, epoch, address))  # type: ignore[no-any-return]
     if size >= _HEADER_SIZE:
         version, opcode, result, epoch = _unpackHeader(packet)
