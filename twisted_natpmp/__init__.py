@@ -5,12 +5,16 @@ The public names are re-exported here; see L{twisted_natpmp.client},
 L{twisted_natpmp.service} and L{twisted_natpmp.server} for the details.
 They are imported when first used, so that C{import twisted_natpmp} (and
 every twistd plugin listing) stays cheap.
+
+@var __version__: the version of twisted-natpmp, e.g. C{"0.1.0"}.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from ._types import Mapping
