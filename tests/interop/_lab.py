@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -52,6 +53,9 @@ from zope.interface import implementer
 
 import twisted_natpmp
 from twisted_natpmp._wire import Protocol
+
+from . import _relay
+from ._relay import Impairment
 
 #: The router's address on the LAN bridge (the NAT-PMP gateway).
 ROUTER_LAN = "10.77.0.1"
@@ -466,6 +470,30 @@ allow 1024-65535 10.77.0.0/24 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 """
 
+
+class Relay:
+    """
+    A running impairment relay (L{Lab.startRelay}).
+    """
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def stop(self) -> dict[str, dict[str, int]]:
+        """
+        Stop the relay; return its counts for each direction (C{"up"},
+        C{"down"}), each a mapping of L{tests.interop._relay.Counts}' fields.
+
+        @raise LabError: it did not report them.
+        """
+        await self.daemon.stop()
+        for line in reversed(self.daemon.completed().out.splitlines()):
+            if line.startswith('{"relay"'):
+                counts: dict[str, dict[str, int]] = json.loads(line)["relay"]
+                return counts
+        raise LabError(f"the relay reported no counts:\n{self.daemon.output()}")
+
+
 _DPORT = re.compile(r"-p (tcp|udp) .*--dport (\d+)\b")
 _SNAT = re.compile(r"-s ([\d.]+)/32 -p (tcp|udp) .*--sport (\d+) .*--to-ports (\d+)\b")
 
@@ -703,6 +731,57 @@ class Lab:
         )
         await self.waitListening(daemon, 5351)
         return daemon
+
+    # The impairment relay
+
+    async def startRelay(
+        self,
+        lan: int = 0,
+        up: Impairment = _relay.PERFECT,
+        down: Impairment = _relay.PERFECT,
+        seed: int = 0,
+        gateway: str = ROUTER_LAN,
+        maxSeconds: float = 300.0,
+        maxPackets: int = 1_000_000,
+    ) -> Relay:
+        """
+        Put the impairment relay (L{tests.interop._relay}) in front of
+        everything on LAN host C{lan} that talks to C{gateway}'s port 5351:
+        packets to it are redirected to the relay, which passes them on with
+        C{up}'s impairment, and passes the replies back with C{down}'s.  The
+        gateway still sees the LAN host's address, the programs still see
+        replies from C{gateway}:5351.  Start it before the programs: a flow
+        that began before the redirect is not redirected.  It exits by
+        itself after C{maxSeconds} or C{maxPackets}.
+        """
+        namespace = self.lans[lan]
+        self.firewall(
+            namespace,
+            f"-t nat -A OUTPUT -p udp -d {gateway} --dport 5351"
+            f" -m mark ! --mark {_relay.RELAY_MARK} -j REDIRECT"
+            f" --to-ports {_relay.RELAY_PORT}",
+        )
+        daemon = self.spawn(
+            namespace,
+            self.python(
+                _relay.__file__,
+                "--upstream",
+                f"{gateway}:5351",
+                "--up",
+                up.argument(),
+                "--down",
+                down.argument(),
+                "--seed",
+                str(seed),
+                "--max-seconds",
+                f"{maxSeconds:g}",
+                "--max-packets",
+                str(maxPackets),
+            ),
+            "relay",
+        )
+        await self.waitListening(daemon, _relay.RELAY_PORT, 10.0)
+        return Relay(daemon)
 
     # miniupnpd
 
