@@ -17,6 +17,7 @@ from twisted_natpmp import errors
 from twisted_natpmp._types import Mapping
 from twisted_natpmp._wire import (
     ErrorResponse,
+    ExternalAddressRequest,
     ExternalAddressResponse,
     MapRequest,
     MapResponse,
@@ -41,7 +42,9 @@ class ClientTestMixin:
         self.clock = self.network.clock
         self.gateway = ScriptedGateway()
         self.network.host(GATEWAY).listenUDP(5351, self.gateway)
-        self.client = listenClient(self.network.host(HOST), GATEWAY)
+        self.client = listenClient(
+            self.network.host(HOST), GATEWAY, monotonic=self.clock.seconds
+        )
 
     def sendTimes(self) -> list[float]:
         return [d.time for d in self.network.log if d.destination == (GATEWAY, 5351)]
@@ -121,12 +124,17 @@ class BasicTests(ClientTestMixin, SynchronousTestCase):
         )
 
     def test_unusableSuccess(self) -> None:
-        self.gateway.reply = lambda r: [
-            MapResponse(Protocol.TCP, 0, 1, 80, 0, 7200).encode()
-        ]
-        d = self.client.addMapping(Protocol.TCP, 80)
-        self.network.flush()
-        self.failureResultOf(d, errors.InvalidResponseError)
+        # RFC 6886 s3.3: a success reply to a mapping request grants an
+        # external port and a lifetime; one without either is invalid and
+        # fails the request at once (lifetime 0 used to be ignored, and the
+        # request waited 127.75 s).
+        for port, external, lifetime in [(80, 0, 7200), (81, 81, 0)]:
+            reply = MapResponse(Protocol.TCP, 0, 1, port, external, lifetime)
+            self.gateway.reply = lambda r, reply=reply: [reply.encode()]  # type: ignore[misc]
+            d = self.client.addMapping(Protocol.TCP, port)
+            self.network.flush()
+            self.failureResultOf(d, errors.InvalidResponseError)
+        self.assertEqual(self.sendTimes(), [0, 0])
 
 
 class RetransmissionTests(ClientTestMixin, SynchronousTestCase):
@@ -262,6 +270,215 @@ class QueueTests(ClientTestMixin, SynchronousTestCase):
             self.failureResultOf(d, CancelledError)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.failureResultOf(self.client.externalAddress(), errors.NATPMPError)
+
+    def test_cancelPendingSendsNothingMore(self) -> None:
+        # Cancelling everything at stop must not send the queued requests:
+        # cancelling the one in flight used to send the next.
+        self.gateway.reply = lambda r: []
+        pending = [self.client.addMapping(Protocol.TCP, p) for p in (1, 2, 3)]
+        self.network.flush()
+        self.client.cancelPending()
+        for d in pending:
+            self.failureResultOf(d, CancelledError)
+        self.clock.advance(200)
+        self.assertEqual(self.sendTimes(), [0])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        # The client stays usable.
+        self.gateway.reply = self.gateway.answer
+        d = self.client.externalAddress()
+        self.network.flush()
+        self.assertEqual(self.successResultOf(d), EXTERNAL)
+
+    def test_stopSendsNothingMore(self) -> None:
+        # stop cancels every queued and in-flight request, batches too, and
+        # nothing goes out after it.
+        self.gateway.reply = lambda r: []
+        queued = [
+            self.client.externalAddress(),
+            self.client.addMapping(Protocol.TCP, 5),
+        ]
+        batch = self.client.deleteMappings([(Protocol.UDP, 7)])
+        self.network.flush()
+        sent = len(self.network.log)
+        self.successResultOf(self.client.stop())
+        for d in queued:
+            self.failureResultOf(d, CancelledError)
+        self.successResultOf(batch)[(Protocol.UDP, 7)].trap(CancelledError)  # type: ignore[union-attr]
+        self.clock.advance(200)
+        self.assertEqual(len(self.network.log), sent)
+
+
+class DeleteMappingsTests(SynchronousTestCase):
+    """
+    L{NATPMPClient.deleteMappings}: the deletions of a stopping client, sent
+    together (RFC 6886 s3.4), each at most twice (s3.1).  The network takes
+    300 ms each way: a 600 ms round trip.
+    """
+
+    keys = [(Protocol.TCP, port) for port in range(1000, 1010)] + [
+        (Protocol.UDP, port) for port in range(1000, 1010)
+    ]
+
+    def setUp(self) -> None:
+        self.network = MemoryUDPNetwork(delay=0.3)
+        self.clock = self.network.clock
+        self.gateway = ScriptedGateway()
+        self.network.host(GATEWAY).listenUDP(5351, self.gateway)
+        self.client = listenClient(
+            self.network.host(HOST), GATEWAY, monotonic=self.clock.seconds
+        )
+
+    def advanceTo(self, when: float) -> None:
+        """
+        Move the clock to C{when}, stopping at every call due on the way (a
+        single long step would delay the replies its calls send).
+        """
+        while self.clock.seconds() < when:
+            due = min((c.getTime() for c in self.clock.getDelayedCalls()), default=when)
+            self.clock.advance(max(0.0, min(due, when) - self.clock.seconds()))
+        self.network.flush()
+
+    def sent(self) -> list[tuple[float, Request]]:
+        return [
+            (d.time, decodeRequest(d.data))
+            for d in self.network.log
+            if d.destination == (GATEWAY, 5351)
+        ]
+
+    def test_sentTogether(self) -> None:
+        # Twenty deletions over a 600 ms round trip are all sent at once
+        # and all confirmed after one round trip.
+        d = self.client.deleteMappings(self.keys)
+        self.assertEqual(
+            self.sent(),
+            [(0, MapRequest(protocol, port, 0, 0)) for protocol, port in self.keys],
+        )
+        self.advanceTo(0.59)
+        self.assertNoResult(d)
+        self.advanceTo(0.6)
+        self.assertEqual(self.successResultOf(d), dict.fromkeys(self.keys))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_resentOnce(self) -> None:
+        # RFC 6886 s3.1: a deletion may be tried twice; the second copy goes
+        # to those not answered after the first wait.
+        dropped: set[bytes] = set()
+
+        def dropFirstCopies(datagram: Any) -> bool:
+            if datagram.destination != (GATEWAY, 5351) or datagram.data in dropped:
+                return False
+            dropped.add(datagram.data)
+            return decodeRequest(datagram.data).protocol == Protocol.UDP  # type: ignore[union-attr]
+
+        self.network.drop = dropFirstCopies
+        d = self.client.deleteMappings(self.keys)
+        self.advanceTo(1)
+        resent = [r for t, r in self.sent() if t == 1]
+        self.assertEqual(
+            resent, [MapRequest(Protocol.UDP, p, 0, 0) for p in range(1000, 1010)]
+        )
+        self.advanceTo(1.6)
+        self.assertEqual(self.successResultOf(d), dict.fromkeys(self.keys))
+
+    def test_noAnswer(self) -> None:
+        # A silent gateway: each deletion sent twice, and the result comes
+        # after the sum of the waits, never later, naming each failure.
+        self.gateway.reply = lambda r: []
+        d = self.client.deleteMappings(self.keys[:3], timeouts=(0.5, 1.5))
+        self.advanceTo(1.99)
+        self.assertNoResult(d)
+        self.advanceTo(2)
+        result = self.successResultOf(d)
+        self.assertEqual(list(result), self.keys[:3])
+        for failure in result.values():
+            assert failure is not None
+            error = failure.trap(errors.NoResponseError) and failure.value
+            self.assertEqual(error.attempts, 2)  # type: ignore[union-attr]
+        self.assertEqual([t for t, _ in self.sent()], [0, 0, 0, 0.5, 0.5, 0.5])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_refusalNamed(self) -> None:
+        # RFC 6886 s3.4, s3.5: deleting a mapping made by hand is refused
+        # with result code 2; that deletion's failure carries the code.
+        def reply(request: Request) -> list[bytes]:
+            if request.internalPort == 1003:  # type: ignore[union-attr]
+                return [MapResponse(Protocol.TCP, 2, 1, 1003, 0, 0).encode()]
+            return self.gateway.answer(request)
+
+        self.gateway.reply = reply
+        d = self.client.deleteMappings(self.keys[:5])
+        self.advanceTo(0.6)
+        result = self.successResultOf(d)
+        failure = result.pop((Protocol.TCP, 1003))
+        assert failure is not None
+        self.assertEqual(
+            failure.trap(errors.NotAuthorizedError), errors.NotAuthorizedError
+        )
+        self.assertEqual(failure.value.resultCode, 2)  # type: ignore[attr-defined]
+        self.assertEqual(result, dict.fromkeys(self.keys[:3] + self.keys[4:5]))
+
+    def test_matchedByProtocolAndPort(self) -> None:
+        # RFC 6886 s3.3, s3.4: a reply confirms the deletion of its own
+        # protocol and internal port only; a mapping reply confirms none.
+        def reply(request: Request) -> list[bytes]:
+            return [
+                MapResponse(Protocol.UDP, 0, 1, 80, 0, 0).encode(),
+                MapResponse(Protocol.TCP, 0, 1, 81, 0, 0).encode(),
+                MapResponse(Protocol.TCP, 0, 1, 80, 80, 7200).encode(),
+            ]
+
+        self.gateway.reply = reply
+        d = self.client.deleteMappings([(Protocol.TCP, 80)], timeouts=(1,))
+        self.advanceTo(1)
+        self.successResultOf(d)[(Protocol.TCP, 80)].trap(errors.NoResponseError)  # type: ignore[union-attr]
+
+    def test_besideTheQueue(self) -> None:
+        # The batch does not wait behind a request in flight, and a reply
+        # answers whichever request it matches.
+        self.gateway.reply = lambda r: (
+            [] if isinstance(r, ExternalAddressRequest) else self.gateway.answer(r)
+        )
+        address = self.client.externalAddress()
+        d = self.client.deleteMappings(self.keys[:2])
+        self.advanceTo(0.6)
+        self.assertEqual(self.successResultOf(d), dict.fromkeys(self.keys[:2]))
+        self.assertNoResult(address)
+        address.cancel()
+        self.failureResultOf(address, CancelledError)
+
+    def test_cancel(self) -> None:
+        self.gateway.reply = lambda r: []
+        d = self.client.deleteMappings(self.keys[:2])
+        d.cancel()
+        for failure in self.successResultOf(d).values():
+            assert failure is not None
+            failure.trap(CancelledError)
+        self.advanceTo(10)
+        self.assertEqual([t for t, _ in self.sent()], [0, 0])
+
+    def test_refusedByICMP(self) -> None:
+        # RFC 6886 s3.1: ICMP port unreachable ends every deletion at once.
+        client = listenClient(self.network.host("10.0.0.3"), "10.0.0.200")
+        d = client.deleteMappings(self.keys[:2])
+        self.advanceTo(0.6)
+        for failure in self.successResultOf(d).values():
+            assert failure is not None
+            failure.trap(errors.NotSupportedError)
+
+    def test_afterStop(self) -> None:
+        self.successResultOf(self.client.stop())
+        result = self.successResultOf(self.client.deleteMappings(self.keys[:1]))
+        result[self.keys[0]].trap(errors.NATPMPError)  # type: ignore[union-attr]
+
+    def test_badArguments(self) -> None:
+        self.failureResultOf(
+            self.client.deleteMappings([(Protocol.TCP, 0)]), ValueError
+        )
+        self.failureResultOf(
+            self.client.deleteMappings(self.keys, timeouts=()), ValueError
+        )
+        self.assertEqual(self.network.log, [])
+        self.assertEqual(self.successResultOf(self.client.deleteMappings([])), {})
 
 
 class ResultCodeTests(ClientTestMixin, SynchronousTestCase):
@@ -482,6 +699,27 @@ class EpochTests(ClientTestMixin, SynchronousTestCase):
         self.assertTrue(self.client.noteEpoch(0))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.client.removeStateLossObserver(broken)
+        self.assertEqual(self.losses, [None])
+
+    def test_monotonicClock(self) -> None:
+        # RFC 6886 s3.6 judges elapsed local time; a wall clock stepped an
+        # hour ahead by NTP at boot is no gateway reboot, so the judgement
+        # runs on the monotonic clock, not the reactor's.
+        monotonic = [0.0]
+        client = listenClient(
+            self.network.host("10.0.0.3"), GATEWAY, monotonic=lambda: monotonic[0]
+        )
+        client.addStateLossObserver(lambda: self.losses.append(None))
+        self.gateway.epoch = 5000
+        self.successResultOf(self.flushed(client.externalAddress()))
+        self.clock.advance(3600)
+        monotonic[0] += 1
+        self.gateway.epoch = 5001
+        self.successResultOf(self.flushed(client.externalAddress()))
+        self.assertEqual(self.losses, [])
+        # And the monotonic clock's own elapsed time counts.
+        monotonic[0] += 100
+        self.successResultOf(self.flushed(client.externalAddress()))
         self.assertEqual(self.losses, [None])
 
     def flushed(self, d: Deferred[Any]) -> Deferred[Any]:

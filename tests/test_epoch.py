@@ -24,16 +24,21 @@ class EpochTrackerTests(SynchronousTestCase):
         self.assertFalse(tracker.update(110, 10.0))
         self.assertFalse(tracker.update(1110, 1010.0))
 
+    def judge(self, previous: tuple[int, float], new: tuple[int, float]) -> bool:
+        """
+        A fresh tracker's judgement of C{new} after C{previous}, each an
+        (epoch, local time) pair.
+        """
+        tracker = EpochTracker()
+        tracker.update(*previous)
+        return tracker.update(*new)
+
     def test_sevenEighthsBoundary(self) -> None:
         # RFC 6886 s3.6: expected = previous + 7/8 of elapsed; a value more
         # than 2 below it means the gateway lost its state.
-        tracker = EpochTracker()
-        tracker.update(100, 0.0)
         # After 80 s, expected is 170: 168 is exactly 2 below (fine), 167 is not.
-        self.assertFalse(tracker.update(168, 80.0))
-        tracker = EpochTracker()
-        tracker.update(100, 0.0)
-        self.assertTrue(tracker.update(167, 80.0))
+        self.assertFalse(self.judge((100, 0.0), (168, 80.0)))
+        self.assertTrue(self.judge((100, 0.0), (167, 80.0)))
 
     def test_backwards(self) -> None:
         # RFC 6886 s3.6: a rebooted gateway starts again near 0.
@@ -65,6 +70,13 @@ class EpochTrackerTests(SynchronousTestCase):
         tracker = EpochTracker()
         tracker.update(0, 0.0)
         self.assertFalse(tracker.update(1000, 10.0))
+
+    def test_localClockBackwards(self) -> None:
+        # RFC 6886 s3.6 assumes local time moves forward; should it go back,
+        # no time has elapsed, which still reveals a gateway whose epoch fell
+        # (negative elapsed time would lower the expectation and hide it).
+        self.assertTrue(self.judge((1000, 500.0), (990, 400.0)))
+        self.assertFalse(self.judge((1000, 500.0), (998, 400.0)))
 
     def test_reset(self) -> None:
         tracker = EpochTracker()
