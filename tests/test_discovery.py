@@ -11,7 +11,7 @@ from typing import Any
 import netifaces
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp.discovery import defaultGateway
+from twisted_natpmp.discovery import defaultGateway, isPrivateAddress, localAddress
 from twisted_natpmp.errors import NATPMPError, NoGatewayError
 
 AF_INET = 2
@@ -64,7 +64,9 @@ class DefaultGatewayTests(SynchronousTestCase):
         )
         error = self.assertRaises(NoGatewayError, defaultGateway, module)
         self.assertIn("no default IPv4 gateway", str(error))
-        self.assertIn("--gateway", str(error))
+        self.assertIn("name the gateway explicitly", str(error))
+        # A library message advises no command-line flag.
+        self.assertNotIn("--", str(error))
 
     def test_noRoutes(self) -> None:
         """
@@ -125,3 +127,78 @@ class DefaultGatewayTests(SynchronousTestCase):
             self.assertEqual(defaultGateway(), expected)
         else:
             self.assertRaises(NoGatewayError, defaultGateway)
+
+
+class FakeSocket:
+    """
+    A stand-in for a UDP socket: connect() records the address,
+    getsockname() returns C{source}, or connect() raises C{error}.
+    """
+
+    def __init__(self, source: str, error: OSError | None = None) -> None:
+        self.source = source
+        self.error = error
+        self.connected: tuple[str, int] | None = None
+        self.closed = False
+
+    def connect(self, address: tuple[str, int], /) -> None:
+        if self.error is not None:
+            raise self.error
+        self.connected = address
+
+    def getsockname(self) -> tuple[str, int]:
+        return (self.source, 40000)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class LocalAddressTests(SynchronousTestCase):
+    """
+    RFC 6886 s3: a client SHOULD use NAT-PMP only when its primary IPv4
+    address is private; L{localAddress} finds the address used towards the
+    gateway and L{isPrivateAddress} judges it.
+    """
+
+    def test_kernelChoice(self) -> None:
+        # The source address the kernel picks for a socket connected to the
+        # gateway (connecting a UDP socket sends nothing).
+        sock = FakeSocket("192.168.1.20")
+        address = localAddress(IPv4Address("192.168.1.1"), socketFactory=lambda: sock)
+        self.assertEqual(address, IPv4Address("192.168.1.20"))
+        self.assertEqual(sock.connected, ("192.168.1.1", 5351))
+        self.assertTrue(sock.closed)
+
+    def test_noRoute(self) -> None:
+        sock = FakeSocket("0.0.0.0", OSError(101, "Network is unreachable"))
+        self.assertRaises(OSError, localAddress, "10.1.1.1", socketFactory=lambda: sock)
+        self.assertTrue(sock.closed)
+
+    def test_realSocket(self) -> None:
+        # Loopback only: the real kernel's answer for a gateway on this host.
+        self.assertEqual(localAddress("127.0.0.1"), IPv4Address("127.0.0.1"))
+
+    def test_private(self) -> None:
+        # RFC 1918 (RFC 6886 s3); RFC 6598 shared space, behind a carrier
+        # NAT; loopback, a gateway on this host.
+        for address in (
+            "10.0.0.2",
+            "172.16.0.1",
+            "172.31.255.254",
+            "192.168.1.20",
+            "100.64.0.1",
+            "100.127.255.254",
+            "127.0.0.1",
+        ):
+            self.assertTrue(isPrivateAddress(address), address)
+
+    def test_public(self) -> None:
+        for address in (
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.2.1",
+            "169.254.1.1",
+            IPv4Address("11.0.0.1"),
+        ):
+            self.assertFalse(isPrivateAddress(address), address)

@@ -1,6 +1,9 @@
 """
 Find the gateway to talk to: the default IPv4 gateway (RFC 6886 s3), as the
-C{netifaces} module (from the C{netifaces-plus} distribution) reports it.
+C{netifaces} module (from the C{netifaces-plus} distribution) reports it;
+and check that NAT-PMP makes sense here: RFC 6886 s3 says a client SHOULD
+use it only when its primary IPv4 address is private (L{localAddress},
+L{isPrivateAddress}).
 
 Discovery is only a default: every caller (the client, the service, the
 C{natpmp} command) accepts a gateway address instead.
@@ -8,13 +11,17 @@ C{natpmp} command) accepts a gateway address instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from ipaddress import IPv4Address
+import socket
+from collections.abc import Callable, Mapping
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol
 
+from ._wire import SERVER_PORT
 from .errors import NoGatewayError
 
-_ADVICE = "name the gateway explicitly (natpmp --gateway IP)"
+# Library messages name no command-line flag: the service and the command
+# each say how to name a gateway their own way.
+_ADVICE = "name the gateway explicitly"
 
 
 class NetifacesModule(Protocol):
@@ -66,3 +73,71 @@ def defaultGateway(netifacesModule: NetifacesModule | None = None) -> IPv4Addres
     if address.is_unspecified:
         raise NoGatewayError(f"the default route names no gateway; {_ADVICE}")
     return address
+
+
+#: The addresses of a host behind a NAT, for which NAT-PMP is meant
+#: (L{isPrivateAddress}).
+PRIVATE_NETWORKS: tuple[IPv4Network, ...] = (
+    # RFC 1918, which RFC 6886 s3 names.
+    IPv4Network("10.0.0.0/8"),
+    IPv4Network("172.16.0.0/12"),
+    IPv4Network("192.168.0.0/16"),
+    # RFC 6598 shared address space: a carrier's NAT numbers its customers'
+    # side from it, so a host there is behind a NAT too (RFC 6886 predates
+    # it in spirit: its s3 text is older).  A NAT-PMP gateway there (a VPN
+    # or carrier gateway that offers it) is what the rule is for.
+    IPv4Network("100.64.0.0/10"),
+    # A gateway on this host is a test's or a local relay's.
+    IPv4Network("127.0.0.0/8"),
+)
+
+
+class _Socket(Protocol):
+    def connect(self, address: tuple[str, int], /) -> None: ...
+
+    def getsockname(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def _udpSocket() -> _Socket:
+    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+def localAddress(
+    gateway: IPv4Address | str,
+    port: int = SERVER_PORT,
+    socketFactory: Callable[[], _Socket] = _udpSocket,
+) -> IPv4Address:
+    """
+    The local IPv4 address this host sends from to reach C{gateway}: the
+    kernel's choice for a UDP socket connected there (connecting a UDP
+    socket sends no packet).
+
+    @param gateway: the gateway.
+    @param port: the gateway's port (it does not change the route; a port
+        is needed to connect).
+    @param socketFactory: makes an unbound IPv4 UDP socket; tests pass a
+        stand-in.
+    @return: the source address of packets to C{gateway}.
+    @raise OSError: there is no route to C{gateway}.
+    """
+    sock = socketFactory()
+    try:
+        sock.connect((str(gateway), port))
+        return IPv4Address(sock.getsockname()[0])
+    finally:
+        sock.close()
+
+
+def isPrivateAddress(address: IPv4Address | str) -> bool:
+    """
+    Is C{address} one behind a NAT, where NAT-PMP makes sense (RFC 6886 s3:
+    a client SHOULD use NAT-PMP only when its primary IPv4 address is a
+    private one)?  True for L{PRIVATE_NETWORKS}: RFC 1918, the RFC 6598
+    shared space of carrier NATs, and loopback.
+
+    @param address: the host's address, e.g. from L{localAddress}.
+    """
+    address = IPv4Address(address)
+    return any(address in network for network in PRIVATE_NETWORKS)
