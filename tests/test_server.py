@@ -748,6 +748,24 @@ class RobustnessTests(SynchronousTestCase):
         self.assertEqual([f.type for f in failures], [RuntimeError])
         self.assertEqual([d.data for d in net.log], [b"reply"])
 
+    def test_otherInterfaceDropped(self) -> None:
+        """
+        A request its port reports as arrived on another interface than the
+        internal one is dropped unanswered and counted, even from an
+        internal source address (RFC 6886 s3.3: the gateway MUST NOT accept
+        mapping requests received on its external interface).
+        """
+        net = MemoryUDPNetwork(clock=self.clock)
+        protocol = NATPMPServerProtocol(self.gateway)
+        net.host(GATEWAY).listenUDP(SERVER_PORT, protocol)
+        protocol.otherInterface(mapRequest(TCP, 22, 2222, 3600), (CLIENT, 1), 3)
+        self.assertEqual(len(self.gateway.table), 0)
+        self.assertEqual(net.log, [])
+        self.assertEqual(
+            dict(self.gateway.drops.reasons),
+            {"not received on an internal interface": 1},
+        )
+
     def test_nonIPv4Source(self) -> None:
         """
         A source that is not an IPv4 address is dropped.

@@ -34,13 +34,10 @@ def interfaceNetwork(address: IPv4Address) -> IPv4Network | None:
     The network of the local interface that has C{address}, from its
     netmask, or L{None} if no interface has it.
     """
-    import netifaces
+    from ._internalport import interfaceWith
 
-    for name in netifaces.interfaces():
-        for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
-            if entry.get("addr") == str(address) and entry.get("netmask"):
-                return IPv4Interface(f"{address}/{entry['netmask']}").network
-    return None
+    interface = interfaceWith(address)
+    return None if interface is None else interface.address.network
 
 
 def _integer(option: str, value: str, low: int, high: int) -> int:

@@ -45,15 +45,17 @@ Choices where RFC 6886 is silent or loose (each tested):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
+    IReactorFDSet,
     IReactorMulticast,
     IReactorTime,
     IUDPTransport,
@@ -62,6 +64,8 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._droplog import DropLog
+from ._internalport import InterfaceCheckingPort, LocalInterface, interfaceHolding
 from ._table import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
@@ -142,6 +146,9 @@ class NATPMPGateway:
             observer=_logEvent,
         )
         self._expiryCall: IDelayedCall | None = None
+        #: Every packet dropped, counted by source and reason and logged in
+        #: aggregate.
+        self.drops = DropLog(log, clock, "NAT-PMP gateway")
 
     # Serving
 
@@ -308,12 +315,14 @@ class NATPMPGateway:
     def stop(self) -> None:
         """
         Stop the expiry timer and remove every mapping, as a gateway that
-        shuts down loses its state (RFC 6886 s3.6).
+        shuts down loses its state (RFC 6886 s3.6); say what drops are
+        counted and not yet logged.
         """
         if self._expiryCall is not None and self._expiryCall.active():
             self._expiryCall.cancel()
         self._expiryCall = None
         self.table.reset()
+        self.drops.stop()
 
 
 def _refused(error: GatewayError, client: IPv4Address, request: MapRequest) -> int:
@@ -359,7 +368,9 @@ class NATPMPServerProtocol(DatagramProtocol):
     """
     Serves NAT-PMP requests arriving at one internal address (bind it to
     that address, not to 0.0.0.0, so that only requests addressed to an
-    internal address are served: RFC 6886 s3.3).
+    internal address are served, and listen with an
+    L{InterfaceCheckingPort}, so that only those that arrived on an internal
+    interface are: RFC 6886 s3.3).
 
     A packet that cannot be answered is dropped and logged; nothing a
     client sends stops the protocol.
@@ -367,6 +378,21 @@ class NATPMPServerProtocol(DatagramProtocol):
 
     def __init__(self, gateway: NATPMPGateway) -> None:
         self.gateway = gateway
+
+    def otherInterface(
+        self, datagram: bytes, addr: Endpoint, interfaceIndex: int | None
+    ) -> None:
+        """
+        Drop a datagram that arrived on an interface other than the one
+        holding this port's address: perhaps the external one, with a
+        forged source (RFC 6886 s3.3: the gateway MUST NOT accept requests
+        received on its external interface).  It is not answered.
+        """
+        self.gateway.drops.drop(
+            str(addr[0]),
+            "not received on an internal interface",
+            f"{len(datagram)} bytes on interface index {interfaceIndex}",
+        )
 
     def datagramReceived(self, datagram: bytes, addr: Endpoint) -> None:
         try:
@@ -474,10 +500,17 @@ class GatewayService(Service):
         maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
         announceTo: Endpoint | None = (ANNOUNCE_GROUP, CLIENT_PORT),
         clock: IReactorTime | None = None,
+        interfaceOf: Callable[[IPv4Address], LocalInterface | None] = (
+            interfaceHolding
+        ),
     ) -> None:
         """
         @param reactor: provides L{IReactorTime} and L{IReactorMulticast}
-            (the real reactor does).
+            (the real reactor does).  On a reactor with real sockets
+            (L{IReactorFDSet}) each port serves only the requests that
+            arrive on the interface holding its address (RFC 6886 s3.3);
+            a reactor without (an in-memory network, in tests) has no
+            interfaces to tell apart.
         @param listen: the internal addresses with their networks, e.g.
             C{"10.77.0.1/24"}: requests are served on C{port} of each
             address, from clients in any of the networks (RFC 6886 s3.3).
@@ -490,6 +523,8 @@ class GatewayService(Service):
         @param clock: the time source for the epoch, expiry and
             announcements; C{reactor} by default (tests pass a L{Clock} to
             run real UDP on fake time).
+        @param interfaceOf: finds the interface that holds an internal
+            address (replaced in tests).
         """
         self._reactor = reactor
         self._clock = reactor if clock is None else clock
@@ -512,6 +547,7 @@ class GatewayService(Service):
         self.gateway: NATPMPGateway | None = None
         self.ports: list[IListeningPort] = []
         self._announcer: Announcer | None = None
+        self._interfaceOf = interfaceOf
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -541,23 +577,48 @@ class GatewayService(Service):
     ) -> IUDPTransport:
         """
         Serve on one internal address: a multicast port bound to it, so that
-        announcements leave by its interface.
+        announcements leave by its interface, and, on real sockets, deaf to
+        what arrives on another interface (RFC 6886 s3.3).
+
+        @raise CannotListenError: the address cannot be bound, or no
+            interface holds it.
         """
         address = str(interface.ip)
-        port = cast(IReactorMulticast, self._reactor).listenMulticast(
-            self.port, NATPMPServerProtocol(gateway), interface=address
-        )
+        protocol = NATPMPServerProtocol(gateway)
+        reactor = cast(IReactorMulticast, self._reactor)
+        port: IUDPTransport
+        if IReactorFDSet.providedBy(reactor):
+            local = self._interfaceOf(interface.ip)
+            if local is None:
+                raise CannotListenError(  # type: ignore[no-untyped-call]
+                    address, self.port, OSError("no network interface has it")
+                )
+            checking = InterfaceCheckingPort(
+                self.port,
+                protocol,
+                address,
+                local.index,
+                protocol.otherInterface,
+                reactor,
+            )
+            checking.startListening()  # type: ignore[no-untyped-call]
+            port = checking
+            arriving = f"arriving on {local.name}"
+        else:
+            port = reactor.listenMulticast(self.port, protocol, interface=address)
+            arriving = "(in-memory network)"
         self.ports.append(cast(IListeningPort, port))
         setting = port.setOutgoingInterface(address)
         if isinstance(setting, Deferred):
             setting.addErrback(_cannotAnnounce, address)
         log.info(
-            "NAT-PMP gateway serving {network} on {address}:{port},"
+            "NAT-PMP gateway serving {network} on {address}:{port} {arriving},"
             " external address {external}",
-            network=interface.network,
+            network=str(interface.network),
             address=address,
             port=port.getHost().port,
-            external=self.externalAddress,
+            arriving=arriving,
+            external=str(self.externalAddress or "none yet"),
         )
         return cast(IUDPTransport, port)
 

@@ -12,10 +12,12 @@ from ipaddress import IPv4Address
 
 from twisted.trial.unittest import TestCase
 
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp._wire import MapRequest, Protocol
 from twisted_natpmp.client import NATPMPClient
 
+from ._forge import Forger
 from ._lab import (
+    LAN_HOSTS,
     ROUTER_LAN,
     ROUTER_WAN,
     Completed,
@@ -202,4 +204,64 @@ class OutsideRequestsTests(_GatewayLab):
         await sleep(0.5)
         self.assertEqual(inside.received[0][1], (ROUTER_LAN, 5351))
         self.assertEqual(outside.received, [])
+        self.assertGatewayRuns()
+
+
+class ExternalInterfaceTests(_GatewayLab):
+    """
+    A request that arrives on the router's external interface is not served
+    even when its source address is a LAN host's (RFC 6886 s3.3).
+    """
+
+    def forger(self, namespace: str) -> Forger:
+        forger = Forger(namespace)
+        self.addCleanup(forger.close)
+        return forger
+
+    async def assertHeld(self, lan: int, internal: int, suggested: int) -> None:
+        """
+        LAN host C{lan}, asking for external port C{suggested}, is given
+        another: someone holds it.
+        """
+        mapping = await self.client(lan).addMapping(TCP, internal, suggested, 600)
+        self.assertNotEqual(mapping.externalPort, suggested)
+
+    async def assertFree(self, lan: int, internal: int, suggested: int) -> None:
+        mapping = await self.client(lan).addMapping(TCP, internal, suggested, 600)
+        self.assertEqual(mapping.externalPort, suggested)
+
+    async def test_forgedFromWanNeitherMapsNorDeletes(self) -> None:
+        """
+        With the router's reverse-path filter off, datagrams from the WAN
+        host with LAN host 1's source address reach the gateway's socket; a
+        deletion of LAN host 1's mapping and a new mapping of internal port
+        22 among them change nothing (RFC 6886 s3.3: the gateway MUST NOT
+        accept mapping requests received on its external interface).  The
+        very same datagrams forged on the LAN (from LAN host 2) are served,
+        which shows they are well-formed.
+        """
+        for interface in ("all", "wan0"):
+            self.lab.check(
+                self.lab.router,
+                ["sysctl", "-qw", f"net.ipv4.conf.{interface}.rp_filter=0"],
+            )
+        first = await self.client(0).addMapping(TCP, 8000, 18000, 600)
+        self.assertEqual(first.externalPort, 18000)
+        victim = (LAN_HOSTS[0], 40000)
+        gateway = (ROUTER_LAN, 5351)
+        delete = MapRequest(TCP, 8000, 0, 0).encode()
+
+        wan = self.forger(self.lab.wan)
+        wan.send(victim, gateway, delete)
+        wan.send(victim, gateway, MapRequest(TCP, 22, 2222, 3600).encode())
+        await sleep(0.5)
+        await self.assertHeld(1, 9000, 18000)
+        await self.assertFree(1, 9001, 2222)
+
+        lan = self.forger(self.lab.lans[1])
+        lan.send(victim, gateway, delete)
+        lan.send(victim, gateway, MapRequest(TCP, 22, 3333, 3600).encode())
+        await sleep(0.5)
+        await self.assertFree(1, 9002, 18000)
+        await self.assertHeld(1, 9003, 3333)
         self.assertGatewayRuns()
