@@ -56,6 +56,10 @@ TWISTD = [
 ]
 
 
+#: A value the README writes in where an example reads an argument.
+Value = str | int | None
+
+
 def readmeBlock(heading: str) -> str:
     """
     The first Python code block in the README section whose heading starts
@@ -79,7 +83,7 @@ class _WriteValuesIn(ast.NodeTransformer):
     value becomes L{None} (the README leaves it at its default).
     """
 
-    def __init__(self, values: Mapping[str, object]) -> None:
+    def __init__(self, values: Mapping[str, Value]) -> None:
         self.values = values
 
     def _readsArguments(self, statement: ast.stmt) -> bool:
@@ -118,14 +122,16 @@ class _WriteValuesIn(ast.NodeTransformer):
         return node
 
 
-def readmeForm(source: str, values: Mapping[str, object]) -> ast.Module:
+def readmeForm(source: str, values: Mapping[str, Value]) -> ast.Module:
     """
     An example's code as the README gives it.
 
     @param source: the example's source.
     @param values: the README's value for each name that holds an argument.
     """
-    return ast.fix_missing_locations(_WriteValuesIn(values).visit(ast.parse(source)))
+    tree = _WriteValuesIn(values).visit(ast.parse(source))
+    assert isinstance(tree, ast.Module)
+    return ast.fix_missing_locations(tree)
 
 
 def loopbackAddress() -> str:
@@ -261,7 +267,7 @@ class ReadmeTests(SynchronousTestCase):
     """
 
     def assertReadmeForm(
-        self, example: str, heading: str, values: Mapping[str, object]
+        self, example: str, heading: str, values: Mapping[str, Value]
     ) -> None:
         source = (EXAMPLES / example).read_text(encoding="utf-8")
         readme = ast.parse(readmeBlock(heading))
