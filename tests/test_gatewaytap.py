@@ -111,10 +111,20 @@ class OptionsTests(SynchronousTestCase):
 
     def test_required(self) -> None:
         """
-        --listen and --external-address are required.
+        --listen is required.
         """
         self.assertUsageError(["--external-address", "192.0.3.1"], "--listen")
-        self.assertUsageError(["--listen", "10.77.0.1"], "--external-address")
+
+    def test_noExternalAddress(self) -> None:
+        """
+        The gateway may start without an external address, or with 0.0.0.0,
+        which means the same (RFC 6886 s3.2, s3.5: it answers result 3 until
+        one arrives).
+        """
+        self.assertIsNone(self.parse("--listen", "10.77.0.1")["external-address"])
+        options = self.parse("--listen", "10.77.0.1", "--external-address", "0.0.0.0")
+        self.assertIsNone(options["external-address"])
+        self.assertIsNone(makeService(options).externalAddress)  # type: ignore[attr-defined]
 
     def test_badListen(self) -> None:
         """
@@ -140,7 +150,7 @@ class OptionsTests(SynchronousTestCase):
         internal one (RFC 6886 s3.3: requests sent to the external address
         must not be served).
         """
-        for value in ("192.0.3", "example.com", "0.0.0.0", "239.1.1.1", "10.77.0.1"):
+        for value in ("192.0.3", "example.com", "239.1.1.1", "10.77.0.1"):
             self.assertUsageError(
                 ["--listen", "10.77.0.1", "--external-address", value],
                 "--external-address",

@@ -453,6 +453,52 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         self.assertEqual(len(self.announcements()), 1)
         self.assertEqual(parseMap(self.ask(mapRequest(UDP, 5, 5000, 60)) or b"")[1], 0)
 
+    def test_unspecifiedIsNoAddress(self) -> None:
+        """
+        0.0.0.0 is no external address: requests get result 3 with address
+        0 (RFC 6886 s3.2, s3.5), nothing is granted or announced; when an
+        address arrives it is announced (s3.2.1) and served.
+        """
+        service = self.startGateway(externalAddress="0.0.0.0")
+        self.assertEqual(
+            self.ask(b"\x00\x00"), bytes.fromhex("008000030000000000000000")
+        )
+        self.assertEqual(
+            parseMap(self.ask(mapRequest(UDP, 5, 5000, 60)) or b""),
+            (129, 3, 0, 5, 0, 0),
+        )
+        self.assertEqual(self.backend.forwards, {})
+        self.clock.advance(200)
+        self.assertEqual(self.announcements(), [])
+        service.setExternalAddress(EXTERNAL)
+        self.net.flush()
+        self.assertEqual(len(self.announcements()), 1)
+        self.assertEqual(
+            parseMap(self.ask(mapRequest(UDP, 5, 5000, 3600)) or b"")[1], 0
+        )
+        self.clock.advance(200)
+        service.setExternalAddress("0.0.0.0")
+        self.clock.advance(200)
+        self.assertEqual(len(self.announcements()), 10)
+        self.assertEqual(parseMap(self.ask(mapRequest(UDP, 6, 6000, 60)) or b"")[1], 3)
+        self.assertEqual(list(self.backend.forwards), [(UDP, 5000)])
+
+    def test_deleteWithoutAddress(self) -> None:
+        """
+        Deleting one mapping or all of a protocol's works while the gateway
+        has no external address (RFC 6886 s3.4): result 0, mapping gone.
+        """
+        service = self.startGateway()
+        for port in (5, 6):
+            self.ask(mapRequest(UDP, port, 5000 + port, 60))
+        service.setExternalAddress(None)
+        reply = parseMap(self.ask(mapRequest(UDP, 5, 0, 0)) or b"")
+        self.assertEqual(reply, (129, 0, 0, 5, 0, 0))
+        self.assertEqual(list(self.backend.forwards), [(UDP, 5006)])
+        reply = parseMap(self.ask(mapRequest(UDP, 0, 0, 0)) or b"")
+        self.assertEqual(reply, (129, 0, 0, 0, 0, 0))
+        self.assertEqual(self.backend.forwards, {})
+
     def test_backendFailure(self) -> None:
         """
         A backend failure becomes its result code (or 3, Network Failure,

@@ -62,7 +62,7 @@ class Options(usage.Options):
     """
 
     synopsis = (
-        "--listen IP[/PREFIX] [--listen ...] --external-address IP"
+        "--listen IP[/PREFIX] [--listen ...] [--external-address IP]"
         " [--min-port N] [--max-port N] [--max-lifetime S]"
         " [--max-mappings-per-client N]"
     )
@@ -77,7 +77,9 @@ class Options(usage.Options):
             "external-address",
             None,
             None,
-            "The external IPv4 address to report and announce (required).",
+            "The external IPv4 address to report and announce; without it (or"
+            " with 0.0.0.0) every request but a deletion gets result 3,"
+            " network failure.",
         ],
         [
             "min-port",
@@ -148,35 +150,43 @@ class Options(usage.Options):
             raise usage.UsageError(f"--listen: {value!r} is given twice")
         self["listen"].append(interface)
 
-    def postOptions(self) -> None:
-        if not self["listen"]:
-            raise usage.UsageError("--listen is required")
-        external = self["external-address"]
-        if external is None:
-            raise usage.UsageError("--external-address is required")
+    def _externalAddress(self, value: str | None) -> IPv4Address | None:
+        """
+        The --external-address value: L{None} when absent or 0.0.0.0 (no
+        external address yet: requests get result 3, RFC 6886 s3.5).
+        """
+        if value is None:
+            return None
         try:
-            address = IPv4Address(external)
+            address = IPv4Address(value)
         except ValueError:
             raise usage.UsageError(
-                f"--external-address: {external!r} is not an IPv4 address"
+                f"--external-address: {value!r} is not an IPv4 address"
             ) from None
-        if address.is_unspecified or address.is_multicast:
+        if address.is_unspecified:
+            return None
+        if address.is_multicast:
             raise usage.UsageError(
-                f"--external-address: {external!r} cannot be an external address"
+                f"--external-address: {value!r} cannot be an external address"
             )
         if any(interface.ip == address for interface in self["listen"]):
             # RFC 6886 s3.3: never serve requests sent to the external address.
             raise usage.UsageError(
-                f"--external-address: {external!r} is also a --listen address"
+                f"--external-address: {value!r} is also a --listen address"
             )
         for interface in self["listen"]:
             if address in interface.network:
                 # RFC 6886 s3.3: the external side is never an internal network.
                 raise usage.UsageError(
-                    f"--external-address: {external!r} is inside the internal"
+                    f"--external-address: {value!r} is inside the internal"
                     f" network {interface.network} of --listen"
                 )
-        self["external-address"] = address
+        return address
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            raise usage.UsageError("--listen is required")
+        self["external-address"] = self._externalAddress(self["external-address"])
         for option in ("min-port", "max-port"):
             self[option] = _integer(option, self[option], 1, 65535)
         if self["min-port"] > self["max-port"]:

@@ -108,14 +108,27 @@ _UNSPECIFIED = IPv4Address(0)
 Endpoint = tuple[str, int]
 
 
+def externalAddressOrNone(address: IPv4Address | str | None) -> IPv4Address | None:
+    """
+    An external address, or L{None} for none yet: 0.0.0.0 is no address
+    (RFC 6886 s3.2 sends it only with a non-zero result).
+
+    @raise ValueError: C{address} is not an IPv4 address.
+    """
+    if address is None:
+        return None
+    parsed = IPv4Address(address)
+    return None if parsed.is_unspecified else parsed
+
+
 class NATPMPGateway:
     """
     The request handling of a gateway, shared by all its listening ports.
 
     @ivar table: the mappings.
     @ivar externalAddress: the address announced and reported; L{None} (no
-        external address yet) answers every request with result 3, Network
-        Failure (RFC 6886 s3.5).
+        external address yet; 0.0.0.0 means the same) answers every request
+        but a deletion with result 3, Network Failure (RFC 6886 s3.2, s3.5).
     @ivar internalNetworks: where requests may come from (RFC 6886 s3.3).
     """
 
@@ -132,9 +145,7 @@ class NATPMPGateway:
         maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
     ) -> None:
         self._clock = clock
-        self.externalAddress = (
-            None if externalAddress is None else IPv4Address(externalAddress)
-        )
+        self.externalAddress = externalAddress
         self.internalNetworks = tuple(IPv4Network(n) for n in internalNetworks)
         self.table = MappingTable(
             clock,
@@ -149,6 +160,14 @@ class NATPMPGateway:
         #: Every packet dropped, counted by source and reason and logged in
         #: aggregate.
         self.drops = DropLog(log, clock, "NAT-PMP gateway")
+
+    @property
+    def externalAddress(self) -> IPv4Address | None:
+        return self._external
+
+    @externalAddress.setter
+    def externalAddress(self, address: IPv4Address | str | None) -> None:
+        self._external = externalAddressOrNone(address)
 
     # Serving
 
@@ -241,16 +260,12 @@ class NATPMPGateway:
         internalPort = request.internalPort
         externalPort = lifetime = 0
         result: int
-        if self.externalAddress is None:
-            result = ResultCode.NETWORK_FAILURE
-        elif request.lifetime == 0:
+        if request.lifetime == 0:
+            # Deleting works with or without an external address (s3.4).
             result = self._delete(client, request)
-            if internalPort == 0:
-                log.info(
-                    "{client} deleted all its {protocol} mappings",
-                    client=client,
-                    protocol=protocol.label,
-                )
+        elif self.externalAddress is None:
+            # RFC 6886 s3.5: no external address yet, nothing granted.
+            result = ResultCode.NETWORK_FAILURE
         elif internalPort == 0:
             result = ResultCode.NOT_AUTHORIZED
         else:
@@ -514,8 +529,9 @@ class GatewayService(Service):
         @param listen: the internal addresses with their networks, e.g.
             C{"10.77.0.1/24"}: requests are served on C{port} of each
             address, from clients in any of the networks (RFC 6886 s3.3).
-        @param externalAddress: the address to report; L{None} answers
-            every request with result 3 until L{setExternalAddress}.
+        @param externalAddress: the address to report; L{None} (or 0.0.0.0)
+            answers every request but a deletion with result 3 until
+            L{setExternalAddress} gives one (RFC 6886 s3.2, s3.5).
         @param port: the UDP port to serve; 0 picks one (for tests).
         @param backend: makes mappings real; a L{MemoryBackend} by
             default.
@@ -531,9 +547,7 @@ class GatewayService(Service):
         self.listen = tuple(IPv4Interface(i) for i in listen)
         if not self.listen:
             raise ValueError("a gateway needs at least one internal address")
-        self.externalAddress = (
-            None if externalAddress is None else IPv4Address(externalAddress)
-        )
+        self.externalAddress = externalAddressOrNone(externalAddress)
         self.port = port
         self.backend = MemoryBackend() if backend is None else backend
         self._limits = {
@@ -625,12 +639,16 @@ class GatewayService(Service):
     def setExternalAddress(self, address: IPv4Address | str | None) -> None:
         """
         Change the external address and, if running, announce it (RFC 6886
-        s3.2.1).
+        s3.2.1); L{None} or 0.0.0.0 means none (requests get result 3 and
+        nothing is announced until an address arrives).
         """
-        self.externalAddress = None if address is None else IPv4Address(address)
+        self.externalAddress = externalAddressOrNone(address)
         if self.gateway is not None:
             self.gateway.externalAddress = self.externalAddress
-            log.info("external address is now {address}", address=address)
+            log.info(
+                "external address is now {address}",
+                address=str(self.externalAddress or "none"),
+            )
         if self._announcer is not None:
             self._announcer.start()
 
