@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import fail
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._wire import (
@@ -119,7 +119,9 @@ class ListenerTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.network = MemoryUDPNetwork()
         self.received: list[Announcement] = []
-        self.protocol = AnnouncementProtocol(GATEWAY, self.received.append)
+        self.protocol = AnnouncementProtocol(
+            GATEWAY, self.received.append, clock=self.network.clock
+        )
         self.port = listenAnnouncements(self.network.host(HOST), self.protocol)
 
     def send(self, source: str, packet: bytes, to: str = "224.0.0.1") -> None:
@@ -185,9 +187,10 @@ class ListenerTests(SynchronousTestCase):
             self.send(STRANGER, pcp())
             self.send(STRANGER, loadAnnouncements()[1])
         self.assertEqual(self.received, [])
+        self.assertEqual(self.protocol.drops.reasons, {"not the gateway": 2})
         self.assertEqual(
-            [e["host"] for e in events if "not the gateway" in e["log_format"]],
-            [STRANGER, STRANGER],
+            [e["source"] for e in events if e.get("reason") == "not the gateway"],
+            [f"{STRANGER}:5351"] * 3,  # the first at once, then two at debug
         )
 
     def test_gatewayChanges(self) -> None:
@@ -213,11 +216,33 @@ class ListenerTests(SynchronousTestCase):
             self.send(GATEWAY, pcp(size=20))
             self.send(GATEWAY, ExternalAddressRequest().encode())
         self.assertEqual(self.received, [])
-        dropped = [e for e in events if "dropped" in e["log_format"]]
-        self.assertEqual(len(dropped), 3)
-        self.assertEqual(dropped[1]["hex"], pcp(size=20).hex())
+        self.assertEqual(self.protocol.drops.reasons, {"no announcement": 3})
+        details = [e["detail"] for e in events if "detail" in e]
+        self.assertEqual(len(details), 3)
+        self.assertIn(pcp(size=20).hex(), details[1])
         self.send(GATEWAY, pcp())
         self.assertEqual(len(self.received), 1)
+
+    def test_floodLogsBounded(self) -> None:
+        """
+        Anyone on the LAN can send to the group: 50,000 stray or malformed
+        packets are counted and logged in aggregate, a bounded number of
+        short lines, not a hex dump each.
+        """
+        received = self.protocol.datagramReceived
+        strays = [(f"10.9.{n // 250}.{n % 250 + 1}", 5351) for n in range(1000)]
+        with capturedLogs() as events:
+            for _ in range(5):
+                for n in range(10000):
+                    if n % 2:
+                        received(b"\x02" + bytes(40), (GATEWAY, 5351))
+                    else:
+                        received(pcp(), strays[n % 1000])
+                self.network.clock.advance(60)
+            self.port.stopListening()
+        self.assertEqual(self.protocol.drops.total, 50000)
+        self.assertLess(len(events), 300)
+        self.assertLess(sum(len(formatEvent(e)) for e in events), 40000)
 
     def test_callbackFailureLogged(self) -> None:
         def broken(announcement: Announcement) -> None:

@@ -10,7 +10,8 @@ starts, and one copy of each when its address changes, not the ten copies
 RFC 6886 s3.2.1 asks for.
 
 Only packets from the configured gateway count (RFC 6886 s3.2.1); anything
-else, from anywhere else or of any other shape, is dropped and logged.
+else, from anywhere else or of any other shape, is dropped, counted and
+logged in aggregate (any LAN host can send to the group).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IMulticastTransport,
     IReactorMulticast,
+    IReactorTime,
 )
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._droplog import DropLog
 from ._wire import (
     ANNOUNCE_GROUP,
     CLIENT_PORT,
@@ -126,6 +129,8 @@ class AnnouncementProtocol(DatagramProtocol):
     @ivar gateway: the gateway whose announcements count (L{None}: none
         yet, so none count); the owner may change it, for instance when the
         default gateway changes.
+    @ivar drops: counts and logs, in aggregate, the packets dropped: from
+        another host than the gateway, or not an announcement.
     """
 
     def __init__(
@@ -135,6 +140,7 @@ class AnnouncementProtocol(DatagramProtocol):
         *,
         group: str = ANNOUNCE_GROUP,
         interface: str = "",
+        clock: IReactorTime | None = None,
     ) -> None:
         """
         @param gateway: the gateway whose announcements count.
@@ -142,11 +148,20 @@ class AnnouncementProtocol(DatagramProtocol):
         @param group: the multicast group to join.
         @param interface: the local address of the interface to join the
             group on; C{""} lets the kernel choose.
+        @param clock: schedules the summaries of dropped packets; by default
+            the global reactor.
         """
         self.gateway = None if gateway is None else IPv4Address(gateway)
         self._received = received
         self._group = group
         self._interface = interface
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        assert clock is not None
+        self.drops = DropLog(log, clock, "announcement listener")
+
+    def stopProtocol(self) -> None:
+        self.drops.stop()
 
     def startProtocol(self) -> None:
         transport = cast(IMulticastTransport, self.transport)
@@ -166,23 +181,13 @@ class AnnouncementProtocol(DatagramProtocol):
         host, port = addr[0], addr[1]
         if self.gateway is None or host != str(self.gateway):
             # RFC 6886 s3.2.1: only the configured gateway's announcements.
-            log.info(
-                "ignored an announcement from {host}:{port}, not the gateway {gateway}",
-                host=host,
-                port=port,
-                gateway=self.gateway,
-            )
+            self.drops.drop(f"{host}:{port}", "not the gateway", datagram.hex())
             return
         try:
             announcement = parseAnnouncement(datagram, (host, port))
         except MalformedPacket as e:
-            log.warn(
-                "dropped a packet from {host}:{port} on the announcement port:"
-                " {reason} ({hex})",
-                host=host,
-                port=port,
-                reason=e.reason,
-                hex=datagram.hex(),
+            self.drops.drop(
+                f"{host}:{port}", "no announcement", f"{e.reason} ({datagram.hex()})"
             )
             return
         log.debug(

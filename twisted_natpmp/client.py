@@ -40,6 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._droplog import DropLog
 from ._epoch import EpochTracker
 from ._types import Mapping
 from ._wire import (
@@ -206,6 +207,8 @@ class NATPMPClient:
     @ivar lastExternalAddress: the external address the gateway last
         reported, or L{None}.
     @ivar epochTracker: the RFC 6886 s3.6 judge of the gateway's epochs.
+    @ivar drops: counts and logs, in aggregate, the packets dropped:
+        malformed, or from another source than the gateway.
     """
 
     def __init__(
@@ -253,6 +256,10 @@ class NATPMPClient:
         # When each mapping's deletion was last sent (clock seconds).
         self._deletionsSent: dict[MappingKey, float] = {}
         self._stopped = False
+        self.drops = DropLog(log, clock, f"NAT-PMP client of {self.gateway}")
+        self._unanswered = DropLog(
+            _InfoLogger(log.namespace), clock, f"NAT-PMP client of {self.gateway}"
+        )
         self._observers: list[Callable[[], object]] = []
         self._port: IListeningPort | None = None
         self._stopping = False
@@ -468,6 +475,8 @@ class NATPMPClient:
         self._untrigger()
         self._untrigger = lambda: None
         self.cancelPending()
+        self.drops.stop()
+        self._unanswered.stop()
         port, self._port = self._port, None
         if port is None:
             return succeed(None)
@@ -529,8 +538,8 @@ class NATPMPClient:
             log.debug(
                 "sent {request} to {gateway} again (attempt {attempt}, next"
                 " wait {wait} s)",
-                request=pending.request,
-                gateway=self.gateway,
+                request=describeRequest(pending.request),
+                gateway=str(self.gateway),
                 attempt=pending.attempts,
                 wait=wait,
             )
@@ -544,8 +553,8 @@ class NATPMPClient:
         elapsed = self._clock.seconds() - (pending.firstSent or 0.0)
         log.info(
             "gateway {gateway} did not answer {request} after {attempts} attempts",
-            gateway=self.gateway,
-            request=pending.request,
+            gateway=str(self.gateway),
+            request=describeRequest(pending.request),
             attempts=pending.attempts,
         )
         self._finish(
@@ -622,30 +631,22 @@ class NATPMPClient:
         host, port = addr[0], addr[1]
         if host not in self._sourceHosts or port != self.gatewayPort:
             # RFC 6886 s3.1: only replies from the gateway's port 5351 count.
-            log.warn(
-                "ignored a packet from {host}:{port}, not the gateway {gateway}",
-                host=host,
-                port=port,
-                gateway=self.gateway,
-            )
+            self.drops.drop(f"{host}:{port}", "not the gateway", datagram.hex())
             return
         try:
             response = decodeResponse(datagram)
         except MalformedPacket as e:
-            log.warn(
-                "dropped a malformed packet from {host}:{port}: {reason} ({hex})",
-                host=host,
-                port=port,
-                reason=e.reason,
-                hex=datagram.hex(),
+            self.drops.drop(
+                f"{host}:{port}", "malformed", f"{e.reason} ({datagram.hex()})"
             )
             return
         self._observeEpoch(response.epoch)
         answered = [p for p in self._inFlight() if self._answers(response, p)]
         if not answered:
-            log.debug(
-                "ignored {response}: it answers no pending request",
-                response=repr(response),
+            # A late duplicate is normal (a retransmission crossed the
+            # reply), so these are counted at info level, not warned of.
+            self._unanswered.drop(
+                f"{host}:{port}", "answers no pending request", repr(response)
             )
         # Identical requests (a queued deletion and a batched one of the
         # same port) take the same reply: NAT-PMP requests are idempotent.
@@ -668,7 +669,7 @@ class NATPMPClient:
         if lost:
             log.warn(
                 "gateway {gateway} lost its mapping state (epoch {epoch})",
-                gateway=self.gateway,
+                gateway=str(self.gateway),
                 epoch=epoch,
             )
             for observer in list(self._observers):
@@ -713,6 +714,33 @@ class NATPMPClient:
 
     def _gotDeletion(self, response: Response) -> None:
         return None
+
+
+def describeRequest(request: Request) -> str:
+    """
+    Say what C{request} asks, for a log line or an error message.
+
+    @return: e.g. C{"the TCP mapping request for port 8080"}.
+    """
+    if isinstance(request, ExternalAddressRequest):
+        return "the external address request"
+    assert isinstance(request, MapRequest)
+    label = request.protocol.name
+    if request.lifetime:
+        return f"the {label} mapping request for port {request.internalPort}"
+    if request.internalPort:
+        return f"the {label} deletion of port {request.internalPort}"
+    return f"the deletion of every {label} mapping"
+
+
+class _InfoLogger(Logger):
+    """
+    A L{Logger} whose warnings are said at info level: for a L{DropLog} of
+    packets that are usually harmless.
+    """
+
+    def warn(self, format: str | None = None, **kwargs: object) -> None:
+        self.info(format, **kwargs)
 
 
 def _checkTimeouts(timeouts: Sequence[float]) -> tuple[float, ...]:
