@@ -6,6 +6,7 @@ in-memory UDP network (L{tests._memudp}) and a L{Clock}.
 from __future__ import annotations
 
 import struct
+import time
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -586,6 +587,47 @@ class ExpiryAndLoggingTests(GatewayTestsMixin, SynchronousTestCase):
         self.assertEqual(len(self.backend.forwards), 1)
         self.clock.advance(5)
         self.assertEqual(self.backend.forwards, {})
+
+    def test_wallClockSteps(self) -> None:
+        """
+        The epoch and expiry follow the monotonic clock, not the reactor's
+        (wall-clock) time: setting the wall clock back neither lowers the
+        epoch (RFC 6886 s3.6: clients would think the gateway lost its
+        state) nor delays expiry, and setting it forward, even by more than
+        every lifetime, expires nothing early (s3.3).
+        """
+        monotonic = Clock()
+        monotonic.advance(500)
+        self.startGateway(monotonic=monotonic)
+        wall = self.clock
+        monotonic.advance(100)
+        wall.advance(100)
+        self.ask(mapRequest(UDP, 5, 5000, 60))
+        wall.rightNow -= 3600
+        self.assertEqual(epochOf(self.ask(b"\x00\x00") or b""), 100)
+        wall.advance(10**6)
+        self.assertEqual(list(self.backend.forwards), [(UDP, 5000)])
+        self.assertEqual(epochOf(self.ask(b"\x00\x00") or b""), 100)
+        monotonic.advance(59)
+        wall.advance(59)
+        self.assertEqual(epochOf(self.ask(b"\x00\x00") or b""), 159)
+        self.assertEqual(list(self.backend.forwards), [(UDP, 5000)])
+        monotonic.advance(1)
+        wall.advance(1)
+        self.assertEqual(self.backend.forwards, {})
+        self.assertEqual(len(self.events("expired")), 1)
+
+    def test_monotonicBesideRealReactor(self) -> None:
+        """
+        Beside a real reactor, whose C{seconds()} is the wall clock, time is
+        judged by the system's monotonic clock; a fake clock is its own.
+        """
+        from twisted.internet import reactor
+
+        chosen = server.monotonicFor(reactor)  # type: ignore[arg-type]
+        before = time.monotonic()
+        self.assertTrue(before <= chosen.seconds() <= time.monotonic())
+        self.assertIs(server.monotonicFor(self.clock), self.clock)
 
     def test_logsEveryChange(self) -> None:
         """

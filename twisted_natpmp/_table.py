@@ -2,7 +2,10 @@
 A NAT-PMP gateway's port mapping table (RFC 6886 s3.3, s3.4, s3.6).
 
 Pure code: no I/O, no reactor, no logging.  Time comes from an injected
-L{IReactorTime}; the mappings are made real by an injected
+monotonic clock (anything with a C{seconds()} method: the gateway passes
+one that reads C{time.monotonic}, tests a L{twisted.internet.task.Clock}),
+so that a step of the wall clock neither restarts the epoch nor expires
+mappings; the mappings are made real by an injected
 L{IMappingBackend}; what happens to them is reported to an optional observer
 as L{TableEvent}s (the gateway logs those).
 
@@ -25,8 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Address
-
-from twisted.internet.interfaces import IReactorTime
+from typing import Protocol as _Protocol
 
 from ._wire import Protocol, ResultCode
 from .errors import GatewayError, NetworkFailureError, OutOfResourcesError
@@ -52,6 +54,18 @@ _BLOCK_BITS = 64
 _BLOCK_FULL = (1 << _BLOCK_BITS) - 1
 
 Key = tuple[IPv4Address, Protocol, int]
+
+
+class MonotonicClock(_Protocol):
+    """
+    A time source for elapsed-time judgements: seconds that never go
+    backwards and do not jump when the wall clock is set.
+    """
+
+    def seconds(self) -> float:
+        """
+        The current time, in seconds from an arbitrary start.
+        """
 
 
 def _lowestBit(value: int) -> int:
@@ -212,7 +226,7 @@ class MappingTable:
 
     def __init__(
         self,
-        clock: IReactorTime,
+        clock: MonotonicClock,
         backend: IMappingBackend,
         *,
         minPort: int = DEFAULT_MIN_PORT,
@@ -222,6 +236,7 @@ class MappingTable:
         observer: Observer = _ignore,
     ) -> None:
         """
+        @param clock: the monotonic time of the epoch and of expiry.
         @raise ValueError: a limit is out of range (see L{checkLimits}).
         """
         checkLimits(minPort, maxPort, maxLifetime, maxMappingsPerClient)

@@ -45,11 +45,13 @@ Choices where RFC 6886 is silent or loose (each tested):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import cast
 
 from twisted.application.service import Service
+from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
@@ -73,6 +75,7 @@ from ._table import (
     DEFAULT_MIN_PORT,
     EventKind,
     MappingTable,
+    MonotonicClock,
     TableEvent,
     checkLimits,
 )
@@ -106,6 +109,28 @@ _HEADER_SIZE = 8
 _UNSPECIFIED = IPv4Address(0)
 
 Endpoint = tuple[str, int]
+
+
+class _SystemMonotonicClock:
+    """
+    The system's monotonic clock (C{time.monotonic}).
+    """
+
+    def seconds(self) -> float:
+        return time.monotonic()
+
+
+def monotonicFor(clock: IReactorTime) -> MonotonicClock:
+    """
+    The monotonic clock to judge elapsed time by beside C{clock}: the
+    system's for a real reactor (whose C{seconds()} is the wall clock,
+    which can be set back or forward), the clock itself for any other (a
+    L{twisted.internet.task.Clock} in tests, whose time only the test
+    moves).
+    """
+    if isinstance(clock, ReactorBase):
+        return _SystemMonotonicClock()
+    return clock
 
 
 def externalAddressOrNone(address: IPv4Address | str | None) -> IPv4Address | None:
@@ -143,12 +168,20 @@ class NATPMPGateway:
         maxPort: int = DEFAULT_MAX_PORT,
         maxLifetime: int = DEFAULT_MAX_LIFETIME,
         maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+        monotonic: MonotonicClock | None = None,
     ) -> None:
+        """
+        @param clock: schedules the expiry timer and the drop summaries.
+        @param monotonic: the time of the epoch and of expiry (RFC 6886
+            s3.6, s3.3), which a step of the wall clock must not move;
+            L{monotonicFor} C{clock} by default.
+        """
         self._clock = clock
+        self._monotonic = monotonicFor(clock) if monotonic is None else monotonic
         self.externalAddress = externalAddress
         self.internalNetworks = tuple(IPv4Network(n) for n in internalNetworks)
         self.table = MappingTable(
-            clock,
+            self._monotonic,
             MemoryBackend() if backend is None else backend,
             minPort=minPort,
             maxPort=maxPort,
@@ -157,6 +190,7 @@ class NATPMPGateway:
             observer=_logEvent,
         )
         self._expiryCall: IDelayedCall | None = None
+        self._expiryDue = 0.0
         #: Every packet dropped, counted by source and reason and logged in
         #: aggregate.
         self.drops = DropLog(log, clock, "NAT-PMP gateway")
@@ -314,12 +348,16 @@ class NATPMPGateway:
         deadline = self.table.nextExpiry()
         call = self._expiryCall
         if call is not None and call.active():
-            if deadline is not None and call.getTime() <= deadline:
+            if deadline is not None and self._expiryDue <= deadline:
                 return
             call.cancel()
         self._expiryCall = None
         if deadline is not None:
-            delay = max(deadline - self._clock.seconds(), 0.0)
+            # Deadlines are monotonic; the timer runs on the reactor, which a
+            # wall-clock step may fire early (then nothing is due yet, and
+            # the timer is set again) or late.
+            self._expiryDue = deadline
+            delay = max(deadline - self._monotonic.seconds(), 0.0)
             self._expiryCall = self._clock.callLater(delay, self._expire)
 
     def _expire(self) -> None:
@@ -515,6 +553,7 @@ class GatewayService(Service):
         maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
         announceTo: Endpoint | None = (ANNOUNCE_GROUP, CLIENT_PORT),
         clock: IReactorTime | None = None,
+        monotonic: MonotonicClock | None = None,
         interfaceOf: Callable[[IPv4Address], LocalInterface | None] = (
             interfaceHolding
         ),
@@ -536,9 +575,12 @@ class GatewayService(Service):
         @param backend: makes mappings real; a L{MemoryBackend} by
             default.
         @param announceTo: where announcements go; L{None} sends none.
-        @param clock: the time source for the epoch, expiry and
-            announcements; C{reactor} by default (tests pass a L{Clock} to
-            run real UDP on fake time).
+        @param clock: schedules announcements and the expiry timer;
+            C{reactor} by default (tests pass a L{Clock} to run real UDP on
+            fake time).
+        @param monotonic: the time of the epoch and of expiry;
+            L{monotonicFor} C{clock} by default (the system's monotonic
+            clock beside a real reactor).
         @param interfaceOf: finds the interface that holds an internal
             address (replaced in tests).
         """
@@ -562,6 +604,7 @@ class GatewayService(Service):
         self.ports: list[IListeningPort] = []
         self._announcer: Announcer | None = None
         self._interfaceOf = interfaceOf
+        self._monotonic = monotonic
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -570,6 +613,7 @@ class GatewayService(Service):
             self.externalAddress,
             [interface.network for interface in self.listen],
             backend=self.backend,
+            monotonic=self._monotonic,
             **self._limits,
         )
         transports: list[IUDPTransport] = []
