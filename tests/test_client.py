@@ -191,6 +191,31 @@ class RetransmissionTests(ClientTestMixin, SynchronousTestCase):
         self.clock.advance(200)
         self.assertEqual(self.sendTimes(), [0, 0.25])
 
+    def test_retryObserver(self) -> None:
+        # Each retransmission (RFC 6886 s3.1) is told to retry observers:
+        # what is asked, the attempt now sent, the seconds since the first.
+        self.gateway.reply = lambda r: []
+        heard: list[tuple[str, int, float]] = []
+
+        def observer(*args: Any) -> None:
+            heard.append(args)
+
+        self.client.addRetryObserver(observer)
+        d = self.client.addMapping(Protocol.TCP, 80, timeouts=(0.25, 0.5, 1))
+        self.clock.advance(0.25)
+        self.clock.advance(0.5)
+        self.assertEqual(
+            heard,
+            [
+                ("the TCP mapping request for port 80", 2, 0.25),
+                ("the TCP mapping request for port 80", 3, 0.75),
+            ],
+        )
+        self.client.removeRetryObserver(observer)
+        self.clock.advance(1)
+        self.assertEqual(len(heard), 2)
+        self.failureResultOf(d, errors.NoResponseError)
+
     def test_customSchedule(self) -> None:
         self.gateway.reply = lambda r: []
         client = NATPMPClient(self.clock, GATEWAY, timeouts=(1, 1))

@@ -261,6 +261,7 @@ class NATPMPClient:
             _InfoLogger(log.namespace), clock, f"NAT-PMP client of {self.gateway}"
         )
         self._observers: list[Callable[[], object]] = []
+        self._retryObservers: list[Callable[[str, int, float], object]] = []
         self._port: IListeningPort | None = None
         self._stopping = False
         self._untrigger: Callable[[], object] = lambda: None
@@ -434,6 +435,24 @@ class NATPMPClient:
         """
         return self._observeEpoch(epoch)
 
+    def addRetryObserver(self, observer: Callable[[str, int, float], object]) -> None:
+        """
+        Hear of every retransmission: C{observer(request, attempt, elapsed)}
+        is called when a request goes unanswered and is sent again, with
+        what it asks (C{"the external address request"}), the number of
+        the attempt now sent (2 or more) and the seconds since the first.
+        For a person waiting: "no answer yet; still trying".
+        """
+        self._retryObservers.append(observer)
+
+    def removeRetryObserver(
+        self, observer: Callable[[str, int, float], object]
+    ) -> None:
+        """
+        Stop calling an observer given to L{addRetryObserver}.
+        """
+        self._retryObservers.remove(observer)
+
     def addStateLossObserver(self, observer: Callable[[], object]) -> None:
         self._observers.append(observer)
 
@@ -535,14 +554,17 @@ class NATPMPClient:
         if pending.attempts > 1:
             # Only retransmissions: a log event per request costs as much as
             # the rest of the request's work.
+            what = describeRequest(request)
+            elapsed = self._clock.seconds() - pending.firstSent
             log.debug(
                 "sent {request} to {gateway} again (attempt {attempt}, next"
                 " wait {wait} s)",
-                request=describeRequest(pending.request),
+                request=what,
                 gateway=str(self.gateway),
                 attempt=pending.attempts,
                 wait=wait,
             )
+            _notify(self._retryObservers, "retry", what, pending.attempts, elapsed)
         pending.timer = self._clock.callLater(wait, self._timedOut, pending)
 
     def _timedOut(self, pending: _Pending) -> None:
@@ -672,13 +694,7 @@ class NATPMPClient:
                 gateway=str(self.gateway),
                 epoch=epoch,
             )
-            for observer in list(self._observers):
-                try:
-                    observer()
-                except Exception:
-                    log.failure(
-                        "state-loss observer {observer} failed", observer=observer
-                    )
+            _notify(self._observers, "state-loss")
         return lost
 
     def _checkResult(self, response: Response) -> Response:
@@ -714,6 +730,20 @@ class NATPMPClient:
 
     def _gotDeletion(self, response: Response) -> None:
         return None
+
+
+def _notify(observers: list[Callable[..., object]], kind: str, *args: object) -> None:
+    """
+    Call each observer with C{args}; one that raises is logged, and the
+    others still called.
+    """
+    for observer in list(observers):
+        try:
+            observer(*args)
+        except Exception:
+            log.failure(
+                "{kind} observer {observer} failed", kind=kind, observer=repr(observer)
+            )
 
 
 def describeRequest(request: Request) -> str:
