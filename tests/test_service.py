@@ -97,10 +97,18 @@ class ServiceTestMixin:
             self.network.host(address), [f"{address}/24"], external, **kwargs
         )
         gateway.startService()
+        # A gateway that has run for long: the copies of its start-up
+        # announcement (RFC 6886 s3.2.1) are over.  It announces when it
+        # restarts or its address changes.
+        announcer = gateway._announcer
+        if announcer is not None:
+            announcer.stop()
         return gateway
 
     def clientFactory(self, gateway: IPv4Address) -> IPortMapper:
-        client = listenClient(self.network.host(HOST), gateway)
+        client = listenClient(
+            self.network.host(HOST), gateway, monotonic=self.clock.seconds
+        )
         self.clients.append(client)
         return client
 
@@ -112,6 +120,7 @@ class ServiceTestMixin:
             clientFactory=self.clientFactory,
             holdOff=lambda: 0.0,
             backoff=lambda attempt: 10.0,
+            monotonic=self.clock.seconds,
         )
         options.update(kwargs)
         reactor = options.pop("reactor", self.network.host(HOST))
@@ -348,9 +357,9 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
         times = [t for t, _ in self.mapRequests()]
         # Each attempt is the client's whole RFC 6886 s3.1 schedule (gaps of
         # at most 64 s, failing after 127.75 s); the first waits behind the
-        # external address request, which fails first.
+        # external address request, which is kept short (1.75 s).
         starts = [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 64]
-        self.assertEqual(starts, [127.75, 265.5, 413.25, 581.0])
+        self.assertEqual(starts, [1.75, 139.5, 287.25, 455.0])
         self.assertEqual(attempts, [0, 1, 2])
         state = service.states()[0]
         self.assertFalse(state.mapped)
@@ -604,7 +613,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         about two minutes; the copies that bring nothing new do not cause
         more re-mapping.
         """
-        self.start(UDP5000, TCP8080, holdOff=lambda: 1.0)
+        self.start(UDP5000, TCP8080, holdOff=lambda: 3.0)
         self.advance(10)
         self.gateway.stopService()
         self.gateway.startService()
@@ -616,7 +625,24 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
             if d.destination == ("224.0.0.1", 5350) and d.time >= 10
         ]
         self.assertEqual(len(announcements), 10)
-        self.assertEqual([t for t, _ in self.mapRequests(since=1)], [11.0, 11.0])
+        self.assertEqual([t for t, _ in self.mapRequests(since=1)], [13.0, 13.0])
+
+    def test_copiesEarlyInTheRunConfirmed(self) -> None:
+        """
+        A re-mapping in the first 2 s of the gateway's run proves nothing
+        against a restart just after it: the next copy of the announcement
+        confirms the mappings once more (5 s after the re-mapping before),
+        and the later copies, whose epochs show the same run, cost nothing.
+        """
+        self.start(UDP5000, TCP8080, holdOff=lambda: 1.0)
+        self.advance(10)
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        self.advance(200)
+        self.assertEqual(
+            [t for t, _ in self.mapRequests(since=1)], [11.0, 11.0, 16.0, 16.0]
+        )
 
     def test_addressChangeAnnounced(self) -> None:
         """
@@ -677,18 +703,46 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
 
     def test_pcpAnnounceEachRestart(self) -> None:
         """
-        Every restart's PCP ANNOUNCE re-maps (its epoch goes back), while a
-        repeat of one, with a consistent epoch, does not.
+        Every restart's PCP ANNOUNCE re-maps, while a repeat of one whose
+        epoch shows the gateway's run that granted the mapping (late enough
+        in it that a restart since would show) does not.
         """
-        self.start(UDP5000)
+        self.start(UDP5000, holdOff=lambda: 3.0)
         self.advance(10)
-        self.sendFrom(GATEWAY, pcpAnnounce(0))
-        self.advance(1)
-        self.sendFrom(GATEWAY, pcpAnnounce(1))  # a repeat
-        self.advance(19)
+        self.rebootGateway()
+        self.sendFrom(GATEWAY, pcpAnnounce(0))  # re-mapped at 13, epoch 3
+        self.advance(4)
+        self.sendFrom(GATEWAY, pcpAnnounce(4))  # a repeat
+        self.advance(16)
+        self.rebootGateway()
         self.sendFrom(GATEWAY, pcpAnnounce(0))  # a second restart
-        self.network.flush()
-        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 10.0, 30.0])
+        self.advance(3)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 13.0, 33.0])
+
+    def test_restartsCloseTogether(self) -> None:
+        """
+        Issue 10, item 1: the gateway restarts three times, a second apart,
+        each time announcing epoch 0 (miniupnpd's PCP ANNOUNCE).  By the
+        RFC 6886 s3.6 rule the later announcements show no loss of state,
+        but the mapping made after the first restart was lost at the
+        second: every announcement leads to the mappings being confirmed,
+        after the s3.7 hold-off and at most one re-mapping every 5 s.
+        """
+        self.start(UDP5000, holdOff=lambda: 0.5)
+        self.advance(10)
+        for _ in range(3):
+            self.rebootGateway()
+            self.sendFrom(GATEWAY, pcpAnnounce(0))
+            self.advance(1)
+        # Re-mapped at 10.5, after the first restart; the second (at 11) is
+        # confirmed 5 s after the re-mapping before, covering the third.
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+        self.advance(2.5)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 10.5, 15.5])
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        # Nothing more without another announcement.
+        self.advance(100)
+        self.assertEqual(len(self.mapRequests()), 3)
 
     def test_othersIgnored(self) -> None:
         """
@@ -700,7 +754,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(100)
         client = self.clients[0]
         epoch = client.epochTracker.lastEpoch
-        with capturedLogs() as events:
+        with capturedLogs():
             self.sendFrom(
                 NEIGHBOUR, ExternalAddressResponse(0, 0, OTHER_EXTERNAL).encode()
             )
@@ -715,7 +769,9 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         self.assertEqual(len(self.mapRequests()), 1)
         self.assertEqual(client.epochTracker.lastEpoch, epoch)
         self.assertEqual(service.externalAddress, EXTERNAL)
-        self.assertEqual(len([e for e in events if "host" in e]), 8)
+        # Dropped and counted, not logged one by one (DropLog).
+        assert service._announcer is not None
+        self.assertEqual(service._announcer.drops.total, 8)
 
     def test_notListening(self) -> None:
         """
@@ -952,8 +1008,12 @@ class RuntimeTests(ServiceTestMixin, SynchronousTestCase):
         service = self.start(UDP5000)
         self.gatewayGone()
         d = service.removeMapping(Protocol.UDP, 5000)
-        self.advance(1.75)
+        self.advance(2.75)
+        self.assertNoResult(d)
+        self.advance(0.25)
         self.failureResultOf(d, NoResponseError)
+        # RFC 6886 s3.1: a deletion is tried only once or twice.
+        self.assertEqual([t for t, _ in self.deletions()], [0.0, 1.0])
         self.assertEqual(service.states(), [])
 
 
@@ -986,23 +1046,110 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
 
     def test_stopGatewayGone(self) -> None:
         """
-        With the gateway gone, stopping tries each deletion briefly (RFC 6886
-        s3.1 allows trying a deletion only once or twice) and gives up on the
-        rest after the first unanswered one: it fires within 2 s.
+        With the gateway gone, stopping sends every deletion at once and
+        each once more after 1 s (RFC 6886 s3.1 allows trying a deletion
+        only once or twice), fires after 3 s, and names each mapping left
+        behind with the reason.
         """
         service = self.start(UDP5000, TCP8080)
         self.gatewayGone()
-        d = service.stopService()
-        self.advance(1.5)
-        self.assertNoResult(d)
-        self.advance(0.25)
-        self.successResultOf(d)
-        # The client sent the second deletion as the first failed, before
-        # the service gave up on it.
+        with capturedLogs() as events:
+            d = service.stopService()
+            self.advance(2.75)
+            self.assertNoResult(d)
+            self.advance(0.25)
+            self.successResultOf(d)
         self.assertEqual(
             [(t, r.internalPort) for t, r in self.deletions()],
-            [(0.0, 5000), (0.25, 5000), (0.75, 5000), (1.75, 8080)],
+            [(0.0, 5000), (0.0, 8080), (1.0, 5000), (1.0, 8080)],
         )
+        warnings = [
+            e["log_format"].format(**e) for e in events if e["log_level"].name == "warn"
+        ]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("left 2 mapping(s) at gateway 10.0.0.1", warnings[0])
+        self.assertIn("udp:5000 (no response from gateway 10.0.0.1", warnings[0])
+        self.assertIn("tcp:8080:8443 (no response from gateway 10.0.0.1", warnings[0])
+
+    def test_stopSlowLink(self) -> None:
+        """
+        Issue 10, item 9: over a link with a 600 ms round trip, stopping
+        deletes all of twenty mappings well within the deadline (they go
+        together, not one after another: 12 s).
+        """
+        declarations = [MappingDeclaration(Protocol.UDP, p) for p in range(6000, 6020)]
+        service = self.start(*declarations)
+        self.assertTrue(all(s.mapped for s in service.states()))
+        self.network.delay = 0.3
+        with capturedLogs() as events:
+            d = service.stopService()
+            self.advance(0.65, step=0.05)
+            self.successResultOf(d)
+        self.assertEqual(
+            [p for p in range(6000, 6020) if self.onGateway(Protocol.UDP, p)], []
+        )
+        # Each was sent once: the replies came before the resend was due.
+        self.assertEqual(len(self.deletions()), 20)
+        self.assertFalse([e for e in events if e["log_level"].name == "warn"])
+
+    def test_stopLossy(self) -> None:
+        """
+        A deletion whose first send is lost is sent again; the one that
+        never gets through is named, alone, in the warning.
+        """
+        service = self.start(UDP5000, TCP8080)
+        sent: list[int] = []
+
+        def drop(datagram: Datagram) -> bool:
+            if datagram.destination != (GATEWAY, 5351):
+                return False
+            request = decodeRequest(datagram.data)
+            if not isinstance(request, MapRequest) or request.lifetime:
+                return False
+            sent.append(request.internalPort)
+            # Both of 8080's deletions are lost, and the first of 5000's.
+            return request.internalPort == 8080 or sent.count(5000) == 1
+
+        self.network.drop = drop
+        with capturedLogs() as events:
+            d = service.stopService()
+            self.advance(3)
+            self.successResultOf(d)
+        self.assertEqual(sorted(sent), [5000, 5000, 8080, 8080])
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+        self.assertEqual(self.onGateway(Protocol.TCP, 8080), 8443)
+        texts = [e["log_format"].format(**e) for e in events]
+        (left,) = [t for t in texts if "left" in t]
+        self.assertIn("left 1 mapping(s)", left)
+        self.assertIn("tcp:8080:8443 (no response", left)
+        self.assertNotIn("udp:5000", left)
+        self.assertIn(
+            "stopping: deleted 1 mapping(s) at gateway 10.0.0.1: udp:5000", texts
+        )
+
+    def test_stopSilentGateway(self) -> None:
+        """
+        Issue 10, item 10: stopping while the gateway has never answered
+        cancels every pending request (the external address request
+        included): after the stop only the deletions go out, and nothing
+        once it has fired.
+        """
+        self.gatewayGone()
+        service = self.start(UDP5000, TCP8080)
+        self.advance(1)
+        self.network.log.clear()
+        d = service.stopService()
+        self.advance(3)
+        self.successResultOf(d)
+        sent = [decodeRequest(d.data) for d in self.sentByUs()]
+        self.assertTrue(sent)
+        self.assertEqual(
+            [r for r in sent if not (isinstance(r, MapRequest) and not r.lifetime)],
+            [],
+        )
+        self.network.log.clear()
+        self.advance(300)
+        self.assertEqual(self.sentByUs(), [])
 
     def test_stopDeadline(self) -> None:
         """
@@ -1049,10 +1196,10 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         self.assertFalse(service.states()[0].mapped)
         self.sendFrom(GATEWAY, pcpAnnounce(0))
         for _ in range(40):
-            if service._remapStage == "mappings":
+            if service._remap is serviceModule._Remap.MAPPING:
                 break
             self.advance(0.25)
-        self.assertEqual(service._remapStage, "mappings")
+        self.assertIs(service._remap, serviceModule._Remap.MAPPING)
         self.network.drop = lambda datagram: False
         d = service.stopService()
         self.network.flush()

@@ -64,7 +64,8 @@ class OptionsTests(SynchronousTestCase):
             "sctp:5000",
             "udp:0",
             "udp:65536",
-            "udp:5000:0",
+            "udp:0:5000",
+            "udp:5000:65536",
             "udp:5000:x",
             "udp:5000:80:1",
             "udp:-1",
@@ -113,6 +114,41 @@ class OptionsTests(SynchronousTestCase):
     def test_parseMap(self) -> None:
         self.assertEqual(parseMap("tcp:22:2222"), (Protocol.TCP, 22, 2222))
         self.assertEqual(parseMap("Udp:65535"), (Protocol.UDP, 65535, None))
+
+    def test_externalZero(self) -> None:
+        """
+        Issue 10, item 17: external port 0 lets the gateway choose (RFC 6886
+        s3.3), as C{natpmp map --external 0} does; the service suggests 0.
+        """
+        options = parse("--map", "tcp:8080:0")
+        self.assertEqual(options["maps"], [(Protocol.TCP, 8080, 0)])
+        service = makeService(options)
+        assert isinstance(service, PortMapperService)
+        (state,) = service.states()
+        self.assertEqual(state.declaration.externalPort, 0)
+        self.assertEqual(str(state.declaration), "tcp:8080:0")
+
+    def test_positionalSuggestsMap(self) -> None:
+        """
+        Issue 10, item 17: a bare C{tcp:8080} is answered with a one-line
+        hint to use C{--map}.
+        """
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("tcp:8080")
+        message = str(caught.exception)
+        self.assertIn("'tcp:8080'", message)
+        self.assertIn("--map tcp:8080", message)
+        self.assertNotIn("\n", message)
+
+    def test_lifetimeRange(self) -> None:
+        """
+        The lifetime's range, as the error states it, starts at 1: 0 would
+        delete (RFC 6886 s3.4) and is refused.
+        """
+        for value in ("-5", "0"):
+            with self.assertRaises(usage.UsageError) as caught:
+                parse("--map", "udp:5000", "--lifetime", value)
+            self.assertIn("from 1 to 4294967295", str(caught.exception))
 
 
 class MakeServiceTests(SynchronousTestCase):

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from twisted.application.service import IService
 
 _MAX32 = 2**32 - 1
-_MAP_FORMAT = "PROTO:INTERNAL[:EXTERNAL], PROTO udp or tcp, ports 1-65535"
+_MAP_FORMAT = (
+    "PROTO:INTERNAL[:EXTERNAL], PROTO udp or tcp, INTERNAL 1-65535, EXTERNAL"
+    " 0-65535 (0: the gateway chooses)"
+)
 
 #: A parsed --map: protocol, internal port, suggested external port.
 MapSpec = tuple[Protocol, int, "int | None"]
@@ -30,7 +33,9 @@ MapSpec = tuple[Protocol, int, "int | None"]
 
 def parseMap(value: str) -> MapSpec:
     """
-    Parse a C{--map} value, C{PROTO:INTERNAL[:EXTERNAL]}.
+    Parse a C{--map} value, C{PROTO:INTERNAL[:EXTERNAL]}.  An external
+    port of 0 asks the gateway to choose one (RFC 6886 s3.3), as
+    C{natpmp map --external 0} does.
 
     @raise usage.UsageError: one line naming the bad value.
     """
@@ -40,7 +45,7 @@ def parseMap(value: str) -> MapSpec:
         if len(parts) not in (2, 3) or parts[0].lower() not in protocols:
             raise ValueError
         ports = [int(part, 10) for part in parts[1:]]
-        if not all(1 <= port <= 0xFFFF for port in ports):
+        if not 1 <= ports[0] <= 0xFFFF or not all(0 <= p <= 0xFFFF for p in ports):
             raise ValueError
     except ValueError:
         raise usage.UsageError(
@@ -115,6 +120,17 @@ class Options(usage.Options):
         self["maps"].append(spec)
 
     opt_m = opt_map
+
+    def parseArgs(self, *args: str) -> None:
+        """
+        No positional arguments: a port is given with C{--map}.
+        """
+        if args:
+            hint = " ".join(f"--map {arg}" for arg in args)
+            raise usage.UsageError(
+                f"unexpected argument {args[0]!r}: ports to map are given as"
+                f" --map PROTO:INTERNAL[:EXTERNAL] (did you mean {hint}?)"
+            )
 
     def postOptions(self) -> None:
         if not self["maps"]:

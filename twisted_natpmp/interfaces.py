@@ -8,7 +8,7 @@ stand in later.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ipaddress import IPv4Address
 
     from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
 
     from ._types import Mapping
     from ._wire import Protocol
@@ -74,6 +75,31 @@ class IPortMapper(Interface):
     ) -> Deferred[None]:
         """
         Delete all of this host's mappings of C{protocol}.
+        """
+
+    def deleteMappings(
+        keys: Iterable[tuple[Protocol, int]],
+        timeouts: Sequence[float] = (1.0, 2.0),
+    ) -> Deferred[dict[tuple[Protocol, int], Failure | None]]:
+        """
+        Delete several of this host's mappings at once, as when stopping:
+        every deletion is sent together, outside the one-at-a-time queue of
+        the other calls, and resent after each wait of C{timeouts} until
+        answered (RFC 6886 s3.1 lets a client try a deletion only once or
+        twice).
+
+        @param keys: the mappings, as C{(protocol, internalPort)}.
+        @return: fires, at the latest after the sum of C{timeouts}, with a
+            C{dict} from each key to L{None} (deleted) or the L{Failure}
+            saying why not; cancelling it cancels the deletions still
+            waiting, which then fail with
+            L{twisted.internet.defer.CancelledError}.
+        """
+
+    def cancelPending() -> None:
+        """
+        Cancel every request queued or waiting for its reply, sending
+        nothing more; the mapper stays usable.
         """
 
     def noteEpoch(epoch: int) -> bool:

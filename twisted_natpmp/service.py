@@ -6,7 +6,9 @@ It talks to an L{IPortMapper} (the L{NATPMPClient} by default), never to
 packets.  What it does, and where RFC 6886 asks for it:
 
   - maps every declaration when it starts, and renews each at half the
-    lifetime the gateway I{granted} (s3.3), suggesting the external port it
+    lifetime the gateway granted, or half the lifetime asked for if the
+    gateway granted more (s3.3: it SHOULD NOT), and never more often than
+    every L{MIN_RENEWAL_INTERVAL} seconds, suggesting the external port it
     holds;
   - retries a failed request after a capped exponential backoff, for as long
     as it runs: a declaration is never forgotten;
@@ -14,24 +16,35 @@ packets.  What it does, and where RFC 6886 asks for it:
     time, each suggesting the external port held before (s3.7), when the
     gateway is seen to have lost its state (s3.6), or when it announces
     itself on 224.0.0.1:5350 (s3.2.1, or a PCP ANNOUNCE, RFC 6887 s14.1,
-    which is what miniupnpd sends when it starts) with news: a new epoch,
-    a new external address, or a mapping waiting to be retried;
+    which is what miniupnpd sends when it starts).  Every announcement
+    leads to the mappings being confirmed so, unless its epoch proves that
+    the gateway has not restarted since they were granted (two restarts
+    close together look alike to the s3.6 rule), at most once every
+    L{CONFIRM_SPACING} seconds; a mapping waiting to be retried is retried
+    early once per burst of announcements, not per copy;
   - asks for the external address every C{healthInterval} seconds, so a
     gateway reboot is noticed even when no announcement arrives (s3.6);
-  - follows the default gateway when it changes;
+  - says within L{SILENCE_WARNING} seconds that the gateway does not
+    answer, reminds every L{SILENCE_REMINDER} seconds, and retries every
+    failing mapping as soon as it answers again;
+  - follows the default gateway when it changes, deleting its mappings at
+    the old one;
   - reports a private external address (RFC 1918 or 100.64/10): the host is
     behind a second NAT;
-  - deletes every mapping when it stops (s3.4), quickly (s3.1 lets a client
-    try a deletion only once or twice).
+  - deletes every mapping when it stops (s3.4), quickly: every deletion is
+    sent at once and once more where time allows (s3.1 lets a client try a
+    deletion only once or twice), and what could not be deleted is named.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
-from typing import Any, cast
+from enum import Enum
+from ipaddress import IPv4Address
+from typing import Any, TypeVar, cast
 
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
@@ -64,8 +77,8 @@ from .announce import (
     listenAnnouncements,
 )
 from .client import listenClient
-from .discovery import defaultGateway
-from .errors import NoGatewayError, NoResponseError
+from .discovery import defaultGateway, isPrivateAddress
+from .errors import NoGatewayError, NoResponseError, NotSupportedError
 from .interfaces import IMappingObserver, IPortMapper
 
 __all__ = [
@@ -77,36 +90,51 @@ __all__ = [
 
 log = Logger()
 
+_T = TypeVar("_T")
+
 #: RFC 6886 s3.7: wait a random time, uniform in 0-5 s, before re-mapping.
 MAX_HOLD_OFF = 5.0
+#: An announcement that brings no news (no loss of state by the s3.6 rule,
+#: no new address) still leads to the mappings being confirmed, but a
+#: confirmation starts at least this many seconds after the one before: the
+#: s3.7 hold-off window, so that copies of announcements (s3.2.1 has the
+#: gateway send ten) or forged ones cannot make the service re-map faster.
+CONFIRM_SPACING = 5.0
+#: How far, in seconds, two estimates of when the gateway's epoch began (the
+#: local time of a packet less the epoch it carries, whole seconds) may
+#: differ and still mean the same run of the gateway, without a restart in
+#: between.  A grant made in the first COPY_SLACK seconds of a run proves
+#: nothing: a restart just after it would look the same.
+COPY_SLACK = 2.0
 #: The default interval of the external-address health check, in seconds.
 HEALTH_INTERVAL = 60.0
 #: The default interval between default-gateway checks, in seconds.
 GATEWAY_CHECK_INTERVAL = 60.0
-#: Retransmission schedule of the deletions sent when stopping or removing
-#: (RFC 6886 s3.1: a deletion may be tried only once or twice).
-STOP_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0)
+#: Renewals are never scheduled sooner than this many seconds apart, however
+#: short the lifetime granted (a gateway granting 1 s would otherwise be
+#: asked 121 times a minute per mapping); such a gateway is warned about
+#: once, and its mappings may lapse between renewals.
+MIN_RENEWAL_INTERVAL = 10.0
+#: Retransmission schedule of the deletions sent when stopping or removing:
+#: each is sent at most twice (RFC 6886 s3.1: a deletion may be tried only
+#: once or twice), and given up 3 s after it was first sent.
+STOP_TIMEOUTS: tuple[float, ...] = (1.0, 2.0)
 #: Retransmission schedule of the health check: short, so that it does not
 #: hold up the request queue (RFC 6886 s3.1) for two minutes when the gateway
 #: is away; a missed check is only logged.
 HEALTH_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: Retransmission schedule of the external-address request made before the
+#: mapping requests (at start and when re-mapping): short, so that the
+#: mappings do not wait behind it (RFC 6886 s3.1 sends one request at a
+#: time) when the gateway is silent; the address is asked again later.
+ADDRESS_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0)
 #: However many mappings remain, stopping gives up on them after this long.
 STOP_DEADLINE = 5.0
-
-#: External addresses that mean a second NAT: RFC 1918, and RFC 6598's
-#: shared address space (carrier-grade NAT).
-_PRIVATE_NETWORKS = tuple(
-    IPv4Network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
-)
-
-
-def isPrivateAddress(address: IPv4Address) -> bool:
-    """
-    Is C{address} private (RFC 1918) or shared (RFC 6598, 100.64/10)?  A
-    gateway with such an external address is itself behind another NAT.
-    """
-    return any(address in network for network in _PRIVATE_NETWORKS)
+#: Seconds without an answer from the gateway, while asking, before a person
+#: is told.
+SILENCE_WARNING = 3.0
+#: Seconds between the reminders while the gateway stays silent.
+SILENCE_REMINDER = 300.0
 
 
 def _randomHoldOff() -> float:
@@ -125,6 +153,14 @@ def defaultBackoff(
     return backoffPolicy(initialDelay=1.0, maxDelay=300.0, factor=2.0, jitter=jitter)
 
 
+def _unanswered(failure: Failure) -> bool:
+    """
+    Did a request fail for want of an answer from the gateway (rather than
+    with the gateway's answer)?
+    """
+    return bool(failure.check(NoResponseError, NotSupportedError, OSError))
+
+
 @dataclass(frozen=True, slots=True)
 class MappingDeclaration:
     """
@@ -133,7 +169,8 @@ class MappingDeclaration:
     @ivar protocol: UDP or TCP.
     @ivar internalPort: the port on this host.
     @ivar externalPort: the external port to suggest at first (L{None}: the
-        internal port).  Once granted a port, the service suggests that one.
+        internal port; 0: let the gateway choose, RFC 6886 s3.3).  Once
+        granted a port, the service suggests that one.
     @ivar lifetime: the lifetime to request, in seconds.
     """
 
@@ -146,8 +183,8 @@ class MappingDeclaration:
         object.__setattr__(self, "protocol", Protocol(self.protocol))
         if not 1 <= self.internalPort <= 0xFFFF:
             raise ValueError(f"internal port {self.internalPort!r} is not 1-65535")
-        if self.externalPort is not None and not 1 <= self.externalPort <= 0xFFFF:
-            raise ValueError(f"external port {self.externalPort!r} is not 1-65535")
+        if self.externalPort is not None and not 0 <= self.externalPort <= 0xFFFF:
+            raise ValueError(f"external port {self.externalPort!r} is not 0-65535")
         if not 1 <= self.lifetime <= 0xFFFFFFFF:
             raise ValueError(f"lifetime {self.lifetime!r} is not 1-4294967295 s")
 
@@ -219,6 +256,46 @@ class MappingState:
         return f"{self.declaration} not mapped yet"
 
 
+class _Phase(Enum):
+    """
+    Where one declaration's keeping stands; each phase owns what it names.
+    """
+
+    #: Nothing scheduled: the service is not running or has no gateway.
+    IDLE = "idle"
+    #: A request is in flight (C{_Entry.request}).
+    REQUESTING = "requesting"
+    #: The mapping is held; C{_Entry.timer} renews it.
+    RENEWAL = "renewal"
+    #: The last request failed; C{_Entry.timer} retries it after a backoff.
+    BACKOFF = "backoff"
+
+
+class _Why(Enum):
+    """
+    Why a mapping request is made, for the log line of its outcome.
+    """
+
+    MAP = "map"
+    RENEW = "renew"
+    RETRY = "retry"
+    REMAP = "remap"
+
+
+class _Remap(Enum):
+    """
+    Where the re-mapping of everything (RFC 6886 s3.7) stands.
+    """
+
+    IDLE = "idle"
+    #: Waiting for the hold-off (C{_recoveryCall}).
+    DUE = "due"
+    #: Asking the external address.
+    ASKING = "asking"
+    #: Renewing the mappings one at a time.
+    MAPPING = "mapping"
+
+
 class _Entry:
     """
     The service's bookkeeping for one declaration.
@@ -226,17 +303,25 @@ class _Entry:
 
     def __init__(self, declaration: MappingDeclaration) -> None:
         self.declaration = declaration
+        self.phase = _Phase.IDLE
         self.mapping: Mapping | None = None
         self.expires: float | None = None
         self.error: BaseException | None = None
         #: The external port last granted: suggested again (s3.3, s3.7).
         self.heldPort: int | None = None
         self.failures = 0
-        #: The pending renewal or retry.
+        #: The pending renewal (RENEWAL) or retry (BACKOFF).
         self.timer: IDelayedCall | None = None
         self.expiry: IDelayedCall | None = None
-        #: The request in flight, if any; fires with None once handled.
+        #: The request in flight (REQUESTING); fires with None once handled.
         self.request: Deferred[None] | None = None
+        #: The announcement burst in which a re-mapping last retried this
+        #: mapping before its backoff ended (0: none).
+        self.retriedInBurst = 0
+        #: When the gateway's run that granted the mapping began (monotonic
+        #: seconds), and the epoch of the grant.
+        self.grantRun: float | None = None
+        self.grantEpoch = 0
         self.waiters: list[Deferred[MappingState]] = []
 
     def cancelTimers(self) -> None:
@@ -244,6 +329,8 @@ class _Entry:
             if call is not None and call.active():
                 call.cancel()
         self.timer = self.expiry = None
+        if self.phase in (_Phase.RENEWAL, _Phase.BACKOFF):
+            self.phase = _Phase.IDLE
 
     def cancelRequest(self) -> bool:
         """
@@ -252,12 +339,115 @@ class _Entry:
         request, self.request = self.request, None
         if request is None:
             return False
+        if self.phase is _Phase.REQUESTING:
+            self.phase = _Phase.IDLE
         request.cancel()
         return True
 
     def forgetMapping(self) -> None:
         self.mapping = None
         self.expires = None
+        self.grantRun = None
+
+    def confirmedBy(self, run: float) -> bool:
+        """
+        Does an announcement from the gateway's run that began at C{run}
+        (monotonic seconds) prove that the mapping is still held?  Only if
+        the mapping was granted by the same run, late enough in it that a
+        restart after the grant would show.
+        """
+        return (
+            self.grantRun is not None
+            and self.grantEpoch > COPY_SLACK
+            and abs(run - self.grantRun) <= COPY_SLACK
+        )
+
+
+class _GatewayWatch:
+    """
+    Whether the gateway answers, told to a person: one warning when nothing
+    came back for C{warnAfter} seconds of asking, a reminder every
+    C{remindEvery} seconds while the silence lasts (not a line per retry),
+    and one line when it answers again, which also calls C{answersAgain}.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        gateway: IPv4Address,
+        answersAgain: Callable[[], object],
+        warnAfter: float = SILENCE_WARNING,
+        remindEvery: float = SILENCE_REMINDER,
+    ) -> None:
+        self._clock = clock
+        self._gateway = str(gateway)
+        self._answersAgain = answersAgain
+        self._warnAfter = warnAfter
+        self._remindEvery = remindEvery
+        #: Whether a person has been told that the gateway is silent.
+        self.silent = False
+        #: When the first request since the last answer was made.
+        self._since: float | None = None
+        self._timer: IDelayedCall | None = None
+
+    def asking(self) -> None:
+        """
+        A request goes to the gateway.
+        """
+        if self._since is None:
+            self._since = self._clock.seconds()
+            if not self.silent:
+                self._schedule(self._warnAfter, self._warn)
+
+    def answered(self) -> None:
+        """
+        The gateway answered a request (success or a result code).
+        """
+        since, self._since = self._since, None
+        self._cancel()
+        if self.silent:
+            self.silent = False
+            log.info(
+                "gateway {gateway} answers again, after {seconds:.0f} s without"
+                " an answer",
+                gateway=self._gateway,
+                seconds=self._clock.seconds() - (since or self._clock.seconds()),
+            )
+            self._answersAgain()
+
+    def stop(self) -> None:
+        """
+        Say nothing more.
+        """
+        self._cancel()
+
+    def _schedule(self, delay: float, f: Callable[[], None]) -> None:
+        self._cancel()
+        self._timer = self._clock.callLater(delay, f)
+
+    def _cancel(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _warn(self) -> None:
+        self._timer = None
+        self.silent = True
+        log.warn(
+            "no answer from gateway {gateway} yet; still trying",
+            gateway=self._gateway,
+        )
+        self._schedule(self._remindEvery, self._remind)
+
+    def _remind(self) -> None:
+        self._timer = None
+        log.warn(
+            "still no answer from gateway {gateway} after {seconds:.0f} s;"
+            " still trying",
+            gateway=self._gateway,
+            seconds=self._clock.seconds() - (self._since or self._clock.seconds()),
+        )
+        self._schedule(self._remindEvery, self._remind)
 
 
 class PortMapperService(Service):
@@ -288,6 +478,7 @@ class PortMapperService(Service):
         backoff: Callable[[int], float] | None = None,
         stopTimeouts: Sequence[float] = STOP_TIMEOUTS,
         stopDeadline: float = STOP_DEADLINE,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """
         @param reactor: the clock; also the UDP and multicast reactor of the
@@ -299,7 +490,8 @@ class PortMapperService(Service):
             L{NoGatewayError}.
         @param clientFactory: makes a listening L{IPortMapper} for a gateway
             (one per gateway; one with a C{stop()} method is stopped when
-            done with); by default a L{twisted_natpmp.client.NATPMPClient}.
+            done with); by default a L{twisted_natpmp.client.NATPMPClient}
+            that judges epochs on C{monotonic}.
         @param announcements: starts listening with an L{AnnouncementProtocol}
             and returns the port, or L{None} for none; by default it binds
             224.0.0.1:5350 (a failure to bind is logged, not fatal).
@@ -312,8 +504,12 @@ class PortMapperService(Service):
             seconds to wait before retrying (like the C{retryPolicy} of
             L{twisted.application.internet.ClientService}); by default
             L{defaultBackoff}.
-        @param stopTimeouts: the retransmission schedule of deletions.
+        @param stopTimeouts: the retransmission schedule of deletions: the
+            wait after each send (two waits: each deletion sent twice).
         @param stopDeadline: the longest L{stopService} waits for deletions.
+        @param monotonic: returns the seconds of a clock that never steps,
+            for the RFC 6886 s3.6 judgement of epochs (a wall clock stepped
+            by NTP would look like a gateway reboot).
         """
         self._reactor = reactor
         self._entries: dict[tuple[Protocol, int], _Entry] = {}
@@ -329,24 +525,40 @@ class PortMapperService(Service):
         self._backoff = backoff or defaultBackoff()
         self._stopTimeouts = tuple(stopTimeouts)
         self._stopDeadline = stopDeadline
+        self._monotonic = monotonic
         self._observers: list[IMappingObserver] = []
 
         self.gateway: IPv4Address | None = None
         self.externalAddress: IPv4Address | None = None
         self._client: IPortMapper | None = None
+        self._watch: _GatewayWatch | None = None
+        #: Every request made of the current client and not yet settled, in
+        #: the order made (a dict as an ordered set).
+        self._inFlight: dict[Deferred[Any], None] = {}
         self._announcer: AnnouncementProtocol | None = None
         self._announcePort: IListeningPort | None = None
         self._healthLoop: LoopingCall | None = None
         self._gatewayLoop: LoopingCall | None = None
         self._healthRequest: Deferred[None] | None = None
+        self._addressRequest: Deferred[None] | None = None
         self._recoveryCall: IDelayedCall | None = None
         self._recovery: Deferred[None] | None = None
-        #: Where the re-mapping under way is: "address", "mappings" or None.
-        self._remapStage: str | None = None
-        #: Why to re-map again once the one under way is done, if need be.
-        self._remapAgain: str | None = None
+        self._remap = _Remap.IDLE
+        #: Why to re-map again once the one under way is done, if need be,
+        #: and whether that is only a confirmation (rate-limited).
+        self._remapAgain: tuple[str, bool] | None = None
+        #: When the last re-mapping started (monotonic seconds).
+        self._lastRemap: float | None = None
+        #: Announcements that came while a re-mapping was due or under way.
+        self._coalesced = 0
+        #: The current announcement burst (counted from 1), and when the
+        #: gateway's run that its announcements come from began.
+        self._burst = 0
+        self._burstRun: float | None = None
+
         self._pcpEpochs = EpochTracker()
         self._gatewayMissing = False
+        self._warnedTinyLifetime = False
 
     # Declarations
 
@@ -402,7 +614,7 @@ class PortMapperService(Service):
             lambda d: entry.waiters.remove(d) if d in entry.waiters else None
         )
         entry.waiters.append(waiter)
-        self._request(entry)
+        self._request(entry, _Why.MAP)
         return waiter
 
     def removeMapping(self, protocol: Protocol, internalPort: int) -> Deferred[None]:
@@ -424,8 +636,16 @@ class PortMapperService(Service):
         client = self._client
         if not self.running or client is None or not held:
             return succeed(None)
-        d = self._quickDelete(client, entry.declaration)
-        d.addCallback(lambda _: log.info("removed {what}", what=entry.declaration))
+        # RFC 6886 s3.1: a deletion may be tried only once or twice.
+        d = self._track(
+            client.deleteMapping(
+                entry.declaration.protocol,
+                entry.declaration.internalPort,
+                timeouts=self._stopTimeouts,
+            )
+        )
+        what = str(entry.declaration)
+        d.addCallback(lambda _: log.info("removed {what}", what=what))
         return d
 
     def addObserver(self, observer: IMappingObserver) -> None:
@@ -458,7 +678,12 @@ class PortMapperService(Service):
         """
         Stop keeping ports mapped and delete every mapping held.
 
-        @return: fires when the gateway confirmed every deletion, or after
+        Every request still pending is cancelled first, so that nothing but
+        the deletions goes out; the deletions are then sent together, each
+        at most twice (RFC 6886 s3.1), and what could not be deleted is
+        logged by name, with the reason.
+
+        @return: fires when the gateway answered every deletion, or after
             at most C{stopDeadline} seconds.
         """
         super().stopService()  # type: ignore[no-untyped-call]
@@ -470,29 +695,29 @@ class PortMapperService(Service):
         # cancelled: cancelling a re-mapping cancels the request it awaits,
         # and a request in flight may have been granted.
         held = [
-            entry
+            entry.declaration
             for entry in self._entries.values()
             if entry.request is not None or entry.mapping is not None
         ]
-        self._cancelRecovery()
-        self._cancelHealthRequest()
         waits: list[Deferred[Any]] = []
         port, self._announcePort = self._announcePort, None
         if port is not None:
             waits.append(maybeDeferred(port.stopListening))
         self._announcer = None
         client = self._client
-        for entry in self._entries.values():
-            entry.cancelTimers()
-            entry.cancelRequest()
+        self._quiesce()
         if client is not None:
-            waits.append(self._deleteAll(client, held))
+            waits.append(
+                self._deleteAll(client, held, "stopping").addErrback(
+                    lambda f: log.failure("deleting the mappings failed", f)
+                )
+            )
         return DeferredList(waits, consumeErrors=True).addCallback(self._stopped)
 
     # Internals: gateways and clients
 
     def _defaultClient(self, gateway: IPv4Address) -> IPortMapper:
-        return listenClient(self._reactor, gateway)
+        return listenClient(self._reactor, gateway, monotonic=self._monotonic)
 
     def _defaultAnnouncements(
         self, protocol: AnnouncementProtocol
@@ -510,7 +735,7 @@ class PortMapperService(Service):
             log.warn(
                 "not listening for gateway announcements ({error}); the health"
                 " check every {interval} s will notice a gateway reboot",
-                error=e,
+                error=str(e),
                 interval=self._healthInterval,
             )
             return None
@@ -524,7 +749,7 @@ class PortMapperService(Service):
             gateway = self._discoverGateway()
         except NoGatewayError as e:
             if not self._gatewayMissing:
-                log.warn("no gateway: {error}", error=e)
+                log.warn("no gateway: {error}", error=str(e))
                 self._gatewayMissing = True
                 for entry in self._entries.values():
                     entry.error = e
@@ -537,19 +762,42 @@ class PortMapperService(Service):
         return gateway
 
     def _useGateway(self, gateway: IPv4Address) -> None:
-        log.info("using NAT-PMP gateway {gateway}", gateway=gateway)
+        log.info("using NAT-PMP gateway {gateway}", gateway=str(gateway))
         self.gateway = gateway
         client = self._clientFactory(gateway)
         client.addStateLossObserver(self._stateLost)
         self._client = client
+        self._watch = _GatewayWatch(self._reactor, gateway, self._answersAgain)
+        self._warnedTinyLifetime = False
         if self._announcer is not None:
             self._announcer.gateway = gateway
         self._askExternalAddress(client)
         for entry in self._entries.values():
-            self._request(entry)
+            self._request(entry, _Why.MAP)
 
-    def _releaseClient(self) -> Deferred[None]:
-        client, self._client = self._client, None
+    def _quiesce(self) -> None:
+        """
+        Cancel everything scheduled or pending: timers, the re-mapping, and
+        every request made of the client, the last made first, so that
+        cancelling the one in flight sends none of those queued behind it.
+        Nothing new is requested afterwards unless the service runs and has
+        a client.
+        """
+        for d in reversed(list(self._inFlight)):
+            d.cancel()
+        self._inFlight.clear()
+        self._cancelRecovery()
+        for request in (self._healthRequest, self._addressRequest):
+            if request is not None:
+                request.cancel()
+        self._healthRequest = self._addressRequest = None
+        for entry in self._entries.values():
+            entry.cancelTimers()
+            entry.cancelRequest()
+        if self._watch is not None:
+            self._watch.stop()
+
+    def _releaseClient(self, client: IPortMapper | None) -> Deferred[None]:
         if client is None:
             return succeed(None)
         client.removeStateLossObserver(self._stateLost)
@@ -562,31 +810,72 @@ class PortMapperService(Service):
         gateway = self._discover()
         if gateway is None or gateway == self.gateway:
             return
-        if self.gateway is not None:
+        old, oldClient = self.gateway, self._client
+        held = [
+            entry.declaration
+            for entry in self._entries.values()
+            if entry.request is not None or entry.mapping is not None
+        ]
+        if old is not None:
             log.info(
                 "the default gateway changed from {old} to {new}: moving the mappings",
-                old=self.gateway,
-                new=gateway,
+                old=str(old),
+                new=str(gateway),
             )
-        # Mappings on the old gateway are left to expire: it is most likely
-        # out of reach now (the host moved to another network).
-        self._cancelRecovery()
-        self._cancelHealthRequest()
+        self._client = None
+        self._quiesce()
         for entry in self._entries.values():
-            entry.cancelTimers()
-            entry.cancelRequest()
             entry.forgetMapping()
             entry.heldPort = None
             entry.failures = 0
-        self._releaseClient().addErrback(
-            lambda f: log.failure("stopping the old client failed", f)
-        )
+        if oldClient is not None:
+            # The old gateway may still be reachable (a second router on
+            # the same network): delete the mappings there, then let go of
+            # its client.  An old gateway out of reach costs only the
+            # deletions' few seconds, while the new one is already asked.
+            deleted = self._deleteAll(oldClient, held, "leaving")
+            deleted.addBoth(lambda _: self._releaseClient(oldClient)).addErrback(
+                lambda f: log.failure("stopping the old client failed", f)
+            )
         self.externalAddress = None
         self._pcpEpochs.reset()
+        self._burst, self._burstRun, self._lastRemap = 0, None, None
         self.gateway = gateway
         for entry in self._entries.values():
             self._changed(entry)
         self._useGateway(gateway)
+
+    def _track(self, d: Deferred[_T]) -> Deferred[_T]:
+        """
+        Remember a request made of the current client until it settles, so
+        that it can be cancelled, and tell the gateway watch whether it was
+        answered.
+        """
+        watch = self._watch
+        if watch is not None:
+            watch.asking()
+        self._inFlight[d] = None
+
+        def settled(result: object) -> object:
+            self._inFlight.pop(d, None)
+            if watch is not None and watch is self._watch:
+                if not isinstance(result, Failure):
+                    watch.answered()
+                elif not (result.check(CancelledError) or _unanswered(result)):
+                    watch.answered()
+            return result
+
+        d.addBoth(settled)
+        return d
+
+    def _answersAgain(self) -> None:
+        """
+        The gateway answers again after a silence: retry at once every
+        mapping waiting for its backoff, rather than at its end.
+        """
+        for entry in self._entries.values():
+            if entry.phase is _Phase.BACKOFF:
+                self._request(entry, _Why.RETRY)
 
     # Internals: mapping
 
@@ -600,10 +889,11 @@ class PortMapperService(Service):
         self._entries[declaration.key] = entry
         return entry
 
-    def _request(self, entry: _Entry) -> Deferred[None]:
+    def _request(self, entry: _Entry, why: _Why) -> Deferred[None]:
         """
         Map or renew C{entry} now, unless a request for it is in flight.
 
+        @param why: what the request is for, as its log line will say.
         @return: fires (with L{None}) once the outcome is handled.
         """
         if entry.request is not None:
@@ -615,18 +905,24 @@ class PortMapperService(Service):
             entry.timer.cancel()
         entry.timer = None
         declaration = entry.declaration
-        suggested = entry.heldPort or declaration.externalPort
-        requested = client.addMapping(
-            declaration.protocol,
-            declaration.internalPort,
-            suggested,
-            declaration.lifetime,
+        if entry.heldPort is not None:
+            suggested: int | None = entry.heldPort
+        else:
+            suggested = declaration.externalPort
+        requested = self._track(
+            client.addMapping(
+                declaration.protocol,
+                declaration.internalPort,
+                suggested,
+                declaration.lifetime,
+            )
         )
+        entry.phase = _Phase.REQUESTING
         handled = requested.addCallbacks(
             self._granted,
             self._failed,
-            callbackArgs=(entry, client),
-            errbackArgs=(entry, client),
+            callbackArgs=(entry, client, why, suggested),
+            errbackArgs=(entry, client, why),
         )
         if not handled.called:
             entry.request = handled
@@ -639,40 +935,94 @@ class PortMapperService(Service):
             and self._entries.get(entry.declaration.key) is entry
         )
 
-    def _granted(self, mapping: Mapping, entry: _Entry, client: IPortMapper) -> None:
+    def _granted(
+        self,
+        mapping: Mapping,
+        entry: _Entry,
+        client: IPortMapper,
+        why: _Why,
+        suggested: int | None,
+    ) -> None:
         entry.request = None
         if not self._current(entry, client):
             return
+        declaration = entry.declaration
         previous = entry.mapping
         now = self._reactor.seconds()
         entry.mapping = mapping
         entry.heldPort = mapping.externalPort
         entry.error = None
         entry.failures = 0
-        entry.expires = now + mapping.lifetime
+        # RFC 6886 s3.3: a gateway may grant less than asked and SHOULD NOT
+        # grant more; a longer grant (a faulty gateway, or a forged reply)
+        # is not trusted beyond the lifetime asked for.
+        lifetime = min(mapping.lifetime, declaration.lifetime)
+        entry.expires = now + lifetime
+        entry.grantRun = self._monotonic() - mapping.epoch
+        entry.grantEpoch = mapping.epoch
         entry.cancelTimers()
-        # RFC 6886 s3.3: renew halfway to expiry, by the GRANTED lifetime.
-        entry.timer = self._reactor.callLater(mapping.lifetime / 2, self._renew, entry)
-        entry.expiry = self._reactor.callLater(mapping.lifetime, self._expired, entry)
-        fields = dict(
-            what=entry.declaration,
-            address=mapping.externalAddress or self.externalAddress or "?",
+        # RFC 6886 s3.3: renew halfway to expiry, by the GRANTED lifetime,
+        # but not more often than MIN_RENEWAL_INTERVAL.
+        renewal = max(lifetime / 2, MIN_RENEWAL_INTERVAL)
+        entry.phase = _Phase.RENEWAL
+        entry.timer = self._reactor.callLater(renewal, self._timerFired, entry)
+        entry.expiry = self._reactor.callLater(lifetime, self._expired, entry)
+        address = mapping.externalAddress or self.externalAddress
+        fields: dict[str, Any] = dict(
+            what=str(declaration),
+            address="?" if address is None else str(address),
             port=mapping.externalPort,
             lifetime=mapping.lifetime,
+            gateway=str(self.gateway),
         )
-        if previous is None:
-            log.info("mapped {what} -> {address}:{port} for {lifetime} s", **fields)
-        elif previous.externalPort != mapping.externalPort:
+        asked = declaration.internalPort if suggested is None else suggested
+        notes = []
+        if asked and mapping.externalPort != asked:
+            notes.append(f"asked for port {asked}")
+        if mapping.lifetime != declaration.lifetime:
+            notes.append(f"asked for {declaration.lifetime} s")
+        fields["notes"] = f" ({'; '.join(notes)})" if notes else ""
+        if why is _Why.REMAP:
+            verb = "re-mapped"
+        else:
+            verb = "mapped" if previous is None else "renewed"
+        if previous is not None and previous.externalPort != mapping.externalPort:
             log.warn(
-                "{what} moved to {address}:{port} (was port {old}) for {lifetime} s",
+                "{what} moved to {address}:{port} (was port {old}) for"
+                " {lifetime} s{notes}",
                 old=previous.externalPort,
                 **fields,
             )
         else:
-            log.info("renewed {what} -> {address}:{port} for {lifetime} s", **fields)
+            log.info(
+                verb + " {what} -> {address}:{port} for {lifetime} s{notes}", **fields
+            )
+        if mapping.lifetime > declaration.lifetime:
+            log.warn(
+                "gateway {gateway} granted {what} {lifetime} s, more than the"
+                " {asked} s asked for (RFC 6886 s3.3: it should not); renewing"
+                " as if granted {asked} s",
+                asked=declaration.lifetime,
+                **fields,
+            )
+        if lifetime / 2 < MIN_RENEWAL_INTERVAL and not self._warnedTinyLifetime:
+            self._warnedTinyLifetime = True
+            log.warn(
+                "gateway {gateway} grants tiny lifetimes ({lifetime} s for"
+                " {what}); renewing no more often than every {floor:.0f} s, so"
+                " mappings may lapse between renewals",
+                floor=MIN_RENEWAL_INTERVAL,
+                **fields,
+            )
+        if self.externalAddress is None:
+            # The first address request went unanswered (it is kept short so
+            # as not to hold up the mappings): the gateway answers now.
+            self._askExternalAddress(client)
         self._changed(entry)
 
-    def _failed(self, failure: Failure, entry: _Entry, client: IPortMapper) -> None:
+    def _failed(
+        self, failure: Failure, entry: _Entry, client: IPortMapper, why: _Why
+    ) -> None:
         entry.request = None
         if failure.check(CancelledError) or not self._current(entry, client):
             return
@@ -681,47 +1031,73 @@ class PortMapperService(Service):
         entry.failures += 1
         if entry.timer is not None and entry.timer.active():
             entry.timer.cancel()
-        entry.timer = self._reactor.callLater(delay, self._renew, entry)
-        log.warn(
-            "could not map {what} via {gateway}: {error}; retrying in {delay:.1f} s",
-            what=entry.declaration,
-            gateway=self.gateway,
+        entry.phase = _Phase.BACKOFF
+        entry.timer = self._reactor.callLater(delay, self._timerFired, entry)
+        fields = dict(
+            what=str(entry.declaration),
+            gateway=str(self.gateway),
             error=failure.getErrorMessage(),
             delay=delay,
         )
+        text = (
+            "could not map {what} via {gateway}: {error}; next attempt in {delay:.1f} s"
+        )
+        if _unanswered(failure) and self._watch is not None and self._watch.silent:
+            # The gateway watch tells a person, at a sensible interval.
+            log.info(text, **fields)
+        else:
+            log.warn(text, **fields)
         self._changed(entry)
 
-    def _renew(self, entry: _Entry) -> None:
+    def _timerFired(self, entry: _Entry) -> None:
+        why = _Why.RENEW if entry.phase is _Phase.RENEWAL else _Why.RETRY
         entry.timer = None
-        self._request(entry)
+        self._request(entry, why)
 
     def _expired(self, entry: _Entry) -> None:
         entry.expiry = None
-        log.warn("the mapping of {what} expired", what=entry.declaration)
+        mapping = entry.mapping
+        tiny = mapping is not None and mapping.lifetime / 2 < MIN_RENEWAL_INTERVAL
+        # A gateway granting tiny lifetimes was warned about once.
+        (log.debug if tiny else log.warn)(
+            "the mapping of {what} expired", what=str(entry.declaration)
+        )
         entry.forgetMapping()
         self._changed(entry)
 
     # Internals: state loss and recovery (RFC 6886 s3.6, s3.7)
 
     def _stateLost(self) -> None:
+        self._burst += 1
         self._scheduleRecovery("the gateway lost its state (RFC 6886 s3.6)")
 
     def _announced(self, announcement: Announcement) -> None:
         """
         An announcement from the gateway (RFC 6886 s3.2.1, RFC 6887 s14.1):
-        re-map everything if it brings news.
+        confirm the mappings unless it proves them held.
 
-        News is a loss of state by the epoch rule (s3.6, which s3.2.1
-        applies to announcements too), a new external address, a mapping
-        waiting to be retried (s3.1: an announcement is the signal to try
-        again), or a PCP ANNOUNCE when none was seen before (miniupnpd
-        sends one at start, none repeated).  The copies s3.2.1 has the
-        gateway repeat bring none, and are only logged.
+        A loss of state by the epoch rule (s3.6, which s3.2.1 applies to
+        announcements too) or a new external address re-maps everything.
+        But two restarts close together look alike to that rule, so any
+        other announcement also leads to the mappings being requested
+        again (rate-limited to one re-mapping every L{CONFIRM_SPACING}
+        seconds), unless its epoch shows the same run of the gateway as the
+        one that granted each held mapping, late enough in that run that a
+        restart since would show (L{COPY_SLACK}): the copies of s3.2.1 so
+        cost nothing.  A mapping waiting for its backoff is retried early
+        once per burst of announcements from one run (s3.1: an announcement
+        is the signal to try again), not per copy.
         """
         client = self._client
         if not self.running or client is None:
             return
         kind = announcement.kind
+        now = self._monotonic()
+        run = now - announcement.epoch
+        if self._burstRun is None or abs(run - self._burstRun) > COPY_SLACK:
+            self._burst += 1
+        self._burstRun = run
+        reason = f"{kind.value} announcement from {self.gateway}"
         if kind is AnnouncementKind.NATPMP:
             # A loss of state reaches _stateLost through the client.
             if client.noteEpoch(announcement.epoch):
@@ -731,44 +1107,54 @@ class PortMapperService(Service):
                 # The address was not known yet (the first request failed):
                 # the announcement tells it.
                 self._gotExternalAddress(announcement.externalAddress, client, False)
-            news = known is not None and announcement.externalAddress != known
-        else:
-            first = self._pcpEpochs.lastEpoch is None
-            lost = self._pcpEpochs.update(announcement.epoch, self._reactor.seconds())
-            news = first or lost
-        waiting = any(
-            e.mapping is None and e.request is None for e in self._entries.values()
-        )
-        if news or waiting:
-            self._scheduleRecovery(f"{kind.value} announcement from {self.gateway}")
-        else:
-            log.debug(
-                "a {kind} announcement with nothing new (epoch {epoch})",
-                kind=kind.value,
-                epoch=announcement.epoch,
+            elif known is not None and announcement.externalAddress != known:
+                self._scheduleRecovery(f"{reason}: a new external address")
+                return
+        elif self._pcpEpochs.update(announcement.epoch, now):
+            self._scheduleRecovery(f"{reason}: the gateway lost its state")
+            return
+        due = [
+            entry
+            for entry in self._entries.values()
+            if (entry.phase is _Phase.BACKOFF and entry.retriedInBurst != self._burst)
+            or (
+                entry.phase is _Phase.RENEWAL
+                and entry.mapping is not None
+                and not entry.confirmedBy(run)
             )
+        ]
+        if due:
+            self._scheduleRecovery(reason, confirm=True)
+        # Otherwise a copy: nothing to do, and nothing to log per packet.
 
-    def _scheduleRecovery(self, reason: str) -> None:
+    def _scheduleRecovery(self, reason: str, confirm: bool = False) -> None:
+        """
+        Re-map everything after the s3.7 hold-off, unless a re-mapping that
+        covers this reason is due or under way already.
+
+        @param confirm: nothing is known to be lost: start no sooner than
+            L{CONFIRM_SPACING} seconds after the last re-mapping started.
+        """
         if not self.running or self._client is None:
             return
-        if self._recoveryCall is not None and self._recoveryCall.active():
-            log.debug("{reason}: re-mapping is already due", reason=reason)
+        if self._remap in (_Remap.DUE, _Remap.ASKING):
+            # Its mapping requests are all still to be sent: they cover it.
+            self._coalesced += 1
             return
-        if self._remapStage == "address":
-            # Most likely the re-mapping's own first reply showed the reset:
-            # every mapping is still to be renewed by it.
-            log.debug("{reason}: re-mapping under way", reason=reason)
-            return
-        if self._remapStage == "mappings":
-            log.debug("{reason}: re-mapping again after this one", reason=reason)
-            self._remapAgain = reason
+        if self._remap is _Remap.MAPPING:
+            self._coalesced += 1
+            if self._remapAgain is None or not confirm:
+                self._remapAgain = (reason, confirm)
             return
         delay = self._holdOff()
+        if confirm and self._lastRemap is not None:
+            delay = max(delay, self._lastRemap + CONFIRM_SPACING - self._monotonic())
         log.info(
             "{reason}: re-mapping everything in {delay:.2f} s",
             reason=reason,
             delay=delay,
         )
+        self._remap = _Remap.DUE
         self._recoveryCall = self._reactor.callLater(delay, self._recover)
 
     def _cancelRecovery(self) -> None:
@@ -778,19 +1164,21 @@ class PortMapperService(Service):
         recovery, self._recovery = self._recovery, None
         if recovery is not None:
             recovery.cancel()
-        self._remapStage = self._remapAgain = None
+        self._remap = _Remap.IDLE
+        self._remapAgain = None
+        self._coalesced = 0
 
     def _recover(self) -> None:
         self._recoveryCall = None
-        previous, self._recovery = self._recovery, None
-        if previous is not None:
-            previous.cancel()
         client = self._client
         if client is None:
+            self._remap = _Remap.IDLE
             return
+        self._lastRemap = self._monotonic()
         d = Deferred.fromCoroutine(self._remapAll(client))
         d.addErrback(self._recoveryFailed)
-        self._recovery = d
+        if not d.called:
+            self._recovery = d
 
     def _recoveryFailed(self, failure: Failure) -> None:
         if not failure.check(CancelledError):
@@ -800,40 +1188,58 @@ class PortMapperService(Service):
         """
         RFC 6886 s3.7: refresh the external address, then renew every
         mapping one request at a time, each suggesting the external port it
-        held before.
+        held before.  A mapping waiting for its backoff is retried only if
+        no re-mapping of this announcement burst retried it yet.
         """
         try:
-            self._remapStage = "address"
+            self._remap = _Remap.ASKING
             await self._askExternalAddress(client, recovering=True)
-            self._remapStage = "mappings"
+            self._remap = _Remap.MAPPING
             for entry in list(self._entries.values()):
                 if not self._current(entry, client):
                     continue
-                entry.failures = 0
-                await self._request(entry)
+                if entry.phase is _Phase.BACKOFF:
+                    if entry.retriedInBurst == self._burst:
+                        continue
+                    entry.retriedInBurst = self._burst
+                await self._request(entry, _Why.REMAP)
         finally:
-            self._remapStage = None
-        self._recovery = None
+            self._remap = _Remap.IDLE
+            self._recovery = None
+        coalesced, self._coalesced = self._coalesced, 0
         log.info(
-            "re-mapping done: {states}",
+            "re-mapping done{more}: {states}",
+            more=f" ({coalesced} more announcements or losses meanwhile)"
+            if coalesced
+            else "",
             states="; ".join(s.describe() for s in self.states()),
         )
         again, self._remapAgain = self._remapAgain, None
         if again is not None:
-            self._scheduleRecovery(again)
+            self._scheduleRecovery(again[0], confirm=again[1])
 
     # Internals: external address and health
 
     def _askExternalAddress(
         self, client: IPortMapper, recovering: bool = False
     ) -> Deferred[None]:
-        d = client.externalAddress()
-        return d.addCallbacks(
+        if not recovering and self._addressRequest is not None:
+            return self._addressRequest
+        d = self._track(client.externalAddress(timeouts=ADDRESS_TIMEOUTS))
+        handled = d.addCallbacks(
             self._gotExternalAddress,
             self._externalAddressFailed,
             callbackArgs=(client, recovering),
             errbackArgs=(client,),
         )
+        if not recovering and not handled.called:
+            self._addressRequest = handled
+            handled.addBoth(self._addressDone, handled)
+        return handled
+
+    def _addressDone(self, result: object, request: Deferred[None]) -> None:
+        if self._addressRequest is request:
+            self._addressRequest = None
 
     def _gotExternalAddress(
         self, address: IPv4Address, client: IPortMapper, recovering: bool
@@ -845,15 +1251,15 @@ class PortMapperService(Service):
             return
         log.info(
             "gateway {gateway} has external address {address}",
-            gateway=self.gateway,
-            address=address,
+            gateway=str(self.gateway),
+            address=str(address),
         )
         if isPrivateAddress(address):
             log.warn(
                 "the external address {address} is private: this host is behind"
                 " a second NAT, and its mappings do not make it reachable from"
                 " the Internet",
-                address=address,
+                address=str(address),
             )
         if previous is not None and not recovering:
             self._scheduleRecovery(f"the external address changed from {previous}")
@@ -864,9 +1270,10 @@ class PortMapperService(Service):
     def _externalAddressFailed(self, failure: Failure, client: IPortMapper) -> None:
         if failure.check(CancelledError) or client is not self._client:
             return
-        log.warn(
+        # No answer at all is the gateway watch's to tell.
+        (log.info if _unanswered(failure) else log.warn)(
             "gateway {gateway} did not tell its external address: {error}",
-            gateway=self.gateway,
+            gateway=str(self.gateway),
             error=failure.getErrorMessage(),
         )
 
@@ -879,11 +1286,11 @@ class PortMapperService(Service):
         client = self._client
         if client is None or self._healthRequest is not None:
             return
-        d = client.externalAddress(timeouts=HEALTH_TIMEOUTS)
+        d = self._track(client.externalAddress(timeouts=HEALTH_TIMEOUTS))
         handled = d.addCallbacks(
-            self._healthy,
+            self._gotExternalAddress,
             self._externalAddressFailed,
-            callbackArgs=(client,),
+            callbackArgs=(client, False),
             errbackArgs=(client,),
         )
         if not handled.called:
@@ -893,21 +1300,6 @@ class PortMapperService(Service):
     def _healthDone(self, result: object, request: Deferred[None]) -> None:
         if self._healthRequest is request:
             self._healthRequest = None
-
-    def _healthy(self, address: IPv4Address, client: IPortMapper) -> None:
-        self._gotExternalAddress(address, client, False)
-        if client is not self._client:
-            return
-        # The gateway answers again: retry at once what failed for want of
-        # an answer, rather than at the end of a long backoff.
-        for entry in self._entries.values():
-            if isinstance(entry.error, NoResponseError) and entry.request is None:
-                self._request(entry)
-
-    def _cancelHealthRequest(self) -> None:
-        request, self._healthRequest = self._healthRequest, None
-        if request is not None:
-            request.cancel()
 
     def _loop(self, f: Callable[[], object], interval: float) -> LoopingCall:
         loop = LoopingCall(f)
@@ -919,46 +1311,55 @@ class PortMapperService(Service):
 
     # Internals: stopping
 
-    def _quickDelete(
-        self, client: IPortMapper, declaration: MappingDeclaration
+    def _deleteAll(
+        self, client: IPortMapper, declarations: list[MappingDeclaration], why: str
     ) -> Deferred[None]:
-        # RFC 6886 s3.1: a deletion may be tried only once or twice.
-        return client.deleteMapping(
-            declaration.protocol, declaration.internalPort, timeouts=self._stopTimeouts
-        )
+        """
+        Delete C{declarations} from the gateway of C{client}: every deletion
+        sent at once and resent once where time allows (RFC 6886 s3.1), all
+        given up at C{stopDeadline}; then log what was deleted and name,
+        with the reason, each mapping left behind.
 
-    def _deleteAll(self, client: IPortMapper, entries: list[_Entry]) -> Deferred[Any]:
-        deletions: list[Deferred[None]] = []
+        @param why: what the service is doing, for the log (C{"stopping"}).
+        """
+        if not declarations:
+            return succeed(None)
+        byKey = {declaration.key: declaration for declaration in declarations}
+        gateway = str(client.gateway)
+        d = client.deleteMappings(list(byKey), self._stopTimeouts)
+        deadline = self._reactor.callLater(self._stopDeadline, d.cancel)
 
-        def giveUp() -> None:
-            for d in deletions:
-                d.cancel()
-
-        def deleted(result: object, entry: _Entry) -> None:
-            if isinstance(result, Failure):
-                log.warn(
-                    "could not delete the mapping of {what}: {error}",
-                    what=entry.declaration,
-                    error=result.getErrorMessage(),
-                )
-                if result.check(NoResponseError):
-                    # The gateway is gone: the rest would fail the same way.
-                    giveUp()
-            else:
-                log.info("deleted the mapping of {what}", what=entry.declaration)
-
-        for entry in entries:
-            d = self._quickDelete(client, entry.declaration)
-            deletions.append(d)
-            d.addBoth(deleted, entry)
-        deadline = self._reactor.callLater(self._stopDeadline, giveUp)
-
-        def done(result: object) -> object:
+        def report(outcomes: dict[tuple[Protocol, int], Failure | None]) -> None:
             if deadline.active():
                 deadline.cancel()
-            return result
+            deleted = [str(byKey[k]) for k, f in outcomes.items() if f is None]
+            left = {k: f for k, f in outcomes.items() if f is not None}
+            if deleted:
+                log.info(
+                    "{why}: deleted {count} mapping(s) at gateway {gateway}: {what}",
+                    why=why,
+                    count=len(deleted),
+                    gateway=gateway,
+                    what=", ".join(deleted),
+                )
+            if left:
+                log.warn(
+                    "{why}: left {count} mapping(s) at gateway {gateway}, which"
+                    " expire by themselves: {what}",
+                    why=why,
+                    count=len(left),
+                    gateway=gateway,
+                    what="; ".join(
+                        f"{byKey[k]} ({self._whyLeft(f)})" for k, f in left.items()
+                    ),
+                )
 
-        return DeferredList(deletions, consumeErrors=True).addBoth(done)
+        return d.addCallback(report)
+
+    def _whyLeft(self, failure: Failure) -> str:
+        if failure.check(CancelledError):
+            return f"not answered within the {self._stopDeadline:g} s stop deadline"
+        return failure.getErrorMessage() or type(failure.value).__name__
 
     def _stopped(self, result: object) -> Deferred[None]:
         for entry in self._entries.values():
@@ -967,7 +1368,10 @@ class PortMapperService(Service):
             self._changed(entry, removed=True)
         self.externalAddress = None
         self.gateway = None
-        return self._releaseClient()
+        client, self._client = self._client, None
+        self._watch = None
+        self._lastRemap, self._burst, self._burstRun = None, 0, None
+        return self._releaseClient(client)
 
     # Internals: state
 
@@ -997,4 +1401,4 @@ class PortMapperService(Service):
             try:
                 observer.mappingChanged(state)
             except Exception:
-                log.failure("observer {observer} failed", observer=observer)
+                log.failure("observer {observer} failed", observer=repr(observer))
