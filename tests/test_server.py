@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp import server
@@ -373,10 +373,9 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         """
         Packets too short, responses (opcode 128 or more, of any version)
         and map requests shorter than 12 bytes are dropped, never answered,
-        and logged; the gateway keeps serving (RFC 6886 s3.3: a response
+        and counted; the gateway keeps serving (RFC 6886 s3.3: a response
         sent to the gateway MUST be ignored).
         """
-        self.startGateway()
         junk = [
             b"",
             b"\x00",
@@ -387,10 +386,13 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
             mapRequest(TCP, 1, 1, 60)[:11],
             b"\x00\x01",
         ]
+        service = self.startGateway()
         for packet in junk:
             self.assertIsNone(self.ask(packet), packet.hex())
+        assert service.gateway is not None
         self.assertEqual(
-            len([e for e in self.logged if "dropped" in e["log_format"]]), len(junk)
+            dict(service.gateway.drops.reasons),
+            {"malformed": 4, "a response, not a request": 4},
         )
         self.assertEqual(self.backend.forwards, {})
         self.assertEqual(len(self.ask(b"\x00\x00") or b""), 12)
@@ -518,9 +520,18 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         self.assertEqual(parseMap(self.ask(mapRequest(UDP, 5, 5000, 60)) or b"")[1], 3)
         backend.error = OutOfResourcesError(4)
         self.assertEqual(parseMap(self.ask(mapRequest(UDP, 5, 5000, 60)) or b"")[1], 4)
-        refusals = [e for e in self.logged if "refused" in e["log_format"]]
-        self.assertEqual(len(refusals), 2)
-        self.assertIn("no firewall", refusals[0]["cause"])
+        [first] = [
+            e
+            for e in self.logged
+            if e.get("what") == "NAT-PMP gateway refusals"
+            and e["log_level"] == LogLevel.warn
+        ]
+        self.assertEqual(
+            first["reason"],
+            "the backend failed to add the mapping, answered result 3",
+        )
+        [detail] = [e for e in self.logged if "no firewall" in e.get("detail", "")]
+        self.assertEqual(detail["detail"], "OSError('no firewall')")
         self.assertEqual(len(self.ask(b"\x00\x00") or b""), 12)
 
     def test_deleteFailure(self) -> None:
@@ -655,7 +666,59 @@ class ExpiryAndLoggingTests(GatewayTestsMixin, SynchronousTestCase):
                 ("expired", "tcp", 6, 6000),
             ],
         )
-        self.assertEqual(self.events("created")[0]["client"], IPv4Address(CLIENT))
+        self.assertEqual(self.events("created")[0]["client"], CLIENT)
+
+    def test_dropsAndRefusalsAggregated(self) -> None:
+        """
+        A flood of junk and of refused requests from one host gives one
+        warning at once for each, then one summary per interval, not a line
+        per packet; mapping events are still logged one by one.
+        """
+        service = self.startGateway(maxMappingsPerClient=1)
+        self.ask(mapRequest(UDP, 1, 5001, 3600))
+        for port in range(2, 502):
+            self.ask(b"\x00\x81" + bytes(10))
+            self.ask(mapRequest(UDP, port, 5000 + port, 3600))
+        warnings = [e for e in self.logged if e["log_level"] == LogLevel.warn]
+        self.assertEqual(
+            [(e["what"], e["source"], e["reason"]) for e in warnings],
+            [
+                ("NAT-PMP gateway", CLIENT, "a response, not a request"),
+                (
+                    "NAT-PMP gateway refusals",
+                    CLIENT,
+                    "client at its limit of 1 mappings, answered result 4",
+                ),
+            ],
+        )
+        self.clock.advance(60)
+        summaries = [e for e in self.logged if e["log_level"] == LogLevel.warn][2:]
+        self.assertEqual(sorted(e["count"] for e in summaries), [499, 499])
+        self.assertEqual(len(self.events("created")), 1)
+        self.clock.advance(60)
+        service.stopService()
+        for event in self.logged:
+            self.assertNotIn("gateway answered", formatEvent(event))
+
+    def test_jsonSafeFields(self) -> None:
+        """
+        Every field the gateway logs is a string or a number, so that a
+        JSON log observer can write it.
+        """
+        service = self.startGateway(maxMappingsPerClient=1)
+        self.ask(mapRequest(UDP, 1, 5001, 10))
+        self.ask(mapRequest(UDP, 1, 5001, 10))
+        self.ask(mapRequest(UDP, 2, 5002, 10))
+        self.ask(b"\x00\x81")
+        self.ask(b"\x00\x00", "10.99.0.1")
+        service.setExternalAddress("192.0.3.99")
+        self.clock.advance(20)
+        service.stopService()
+        self.assertGreater(len(self.logged), 5)
+        for event in self.logged:
+            for key, value in event.items():
+                if not key.startswith("log_"):
+                    self.assertIsInstance(value, (str, int, float), f"{key}={value!r}")
 
     def test_stopRemovesMappings(self) -> None:
         """

@@ -19,6 +19,7 @@ from twisted_natpmp._table import (
     EventKind,
     GatewayMapping,
     MappingTable,
+    Refused,
     TableEvent,
     _PortPool,
     checkLimits,
@@ -26,7 +27,6 @@ from twisted_natpmp._table import (
 from twisted_natpmp._wire import Protocol, ResultCode
 from twisted_natpmp.backends import MemoryBackend
 from twisted_natpmp.errors import (
-    NetworkFailureError,
     NotAuthorizedError,
     OutOfResourcesError,
 )
@@ -198,8 +198,9 @@ class MapTests(TableTestsMixin, SynchronousTestCase):
         table = self.makeTable(maxMappingsPerClient=2)
         table.map(ALICE, TCP, 1, 2001, 60)
         table.map(ALICE, UDP, 2, 2002, 60)
-        error = self.assertRaises(OutOfResourcesError, table.map, ALICE, TCP, 3, 0, 60)
+        error = self.assertRaises(Refused, table.map, ALICE, TCP, 3, 0, 60)
         self.assertEqual(error.resultCode, ResultCode.OUT_OF_RESOURCES)
+        self.assertEqual(str(error), "client at its limit of 2 mappings (result 4)")
         self.assertEqual(table.map(ALICE, TCP, 1, 0, 60).externalPort, 2001)
         table.map(BOB, TCP, 3, 0, 60)
         table.delete(ALICE, TCP, 1)
@@ -218,9 +219,10 @@ class MapTests(TableTestsMixin, SynchronousTestCase):
             for port in (80, 5001, 9000)
         }
         self.assertEqual(granted, {5000, 5001, 5002})
-        self.assertRaises(OutOfResourcesError, table.map, BOB, UDP, 1, 0, 60)
+        error = self.assertRaises(Refused, table.map, BOB, UDP, 1, 0, 60)
+        self.assertEqual(str(error), "no external port is free (result 4)")
         # The companion ports are Alice's: Bob cannot have them for TCP.
-        self.assertRaises(OutOfResourcesError, table.map, BOB, TCP, 1, 5000, 60)
+        self.assertRaises(Refused, table.map, BOB, TCP, 1, 5000, 60)
         self.assertEqual(table.map(ALICE, TCP, 1, 5000, 60).externalPort, 5000)
 
     def test_portZeroAndZeroLifetimeRejected(self) -> None:
@@ -391,11 +393,11 @@ class DeleteTests(TableTestsMixin, SynchronousTestCase):
         """
         self.table.map(ALICE, TCP, 6000, 6000, 60)
         self.backend.removeError = NotAuthorizedError(2)
-        self.assertRaises(NotAuthorizedError, self.table.delete, ALICE, TCP, 6000)
+        error = self.assertRaises(Refused, self.table.delete, ALICE, TCP, 6000)
+        self.assertEqual(error.resultCode, ResultCode.NOT_AUTHORIZED)
         self.backend.removeError = OSError("no")
-        error = self.assertRaises(
-            NetworkFailureError, self.table.delete, ALICE, TCP, 6000
-        )
+        error = self.assertRaises(Refused, self.table.delete, ALICE, TCP, 6000)
+        self.assertEqual(error.resultCode, ResultCode.NETWORK_FAILURE)
         self.assertIs(error.__cause__, self.backend.removeError)
         self.assertEqual(len(self.table), 1)
 
@@ -416,7 +418,8 @@ class DeleteTests(TableTestsMixin, SynchronousTestCase):
         self.backend.removeMapping = removeOne  # type: ignore[method-assign]
         deleted, error = self.table.deleteAll(ALICE, UDP)
         self.assertEqual([m.internalPort for m in deleted], [2])
-        self.assertIsInstance(error, OutOfResourcesError)
+        assert error is not None
+        self.assertEqual(error.resultCode, ResultCode.OUT_OF_RESOURCES)
         self.assertEqual([m.internalPort for m in self.table.mappingsOf(ALICE)], [1])
 
     def test_reset(self) -> None:
@@ -435,13 +438,18 @@ class DeleteTests(TableTestsMixin, SynchronousTestCase):
 
 
 class BackendFailureTests(TableTestsMixin, SynchronousTestCase):
-    def test_gatewayErrorPassesThrough(self) -> None:
+    def test_gatewayErrorKeepsItsCode(self) -> None:
         """
-        A backend's L{GatewayError} reaches the caller unchanged, and the
+        A backend's L{GatewayError} refuses the request with its result
+        code, in the table's own words (not "gateway answered ..."), and the
         table is unchanged.
         """
         self.backend.addError = OutOfResourcesError(4)
-        self.assertRaises(OutOfResourcesError, self.table.map, ALICE, TCP, 1, 5000, 60)
+        error = self.assertRaises(Refused, self.table.map, ALICE, TCP, 1, 5000, 60)
+        self.assertEqual(error.resultCode, ResultCode.OUT_OF_RESOURCES)
+        self.assertEqual(
+            str(error), "the backend refused to add the mapping (result 4)"
+        )
         self.assertEqual(len(self.table), 0)
         self.backend.addError = None
         self.assertEqual(self.table.map(BOB, TCP, 1, 5000, 60).externalPort, 5000)
@@ -452,10 +460,9 @@ class BackendFailureTests(TableTestsMixin, SynchronousTestCase):
         the exception as its cause.
         """
         self.backend.addError = OSError("firewall said no")
-        error = self.assertRaises(
-            NetworkFailureError, self.table.map, ALICE, TCP, 5000, 5000, 60
-        )
+        error = self.assertRaises(Refused, self.table.map, ALICE, TCP, 5000, 5000, 60)
         self.assertEqual(error.resultCode, ResultCode.NETWORK_FAILURE)
+        self.assertEqual(error.detail, "OSError('firewall said no')")
         self.assertIs(error.__cause__, self.backend.addError)
         self.assertEqual(len(self.table), 0)
         self.assertEqual(self.events, [])
@@ -681,7 +688,7 @@ class ModelTests(SynchronousTestCase):
                         mapping.externalPort,
                         mapping.lifetime,
                     )
-                except OutOfResourcesError:
+                except Refused:
                     got = "out of resources"
                 self.assertEqual(got, model.map(now, *args), operation)
             elif name == "delete":

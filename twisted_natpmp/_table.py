@@ -31,7 +31,7 @@ from ipaddress import IPv4Address
 from typing import Protocol as _Protocol
 
 from ._wire import Protocol, ResultCode
-from .errors import GatewayError, NetworkFailureError, OutOfResourcesError
+from .errors import GatewayError
 from .interfaces import IMappingBackend
 
 #: The lowest external port handed out by default: ports below it are
@@ -187,6 +187,43 @@ class TableEvent:
     error: BaseException | None = None
 
 
+class Refused(Exception):
+    """
+    The table refuses a request: the gateway answers with C{resultCode}.
+
+    This is the gateway's own refusal, said in its own words (a client's
+    L{GatewayError} says what a gateway answered it).
+
+    @ivar resultCode: the RFC 6886 s3.5 result code to answer with.
+    @ivar reason: why, short and the same for every such refusal (so that
+        refusals add up by reason in the log).
+    @ivar detail: what varies (a backend's exception), or C{""}.
+    """
+
+    def __init__(self, resultCode: int, reason: str, detail: str = "") -> None:
+        super().__init__(resultCode, reason, detail)
+        self.resultCode = resultCode
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.reason} (result {self.resultCode}){detail}"
+
+
+def _backendRefused(error: Exception, doing: str) -> Refused:
+    """
+    The refusal for a backend that raised C{error} while C{doing}: its own
+    result code for a L{GatewayError}, 3 (Network Failure) for anything
+    else.
+    """
+    if isinstance(error, GatewayError):
+        return Refused(error.resultCode, f"the backend refused to {doing}")
+    return Refused(
+        ResultCode.NETWORK_FAILURE, f"the backend failed to {doing}", repr(error)
+    )
+
+
 Observer = Callable[[TableEvent], object]
 
 
@@ -315,11 +352,10 @@ class MappingTable:
         the one requested and at most L{maxLifetime}.
 
         @param lifetime: requested seconds, at least 1.
-        @raise OutOfResourcesError: the client is at its limit, or no port
-            is free.
-        @raise GatewayError: the backend refused (a backend exception that
-            is not a L{GatewayError} becomes a L{NetworkFailureError} whose
-            C{__cause__} it is).
+        @raise Refused: with result 4 (Out of Resources) when the client is
+            at its limit or no port is free; with the backend's result code
+            when it raised a L{GatewayError}, or 3 (Network Failure) when it
+            raised anything else (the C{__cause__}).
         @raise ValueError: C{internalPort} or C{lifetime} is 0.
         """
         if not 1 <= internalPort <= 65535:
@@ -340,14 +376,15 @@ class MappingTable:
             return renewed
         held = self._byClient.get(client)
         if held is not None and len(held) >= self.maxMappingsPerClient:
-            raise OutOfResourcesError(ResultCode.OUT_OF_RESOURCES)
+            raise Refused(
+                ResultCode.OUT_OF_RESOURCES,
+                f"client at its limit of {self.maxMappingsPerClient} mappings",
+            )
         externalPort = self._choosePort(client, protocol, suggestedExternalPort)
         try:
             self._backend.addMapping(client, protocol, internalPort, externalPort)
-        except GatewayError:
-            raise
         except Exception as e:
-            raise NetworkFailureError(ResultCode.NETWORK_FAILURE) from e
+            raise _backendRefused(e, "add the mapping") from e
         created = GatewayMapping(
             client, protocol, internalPort, externalPort, granted, now + granted
         )
@@ -363,8 +400,8 @@ class MappingTable:
 
         @return: the mapping deleted, or L{None} if there was none (which
             the RFC counts as success).
-        @raise GatewayError: the backend could not remove it; the mapping
-            is kept.
+        @raise Refused: the backend could not remove it; the mapping is
+            kept.
         """
         self.expire()
         mapping = self._byKey.get((client, protocol, internalPort))
@@ -377,7 +414,7 @@ class MappingTable:
 
     def deleteAll(
         self, client: IPv4Address, protocol: Protocol
-    ) -> tuple[list[GatewayMapping], GatewayError | None]:
+    ) -> tuple[list[GatewayMapping], Refused | None]:
         """
         Delete all of C{client}'s mappings of C{protocol}, and only of that
         protocol (RFC 6886 s3.4).
@@ -387,13 +424,13 @@ class MappingTable:
         """
         self.expire()
         deleted = []
-        firstError: GatewayError | None = None
+        firstError: Refused | None = None
         for mapping in self.mappingsOf(client):
             if mapping.protocol is not protocol:
                 continue
             try:
                 self._removeForwarding(mapping, keepOnFailure=True)
-            except GatewayError as e:
+            except Refused as e:
                 firstError = firstError or e
                 continue
             self._forget(mapping)
@@ -460,7 +497,7 @@ class MappingTable:
         start = suggested if self.minPort <= suggested <= self.maxPort else HIGH_PORT
         port = self._free.nextFree(start)
         if port is None:
-            raise OutOfResourcesError(ResultCode.OUT_OF_RESOURCES)
+            raise Refused(ResultCode.OUT_OF_RESOURCES, "no external port is free")
         return port
 
     def _store(self, mapping: GatewayMapping) -> None:
@@ -492,7 +529,7 @@ class MappingTable:
     def _removeForwarding(self, mapping: GatewayMapping, keepOnFailure: bool) -> None:
         """
         Ask the backend to remove C{mapping}.  On failure, report it, and
-        raise a L{GatewayError} if C{keepOnFailure}.
+        raise L{Refused} if C{keepOnFailure}.
         """
         try:
             self._backend.removeMapping(
@@ -504,9 +541,7 @@ class MappingTable:
         except Exception as e:
             self._observer(TableEvent(EventKind.REMOVE_FAILED, mapping, e))
             if keepOnFailure:
-                if isinstance(e, GatewayError):
-                    raise
-                raise NetworkFailureError(ResultCode.NETWORK_FAILURE) from e
+                raise _backendRefused(e, "remove the mapping") from e
 
     def _rebuildDeadlines(self) -> None:
         self._deadlines = [

@@ -76,6 +76,7 @@ from ._table import (
     EventKind,
     MappingTable,
     MonotonicClock,
+    Refused,
     TableEvent,
     checkLimits,
 )
@@ -95,7 +96,6 @@ from ._wire import (
     decodeRequest,
 )
 from .backends import MemoryBackend
-from .errors import GatewayError
 from .interfaces import IMappingBackend
 
 log = Logger()
@@ -194,6 +194,9 @@ class NATPMPGateway:
         #: Every packet dropped, counted by source and reason and logged in
         #: aggregate.
         self.drops = DropLog(log, clock, "NAT-PMP gateway")
+        #: Every request refused with a result code, counted by client and
+        #: reason and logged in aggregate (they are answered, not dropped).
+        self.refusals = DropLog(log, clock, "NAT-PMP gateway refusals")
 
     @property
     def externalAddress(self) -> IPv4Address | None:
@@ -220,23 +223,18 @@ class NATPMPGateway:
         @return: the response, or L{None} when the packet is not answered
             (the reason is logged).
         """
+        host = str(source[0])
         try:
-            client = IPv4Address(source[0])
+            client = IPv4Address(host)
         except ValueError:
-            log.warn("dropped a packet from non-IPv4 source {source}", source=source)
+            self.drops.drop(host, "not an IPv4 source")
             return None
         if not self.isInternal(client):
-            log.warn(
-                "dropped a packet from {client}, outside the internal networks",
-                client=client,
-            )
+            self.drops.drop(host, "outside the internal networks")
             return None
         if len(packet) >= 2 and packet[1] & _RESPONSE_BIT:
-            log.warn(
-                "dropped a response (opcode {opcode}) from {client}",
-                opcode=packet[1],
-                client=client,
-            )
+            # RFC 6886 s3.3: a response sent to the gateway is ignored.
+            self.drops.drop(host, "a response, not a request", f"opcode {packet[1]}")
             return None
         try:
             request = decodeRequest(packet)
@@ -248,11 +246,7 @@ class NATPMPGateway:
         except UnsupportedOpcode as e:
             return self._unsupportedOpcode(e.opcode, packet)
         except MalformedPacket as e:
-            log.warn(
-                "dropped a malformed packet from {client}: {reason}",
-                client=client,
-                reason=e.reason,
-            )
+            self.drops.drop(host, "malformed", e.reason)
             return None
         if isinstance(request, ExternalAddressRequest):
             return self._externalAddress().encode()
@@ -299,9 +293,14 @@ class NATPMPGateway:
             result = self._delete(client, request)
         elif self.externalAddress is None:
             # RFC 6886 s3.5: no external address yet, nothing granted.
-            result = ResultCode.NETWORK_FAILURE
+            result = self._refused(
+                Refused(ResultCode.NETWORK_FAILURE, "no external address yet"), client
+            )
         elif internalPort == 0:
-            result = ResultCode.NOT_AUTHORIZED
+            result = self._refused(
+                Refused(ResultCode.NOT_AUTHORIZED, "internal port 0 with a lifetime"),
+                client,
+            )
         else:
             try:
                 mapping = self.table.map(
@@ -311,8 +310,8 @@ class NATPMPGateway:
                     request.suggestedExternalPort,
                     request.lifetime,
                 )
-            except GatewayError as e:
-                result = _refused(e, client, request)
+            except Refused as e:
+                result = self._refused(e, client)
             else:
                 result = ResultCode.SUCCESS
                 externalPort = mapping.externalPort
@@ -330,13 +329,26 @@ class NATPMPGateway:
         if request.internalPort == 0:
             _, error = self.table.deleteAll(client, request.protocol)
             if error is not None:
-                return _refused(error, client, request)
+                return self._refused(error, client)
             return ResultCode.SUCCESS
         try:
             self.table.delete(client, request.protocol, request.internalPort)
-        except GatewayError as e:
-            return _refused(e, client, request)
+        except Refused as e:
+            return self._refused(e, client)
         return ResultCode.SUCCESS
+
+    def _refused(self, refusal: Refused, client: IPv4Address) -> int:
+        """
+        Count and log (in aggregate) a request refused with a result code.
+
+        @return: the result code to answer with.
+        """
+        self.refusals.drop(
+            str(client),
+            f"{refusal.reason}, answered result {refusal.resultCode}",
+            refusal.detail,
+        )
+        return refusal.resultCode
 
     # Expiry
 
@@ -376,20 +388,7 @@ class NATPMPGateway:
         self._expiryCall = None
         self.table.reset()
         self.drops.stop()
-
-
-def _refused(error: GatewayError, client: IPv4Address, request: MapRequest) -> int:
-    cause = error.__cause__
-    log.warn(
-        "refused {client}'s {protocol} request for internal port {internalPort}:"
-        " {error}{cause}",
-        client=client,
-        protocol=request.protocol.label,
-        internalPort=request.internalPort,
-        error=error,
-        cause="" if cause is None else f" (backend: {cause!r})",
-    )
-    return error.resultCode
+        self.refusals.stop()
 
 
 def _logEvent(event: TableEvent) -> None:
@@ -397,12 +396,12 @@ def _logEvent(event: TableEvent) -> None:
     if event.kind is EventKind.REMOVE_FAILED:
         log.error(
             "backend failed to remove {protocol} mapping of {client}:{internalPort}"
-            " from external port {externalPort}: {error!r}",
+            " from external port {externalPort}: {error}",
             protocol=mapping.protocol.label,
-            client=mapping.client,
+            client=str(mapping.client),
             internalPort=mapping.internalPort,
             externalPort=mapping.externalPort,
-            error=event.error,
+            error=repr(event.error),
         )
         return
     log.info(
@@ -411,7 +410,7 @@ def _logEvent(event: TableEvent) -> None:
         event=event.kind.value,
         protocol=mapping.protocol.label,
         externalPort=mapping.externalPort,
-        client=mapping.client,
+        client=str(mapping.client),
         internalPort=mapping.internalPort,
         lifetime=mapping.lifetime,
     )
@@ -458,7 +457,7 @@ class NATPMPServerProtocol(DatagramProtocol):
         try:
             self.transport.write(reply, addr)
         except OSError as e:
-            log.warn("could not reply to {addr}: {error}", addr=addr, error=e)
+            self.gateway.drops.drop(str(addr[0]), "reply not sent", str(e))
 
 
 class Announcer:
@@ -509,8 +508,8 @@ class Announcer:
             except OSError as e:
                 log.warn(
                     "could not announce to {destination}: {error}",
-                    destination=self._destination,
-                    error=e,
+                    destination="{}:{}".format(*self._destination),
+                    error=str(e),
                 )
         if sent < len(self._intervals):
             # Each copy at its own time after the start, so that a late
