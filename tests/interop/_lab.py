@@ -765,6 +765,7 @@ class Lab:
             namespace,
             self.python(
                 _relay.__file__,
+                "relay",
                 "--upstream",
                 f"{gateway}:5351",
                 "--up",

@@ -1,7 +1,9 @@
 """
-A seeded UDP impairment relay: loss, delay, duplication and reordering,
-each direction on its own, for the interop suite and the benchmarks (the
-lab's kernel has no C{sch_netem}).
+The reliability suite's packet tools, for the interop tests and the
+benchmarks: a seeded UDP impairment relay (loss, delay, duplication and
+reordering, each direction on its own; the lab's kernel has no
+C{sch_netem}), a rate-bounded flooder, and the seeded NAT-PMP packet
+mutations that both the flooder and the in-memory fuzz tests send.
 
 It runs as its own process on a LAN host, in front of the programs there
 (L{tests.interop._lab.Lab.startRelay} starts it)::
@@ -23,6 +25,12 @@ one seed and one packet sequence give one outcome.  It is bounded: it
 exits after C{--max-seconds} or C{--max-packets} packets received, or on
 SIGTERM, and then prints its counts as one JSON line.
 
+The flooder (C{flood}) sends seeded mutations of valid NAT-PMP messages at
+a bounded rate, up to a bounded count and time, from an ordinary socket or,
+to forge a source address (a reply "from the gateway"), from a raw one.
+Either way it runs in one of the lab's namespaces and sends only to the
+addresses it is given there.
+
 This module imports only the standard library (it runs as a script).
 """
 
@@ -35,8 +43,10 @@ import random
 import selectors
 import signal
 import socket
+import struct
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from types import FrameType
 
@@ -50,6 +60,108 @@ MAX_FLOWS = 256
 MAX_QUEUED = 100_000
 
 _SO_MARK = getattr(socket, "SO_MARK", 36)
+
+#: The external address in the valid responses mutated.
+EXTERNAL_ADDRESS = "192.0.3.1"
+#: Edge values (RFC 6886 s3.3, s3.4).
+EDGE_PORTS = (0, 1, 1023, 1024, 5000, 65535)
+EDGE_LIFETIMES = (0, 1, 7200, 2**32 - 1)
+#: The longest packet made (longer than any NAT-PMP or PCP message, and
+#: than the PCP maximum of 1100 bytes).
+MAX_LENGTH = 1100
+
+_MAP_REQUEST = struct.Struct("!BBHHHI")
+_MAP_RESPONSE = struct.Struct("!BBHIHHI")
+_HEADER = struct.Struct("!BBHI")
+
+
+# Packets
+
+
+def validRequests() -> list[bytes]:
+    """
+    Every kind of request, with edge values in every field.
+    """
+    requests = [b"\x00\x00"]
+    for opcode in (1, 2):
+        for internal in EDGE_PORTS:
+            for external in (0, 5000, 65535):
+                for lifetime in EDGE_LIFETIMES:
+                    requests.append(
+                        _MAP_REQUEST.pack(0, opcode, 0, internal, external, lifetime)
+                    )
+    return requests
+
+
+def validResponses() -> list[bytes]:
+    """
+    Every kind of response, with edge values in every field.
+    """
+    responses = []
+    for epoch in (0, 1, 2**32 - 1):
+        for result in range(6):
+            responses.append(
+                _HEADER.pack(0, 128, result, epoch) + socket.inet_aton(EXTERNAL_ADDRESS)
+            )
+        for opcode in (129, 130):
+            for internal in EDGE_PORTS:
+                for lifetime in EDGE_LIFETIMES:
+                    responses.append(
+                        _MAP_RESPONSE.pack(
+                            0, opcode, 0, epoch, internal, 65535, lifetime
+                        )
+                    )
+            responses.append(_HEADER.pack(0, opcode, 4, epoch))
+        # RFC 6886 s3.5 with Errata 3618 (opcode 128) and as printed (0).
+        responses.append(_HEADER.pack(0, 128, 1, epoch))
+        responses.append(_HEADER.pack(0, 0, 1, epoch))
+        # A PCP ANNOUNCE response (RFC 6887 s14.1).
+        responses.append(
+            bytes((2, 0x80, 0, 0)) + struct.pack("!II", 0, epoch) + bytes(12)
+        )
+    return responses
+
+
+def mutate(rng: random.Random, packet: bytes, others: list[bytes]) -> bytes:
+    """
+    One seeded mutation of C{packet}: flipped bits, an edge byte, a cut, an
+    extension, a splice with another packet, a new version or opcode.
+    """
+    data = bytearray(packet)
+    kind = rng.randrange(8)
+    if kind == 0 and data:
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(data))
+            data[i] ^= 1 << rng.randrange(8)
+    elif kind == 1 and data:
+        data[rng.randrange(len(data))] = rng.choice((0, 1, 0x7F, 0x80, 0xFF))
+    elif kind == 2:
+        del data[rng.randrange(len(data) + 1) :]
+    elif kind == 3:
+        data += rng.randbytes(rng.randint(1, 64))
+    elif kind == 4:
+        other = rng.choice(others)
+        cut = rng.randrange(len(data) + 1)
+        data = data[:cut] + other[rng.randrange(len(other) + 1) :]
+    elif kind == 5 and data:
+        data[0] = rng.randrange(256)
+    elif kind == 6 and len(data) > 1:
+        data[1] = rng.randrange(256)
+    else:
+        data = data + data
+    return bytes(data[:MAX_LENGTH])
+
+
+def mutations(seed: int, valid: list[bytes], count: int) -> Iterator[bytes]:
+    """
+    C{count} seeded mutations of C{valid} packets, some mutated twice.
+    """
+    rng = random.Random(seed)
+    for _ in range(count):
+        packet = mutate(rng, rng.choice(valid), valid)
+        if rng.random() < 0.3:
+            packet = mutate(rng, packet, valid)
+        yield packet
 
 
 @dataclass(frozen=True)
@@ -290,22 +402,115 @@ class Relay:
         )
 
 
+# The flooder
+
+
+def udpDatagram(
+    source: tuple[str, int], destination: tuple[str, int], payload: bytes
+) -> bytes:
+    """
+    An IPv4 packet carrying a UDP datagram, for a raw socket: the kernel
+    fills in the IP checksum, length and id; the UDP checksum is 0 (none,
+    as IPv4 allows).
+    """
+    length = 8 + len(payload)
+    udp = struct.pack("!HHHH", source[1], destination[1], length, 0)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + length,
+        0,
+        0,
+        1,  # TTL 1: never past the first router.
+        socket.IPPROTO_UDP,
+        0,
+        socket.inet_aton(source[0]),
+        socket.inet_aton(destination[0]),
+    )
+    return ip + udp + payload
+
+
+@dataclass(frozen=True)
+class Target:
+    """
+    Where the flooder sends: C{destination}, from C{source} if given
+    (forged, through a raw socket), else from an ordinary socket.
+    """
+
+    destination: tuple[str, int]
+    source: tuple[str, int] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """
+        C{HOST:PORT} or C{HOST:PORT<-HOST:PORT} (destination, forged
+        source).
+        """
+        destination, _, source = text.partition("<-")
+        return cls(_address(destination), _address(source) if source else None)
+
+
+def flood(
+    targets: list[Target],
+    payloads: Iterator[bytes],
+    count: int,
+    rate: float,
+    maxSeconds: float,
+) -> dict[str, float]:
+    """
+    Send C{count} of C{payloads}, round-robin over C{targets}, at most
+    C{rate} a second and for at most C{maxSeconds}.
+
+    @return: how many were sent, how many sends failed, and the seconds
+        it took.
+    """
+    plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    plain.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    plain.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    raw = None
+    if any(t.source is not None for t in targets):
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    started = time.monotonic()
+    deadline = started + maxSeconds
+    sent = failed = 0
+    burst = max(1, int(rate / 1000))
+    while sent + failed < count:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        # Never ahead of the rate: wait for the next burst's time.
+        due = started + (sent + failed) / rate
+        if due > now:
+            time.sleep(min(due - now, deadline - now))
+        for _ in range(min(burst, count - sent - failed)):
+            target = targets[(sent + failed) % len(targets)]
+            payload = next(payloads)
+            try:
+                if target.source is None:
+                    plain.sendto(payload, target.destination)
+                else:
+                    assert raw is not None
+                    raw.sendto(
+                        udpDatagram(target.source, target.destination, payload),
+                        (target.destination[0], 0),
+                    )
+            except OSError:
+                failed += 1
+            else:
+                sent += 1
+    plain.close()
+    if raw is not None:
+        raw.close()
+    return {"sent": sent, "failed": failed, "seconds": time.monotonic() - started}
+
+
 def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host, int(port)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--listen", type=_address, default=("127.0.0.1", RELAY_PORT))
-    parser.add_argument("--upstream", type=_address, required=True)
-    parser.add_argument("--up", type=Impairment.parse, default=Impairment())
-    parser.add_argument("--down", type=Impairment.parse, default=Impairment())
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mark", type=int, default=RELAY_MARK)
-    parser.add_argument("--max-seconds", type=float, default=600.0)
-    parser.add_argument("--max-packets", type=int, default=1_000_000)
-    options = parser.parse_args(argv)
+def _relayMain(options: argparse.Namespace) -> int:
     relay = Relay(
         options.listen,
         options.upstream,
@@ -324,6 +529,40 @@ def main(argv: list[str] | None = None) -> int:
     relay.run(options.max_seconds, options.max_packets)
     print(relay.report(), flush=True)
     return 0
+
+
+def _floodMain(options: argparse.Namespace) -> int:
+    valid = validResponses() if options.responses else validRequests()
+    payloads = mutations(options.seed, valid, options.count)
+    done = flood(options.to, payloads, options.count, options.rate, options.max_seconds)
+    print(json.dumps({"flood": done}), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    relay = commands.add_parser("relay", help="relay with impairments")
+    relay.add_argument("--listen", type=_address, default=("127.0.0.1", RELAY_PORT))
+    relay.add_argument("--upstream", type=_address, required=True)
+    relay.add_argument("--up", type=Impairment.parse, default=PERFECT)
+    relay.add_argument("--down", type=Impairment.parse, default=PERFECT)
+    relay.add_argument("--seed", type=int, default=0)
+    relay.add_argument("--mark", type=int, default=RELAY_MARK)
+    relay.add_argument("--max-seconds", type=float, default=600.0)
+    relay.add_argument("--max-packets", type=int, default=1_000_000)
+    relay.set_defaults(run=_relayMain)
+    flooder = commands.add_parser("flood", help="send mutated NAT-PMP packets")
+    flooder.add_argument("--to", type=Target.parse, action="append", required=True)
+    flooder.add_argument("--responses", action="store_true")
+    flooder.add_argument("--count", type=int, required=True)
+    flooder.add_argument("--rate", type=float, required=True)
+    flooder.add_argument("--seed", type=int, default=0)
+    flooder.add_argument("--max-seconds", type=float, default=60.0)
+    flooder.set_defaults(run=_floodMain)
+    options = parser.parse_args(argv)
+    code: int = options.run(options)
+    return code
 
 
 if __name__ == "__main__":
