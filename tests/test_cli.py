@@ -133,11 +133,22 @@ class ParseTests(SynchronousTestCase):
         self.assertUsageError(
             ["map", "tcp", "80", "--lifetime", "0"], "lifetime 0", "unmap"
         )
-        self.assertUsageError(["map", "tcp", "80", "--lifetime", "-5"], "-5")
+        # The range named is the one allowed: 0 is refused, so it starts at 1.
+        message = self.assertUsageError(
+            ["map", "tcp", "80", "--lifetime", "-5"], "lifetime -5", "1-4294967295"
+        )
+        self.assertNotIn("0-", message)
         self.assertUsageError(
             ["map", "tcp", "80", "--lifetime", "4294967296"], "4294967296"
         )
         self.assertUsageError(["map", "tcp", "80", "--lifetime", "1h"], "'1h'")
+
+    def test_allowPublic(self) -> None:
+        self.assertFalse(parseArguments(["external"]).allowPublic)
+        self.assertTrue(parseArguments(["--allow-public", "external"]).allowPublic)
+        self.assertTrue(
+            parseArguments(["unmap-all", "tcp", "--allow-public"]).allowPublic
+        )
 
     def test_badGateway(self) -> None:
         for text in ("1.2.3", "256.1.1.1", "fe80::1", "router", "0.0.0.0", "224.0.0.1"):
@@ -227,6 +238,7 @@ class RunTests(SynchronousTestCase):
     def start(self, argv: Sequence[str], **kwargs: Any) -> Deferred[int]:
         kwargs.setdefault("findGateway", self.findGateway)
         kwargs.setdefault("clientFactory", self.clientFactory)
+        kwargs.setdefault("findLocalAddress", lambda gateway: IPv4Address(HOST))
         return run(
             self.network.host(HOST),
             parseArguments(argv),
@@ -299,6 +311,7 @@ class RunTests(SynchronousTestCase):
                 "command": "external",
                 "gateway": GATEWAY,
                 "externalAddress": str(EXTERNAL),
+                "epoch": 100,
             },
         )
 
@@ -359,15 +372,45 @@ class RunTests(SynchronousTestCase):
                 "internalPort": 5000,
                 "externalPort": 50000,
                 "lifetime": 60,
+                "requestedExternalPort": 0,
+                "requestedLifetime": 3600,
                 "epoch": 100,
                 "externalAddress": str(EXTERNAL),
             },
         )
 
     def test_mapGrantedOtherwiseText(self) -> None:
+        # RFC 6886 s3.3: what the gateway granted instead is said plainly.
         self.gateway.granted = 60
         self.assertEqual(self.runCommand(["map", "udp", "5000"]), 0)
-        self.assertIn("for 60 s (asked for 7200 s)", self.stdout.getvalue())
+        self.assertEqual(
+            self.stdout.getvalue(),
+            f"mapped udp {EXTERNAL}:5000 -> local port 5000 for 60 s; the gateway"
+            f" granted 60 s, not the 7200 s asked for (gateway {GATEWAY})\n",
+        )
+
+    def test_mapOtherPortText(self) -> None:
+        # RFC 6886 s3.3: a suggested port is only a hint; another one
+        # granted is said plainly, beside a longer lifetime (s3.3: SHOULD
+        # NOT, but some do).
+        answer = self.gateway.answer
+        self.gateway.reply = lambda request: (
+            answer(request)
+            if isinstance(request, ExternalAddressRequest)
+            else [MapResponse(Protocol.TCP, 0, 100, 8080, 40000, 86400).encode()]
+        )
+        self.assertEqual(self.runCommand(["--json", "map", "tcp", "8080"]), 0)
+        record = self.jsonOutput()
+        self.assertEqual(
+            (record["externalPort"], record["requestedExternalPort"]), (40000, 8080)
+        )
+        self.stdout = StringIO()
+        self.assertEqual(self.runCommand(["map", "tcp", "8080"]), 0)
+        self.assertIn(
+            "for 86400 s; the gateway granted 86400 s, not the 7200 s asked for and"
+            " external port 40000, not the 8080 asked for",
+            self.stdout.getvalue(),
+        )
 
     def test_mapWithoutExternalAddress(self) -> None:
         """
@@ -423,10 +466,31 @@ class RunTests(SynchronousTestCase):
         """
         self.assertEqual(self.runCommand(["--json", "unmap-all", "tcp"]), 0)
         self.assertEqual(self.requests(), [MapRequest(Protocol.TCP, 0, 0, 0)])
+        note = (
+            "some gateways, miniupnpd among them, delete this host's udp mappings too"
+        )
         self.assertEqual(
             self.jsonOutput(),
-            {"command": "unmap-all", "gateway": GATEWAY, "protocol": "tcp"},
+            {
+                "command": "unmap-all",
+                "gateway": GATEWAY,
+                "protocol": "tcp",
+                "note": note,
+            },
         )
+
+    def test_unmapAllSaysBoth(self) -> None:
+        """
+        miniupnpd deletes both protocols' mappings on a delete-all of one:
+        the output and the help say so rather than claim only one went.
+        """
+        self.assertEqual(self.runCommand(["unmap-all", "udp"]), 0)
+        self.assertEqual(
+            self.stdout.getvalue(),
+            "unmapped every udp port of this host (some gateways, miniupnpd among"
+            f" them, delete this host's tcp mappings too) (gateway {GATEWAY})\n",
+        )
+        self.assertIn("miniupnpd", _cli._UNMAP_ALL_HELP)
 
     def test_refused(self) -> None:
         """
@@ -525,18 +589,98 @@ class RunTests(SynchronousTestCase):
         self.assertEqual(
             self.runCommand(["--json", "external"], findGateway=findGateway), 1
         )
-        self.assertEqual(
-            self.errorLine(), "natpmp: no default IPv4 gateway found; name one"
-        )
+        # The command, not the library, advises its own flag.
+        message = "no default IPv4 gateway found; name one (--gateway IP)"
+        self.assertEqual(self.errorLine(), f"natpmp: {message}")
         self.assertEqual(
             self.jsonOutput(),
-            {
-                "command": "external",
-                "gateway": None,
-                "error": "no default IPv4 gateway found; name one",
-            },
+            {"command": "external", "gateway": None, "error": message},
         )
         self.assertEqual(self.network.log, [])
+
+    def test_publicAddressRefused(self) -> None:
+        """
+        RFC 6886 s3: a client SHOULD use NAT-PMP only when its primary IPv4
+        address is private; with a public one the command says so, sends
+        nothing, and exits 1.
+        """
+        public = IPv4Address("203.0.113.5")
+        code = self.runCommand(
+            ["--json", "external"], findLocalAddress=lambda g: public
+        )
+        self.assertEqual(code, 1)
+        self.assertEqual(self.network.log, [])
+        self.assertIn("203.0.113.5", self.errorLine())
+        self.assertIn("--allow-public", self.errorLine())
+        self.assertIn("is public", self.jsonOutput()["error"])
+
+    def test_publicAddressAllowed(self) -> None:
+        """
+        C{--allow-public} asks anyway, with a warning on standard error and
+        in the JSON object.
+        """
+        looked: list[IPv4Address] = []
+
+        def findLocalAddress(gateway: IPv4Address) -> IPv4Address:
+            looked.append(gateway)
+            return IPv4Address("203.0.113.5")
+
+        argv = ["--json", "--allow-public", "external"]
+        self.assertEqual(self.runCommand(argv, findLocalAddress=findLocalAddress), 0)
+        self.assertEqual(looked, [IPv4Address(GATEWAY)])
+        self.assertIn("warning", self.errorLine())
+        self.assertIn("203.0.113.5", self.jsonOutput()["warnings"][0])
+        self.assertEqual(self.jsonOutput()["externalAddress"], str(EXTERNAL))
+
+    def test_localAddressUnknown(self) -> None:
+        """
+        No route to find the local address by: the request itself goes out
+        (and would fail on its own).
+        """
+
+        def findLocalAddress(gateway: IPv4Address) -> IPv4Address:
+            raise OSError(101, "Network is unreachable")
+
+        self.assertEqual(
+            self.runCommand(["external"], findLocalAddress=findLocalAddress), 0
+        )
+
+    def test_progressAtTerminal(self) -> None:
+        """
+        While the gateway does not answer, a person at a terminal reads on
+        standard error that the command is still trying, from the 4th
+        attempt (1.75 s) on; standard output stays clean.
+        """
+        self.stderr = _Terminal()
+        self.network.drop = lambda datagram: True
+        d = self.start(["--json", "--timeout", "10", "external"])
+        self.advance(1.5)
+        self.assertEqual(self.stderr.getvalue(), "")
+        self.advance(8.5)
+        self.assertEqual(self.successResultOf(d), 1)
+        lines = self.stderr.getvalue().splitlines()
+        self.assertEqual(
+            lines[:2],
+            [
+                f"natpmp: no answer from gateway {GATEWAY} yet; still trying"
+                " (attempt 4, 1.75 s)",
+                f"natpmp: no answer from gateway {GATEWAY} yet; still trying"
+                " (attempt 5, 3.75 s)",
+            ],
+        )
+        self.assertEqual(len(lines), 4)  # attempts 4, 5, 6 and the failure
+        self.assertIn("no response", self.jsonOutput()["error"])
+
+    def test_noProgressElsewhere(self) -> None:
+        """
+        When standard error is no terminal (a script, a log), the wait is
+        silent: only the outcome's line.
+        """
+        self.network.drop = lambda datagram: True
+        d = self.start(["--timeout", "10", "external"])
+        self.advance(10)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertIn("no response", self.errorLine())
 
     def test_socketErrors(self) -> None:
         """
@@ -596,6 +740,7 @@ class MainTests(SynchronousTestCase):
         self.gateway = ScriptedGateway()
         self.network.host(GATEWAY).listenUDP(5351, self.gateway)
         self.patch(_cli, "react", self.react)
+        self.patch(_cli, "localAddress", lambda gateway: IPv4Address(HOST))
         self.reacted = 0
 
     def react(self, start: Any) -> None:
@@ -653,6 +798,67 @@ class MainTests(SynchronousTestCase):
         self.network.drop = lambda datagram: True
         self.assertEqual(main(["--gateway", GATEWAY, "external"]), 130)
         self.assertEqual(self.stderr.getvalue(), "natpmp: interrupted\n")
+        self.assertEqual(self.stdout.getvalue(), "")
+
+    def jsonOutput(self) -> Any:
+        lines = self.stdout.getvalue().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        return json.loads(lines[0])
+
+    def test_interruptedJSON(self) -> None:
+        """
+        With C{--json}, Ctrl-C too leaves exactly one JSON object.
+        """
+        self.network.drop = lambda datagram: True
+        self.assertEqual(main(["--json", "--gateway", GATEWAY, "external"]), 130)
+        self.assertEqual(
+            self.jsonOutput(),
+            {"command": "external", "gateway": GATEWAY, "error": "interrupted"},
+        )
+
+    def test_usageErrorJSON(self) -> None:
+        """
+        With C{--json}, bad arguments too give exactly one JSON object,
+        naming the command when there is one.
+        """
+        self.assertEqual(main(["--json", "map", "tcp", "70000"]), 2)
+        record = self.jsonOutput()
+        self.assertEqual((record["command"], record["gateway"]), ("map", None))
+        self.assertIn("port 70000 is out of range 1-65535", record["error"])
+        self.assertEqual(len(self.stderr.getvalue().splitlines()), 1)
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.assertEqual(main(["--json", "--frobnicate"]), 2)
+        self.assertIsNone(self.jsonOutput()["command"])
+        self.assertEqual(self.reacted, 0)
+
+    def test_bugJSON(self) -> None:
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise ZeroDivisionError("a bug")
+
+        self.patch(_cli, "_perform", broken)
+        self.assertEqual(main(["--json", "--gateway", GATEWAY, "external"]), 1)
+        self.assertIn("a bug", self.jsonOutput()["error"])
+
+    def test_version(self) -> None:
+        """
+        C{--version} prints the version of twisted-natpmp and of Twisted.
+        """
+        from twisted import __version__ as twistedVersion
+
+        self.assertEqual(main(["--version"]), 0)
+        self.assertEqual(
+            self.stdout.getvalue(),
+            f"natpmp {twisted_natpmp.__version__} (Twisted {twistedVersion})\n",
+        )
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.assertEqual(main(["--json", "--version"]), 0)
+        self.assertEqual(
+            self.jsonOutput(),
+            {"version": twisted_natpmp.__version__, "twisted": twistedVersion},
+        )
+        self.assertEqual(self.reacted, 0)
 
     def test_bug(self) -> None:
         """
@@ -666,6 +872,15 @@ class MainTests(SynchronousTestCase):
         self.assertEqual(main(["--gateway", GATEWAY, "external"]), 1)
         self.assertIn("Traceback", self.stderr.getvalue())
         self.assertIn("ZeroDivisionError", self.stderr.getvalue())
+
+
+class _Terminal(StringIO):
+    """
+    Standard error as a terminal.
+    """
+
+    def isatty(self) -> bool:
+        return True
 
 
 def _environment() -> dict[str, str]:
@@ -718,6 +933,8 @@ class SubprocessTests(TestCase):
                 "internalPort": 5000,
                 "externalPort": 5000,
                 "lifetime": 7200,
+                "requestedExternalPort": 5000,
+                "requestedLifetime": 7200,
                 "epoch": 100,
                 "externalAddress": str(EXTERNAL),
             },

@@ -8,7 +8,9 @@ client factory as arguments, so tests drive it on an in-memory network.
 
 Exit codes: 0 on success; 1 when the gateway refuses, never answers, or
 cannot be found or reached; 2 for bad arguments; 130 when interrupted.
-Expected failures are one line on standard error, never a traceback.
+Expected failures are one line on standard error, never a traceback; with
+C{--json}, standard output is exactly one JSON object in every case.  While
+it waits, the command says so on standard error if that is a terminal.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from twisted.python.usage import UsageError
 from ._types import Mapping
 from ._wire import RECOMMENDED_LIFETIME, SERVER_PORT, Protocol
 from .client import RETRANSMIT_TIMEOUTS, NATPMPClient, listenClient
-from .discovery import defaultGateway
-from .errors import GatewayError, NATPMPError, NoResponseError
+from .discovery import defaultGateway, isPrivateAddress, localAddress
+from .errors import GatewayError, NATPMPError, NoGatewayError, NoResponseError
 
 log = Logger()
 
@@ -55,6 +57,14 @@ _MAX_LIFETIME = 0xFFFFFFFF
 ClientFactory = Callable[[Any, IPv4Address, int], NATPMPClient]
 #: A callable returning the gateway to ask when none was given.
 GatewayFinder = Callable[[], IPv4Address]
+#: A callable returning this host's address towards a gateway
+#: (L{twisted_natpmp.discovery.localAddress}).
+LocalAddressFinder = Callable[[IPv4Address], IPv4Address]
+
+#: The attempt from which a person waiting at a terminal is told that the
+#: gateway has not answered yet: the 4th is sent 1.75 s after the first
+#: (RFC 6886 s3.1), and the 5th to 9th follow at 3.75, 7.75 ... 63.75 s.
+_PROGRESS_FROM_ATTEMPT = 4
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class Options:
     @ivar externalPort: the external port to suggest; L{None} suggests the
         internal port, 0 lets the gateway choose.
     @ivar lifetime: the lifetime to request, in seconds.
+    @ivar allowPublic: ask the gateway even when this host's address is
+        public (RFC 6886 s3 says a client SHOULD NOT).
     """
 
     command: str
@@ -84,6 +96,7 @@ class Options:
     internalPort: int = 0
     externalPort: int | None = None
     lifetime: int = RECOMMENDED_LIFETIME
+    allowPublic: bool = False
 
 
 def _convert(convert: Callable[[str], _T], what: str, text: str, kind: str) -> _T:
@@ -113,13 +126,12 @@ def _gatewayPort(text: str) -> int:
 
 
 def _lifetime(text: str) -> int:
-    value = _integer("lifetime", text, 0, _MAX_LIFETIME)
-    if value == 0:
+    if _convert(int, "lifetime", text, "a number") == 0:
         # The client refuses lifetime 0 too: deleting is its own request.
         raise argparse.ArgumentTypeError(
             "lifetime 0 would delete the mapping; use 'natpmp unmap' to delete"
         )
-    return value
+    return _integer("lifetime", text, 1, _MAX_LIFETIME)
 
 
 def _timeout(text: str) -> float:
@@ -169,6 +181,34 @@ exit codes: 0 success; 1 the gateway refused, did not answer, or could not
 be found or reached; 2 bad arguments; 130 interrupted.
 """
 
+_UNMAP_ALL_HELP = (
+    "delete all of this host's mappings of a protocol (some gateways,"
+    " miniupnpd among them, delete those of the other protocol too)"
+)
+
+
+class _ShowVersion(Exception):
+    """
+    C{--version} was given: L{main} prints the version.
+    """
+
+
+class _VersionAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        raise _ShowVersion()
+
+
+def _versionLine() -> str:
+    from ._version import versionLine
+
+    return versionLine("natpmp")
+
 
 def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
     """
@@ -204,7 +244,15 @@ def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="print one JSON object instead of text",
+        help="print one JSON object instead of text, also on failure",
+    )
+    parser.add_argument(
+        "--allow-public",
+        action="store_true",
+        dest="allowPublic",
+        default=argparse.SUPPRESS,
+        help="ask the gateway even if this host's address is public (RFC 6886"
+        " s3: NAT-PMP is for hosts behind a NAT)",
     )
 
 
@@ -216,7 +264,20 @@ def _buildParser() -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _addCommonOptions(parser)
-    parser.set_defaults(gateway=None, gatewayPort=SERVER_PORT, timeout=None, json=False)
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        default=argparse.SUPPRESS,
+        help="print the version and exit",
+    )
+    parser.set_defaults(
+        gateway=None,
+        gatewayPort=SERVER_PORT,
+        timeout=None,
+        json=False,
+        allowPublic=False,
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
@@ -258,9 +319,7 @@ def _buildParser() -> _Parser:
         "internalPort", type=_internalPort, metavar="INTERNAL", help="the local port"
     )
 
-    unmapAllCommand = command(
-        "unmap-all", "delete all of this host's mappings of a protocol"
-    )
+    unmapAllCommand = command("unmap-all", _UNMAP_ALL_HELP)
     protocolArgument(unmapAllCommand)
     return parser
 
@@ -272,6 +331,7 @@ def parseArguments(argv: Sequence[str]) -> Options:
     @raise UsageError: the arguments are wrong; the one-line message names
         the offending value.
     @raise SystemExit: C{--help} was given (and printed).
+    @raise _ShowVersion: C{--version} was given.
     """
     namespace = _buildParser().parse_args(list(argv))
     return Options(**vars(namespace))
@@ -307,24 +367,138 @@ class _Outcome:
     record: dict[str, object]
 
 
+class _Output:
+    """
+    Where a command's outcome goes: a line on standard output (or one on
+    standard error for a failure), or with C{--json} exactly one JSON
+    object on standard output, whatever happens.
+
+    @ivar header: the fields every JSON object starts with: the command and
+        the gateway asked (once known).
+    @ivar finished: the outcome has been written; nothing more will be.
+    """
+
+    def __init__(
+        self,
+        stdout: IO[str],
+        stderr: IO[str],
+        *,
+        json: bool,
+        command: str | None,
+    ) -> None:
+        self._stdout = stdout
+        self._stderr = stderr
+        self._json = json
+        self.header: dict[str, object] = {"command": command, "gateway": None}
+        self._warnings: list[str] = []
+        self.finished = False
+
+    @property
+    def interactive(self) -> bool:
+        """
+        Is a person watching standard error (a terminal)?
+        """
+        isatty = getattr(self._stderr, "isatty", None)
+        return bool(isatty is not None and isatty())
+
+    def progress(self, message: str) -> None:
+        """
+        Tell a person at a terminal how the wait goes; nothing otherwise.
+        """
+        if self.interactive:
+            print(f"natpmp: {message}", file=self._stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        """
+        A warning: a line on standard error, and a C{warnings} field in
+        the JSON object.
+        """
+        self._warnings.append(message)
+        print(f"natpmp: warning: {message}", file=self._stderr)
+
+    def succeed(self, outcome: _Outcome, gateway: IPv4Address) -> None:
+        self._finish()
+        if self._json:
+            self._writeJSON(outcome.record)
+        else:
+            print(f"{outcome.text} (gateway {gateway})", file=self._stdout)
+
+    def fail(
+        self,
+        message: str,
+        fields: dict[str, object] | None = None,
+        *,
+        line: str | None = None,
+    ) -> None:
+        """
+        A failure: one line on standard error (C{line}, by default
+        C{"natpmp: "} and C{message}), and with C{--json} the object with
+        C{error} set to C{message}, and C{fields}.
+        """
+        self._finish()
+        print(f"natpmp: {message}" if line is None else line, file=self._stderr)
+        if self._json:
+            self._writeJSON({"error": message, **(fields or {})})
+
+    def _finish(self) -> None:
+        if self.finished:
+            raise RuntimeError("natpmp: the outcome was already written")
+        self.finished = True
+
+    def _writeJSON(self, record: dict[str, object]) -> None:
+        extra: dict[str, object] = (
+            {"warnings": self._warnings} if self._warnings else {}
+        )
+        print(json.dumps({**self.header, **record, **extra}), file=self._stdout)
+
+
 def _describeMapping(
-    mapping: Mapping, requested: int, external: IPv4Address | None
+    mapping: Mapping,
+    options: Options,
+    external: IPv4Address | None,
 ) -> _Outcome:
     where = f"{external}:" if external is not None else "external port "
-    lifetime = f"{mapping.lifetime} s"
-    if mapping.lifetime != requested:
-        lifetime += f" (asked for {requested} s)"
+    asked = (
+        options.internalPort if options.externalPort is None else options.externalPort
+    )
+    differences = []
+    if mapping.lifetime != options.lifetime:
+        differences.append(
+            f"{mapping.lifetime} s, not the {options.lifetime} s asked for"
+        )
+    if asked != 0 and mapping.externalPort != asked:
+        differences.append(
+            f"external port {mapping.externalPort}, not the {asked} asked for"
+        )
+    granted = (
+        "; the gateway granted " + " and ".join(differences) if differences else ""
+    )
     return _Outcome(
         f"mapped {mapping.protocol.label} {where}{mapping.externalPort}"
-        f" -> local port {mapping.internalPort} for {lifetime}",
+        f" -> local port {mapping.internalPort} for {mapping.lifetime} s{granted}",
         {
             "protocol": mapping.protocol.label,
             "internalPort": mapping.internalPort,
             "externalPort": mapping.externalPort,
             "lifetime": mapping.lifetime,
+            "requestedExternalPort": asked,
+            "requestedLifetime": options.lifetime,
             "epoch": mapping.epoch,
             "externalAddress": None if external is None else str(external),
         },
+    )
+
+
+def _unmappedAll(protocol: Protocol) -> _Outcome:
+    other = Protocol.TCP if protocol is Protocol.UDP else Protocol.UDP
+    # RFC 6886 s3.4 deletes one protocol's mappings; miniupnpd deletes both.
+    note = (
+        f"some gateways, miniupnpd among them, delete this host's {other.label}"
+        " mappings too"
+    )
+    return _Outcome(
+        f"unmapped every {protocol.label} port of this host ({note})",
+        {"protocol": protocol.label, "note": note},
     )
 
 
@@ -338,15 +512,16 @@ async def _perform(client: NATPMPClient, clock: Any, options: Options) -> _Outco
     if options.command == "external":
         address = await client.externalAddress(timeouts=schedule)
         return _Outcome(
-            f"external address {address}", {"externalAddress": str(address)}
+            f"external address {address}",
+            {
+                "externalAddress": str(address),
+                "epoch": client.epochTracker.lastEpoch,
+            },
         )
     assert protocol is not None
     if options.command == "unmap-all":
         await client.deleteAllMappings(protocol, timeouts=schedule)
-        return _Outcome(
-            f"unmapped every {protocol.label} port of this host",
-            {"protocol": protocol.label},
-        )
+        return _unmappedAll(protocol)
     if options.command == "unmap":
         await client.deleteMapping(protocol, options.internalPort, timeouts=schedule)
         return _Outcome(
@@ -370,8 +545,8 @@ async def _perform(client: NATPMPClient, clock: Any, options: Options) -> _Outco
                 timeouts=_cappedSchedule(_FOLLOW_UP_TIMEOUTS, left)
             )
         except NATPMPError as e:
-            log.info("external address unknown: {error}", error=e)
-    return _describeMapping(mapping, options.lifetime, external)
+            log.info("external address unknown: {error}", error=str(e))
+    return _describeMapping(mapping, options, external)
 
 
 def _listen(reactor: Any, gateway: IPv4Address, gatewayPort: int) -> NATPMPClient:
@@ -392,11 +567,48 @@ def _describeError(
             f"no response from gateway {error.gateway} after {error.attempts}"
             f" attempt(s) in {round(error.seconds, 2):g} s{limit}"
         )
+    if isinstance(error, NoGatewayError):
+        return f"{error} (--gateway IP)"
     if isinstance(error, NATPMPError):
         return str(error)
     if isinstance(error, CannotListenError):
         return f"cannot open a UDP socket: {error.socketError}"
     return f"cannot reach gateway {gateway}: {error}"
+
+
+class _PublicAddressError(NATPMPError):
+    """
+    This host's address is public, and C{--allow-public} was not given.
+    """
+
+
+def _checkPrivate(
+    gateway: IPv4Address,
+    options: Options,
+    findLocalAddress: LocalAddressFinder,
+    output: _Output,
+) -> None:
+    """
+    RFC 6886 s3: a client SHOULD use NAT-PMP only when its primary IPv4
+    address is private.  A public address towards the gateway stops the
+    command, unless C{--allow-public} makes it a warning.
+
+    @raise _PublicAddressError: the address is public and the option was
+        not given.
+    """
+    try:
+        address = findLocalAddress(gateway)
+    except OSError:
+        return  # no route: the request itself will say so
+    if isPrivateAddress(address):
+        return
+    problem = (
+        f"this host's address towards gateway {gateway}, {address}, is public;"
+        " NAT-PMP is for hosts behind a NAT (RFC 6886 s3)"
+    )
+    if not options.allowPublic:
+        raise _PublicAddressError(f"{problem}; --allow-public asks anyway")
+    output.warn(f"{problem}; asking anyway (--allow-public)")
 
 
 def run(
@@ -405,6 +617,7 @@ def run(
     *,
     findGateway: GatewayFinder = defaultGateway,
     clientFactory: ClientFactory = _listen,
+    findLocalAddress: LocalAddressFinder | None = None,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
 ) -> Deferred[int]:
@@ -415,18 +628,41 @@ def run(
     @param options: the command.
     @param findGateway: finds the gateway when C{options} names none.
     @param clientFactory: makes a listening L{NATPMPClient}.
+    @param findLocalAddress: finds this host's address towards the gateway
+        (default: L{twisted_natpmp.discovery.localAddress}).
     @param stdout: where the outcome goes (default C{sys.stdout}).
-    @param stderr: where a failure's one line goes (default C{sys.stderr}).
+    @param stderr: where a failure's one line goes, and while standard
+        error is a terminal, the progress of the wait (default
+        C{sys.stderr}).
     @return: fires with the exit code.
     """
+    output = _Output(
+        sys.stdout if stdout is None else stdout,
+        sys.stderr if stderr is None else stderr,
+        json=options.json,
+        command=options.command,
+    )
+    return _start(
+        reactor, options, output, findGateway, clientFactory, findLocalAddress
+    )
+
+
+def _start(
+    reactor: Any,
+    options: Options,
+    output: _Output,
+    findGateway: GatewayFinder = defaultGateway,
+    clientFactory: ClientFactory = _listen,
+    findLocalAddress: LocalAddressFinder | None = None,
+) -> Deferred[int]:
     return Deferred.fromCoroutine(
         _run(
             reactor,
             options,
+            output,
             findGateway,
             clientFactory,
-            sys.stdout if stdout is None else stdout,
-            sys.stderr if stderr is None else stderr,
+            localAddress if findLocalAddress is None else findLocalAddress,
         )
     )
 
@@ -434,36 +670,48 @@ def run(
 async def _run(
     reactor: Any,
     options: Options,
+    output: _Output,
     findGateway: GatewayFinder,
     clientFactory: ClientFactory,
-    stdout: IO[str],
-    stderr: IO[str],
+    findLocalAddress: LocalAddressFinder,
 ) -> int:
     gateway = options.gateway
-    header: dict[str, object] = {"command": options.command, "gateway": None}
     try:
         if gateway is None:
             gateway = findGateway()
-        header["gateway"] = str(gateway)
+        output.header["gateway"] = str(gateway)
+        _checkPrivate(gateway, options, findLocalAddress, output)
         client = clientFactory(reactor, gateway, options.gatewayPort)
+        waiting = gateway
+
+        def stillTrying(request: str, attempt: int, elapsed: float) -> None:
+            if attempt >= _PROGRESS_FROM_ATTEMPT:
+                output.progress(
+                    f"no answer from gateway {waiting} yet; still trying"
+                    f" (attempt {attempt}, {elapsed:g} s)"
+                )
+
+        client.addRetryObserver(stillTrying)
         try:
             outcome = await _perform(client, reactor, options)
         finally:
             await client.stop()
     except (NATPMPError, OSError, CannotListenError) as e:
-        message = _describeError(e, gateway, options)
-        print(f"natpmp: {message}", file=stderr)
-        if options.json:
-            failure = {**header, "error": message}
-            if isinstance(e, GatewayError):
-                failure["resultCode"] = e.resultCode
-            print(json.dumps(failure), file=stdout)
+        fields: dict[str, object] = {}
+        if isinstance(e, GatewayError):
+            fields["resultCode"] = e.resultCode
+        output.fail(_describeError(e, gateway, options), fields)
         return EXIT_FAILED
-    if options.json:
-        print(json.dumps({**header, **outcome.record}), file=stdout)
-    else:
-        print(f"{outcome.text} (gateway {gateway})", file=stdout)
+    output.succeed(outcome, gateway)
     return EXIT_OK
+
+
+def _commandIn(argv: Sequence[str]) -> str | None:
+    """
+    The command named in a command line that did not parse, if any.
+    """
+    commands = ("external", "map", "unmap", "unmap-all")
+    return next((word for word in argv if word in commands), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -474,18 +722,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         C{sys.argv[1:]}).
     @return: the exit code.
     """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # Before the arguments parse, --json is known only by being there.
+    output = _Output(
+        sys.stdout,
+        sys.stderr,
+        json="--json" in arguments,
+        command=_commandIn(arguments),
+    )
     try:
-        options = parseArguments(sys.argv[1:] if argv is None else argv)
+        options = parseArguments(arguments)
     except UsageError as e:
-        print(e, file=sys.stderr)
+        output.fail(str(e), line=str(e))
         return EXIT_USAGE
+    except _ShowVersion:
+        if "--json" in arguments:
+            from twisted import __version__ as twistedVersion
+
+            from ._version import __version__
+
+            print(json.dumps({"version": __version__, "twisted": twistedVersion}))
+        else:
+            print(_versionLine())
+        return EXIT_OK
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else EXIT_OK
 
     outcome: list[int | Failure] = []
 
     def start(reactor: Any) -> Deferred[None]:
-        return run(reactor, options).addBoth(outcome.append)
+        return _start(reactor, options, output).addBoth(outcome.append)
 
     try:
         react(start)
@@ -493,11 +759,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     if not outcome:
         # The reactor stopped first: a signal (Ctrl-C) stopped it.
-        print("natpmp: interrupted", file=sys.stderr)
+        if not output.finished:
+            output.fail("interrupted")
         return EXIT_INTERRUPTED
     result = outcome[0]
     if isinstance(result, Failure):
         # Not an expected error: a bug, which deserves its traceback.
         result.printTraceback(file=sys.stderr)
+        if not output.finished:
+            output.fail(f"internal error: {result.getErrorMessage()}")
         return EXIT_FAILED
     return result
