@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, eventAsJSON
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -21,14 +21,18 @@ from twisted_natpmp._wire import (
     ExternalAddressRequest,
     ExternalAddressResponse,
     MapRequest,
+    MapResponse,
     Protocol,
+    ResultCode,
     decodeRequest,
 )
+from twisted_natpmp.backends import MemoryBackend
 from twisted_natpmp.client import NATPMPClient, listenClient
 from twisted_natpmp.errors import (
     NetworkFailureError,
     NoGatewayError,
     NoResponseError,
+    NotAuthorizedError,
 )
 from twisted_natpmp.interfaces import IMappingObserver, IPortMapper
 from twisted_natpmp.server import GatewayService
@@ -1324,3 +1328,318 @@ class DoubleNATTests(ServiceTestMixin, SynchronousTestCase):
         self.network.flush()
         self.assertFalse(service.states()[0].doubleNAT)
         self.assertFalse(self.observer.states[-1].doubleNAT)
+
+
+class RefusingBackend(MemoryBackend):
+    """
+    A gateway's backend that refuses to forward some internal ports (RFC
+    6886 s3.5, result 2).
+    """
+
+    def __init__(self, refused: set[int]) -> None:
+        super().__init__()
+        self.refused = refused
+
+    def addMapping(
+        self,
+        internalAddress: IPv4Address,
+        protocol: Protocol,
+        internalPort: int,
+        externalPort: int,
+    ) -> None:
+        if internalPort in self.refused:
+            raise NotAuthorizedError(ResultCode.NOT_AUTHORIZED)
+        super().addMapping(internalAddress, protocol, internalPort, externalPort)
+
+
+def texts(events: list[Any], level: str | None = None) -> list[str]:
+    """
+    The formatted texts of the events, of one level if C{level} is given.
+    """
+    return [
+        e["log_format"].format(**e)
+        for e in events
+        if "log_format" in e and (level is None or e["log_level"].name == level)
+    ]
+
+
+class GrantTests(ServiceTestMixin, SynchronousTestCase):
+    def replyFrom(self, packet: bytes) -> None:
+        """
+        Send C{packet} from the gateway's port 5351 to the client's port, as
+        a forger on the LAN can.
+        """
+        transport = self.clients[-1].protocol.transport
+        assert transport is not None
+        port = self.gateway.ports[0]
+        port.write(packet, (HOST, transport.getHost().port))  # type: ignore[attr-defined]
+        self.network.flush()
+
+    def test_longerGrantNotTrusted(self) -> None:
+        """
+        Issue 10, item 2: RFC 6886 s3.3, a gateway SHOULD NOT grant more
+        than asked.  A (forged) reply granting 4294967295 s is logged, and
+        the mapping is renewed and expires by the lifetime asked for.
+        """
+        # The gateway's own replies to mapping requests are lost.
+        self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 16
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.network.drop = lambda d: False
+        reply = MapResponse(Protocol.UDP, 0, 100, 5000, 5000, 0xFFFFFFFF)
+        with capturedLogs() as events:
+            self.replyFrom(reply.encode())
+        state = service.states()[0]
+        self.assertEqual((state.lifetime, state.expires), (0xFFFFFFFF, 7200.0))
+        (warning,) = texts(events, "warn")
+        self.assertIn("granted udp:5000 4294967295 s, more than the 7200 s", warning)
+        self.advance(3599.75)
+        self.assertEqual(len(self.mapRequests()), 1)
+        self.advance(0.25)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 3600.0])
+
+    def test_renewalFloor(self) -> None:
+        """
+        Issue 10, item 6: a gateway granting 1 s is asked again every 10 s
+        (MIN_RENEWAL_INTERVAL), not twice a second, and warned about once.
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=1)
+        with capturedLogs() as events:
+            self.start(UDP5000, healthInterval=10**6)
+            self.advance(60, step=0.5)
+        self.assertEqual(
+            [t for t, _ in self.mapRequests()],
+            [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+        )
+        warnings = texts(events, "warn")
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("grants tiny lifetimes (1 s for udp:5000)", warnings[0])
+
+    def test_grantedOtherwiseSaid(self) -> None:
+        """
+        Issue 10, item 16: a port or lifetime other than asked for is said
+        plainly in the log line of the grant.
+        """
+        neighbour = listenClient(self.network.host(NEIGHBOUR), GATEWAY)
+        neighbour.addMapping(Protocol.UDP, 5000)
+        self.network.flush()
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=600)
+        neighbour.addMapping(Protocol.UDP, 5000)
+        self.network.flush()
+        with capturedLogs() as events:
+            self.start(UDP5000)
+        self.assertIn(
+            "mapped udp:5000 -> 192.0.3.1:5001 for 600 s (asked for port 5000;"
+            " asked for 7200 s)",
+            texts(events),
+        )
+        neighbour.stop()
+
+    def test_remapNotRenewed(self) -> None:
+        """
+        Issue 10, item 16: a re-mapping after the gateway restarted is
+        logged as such, not as a renewal.
+        """
+        self.start(UDP5000, holdOff=lambda: 3.0)
+        self.advance(10)
+        with capturedLogs() as events:
+            self.gateway.stopService()
+            self.gateway.startService()
+            self.network.flush()
+            self.advance(3)
+        self.assertIn("re-mapped udp:5000 -> 192.0.3.1:5000 for 7200 s", texts(events))
+        self.assertFalse([t for t in texts(events) if "renewed" in t])
+
+    def test_logFieldsSurviveJSON(self) -> None:
+        """
+        Issue 10, item 16: the service's log events survive
+        C{jsonFileLogObserver}: no field is an object it cannot write.
+        """
+        with capturedLogs() as events:
+            service = self.start(UDP5000, TCP8080)
+            self.gatewayGone()
+            self.advance(200)
+            self.gatewayBack()
+            self.gateway.setExternalAddress(OTHER_EXTERNAL)
+            self.network.flush()
+            self.advance(10)
+            stopped = service.stopService()
+            self.network.flush()
+            self.successResultOf(stopped)
+        ours = [e for e in events if e.get("log_namespace") == serviceModule.__name__]
+        self.assertTrue(ours)
+        for event in ours:
+            # The event's own fields, not the logging system's (the logger,
+            # the legacy log's copy of the event).
+            fields = {
+                k: v for k, v in event.items() if k not in ("log_logger", "log_legacy")
+            }
+            self.assertNotIn("unpersistable", eventAsJSON(fields), event["log_format"])
+
+
+class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
+    """
+    A mapping that waits for its backoff, and announcements (RFC 6886
+    s3.1: an announcement is the signal to try again).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.gateway.stopService()
+        self.backend = RefusingBackend({6000})
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, backend=self.backend)
+
+    def test_retriedOnAnnouncement(self) -> None:
+        """
+        A refused mapping is retried when the gateway announces itself,
+        before its backoff ends.
+        """
+        refused = MappingDeclaration(Protocol.UDP, 6000)
+        service = self.start(refused, backoff=lambda n: 300.0, holdOff=lambda: 1.0)
+        self.assertIsInstance(service.states()[0].error, NotAuthorizedError)
+        self.advance(10)
+        self.backend.refused.clear()
+        self.sendFrom(GATEWAY, pcpAnnounce(0))
+        self.advance(1)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 11.0])
+        self.assertTrue(service.states()[0].mapped)
+
+    def test_oncePerBurst(self) -> None:
+        """
+        Issue 10, item 3: with one mapping refused, a gateway restart (ten
+        copies of its announcement, RFC 6886 s3.2.1) retries it once, not
+        once per copy, and its backoff is bypassed once.
+        """
+        refused = MappingDeclaration(Protocol.UDP, 6000)
+        self.start(UDP5000, refused, backoff=lambda n: 300.0, holdOff=lambda: 3.0)
+        self.advance(10)
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        self.advance(200)
+        self.assertEqual(
+            [(t, r.internalPort) for t, r in self.mapRequests(since=1)],
+            [(13.0, 5000), (13.0, 6000)],
+        )
+
+
+class SilentGatewayTests(ServiceTestMixin, SynchronousTestCase):
+    def test_mappingNotHeldUp(self) -> None:
+        """
+        Issue 10, item 11: against a silent gateway the first mapping
+        request goes out within 2 s, not behind the external address
+        request's 127.75 s schedule (RFC 6886 s3.1, one request at a time).
+        """
+        self.gatewayGone()
+        self.start(UDP5000, healthInterval=10**6)
+        self.advance(2)
+        self.assertEqual(self.mapRequests()[0][0], 1.75)
+
+    def test_warnedOnceThenReminded(self) -> None:
+        """
+        Issue 10, item 11: a person reads one warning 3 s into the silence,
+        then a reminder every 5 minutes, not a warning per retry; and one
+        line when the gateway answers again.
+        """
+        self.gatewayGone()
+        with capturedLogs() as events:
+            self.start(UDP5000, TCP8080, healthInterval=30)
+            self.advance(2.75)
+            self.assertEqual(texts(events, "warn"), [])
+            self.advance(0.25)
+            self.assertEqual(
+                texts(events, "warn"),
+                ["no answer from gateway 10.0.0.1 yet; still trying"],
+            )
+            self.advance(600, step=1)
+        self.assertEqual(
+            texts(events, "warn"),
+            [
+                "no answer from gateway 10.0.0.1 yet; still trying",
+                "still no answer from gateway 10.0.0.1 after 303 s; still trying",
+                "still no answer from gateway 10.0.0.1 after 603 s; still trying",
+            ],
+        )
+        with capturedLogs() as events:
+            self.gatewayBack()
+            self.advance(70, step=1)
+        self.assertTrue(
+            [t for t in texts(events, "info") if "answers again" in t], texts(events)
+        )
+
+    def test_retriedWhenAnswersAgain(self) -> None:
+        """
+        Issue 10, item 4: after a network error (the send fails: no route),
+        as soon as the gateway answers again (the health check succeeds),
+        every failing mapping is retried, not at the end of its backoff.
+        """
+        service = self.start(UDP5000, healthInterval=20, backoff=lambda n: 300.0)
+        protocol = self.clients[0].protocol
+        send = protocol.send
+
+        def unreachable(packet: bytes) -> None:
+            raise OSError(101, "Network is unreachable")
+
+        self.patch(protocol, "send", unreachable)
+        service.addMapping(Protocol.TCP, 22)
+        self.network.flush()
+        self.assertIsInstance(service.state(Protocol.TCP, 22).error, OSError)
+        self.advance(30)
+        self.patch(protocol, "send", send)
+        self.advance(10)  # the health check at 40 s is answered
+        self.assertEqual(
+            [
+                (t, r.internalPort)
+                for t, r in self.mapRequests()
+                if r.internalPort == 22
+            ],
+            [(40.0, 22)],
+        )
+        self.assertTrue(service.state(Protocol.TCP, 22).mapped)
+
+
+class AuditTests(ServiceTestMixin, SynchronousTestCase):
+    def test_errorReplyAddressIgnored(self) -> None:
+        """
+        RFC 6886 s3.2: the address in an external-address response with a
+        non-zero result is to be ignored, solicited or announced.
+        """
+        # The gateway's replies to the external address request are lost.
+        self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 12
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.advance(5)
+        self.network.drop = lambda d: False
+        self.assertIsNone(service.externalAddress)
+        self.sendFrom(GATEWAY, ExternalAddressResponse(3, 5, OTHER_EXTERNAL).encode())
+        self.assertIsNone(service.externalAddress)
+
+
+class MonotonicTests(ServiceTestMixin, SynchronousTestCase):
+    def test_wallClockStepIsNoReboot(self) -> None:
+        """
+        Issue 10, item 7: the RFC 6886 s3.6 judgement runs on the monotonic
+        clock given to the service (and by it to its default client): a
+        step of the wall clock does not look like a gateway reboot.
+        """
+        monotonic = [0.0]
+        reactor = self.network.host(HOST)
+        service = PortMapperService(
+            reactor,
+            [UDP5000],
+            gateway=GATEWAY,
+            monotonic=lambda: monotonic[0],
+            healthInterval=10**6,
+        )
+        service.startService()
+        self.network.flush()
+        self.advance(10)
+        monotonic[0] += 10
+        # NTP steps the wall clock an hour ahead; the gateway's epoch and
+        # the monotonic clock moved on by 10 s.
+        self.clock.advance(3000)
+        with capturedLogs() as events:
+            self.sendFrom(GATEWAY, ExternalAddressResponse(0, 10, EXTERNAL).encode())
+        self.assertFalse([t for t in texts(events) if "lost" in t], texts(events))
+        service.stopService()
+        self.network.flush()

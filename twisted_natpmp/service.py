@@ -411,7 +411,7 @@ class _GatewayWatch:
                 "gateway {gateway} answers again, after {seconds:.0f} s without"
                 " an answer",
                 gateway=self._gateway,
-                seconds=self._clock.seconds() - (since or self._clock.seconds()),
+                seconds=0.0 if since is None else self._clock.seconds() - since,
             )
             self._answersAgain()
 
@@ -445,7 +445,7 @@ class _GatewayWatch:
             "still no answer from gateway {gateway} after {seconds:.0f} s;"
             " still trying",
             gateway=self._gateway,
-            seconds=self._clock.seconds() - (self._since or self._clock.seconds()),
+            seconds=0.0 if self._since is None else self._clock.seconds() - self._since,
         )
         self._schedule(self._remindEvery, self._remind)
 
