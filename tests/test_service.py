@@ -896,6 +896,48 @@ class GatewayChangeTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(3600, step=10)
         self.assertEqual(len(self.mapRequests(gateway=GATEWAY)), 1)
 
+    def test_oldGatewayCleared(self) -> None:
+        """
+        Issue 10, item 8: when the default gateway changes and the old one
+        is still reachable, the mappings there are deleted (RFC 6886 s3.4),
+        not left until they expire.
+        """
+        self.start(UDP5000, TCP8080, gateway=None, discoverGateway=self.discover)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.current = IPv4Address(OTHER_GATEWAY)
+        with capturedLogs() as events:
+            self.advance(60)
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+        self.assertIsNone(self.onGateway(Protocol.TCP, 8080))
+        self.assertEqual(
+            sorted(r.internalPort for _, r in self.deletions(gateway=GATEWAY)),
+            [5000, 8080],
+        )
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000, self.otherGateway), 5000)
+        self.assertIn(
+            "leaving: deleted 2 mapping(s) at gateway 10.0.0.1: udp:5000,"
+            " tcp:8080:8443",
+            texts(events),
+        )
+        # The old gateway's client stopped once done.
+        self.assertIsNone(self.clients[0].protocol.transport)
+
+    def test_oldGatewayGone(self) -> None:
+        """
+        An old gateway out of reach costs the deletions' few seconds, and
+        holds up nothing at the new one.
+        """
+        self.start(UDP5000, gateway=None, discoverGateway=self.discover)
+        self.advance(50)
+        self.network.drop = lambda d: d.destination == (GATEWAY, 5351)
+        self.current = IPv4Address(OTHER_GATEWAY)
+        self.advance(10)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000, self.otherGateway), 5000)
+        self.assertIsNotNone(self.clients[0].protocol.transport)
+        self.advance(3)
+        self.assertEqual([t for t, _ in self.deletions(gateway=GATEWAY)], [60.0, 61.0])
+        self.assertIsNone(self.clients[0].protocol.transport)
+
     def test_noGatewayYet(self) -> None:
         """
         With no default gateway, the state says so, and the service maps
