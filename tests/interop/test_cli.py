@@ -141,3 +141,54 @@ class CommandAgainstMiniupnpdTests(TestCase):
         lines = done.err.strip().splitlines()
         self.assertEqual(len(lines), 1, done.describe())
         self.assertIn("no response", lines[0])
+
+    async def test_unmapAllDeletesBothProtocols(self) -> None:
+        """
+        miniupnpd departs from RFC 6886 s3.4: a delete-all of UDP removes
+        the host's TCP mappings too (PROTOCOL.md Part B).  The command says
+        so rather than claim only UDP went.
+        """
+        await self.natpmpJSON("map", "udp", "9200", "--lifetime", "600")
+        await self.natpmpJSON("map", "tcp", "9201", "--lifetime", "600")
+        self.assertEqual(set(self.lab.rules(TCP)), {9201})
+        done = await self.natpmp("unmap-all", "udp")
+        self.assertEqual(done.code, 0, done.describe())
+        self.assertIn("tcp mappings too", done.out)
+        self.assertEqual((self.lab.rules(UDP), self.lab.rules(TCP)), ({}, {}))
+
+    async def test_jsonOnFailure(self) -> None:
+        """
+        With C{--json}, standard output is one JSON object also when the
+        router refuses (with its result code) or nothing answers, and for
+        bad arguments.
+        """
+        refused = await self.natpmp("--json", "map", "tcp", "80")
+        self.assertEqual(refused.code, 1, refused.describe())
+        record = json.loads(refused.out)
+        self.assertEqual(
+            (record["command"], record["gateway"], record["resultCode"]),
+            ("map", ROUTER_LAN, 2),
+        )
+        silent = await self.natpmp(
+            "--json", "--timeout", "1", "external", gateway=NOBODY
+        )
+        self.assertEqual(silent.code, 1, silent.describe())
+        self.assertIn("no response", json.loads(silent.out)["error"])
+        bad = await self.natpmp("--json", "map", "tcp", "70000")
+        self.assertEqual(bad.code, 2, bad.describe())
+        self.assertIn("70000", json.loads(bad.out)["error"])
+
+    async def test_jsonExternalEpoch(self) -> None:
+        """
+        C{--json external} carries the router's epoch (RFC 6886 s3.2), and
+        C{--json map} what was asked beside what was granted.
+        """
+        record = await self.natpmpJSON("external")
+        self.assertIsInstance(record["epoch"], int)
+        mapped = await self.natpmpJSON(
+            "map", "tcp", "9300", "--external", "19300", "--lifetime", "600"
+        )
+        self.assertEqual(
+            (mapped["requestedExternalPort"], mapped["requestedLifetime"]),
+            (19300, 600),
+        )

@@ -22,6 +22,7 @@ from ._lab import (
     Lab,
     sleep,
 )
+from ._relay import Impairment
 
 TCP, UDP = Protocol.TCP, Protocol.UDP
 
@@ -171,6 +172,69 @@ class ClientAgainstMiniupnpdTests(TestCase):
         await self.lab.restartMiniupnpd()
         await self.client.externalAddress()
         self.assertEqual(losses, [None])
+
+
+class StopDeletionsTests(TestCase):
+    """
+    L{NATPMPClient.deleteMappings}, the deletions of a stopping client,
+    against miniupnpd behind the impairment relay: twenty mappings over a
+    600 ms round trip (RFC 6886 s3.4; s3.1 lets each be tried only once or
+    twice).  About 4 s each.
+    """
+
+    ports = range(7600, 7610)
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = Lab.build(self)
+        await self.lab.startMiniupnpd()
+        # Mapped without the relay, by a client whose flow it will not see.
+        mapper = clientOn(self, self.lab)
+        for protocol in (TCP, UDP):
+            for port in self.ports:
+                await mapper.addMapping(protocol, port, lifetime=600)
+        self.keys = [(p, port) for p in (TCP, UDP) for port in self.ports]
+
+    async def deleteThrough(
+        self, up: Impairment, down: Impairment
+    ) -> tuple[dict[Any, Any], float, dict[str, dict[str, int]]]:
+        relay = await self.lab.startRelay(up=up, down=down, seed=6886)
+        client = clientOn(self, self.lab)
+        started = reactor().seconds()
+        results = await client.deleteMappings(self.keys, timeouts=(1.0, 1.5))
+        elapsed = reactor().seconds() - started
+        return results, elapsed, await relay.stop()
+
+    async def test_slowLink(self) -> None:
+        """
+        Sent together, all twenty are deleted after about one round trip,
+        where one at a time would take twelve seconds.
+        """
+        delay = Impairment(delay=0.3)
+        results, elapsed, counts = await self.deleteThrough(delay, delay)
+        self.assertEqual(results, dict.fromkeys(self.keys))
+        self.assertLess(elapsed, 2.0)
+        self.assertEqual((self.lab.rules(TCP), self.lab.rules(UDP)), ({}, {}))
+        self.assertEqual(counts["up"]["received"], 20)
+
+    async def test_lossyLink(self) -> None:
+        """
+        With 30% loss each way, every deletion is sent at least once and at
+        most twice, the answer comes by the last timeout, and each one
+        reported deleted is gone from the firewall; each other one says
+        why (no answer).
+        """
+        lossy = Impairment(loss=0.3, delay=0.3)
+        results, elapsed, counts = await self.deleteThrough(lossy, lossy)
+        self.assertLess(elapsed, 2.5 + 0.5)
+        self.assertGreaterEqual(counts["up"]["received"], 20)
+        self.assertLessEqual(counts["up"]["received"], 40)
+        left = set(self.lab.rules(TCP)) | set(self.lab.rules(UDP))
+        for (protocol, port), outcome in results.items():
+            if outcome is None:
+                self.assertNotIn(port, self.lab.rules(protocol))
+            else:
+                outcome.trap(NoResponseError)
+        self.assertLessEqual(len(left), sum(1 for o in results.values() if o))
 
 
 class ClientWithoutRouterTests(TestCase):
