@@ -624,7 +624,8 @@ def run(
     """
     Carry out a parsed C{natpmp} command and print its outcome.
 
-    @param reactor: provides L{IReactorUDP} and L{IReactorTime}.
+    @param reactor: provides L{twisted.internet.interfaces.IReactorUDP} and
+        L{twisted.internet.interfaces.IReactorTime}.
     @param options: the command.
     @param findGateway: finds the gateway when C{options} names none.
     @param clientFactory: makes a listening L{NATPMPClient}.

@@ -233,7 +233,7 @@ class NATPMPClient:
         @param monotonic: returns the seconds of a clock that never steps,
             for the RFC 6886 s3.6 judgement of the gateway's epochs (a wall
             clock set by NTP at boot would look like a gateway reboot);
-            tests pass their L{Clock}'s C{seconds}.
+            tests pass their L{twisted.internet.task.Clock}'s C{seconds}.
         """
         self._clock = clock
         self.gateway = IPv4Address(gateway)
@@ -368,7 +368,8 @@ class NATPMPClient:
             gateway answered success) or a L{Failure}: L{NoResponseError}
             (no answer in time), a L{GatewayError} (refused with a result
             code), L{NotSupportedError} (ICMP port unreachable),
-            L{CancelledError} (cancelled, or the client stopped).  It fails
+            L{twisted.internet.defer.CancelledError} (cancelled, or the client
+            stopped).  It fails
             only with C{ValueError} for a bad key or schedule, sending
             nothing.  Cancelling it cancels every deletion still waiting.
         """
