@@ -40,6 +40,7 @@ from twisted_natpmp.service import (
     MappingDeclaration,
     MappingState,
     PortMapperService,
+    PublicAddressError,
     defaultBackoff,
     isPrivateAddress,
 )
@@ -1685,3 +1686,52 @@ class MonotonicTests(ServiceTestMixin, SynchronousTestCase):
         self.assertFalse([t for t in texts(events) if "lost" in t], texts(events))
         service.stopService()
         self.network.flush()
+
+
+class PublicAddressTests(ServiceTestMixin, SynchronousTestCase):
+    """
+    Issue 10, item 13: RFC 6886 s3, a client SHOULD use NAT-PMP only when
+    its primary IPv4 address is private.
+    """
+
+    PUBLIC = "198.51.100.7"
+
+    def publicClient(self, gateway: IPv4Address) -> IPortMapper:
+        client = listenClient(self.network.host(self.PUBLIC), gateway)
+        self.clients.append(client)
+        return client
+
+    def test_refusedByDefault(self) -> None:
+        """
+        From a public address the service maps nothing, says why once, and
+        each state carries the reason.
+        """
+        with capturedLogs() as events:
+            service = self.start(UDP5000, clientFactory=self.publicClient)
+            self.advance(120)
+        self.assertEqual(self.mapRequests(), [])
+        self.assertEqual(self.addressRequests(), [])
+        error = service.states()[0].error
+        self.assertIsInstance(error, PublicAddressError)
+        self.assertIn("198.51.100.7", str(error))
+        (warning,) = texts(events, "warn")
+        self.assertIn("from 198.51.100.7, which is not a private address", warning)
+        self.assertIn("mapping nothing", warning)
+
+    def test_allowed(self) -> None:
+        """
+        Told to go ahead, the service maps from a public address, with the
+        warning.
+        """
+        with capturedLogs() as events:
+            self.start(
+                UDP5000, clientFactory=self.publicClient, allowPublicAddress=True
+            )
+            self.advance(2)
+        self.assertEqual(self.mapRequests()[0][0], 1.75)
+        self.assertTrue([t for t in texts(events, "warn") if "mapping anyway" in t])
+
+    def test_privateSaysNothing(self) -> None:
+        with capturedLogs() as events:
+            self.start(UDP5000)
+        self.assertFalse([t for t in texts(events) if "private address" in t])

@@ -182,6 +182,19 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(service._fixedGateway, IPv4Address("10.77.0.1"))
         self.assertEqual(service._healthInterval, 30.0)
 
+    def test_allowPublicAddress(self) -> None:
+        """
+        Issue 10, item 13: C{--allow-public-address} lets the service map
+        from an address that is not private (RFC 6886 s3 SHOULD); by
+        default it does not.
+        """
+        default = makeService(parse("--map", "udp:5000"))
+        allowed = makeService(parse("--map", "udp:5000", "--allow-public-address"))
+        assert isinstance(default, PortMapperService)
+        assert isinstance(allowed, PortMapperService)
+        self.assertFalse(default._allowPublicAddress)
+        self.assertTrue(allowed._allowPublicAddress)
+
     def test_discoversByDefault(self) -> None:
         service = makeService(parse("--map", "udp:5000"))
         assert isinstance(service, PortMapperService)

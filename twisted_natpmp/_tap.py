@@ -75,13 +75,22 @@ class Options(usage.Options):
 
     synopsis = (
         "--map PROTO:INTERNAL[:EXTERNAL] [--map ...] [--gateway IP]"
-        " [--lifetime S] [--health-interval S]"
+        " [--lifetime S] [--health-interval S] [--allow-public-address]"
     )
     longdesc = (
         "Keep ports of this host mapped on the NAT-PMP (RFC 6886) gateway:"
         " renew them, re-map them when the gateway reboots or announces a new"
         " address, follow a change of default gateway, and delete them on exit."
     )
+    optFlags = [
+        [
+            "allow-public-address",
+            None,
+            "Map even when this host reaches the gateway from an address that"
+            " is not private (RFC 1918, 100.64/10, loopback); by default it"
+            " then maps nothing, as RFC 6886 s3 asks.",
+        ],
+    ]
     optParameters = [
         [
             "gateway",
@@ -168,4 +177,5 @@ def makeService(config: Options) -> IService:
         declarations,
         gateway=config["gateway"],
         healthInterval=config["health-interval"],
+        allowPublicAddress=bool(config["allow-public-address"]),
     )

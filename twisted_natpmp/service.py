@@ -77,14 +77,15 @@ from .announce import (
     listenAnnouncements,
 )
 from .client import listenClient
-from .discovery import defaultGateway, isPrivateAddress
-from .errors import NoGatewayError, NoResponseError, NotSupportedError
+from .discovery import defaultGateway, isPrivateAddress, localAddress
+from .errors import NATPMPError, NoGatewayError, NoResponseError, NotSupportedError
 from .interfaces import IMappingObserver, IPortMapper
 
 __all__ = [
     "MappingDeclaration",
     "MappingState",
     "PortMapperService",
+    "PublicAddressError",
     "isPrivateAddress",
 ]
 
@@ -153,12 +154,43 @@ def defaultBackoff(
     return backoffPolicy(initialDelay=1.0, maxDelay=300.0, factor=2.0, jitter=jitter)
 
 
+def _sourceAddress(client: IPortMapper) -> IPv4Address | None:
+    """
+    The local address of C{client}'s socket, connected to the gateway (the
+    kernel's choice, in whatever network namespace the socket is), if the
+    client has one.
+    """
+    transport = getattr(getattr(client, "protocol", None), "transport", None)
+    try:
+        address = IPv4Address(transport.getHost().host)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return None
+    return None if address.is_unspecified else address
+
+
 def _unanswered(failure: Failure) -> bool:
     """
     Did a request fail for want of an answer from the gateway (rather than
     with the gateway's answer)?
     """
     return bool(failure.check(NoResponseError, NotSupportedError, OSError))
+
+
+class PublicAddressError(NATPMPError):
+    """
+    This host reaches the gateway from an address that is not private, so
+    the service maps nothing (RFC 6886 s3: a client SHOULD use NAT-PMP only
+    when its primary IPv4 address is private), unless told to go ahead.
+
+    @ivar address: this host's address towards the gateway.
+    """
+
+    def __init__(self, address: IPv4Address, gateway: IPv4Address) -> None:
+        self.address = address
+        super().__init__(
+            f"this host reaches gateway {gateway} from {address}, which is not a"
+            " private address: RFC 6886 s3 has NAT-PMP used only from one"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +511,7 @@ class PortMapperService(Service):
         stopTimeouts: Sequence[float] = STOP_TIMEOUTS,
         stopDeadline: float = STOP_DEADLINE,
         monotonic: Callable[[], float] = time.monotonic,
+        allowPublicAddress: bool = False,
     ) -> None:
         """
         @param reactor: the clock; also the UDP and multicast reactor of the
@@ -510,6 +543,10 @@ class PortMapperService(Service):
         @param monotonic: returns the seconds of a clock that never steps,
             for the RFC 6886 s3.6 judgement of epochs (a wall clock stepped
             by NTP would look like a gateway reboot).
+        @param allowPublicAddress: map even when this host reaches the
+            gateway from an address that is not private (RFC 1918, RFC 6598
+            or loopback); by default the service then maps nothing and each
+            state carries a L{PublicAddressError} (RFC 6886 s3 SHOULD).
         """
         self._reactor = reactor
         self._entries: dict[tuple[Protocol, int], _Entry] = {}
@@ -526,6 +563,7 @@ class PortMapperService(Service):
         self._stopTimeouts = tuple(stopTimeouts)
         self._stopDeadline = stopDeadline
         self._monotonic = monotonic
+        self._allowPublicAddress = allowPublicAddress
         self._observers: list[IMappingObserver] = []
 
         self.gateway: IPv4Address | None = None
@@ -741,7 +779,9 @@ class PortMapperService(Service):
             return None
 
     def _startAnnouncements(self) -> None:
-        self._announcer = AnnouncementProtocol(self.gateway, self._announced)
+        self._announcer = AnnouncementProtocol(
+            self.gateway, self._announced, clock=self._reactor
+        )
         self._announcePort = self._announcements(self._announcer)
 
     def _discover(self) -> IPv4Address | None:
@@ -766,6 +806,11 @@ class PortMapperService(Service):
         self.gateway = gateway
         client = self._clientFactory(gateway)
         client.addStateLossObserver(self._stateLost)
+        if not self._privateHere(client, gateway):
+            self._releaseClient(client).addErrback(
+                lambda f: log.failure("stopping the client failed", f)
+            )
+            return
         self._client = client
         self._watch = _GatewayWatch(self._reactor, gateway, self._answersAgain)
         self._warnedTinyLifetime = False
@@ -774,6 +819,32 @@ class PortMapperService(Service):
         self._askExternalAddress(client)
         for entry in self._entries.values():
             self._request(entry, _Why.MAP)
+
+    def _privateHere(self, client: IPortMapper, gateway: IPv4Address) -> bool:
+        """
+        RFC 6886 s3: a client SHOULD use NAT-PMP only when its primary IPv4
+        address, here the one it reaches the gateway from, is private.
+        Warn when it is not, and go ahead only if allowed to.
+
+        @return: whether to use C{client}.
+        """
+        address = _sourceAddress(client)
+        if address is None:
+            try:
+                address = localAddress(gateway)
+            except OSError:
+                return True
+        if isPrivateAddress(address):
+            return True
+        error = PublicAddressError(address, gateway)
+        if self._allowPublicAddress:
+            log.warn("{error}; mapping anyway, as allowed", error=str(error))
+            return True
+        log.warn("{error}; mapping nothing", error=str(error))
+        for entry in self._entries.values():
+            entry.error = error
+            self._changed(entry)
+        return False
 
     def _quiesce(self) -> None:
         """
