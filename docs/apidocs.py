@@ -118,7 +118,7 @@ def makeInventories() -> list[str]:
     twistedFile = twistedDir / "objects.inv"
     if not twistedFile.exists():
         source = Path(twisted.__file__).parent
-        subprocess.run(
+        made = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -131,12 +131,15 @@ def makeInventories() -> list[str]:
                 f"--html-output={twistedDir}",
                 str(source),
             ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            # Twisted's own docstrings are not ours to judge.
-            stderr=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
             cwd=INVENTORIES,
         )
+        # Twisted's own docstrings are not ours to judge: its warnings are
+        # shown only if no inventory came of it.
+        if not twistedFile.exists():
+            sys.stderr.write(made.stdout + made.stderr)
+            raise SystemExit(f"pydoctor made no inventory of Twisted {source}")
     return [
         f"--intersphinx-file={pythonFile}::https://docs.python.org/{python}",
         f"--intersphinx-file={twistedFile}"
