@@ -12,8 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp import _gatewaytap
 from twisted_natpmp._gatewaytap import Options, interfaceNetwork, makeService
+from twisted_natpmp._ratelimit import DEFAULT_REQUEST_BURST, DEFAULT_REQUEST_RATE
 from twisted_natpmp._table import (
     DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_MAPPINGS,
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
     DEFAULT_MAX_PORT,
     DEFAULT_MIN_PORT,
@@ -82,6 +84,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(
             options["max-mappings-per-client"], DEFAULT_MAX_MAPPINGS_PER_CLIENT
         )
+        self.assertEqual(options["max-mappings"], DEFAULT_MAX_MAPPINGS)
+        self.assertEqual(options["rate-limit"], DEFAULT_REQUEST_RATE)
+        self.assertEqual(options["rate-burst"], DEFAULT_REQUEST_BURST)
 
     def test_everything(self) -> None:
         """
@@ -172,6 +177,11 @@ class OptionsTests(SynchronousTestCase):
             ("max-lifetime", "1.5"),
             ("max-mappings-per-client", "0"),
             ("max-mappings-per-client", "-3"),
+            ("max-mappings", "0"),
+            ("max-mappings", "many"),
+            ("rate-limit", "-1"),
+            ("rate-limit", "2.5"),
+            ("rate-burst", "0"),
         ]
         for option, value in cases:
             self.assertUsageError(
@@ -198,6 +208,9 @@ class MakeServiceTests(SynchronousTestCase):
                 "--max-port=3000",
                 "--max-lifetime=600",
                 "--max-mappings-per-client=7",
+                "--max-mappings=100",
+                "--rate-limit=5",
+                "--rate-burst=9",
             ]
         )
         service = makeService(options)
@@ -213,8 +226,31 @@ class MakeServiceTests(SynchronousTestCase):
                 "maxPort": 3000,
                 "maxLifetime": 600,
                 "maxMappingsPerClient": 7,
+                "maxMappings": 100,
             },
         )
+        self.assertEqual((service._requestRate, service._requestBurst), (5, 9))
+
+    def test_defaultLimits(self) -> None:
+        """
+        By default the command line limits the gateway's mappings and each
+        source's request rate; --rate-limit 0 turns the rate limit off.
+        """
+        self.patch(Options, "lookupNetwork", staticmethod(fakeNetworks))
+        options = Options()
+        options.parseOptions(["--listen=10.77.0.1"])
+        service = makeService(options)
+        assert isinstance(service, GatewayService)
+        self.assertEqual(service._limits["maxMappings"], DEFAULT_MAX_MAPPINGS)
+        self.assertEqual(
+            (service._requestRate, service._requestBurst),
+            (DEFAULT_REQUEST_RATE, DEFAULT_REQUEST_BURST),
+        )
+        options = Options()
+        options.parseOptions(["--listen=10.77.0.1", "--rate-limit=0"])
+        service = makeService(options)
+        assert isinstance(service, GatewayService)
+        self.assertIsNone(service._requestRate)
 
 
 class CannotListenTests(SynchronousTestCase):

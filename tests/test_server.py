@@ -19,6 +19,7 @@ from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp import server
+from twisted_natpmp._table import MappingTable
 from twisted_natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT, SERVER_PORT, Protocol
 from twisted_natpmp.backends import MemoryBackend
 from twisted_natpmp.errors import OutOfResourcesError
@@ -92,6 +93,7 @@ class GatewayTestsMixin:
         service = GatewayService(self.net.host(GATEWAY), listen, external, **kwargs)
         service.startService()
         self.addCleanup(service.stopService)  # type: ignore[attr-defined]
+        self.service = service
         return service
 
     def ask(
@@ -117,6 +119,12 @@ class GatewayTestsMixin:
         data, addr = replies[0]
         assert addr == (gateway, SERVER_PORT), addr
         return data
+
+    def table(self) -> MappingTable:
+        """
+        The running gateway's table (started by L{startGateway}).
+        """
+        return self.service.gateway.table  # type: ignore[union-attr]
 
     def announcements(self) -> list[bytes]:
         return [d.data for d in self.net.sentTo(ANNOUNCE)]
@@ -557,6 +565,57 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         failed = [e for e in self.logged if "failed to remove" in e["log_format"]]
         self.assertEqual(len(failed), 2)
         self.assertEqual(self.events("deleted"), [])
+
+    def test_rateLimit(self) -> None:
+        """
+        Each source may send a burst of mapping requests, then requests at
+        its rate; beyond that they are dropped, unanswered, and counted;
+        other sources are served meanwhile, and external address requests
+        are not limited.
+        """
+        service = self.startGateway(requestRate=5, requestBurst=10)
+        renew = mapRequest(UDP, 5, 5000, 3600)
+        answered = sum(self.ask(renew) is not None for _ in range(30))
+        self.assertEqual(answered, 10)
+        self.assertIsNotNone(self.ask(renew, OTHER))
+        self.assertIsNotNone(self.ask(b"\x00\x00"))
+        self.clock.advance(1)
+        answered = sum(self.ask(renew) is not None for _ in range(30))
+        self.assertEqual(answered, 5)
+        assert service.gateway is not None
+        self.assertEqual(
+            dict(service.gateway.drops.reasons), {"over the rate limit": 45}
+        )
+
+    def test_gatewayLimit(self) -> None:
+        """
+        Beyond the gateway-wide mapping limit a new mapping gets result 4,
+        Out of Resources (RFC 6886 s3.5), whoever asks.
+        """
+        self.startGateway(maxMappings=2)
+        self.ask(mapRequest(UDP, 1, 0, 60))
+        self.ask(mapRequest(UDP, 1, 0, 60), OTHER)
+        reply = parseMap(self.ask(mapRequest(UDP, 1, 0, 60), "10.77.0.4") or b"")
+        self.assertEqual(reply, (129, 4, 0, 1, 0, 0))
+
+    def test_floodFromForgedSources(self) -> None:
+        """
+        A flood of map requests from 200 (forged) internal source
+        addresses in turn, each well below the per-client limit and 4 times
+        the port range in all, does not take the last ports from a host
+        that holds none: each source ends with about its share, and the host
+        is still granted a mapping.
+        """
+        self.startGateway(listen=[f"{GATEWAY}/16"], minPort=20000, maxPort=20999)
+        sources = [f"10.77.{1 + i // 250}.{1 + i % 250}" for i in range(200)]
+        for port in range(1, 21):
+            for source in sources:
+                self.ask(mapRequest(UDP, port, 0, 3600), source)
+        held = [len(self.table().mappingsOf(IPv4Address(s))) for s in sources]
+        self.assertLessEqual(max(held), 6)
+        self.assertLess(len(self.backend.forwards), 1000)
+        reply = parseMap(self.ask(mapRequest(TCP, 22, 2222, 3600)) or b"")
+        self.assertEqual(reply[:2], (130, 0))
 
     def test_noListenAddress(self) -> None:
         """

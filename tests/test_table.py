@@ -35,6 +35,8 @@ from twisted_natpmp.interfaces import IMappingBackend
 TCP, UDP = Protocol.TCP, Protocol.UDP
 ALICE = IPv4Address("10.0.0.2")
 BOB = IPv4Address("10.0.0.3")
+CAROL = IPv4Address("10.0.0.4")
+DAVE = IPv4Address("10.0.0.5")
 
 
 class FailingBackend(MemoryBackend):
@@ -215,15 +217,58 @@ class MapTests(TableTestsMixin, SynchronousTestCase):
         """
         table = self.makeTable(minPort=5000, maxPort=5002)
         granted = {
-            table.map(ALICE, UDP, port, port, 60).externalPort
-            for port in (80, 5001, 9000)
+            table.map(ALICE, UDP, 80, 80, 60).externalPort,
+            table.map(ALICE, UDP, 5001, 5001, 60).externalPort,
+            table.map(BOB, UDP, 9000, 9000, 60).externalPort,
         }
         self.assertEqual(granted, {5000, 5001, 5002})
-        error = self.assertRaises(Refused, table.map, BOB, UDP, 1, 0, 60)
+        error = self.assertRaises(Refused, table.map, CAROL, UDP, 1, 0, 60)
         self.assertEqual(str(error), "no external port is free (result 4)")
         # The companion ports are Alice's: Bob cannot have them for TCP.
-        self.assertRaises(Refused, table.map, BOB, TCP, 1, 5000, 60)
-        self.assertEqual(table.map(ALICE, TCP, 1, 5000, 60).externalPort, 5000)
+        self.assertRaises(Refused, table.map, BOB, TCP, 1, 5001, 60)
+        self.assertEqual(table.map(ALICE, TCP, 1, 5001, 60).externalPort, 5001)
+
+    def test_gatewayLimit(self) -> None:
+        """
+        Beyond the gateway-wide limit every new mapping is out of resources
+        (result 4, RFC 6886 s3.5), whoever asks; renewals still work, and a
+        deletion makes room.
+        """
+        table = self.makeTable(maxMappings=3)
+        table.map(ALICE, TCP, 1, 2001, 60)
+        table.map(BOB, TCP, 1, 2002, 60)
+        table.map(CAROL, TCP, 1, 2003, 60)
+        error = self.assertRaises(Refused, table.map, DAVE, TCP, 1, 0, 60)
+        self.assertEqual(str(error), "gateway at its limit of 3 mappings (result 4)")
+        self.assertEqual(table.map(ALICE, TCP, 1, 0, 60).externalPort, 2001)
+        table.delete(BOB, TCP, 1)
+        self.assertEqual(table.map(DAVE, TCP, 1, 2002, 60).externalPort, 2002)
+
+    def test_fairShare(self) -> None:
+        """
+        A client may not take a mapping while it holds as many as the
+        gateway has left, so that many clients (or forged sources) cannot
+        take the last ports from one that holds none: with 10 ports and 4
+        greedy clients, a fifth still gets one.
+        """
+        table = self.makeTable(minPort=5000, maxPort=5009)
+        greedy = [IPv4Address(f"10.0.1.{i}") for i in range(1, 5)]
+        for port in range(1, 20):
+            for client in greedy:
+                try:
+                    table.map(client, UDP, port, 0, 60)
+                except Refused as e:
+                    self.assertEqual(
+                        str(e),
+                        "client holds as many mappings as the gateway has left"
+                        " (result 4)",
+                    )
+        self.assertEqual([len(table.mappingsOf(c)) for c in greedy], [2, 2, 2, 2])
+        self.assertEqual(len(table), 8)
+        table.map(ALICE, UDP, 1, 0, 60)
+        # Alice's own companion port needs no new port.
+        table.map(ALICE, TCP, 1, table.mappingsOf(ALICE)[0].externalPort, 60)
+        self.assertRaises(Refused, table.map, ALICE, UDP, 2, 0, 60)
 
     def test_portZeroAndZeroLifetimeRejected(self) -> None:
         """
@@ -243,6 +288,7 @@ class MapTests(TableTestsMixin, SynchronousTestCase):
         self.assertRaises(ValueError, checkLimits, 1, 2, 0, 1)
         self.assertRaises(ValueError, checkLimits, 1, 2, 2**32, 1)
         self.assertRaises(ValueError, checkLimits, 1, 2, 1, 0)
+        self.assertRaises(ValueError, checkLimits, 1, 2, 1, 1, 0)
         self.assertRaises(ValueError, MappingTable, self.clock, self.backend, minPort=0)
         checkLimits(1, 65535, 2**32 - 1, 1)
 
@@ -570,9 +616,11 @@ class NaiveTable:
     of mappings searched in full; the reference for L{ModelTests}.
     """
 
-    def __init__(self, low: int, high: int, maxLifetime: int, limit: int) -> None:
+    def __init__(
+        self, low: int, high: int, maxLifetime: int, limit: int, total: int
+    ) -> None:
         self.low, self.high = low, high
-        self.maxLifetime, self.limit = maxLifetime, limit
+        self.maxLifetime, self.limit, self.total = maxLifetime, limit, total
         self.mappings: list[
             list[Any]
         ] = []  # [client, protocol, internal, external, expires]
@@ -603,19 +651,27 @@ class NaiveTable:
             if m[:3] == [client, protocol, internal]:
                 m[4] = now + granted
                 return (m[3], granted)
-        if sum(m[0] == client for m in self.mappings) >= self.limit:
+        held = sum(m[0] == client for m in self.mappings)
+        if held >= self.limit or len(self.mappings) >= self.total:
             return "out of resources"
+        used = {m[3] for m in self.mappings}
         if self.available(client, protocol, suggested):
             port = suggested
         else:
             start = suggested if self.low <= suggested <= self.high else HIGH_PORT
             start = min(max(start, self.low), self.high)
             order = [*range(start, self.high + 1), *range(self.low, start)]
-            used = {m[3] for m in self.mappings}
             free = [p for p in order if p not in used]
             if not free:
                 return "out of resources"
             port = free[0]
+        # Fair share: no more than the gateway has left, in mappings and,
+        # when the port is not the client's companion port, in ports.
+        left = self.total - len(self.mappings)
+        if port not in used:
+            left = min(left, self.high - self.low + 1 - len(used))
+        if held >= left:
+            return "out of resources"
         self.mappings.append([client, protocol, internal, port, now + granted])
         return (port, granted)
 
@@ -660,8 +716,9 @@ class ModelTests(SynchronousTestCase):
         Whatever the sequence of requests and time steps, the table grants
         the same ports and lifetimes, refuses the same requests and holds
         the same mappings as the obvious implementation of RFC 6886 s3.3
-        and s3.4 (companion ports, next free port, per-client limit,
-        expiry), and its backend holds exactly its mappings.
+        and s3.4 (companion ports, next free port, per-client and
+        gateway-wide limits, fair share, expiry), and its backend holds
+        exactly its mappings.
         """
         clock = Clock()
         backend = MemoryBackend()
@@ -672,8 +729,9 @@ class ModelTests(SynchronousTestCase):
             maxPort=1005,
             maxLifetime=20,
             maxMappingsPerClient=3,
+            maxMappings=5,
         )
-        model = NaiveTable(1000, 1005, 20, 3)
+        model = NaiveTable(1000, 1005, 20, 3, 5)
         for operation in operations:
             name, *args = operation
             now = clock.seconds()

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from twisted.python import usage
 
+from ._ratelimit import DEFAULT_REQUEST_BURST, DEFAULT_REQUEST_RATE
 from ._table import (
     DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_MAPPINGS,
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
     DEFAULT_MAX_PORT,
     DEFAULT_MIN_PORT,
@@ -64,12 +66,14 @@ class Options(usage.Options):
     synopsis = (
         "--listen IP[/PREFIX] [--listen ...] [--external-address IP]"
         " [--min-port N] [--max-port N] [--max-lifetime S]"
-        " [--max-mappings-per-client N]"
+        " [--max-mappings-per-client N] [--max-mappings N] [--rate-limit N]"
+        " [--rate-burst N]"
     )
     longdesc = (
         "Run a NAT-PMP (RFC 6886) gateway on UDP port 5351 of each --listen"
         " address, serving clients in that address's network (given as a"
-        " prefix, or else the netmask of the interface that has the address)."
+        " prefix, or else the netmask of the interface that has the address)"
+        " whose requests arrive on the interface that has the address."
         " Mappings are kept in memory, not written to a firewall."
     )
     optParameters = [
@@ -104,6 +108,26 @@ class Options(usage.Options):
             None,
             str(DEFAULT_MAX_MAPPINGS_PER_CLIENT),
             "How many mappings one client may hold (TCP and UDP together).",
+        ],
+        [
+            "max-mappings",
+            None,
+            str(DEFAULT_MAX_MAPPINGS),
+            "How many mappings the gateway holds at most, for all clients.",
+        ],
+        [
+            "rate-limit",
+            None,
+            str(DEFAULT_REQUEST_RATE),
+            "Mapping requests per second one source address may send; beyond"
+            " it (and the burst) they are dropped and counted.  0 turns the"
+            " limit off.",
+        ],
+        [
+            "rate-burst",
+            None,
+            str(DEFAULT_REQUEST_BURST),
+            "Mapping requests one source address may send at once after a quiet spell.",
         ],
     ]
 
@@ -194,9 +218,9 @@ class Options(usage.Options):
                 f"--min-port {self['min-port']} is above --max-port {self['max-port']}"
             )
         self["max-lifetime"] = _integer("max-lifetime", self["max-lifetime"], 1, _MAX32)
-        self["max-mappings-per-client"] = _integer(
-            "max-mappings-per-client", self["max-mappings-per-client"], 1, _MAX32
-        )
+        for option in ("max-mappings-per-client", "max-mappings", "rate-burst"):
+            self[option] = _integer(option, self[option], 1, _MAX32)
+        self["rate-limit"] = _integer("rate-limit", self["rate-limit"], 0, _MAX32)
 
 
 def makeService(options: Options) -> IService:
@@ -232,4 +256,7 @@ def makeService(options: Options) -> IService:
         maxPort=options["max-port"],
         maxLifetime=options["max-lifetime"],
         maxMappingsPerClient=options["max-mappings-per-client"],
+        maxMappings=options["max-mappings"],
+        requestRate=options["rate-limit"] or None,
+        requestBurst=options["rate-burst"],
     )

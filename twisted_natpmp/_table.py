@@ -44,12 +44,18 @@ DEFAULT_MAX_PORT = 65535
 DEFAULT_MAX_LIFETIME = 86400
 #: How many mappings (TCP and UDP together) one client may hold by default.
 DEFAULT_MAX_MAPPINGS_PER_CLIENT = 512
+#: How many mappings the whole gateway holds at most, as C{twistd
+#: natpmp-gateway} runs it by default (a quarter of the default port range,
+#: or 32 clients at their limit); the Python classes have no such limit
+#: unless given one.
+DEFAULT_MAX_MAPPINGS = 16384
 #: Where the search for an "anonymous" port starts when a client suggests
 #: external port 0 (RFC 6886 s3.3: "a high-numbered port of its choosing"):
 #: the IANA dynamic range.
 HIGH_PORT = 49152
 
 _EPOCH_MODULUS = 2**32
+_UNLIMITED = 2**63
 _BLOCK_BITS = 64
 _BLOCK_FULL = (1 << _BLOCK_BITS) - 1
 
@@ -83,12 +89,15 @@ class _PortPool:
     Ports are bits in blocks of 64; a second bitmap says which blocks still
     hold a free port.  Taking, releasing and finding the next free port are
     a handful of integer operations whatever the size of the table.
+
+    @ivar free: how many ports are free.
     """
 
     def __init__(self, low: int, high: int) -> None:
         self.low = low
         self.high = high
         size = high - low + 1
+        self.free = size
         blocks, tail = divmod(size, _BLOCK_BITS)
         self._blocks = [_BLOCK_FULL] * blocks
         if tail:
@@ -102,12 +111,20 @@ class _PortPool:
         return bool(self._blocks[block] >> bit & 1)
 
     def take(self, port: int) -> None:
+        """
+        Mark the free C{port} taken.
+        """
+        self.free -= 1
         block, bit = divmod(port - self.low, _BLOCK_BITS)
         self._blocks[block] &= ~(1 << bit)
         if not self._blocks[block]:
             self._nonEmpty &= ~(1 << block)
 
     def release(self, port: int) -> None:
+        """
+        Mark the taken C{port} free.
+        """
+        self.free += 1
         block, bit = divmod(port - self.low, _BLOCK_BITS)
         self._blocks[block] |= 1 << bit
         self._nonEmpty |= 1 << block
@@ -232,14 +249,20 @@ def _ignore(event: TableEvent) -> None:
 
 
 def checkLimits(
-    minPort: int, maxPort: int, maxLifetime: int, maxMappingsPerClient: int
+    minPort: int,
+    maxPort: int,
+    maxLifetime: int,
+    maxMappingsPerClient: int,
+    maxMappings: int | None = None,
 ) -> None:
     """
     Check a table's limits.
 
     @raise ValueError: the port range is not within 1-65535 or is empty, or
-        the maximum lifetime or mapping count is below 1.
+        the maximum lifetime or a mapping count is below 1.
     """
+    if maxMappings is not None and maxMappings < 1:
+        raise ValueError(f"bad gateway mapping limit {maxMappings}")
     if not 1 <= minPort <= maxPort <= 65535:
         raise ValueError(f"bad external port range {minPort}-{maxPort}")
     if not 1 <= maxLifetime <= _EPOCH_MODULUS - 1:
@@ -259,6 +282,16 @@ class MappingTable:
     @ivar maxPort: the highest external port granted.
     @ivar maxLifetime: the longest lifetime granted, in seconds.
     @ivar maxMappingsPerClient: how many mappings one client may hold.
+    @ivar maxMappings: how many mappings the table holds at most (L{None}:
+        as many as the port range allows).
+
+    Besides those limits, a client may not take a mapping while it already
+    holds as many as the gateway has left (mappings below L{maxMappings},
+    and free external ports if the mapping needs a new one), so that many
+    clients, or many forged source addresses, cannot take the last ports
+    from a client that holds few: each can take at most half of what it
+    leaves, and a client that holds none is served as long as anything is
+    left at all.
     """
 
     def __init__(
@@ -270,13 +303,14 @@ class MappingTable:
         maxPort: int = DEFAULT_MAX_PORT,
         maxLifetime: int = DEFAULT_MAX_LIFETIME,
         maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+        maxMappings: int | None = None,
         observer: Observer = _ignore,
     ) -> None:
         """
         @param clock: the monotonic time of the epoch and of expiry.
         @raise ValueError: a limit is out of range (see L{checkLimits}).
         """
-        checkLimits(minPort, maxPort, maxLifetime, maxMappingsPerClient)
+        checkLimits(minPort, maxPort, maxLifetime, maxMappingsPerClient, maxMappings)
         self._clock = clock
         self._backend = backend
         self._observer = observer
@@ -284,6 +318,7 @@ class MappingTable:
         self.maxPort = maxPort
         self.maxLifetime = maxLifetime
         self.maxMappingsPerClient = maxMappingsPerClient
+        self.maxMappings = maxMappings
         self._byKey: dict[Key, GatewayMapping] = {}
         self._byExternal: dict[tuple[Protocol, int], Key] = {}
         self._byClient: dict[IPv4Address, dict[Key, GatewayMapping]] = {}
@@ -374,13 +409,28 @@ class MappingTable:
             self._store(renewed)
             self._observer(TableEvent(EventKind.RENEWED, renewed))
             return renewed
-        held = self._byClient.get(client)
-        if held is not None and len(held) >= self.maxMappingsPerClient:
+        held = len(self._byClient.get(client, ()))
+        if held >= self.maxMappingsPerClient:
             raise Refused(
                 ResultCode.OUT_OF_RESOURCES,
                 f"client at its limit of {self.maxMappingsPerClient} mappings",
             )
+        left = _UNLIMITED
+        if self.maxMappings is not None:
+            left = self.maxMappings - len(self._byKey)
+            if left <= 0:
+                raise Refused(
+                    ResultCode.OUT_OF_RESOURCES,
+                    f"gateway at its limit of {self.maxMappings} mappings",
+                )
         externalPort = self._choosePort(client, protocol, suggestedExternalPort)
+        if (_other(protocol), externalPort) not in self._byExternal:
+            left = min(left, self._free.free)  # it takes a free port
+        if held >= left:
+            raise Refused(
+                ResultCode.OUT_OF_RESOURCES,
+                "client holds as many mappings as the gateway has left",
+            )
         try:
             self._backend.addMapping(client, protocol, internalPort, externalPort)
         except Exception as e:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import cast
+from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.base import ReactorBase
@@ -68,6 +68,7 @@ from twisted.python.failure import Failure
 
 from ._droplog import DropLog
 from ._internalport import InterfaceCheckingPort, LocalInterface, interfaceHolding
+from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter, checkRate
 from ._table import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
@@ -155,6 +156,10 @@ class NATPMPGateway:
         external address yet; 0.0.0.0 means the same) answers every request
         but a deletion with result 3, Network Failure (RFC 6886 s3.2, s3.5).
     @ivar internalNetworks: where requests may come from (RFC 6886 s3.3).
+    @ivar rateLimiter: each source's request rate limit, or L{None}.
+    @ivar drops: every packet dropped, counted by source and reason.
+    @ivar refusals: every request refused with a result code, counted by
+        client and reason.
     """
 
     def __init__(
@@ -168,10 +173,21 @@ class NATPMPGateway:
         maxPort: int = DEFAULT_MAX_PORT,
         maxLifetime: int = DEFAULT_MAX_LIFETIME,
         maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+        maxMappings: int | None = None,
+        requestRate: float | None = None,
+        requestBurst: int = DEFAULT_REQUEST_BURST,
         monotonic: MonotonicClock | None = None,
     ) -> None:
         """
         @param clock: schedules the expiry timer and the drop summaries.
+        @param maxMappings: the most mappings the gateway holds (L{None}: as
+            many as the port range allows).
+        @param requestRate: mapping requests (map, renew, delete: what
+            changes state, costs the backend work and the log a line) per
+            second each source may send; beyond it (after a burst of
+            C{requestBurst}) they are dropped and counted.  External address
+            requests, stateless and cheap, are not limited.  L{None}: no
+            limit.
         @param monotonic: the time of the epoch and of expiry (RFC 6886
             s3.6, s3.3), which a step of the wall clock must not move;
             L{monotonicFor} C{clock} by default.
@@ -187,15 +203,17 @@ class NATPMPGateway:
             maxPort=maxPort,
             maxLifetime=maxLifetime,
             maxMappingsPerClient=maxMappingsPerClient,
+            maxMappings=maxMappings,
             observer=_logEvent,
+        )
+        self.rateLimiter = (
+            None
+            if requestRate is None
+            else RateLimiter(self._monotonic, requestRate, requestBurst)
         )
         self._expiryCall: IDelayedCall | None = None
         self._expiryDue = 0.0
-        #: Every packet dropped, counted by source and reason and logged in
-        #: aggregate.
         self.drops = DropLog(log, clock, "NAT-PMP gateway")
-        #: Every request refused with a result code, counted by client and
-        #: reason and logged in aggregate (they are answered, not dropped).
         self.refusals = DropLog(log, clock, "NAT-PMP gateway refusals")
 
     @property
@@ -250,6 +268,9 @@ class NATPMPGateway:
             return None
         if isinstance(request, ExternalAddressRequest):
             return self._externalAddress().encode()
+        if self.rateLimiter is not None and not self.rateLimiter.allow(host):
+            self.drops.drop(host, "over the rate limit")
+            return None
         return self._map(client, request).encode()
 
     def announcement(self) -> bytes | None:
@@ -550,6 +571,9 @@ class GatewayService(Service):
         maxPort: int = DEFAULT_MAX_PORT,
         maxLifetime: int = DEFAULT_MAX_LIFETIME,
         maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+        maxMappings: int | None = None,
+        requestRate: float | None = None,
+        requestBurst: int = DEFAULT_REQUEST_BURST,
         announceTo: Endpoint | None = (ANNOUNCE_GROUP, CLIENT_PORT),
         clock: IReactorTime | None = None,
         monotonic: MonotonicClock | None = None,
@@ -573,6 +597,13 @@ class GatewayService(Service):
         @param port: the UDP port to serve; 0 picks one (for tests).
         @param backend: makes mappings real; a L{MemoryBackend} by
             default.
+        @param maxMappings: the most mappings the gateway holds; L{None} (the
+            default here; C{twistd natpmp-gateway} sets one): as many as the
+            port range allows.
+        @param requestRate: mapping requests per second each source may
+            send, after a burst of C{requestBurst}; beyond it they are
+            dropped and counted (see L{NATPMPGateway}).  L{None} (the default
+            here; C{twistd natpmp-gateway} sets one): no limit.
         @param announceTo: where announcements go; L{None} sends none.
         @param clock: schedules announcements and the expiry timer;
             C{reactor} by default (tests pass a L{Clock} to run real UDP on
@@ -591,13 +622,18 @@ class GatewayService(Service):
         self.externalAddress = externalAddressOrNone(externalAddress)
         self.port = port
         self.backend = MemoryBackend() if backend is None else backend
-        self._limits = {
+        self._limits: dict[str, Any] = {
             "minPort": minPort,
             "maxPort": maxPort,
             "maxLifetime": maxLifetime,
             "maxMappingsPerClient": maxMappingsPerClient,
+            "maxMappings": maxMappings,
         }
-        checkLimits(minPort, maxPort, maxLifetime, maxMappingsPerClient)
+        checkLimits(minPort, maxPort, maxLifetime, maxMappingsPerClient, maxMappings)
+        if requestRate is not None:
+            checkRate(requestRate, requestBurst)
+        self._requestRate = requestRate
+        self._requestBurst = requestBurst
         self.announceTo = announceTo
         self.gateway: NATPMPGateway | None = None
         self.ports: list[IListeningPort] = []
@@ -613,6 +649,8 @@ class GatewayService(Service):
             [interface.network for interface in self.listen],
             backend=self.backend,
             monotonic=self._monotonic,
+            requestRate=self._requestRate,
+            requestBurst=self._requestBurst,
             **self._limits,
         )
         transports: list[IUDPTransport] = []
