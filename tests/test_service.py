@@ -1458,6 +1458,17 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("grants tiny lifetimes (1 s for udp:5000)", warnings[0])
 
+    def test_shortLifetimeAskedForKept(self) -> None:
+        """
+        The floor applies to a gateway's short grant only: a lifetime of 3 s
+        asked for is renewed every 1.5 s, as asked (RFC 6886 s3.3).
+        """
+        with capturedLogs() as events:
+            self.start(MappingDeclaration(Protocol.UDP, 5000, lifetime=3))
+            self.advance(4.5)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 1.5, 3.0, 4.5])
+        self.assertEqual(texts(events, "warn"), [])
+
     def test_grantedOtherwiseSaid(self) -> None:
         """
         Issue 10, item 16: a port or lifetime other than asked for is said

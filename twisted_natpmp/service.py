@@ -7,9 +7,9 @@ packets.  What it does, and where RFC 6886 asks for it:
 
   - maps every declaration when it starts, and renews each at half the
     lifetime the gateway granted, or half the lifetime asked for if the
-    gateway granted more (s3.3: it SHOULD NOT), and never more often than
-    every L{MIN_RENEWAL_INTERVAL} seconds, suggesting the external port it
-    holds;
+    gateway granted more (s3.3: it SHOULD NOT), suggesting the external
+    port it holds; a gateway's short grant never makes it renew more often
+    than every L{MIN_RENEWAL_INTERVAL} seconds;
   - retries a failed request after a capped exponential backoff, for as long
     as it runs: a declaration is never forgotten;
   - re-maps everything, after a random 0-5 s hold-off and one request at a
@@ -111,10 +111,11 @@ COPY_SLACK = 2.0
 HEALTH_INTERVAL = 60.0
 #: The default interval between default-gateway checks, in seconds.
 GATEWAY_CHECK_INTERVAL = 60.0
-#: Renewals are never scheduled sooner than this many seconds apart, however
-#: short the lifetime granted (a gateway granting 1 s would otherwise be
-#: asked 121 times a minute per mapping); such a gateway is warned about
-#: once, and its mappings may lapse between renewals.
+#: A gateway's short grant never makes renewals come sooner than this many
+#: seconds apart (one granting 1 s would otherwise be asked 121 times a
+#: minute per mapping); such a gateway is warned about once, and its
+#: mappings may lapse between renewals.  A lifetime asked for that is
+#: shorter than twice this is renewed at half of it, as asked.
 MIN_RENEWAL_INTERVAL = 10.0
 #: Retransmission schedule of the deletions sent when stopping or removing:
 #: each is sent at most twice (RFC 6886 s3.1: a deletion may be tried only
@@ -152,6 +153,15 @@ def defaultBackoff(
     6886 s3.1.)
     """
     return backoffPolicy(initialDelay=1.0, maxDelay=300.0, factor=2.0, jitter=jitter)
+
+
+def _renewalFloor(declaration: MappingDeclaration) -> float:
+    """
+    The shortest wait before renewing C{declaration}'s mapping, however
+    short the gateway's grant: L{MIN_RENEWAL_INTERVAL}, or half the
+    lifetime asked for if that is shorter.
+    """
+    return min(MIN_RENEWAL_INTERVAL, declaration.lifetime / 2)
 
 
 def _sourceAddress(client: IPortMapper) -> IPv4Address | None:
@@ -1033,8 +1043,9 @@ class PortMapperService(Service):
         entry.grantEpoch = mapping.epoch
         entry.cancelTimers()
         # RFC 6886 s3.3: renew halfway to expiry, by the GRANTED lifetime,
-        # but not more often than MIN_RENEWAL_INTERVAL.
-        renewal = max(lifetime / 2, MIN_RENEWAL_INTERVAL)
+        # but a short grant not more often than MIN_RENEWAL_INTERVAL.
+        floor = _renewalFloor(declaration)
+        renewal = max(lifetime / 2, floor)
         entry.phase = _Phase.RENEWAL
         entry.timer = self._reactor.callLater(renewal, self._timerFired, entry)
         entry.expiry = self._reactor.callLater(lifetime, self._expired, entry)
@@ -1076,13 +1087,13 @@ class PortMapperService(Service):
                 asked=declaration.lifetime,
                 **fields,
             )
-        if lifetime / 2 < MIN_RENEWAL_INTERVAL and not self._warnedTinyLifetime:
+        if lifetime / 2 < floor and not self._warnedTinyLifetime:
             self._warnedTinyLifetime = True
             log.warn(
                 "gateway {gateway} grants tiny lifetimes ({lifetime} s for"
                 " {what}); renewing no more often than every {floor:.0f} s, so"
                 " mappings may lapse between renewals",
-                floor=MIN_RENEWAL_INTERVAL,
+                floor=floor,
                 **fields,
             )
         if self.externalAddress is None:
@@ -1128,7 +1139,9 @@ class PortMapperService(Service):
     def _expired(self, entry: _Entry) -> None:
         entry.expiry = None
         mapping = entry.mapping
-        tiny = mapping is not None and mapping.lifetime / 2 < MIN_RENEWAL_INTERVAL
+        tiny = mapping is not None and mapping.lifetime / 2 < _renewalFloor(
+            entry.declaration
+        )
         # A gateway granting tiny lifetimes was warned about once.
         (log.debug if tiny else log.warn)(
             "the mapping of {what} expired", what=str(entry.declaration)

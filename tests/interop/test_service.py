@@ -14,6 +14,7 @@ import signal
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -27,6 +28,7 @@ from twisted_natpmp.service import (
 
 from ._lab import (
     LAN_HOSTS,
+    NOBODY,
     ROUTER_LAN,
     ROUTER_WAN,
     Daemon,
@@ -74,6 +76,20 @@ def startService(
 
     testCase.addCleanup(stop)
     return service
+
+
+def logLines(testCase: TestCase) -> list[str]:
+    """
+    The text of every log event from now to the test's end.
+    """
+    lines: list[str] = []
+
+    def observe(event: LogEvent) -> None:
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    testCase.addCleanup(globalLogPublisher.removeObserver, observe)
+    return lines
 
 
 def allMapped(service: PortMapperService) -> bool:
@@ -155,6 +171,35 @@ class ServiceInProcessTests(TestCase):
         )
         self.assertEqual(self.lab.rules(TCP), {19600: (LAN_HOSTS[0], 9600)})
         self.assertEqual(self.lab.rules(UDP), {19601: (LAN_HOSTS[0], 9601)})
+
+    async def test_threeRestartsASecondApart(self) -> None:
+        """
+        Issue 10, item 1: miniupnpd restarts three times, a second apart.
+        Each restart's PCP ANNOUNCE has epoch 0, so by the RFC 6886 s3.6
+        rule only the first shows a loss of state; every announcement still
+        leads to the mappings being confirmed (after the s3.7 hold-off, at
+        most one re-mapping every 5 s), so all are back on the router
+        within 6 s of the last restart.
+        """
+        service = self.startService(
+            MappingDeclaration(TCP, 9670, 19670),
+            MappingDeclaration(UDP, 9671, 19671),
+        )
+        await waitUntil(lambda: allMapped(service), "both mapped", 5.0)
+        await sleep(3.0)  # so that the first restart is a loss by s3.6
+        for restart in range(3):
+            if restart:
+                await sleep(1.0)
+            await self.lab.restartMiniupnpd()
+        self.assertEqual(self.lab.rules(TCP), {})
+        await waitUntil(
+            lambda: self.lab.rules(TCP) and self.lab.rules(UDP),
+            "the mappings back on the router after the last restart",
+            RECOVERY_WINDOW,
+            0.1,
+        )
+        self.assertEqual(self.lab.rules(TCP), {19670: (LAN_HOSTS[0], 9670)})
+        self.assertEqual(self.lab.rules(UDP), {19671: (LAN_HOSTS[0], 9671)})
 
     async def test_runtimeAddAndRemove(self) -> None:
         """
@@ -328,6 +373,39 @@ class ServiceAgainstOurGatewayTests(TestCase):
         )
         self.assertTrue(service.doubleNAT)
         self.assertEqual(service.externalAddress, IPv4Address("100.64.7.7"))
+
+
+class SilentGatewayTests(TestCase):
+    """
+    The service pointed at an address on the LAN where nothing answers.
+    """
+
+    async def test_warnedWithinSeconds(self) -> None:
+        """
+        Issue 10, item 11: against a gateway that never answers, a person
+        reads one clear warning within a few seconds (not after the 128 s
+        of the first request's retransmissions), and no reminder soon after.
+        """
+        lab = Lab.build(self)
+        lines = logLines(self)
+        started = reactor().seconds()
+        service = PortMapperService(
+            lab.reactorIn(lab.lans[0]),
+            [MappingDeclaration(TCP, 9670)],
+            gateway=NOBODY,
+            healthInterval=NO_HEALTH_CHECK,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        warning = f"no answer from gateway {NOBODY} yet; still trying"
+        await waitUntil(lambda: warning in lines, "the warning", 5.0, 0.1)
+        self.assertLess(reactor().seconds() - started, 5.0)
+        await sleep(3.0)
+        self.assertEqual(
+            [line for line in lines if f"gateway {NOBODY}" in line and "still" in line],
+            [warning],
+        )
+        self.assertFalse(service.state(TCP, 9670).mapped)
 
 
 class ServiceBeforeRouterTests(TestCase):
