@@ -36,6 +36,7 @@ from ._lab import (
     sleep,
     waitUntil,
 )
+from ._relay import Impairment
 from .test_client import clientOn, reactor
 
 TCP, UDP = Protocol.TCP, Protocol.UDP
@@ -247,6 +248,25 @@ class ServiceInProcessTests(TestCase):
         self.assertLess(reactor().seconds() - started, 6.0)
         # The deletion never reached the router.
         self.assertEqual(set(self.lab.rules(TCP)), {9650})
+
+    async def test_stopOverASlowLink(self) -> None:
+        """
+        Issue 10, item 9: over a link with a 600 ms round trip (the relay
+        delays each way by 300 ms), stopping deletes all of ten mappings
+        within the 5 s stop deadline: the deletions go together, not one
+        after another (which took 6 s and left mappings behind).
+        """
+        slow = Impairment(delay=0.3)
+        relay = await self.lab.startRelay(up=slow, down=slow, maxSeconds=60.0)
+        self.addCleanup(relay.stop)
+        ports = range(9680, 9690)
+        service = self.startService(*(MappingDeclaration(UDP, p) for p in ports))
+        await waitUntil(lambda: allMapped(service), "all mapped", 15.0, 0.1)
+        self.assertEqual(set(self.lab.rules(UDP)), set(ports))
+        started = reactor().seconds()
+        await service.stopService()
+        self.assertLess(reactor().seconds() - started, 5.0)
+        self.assertEqual(self.lab.rules(UDP), {})
 
     async def test_twoServicesOnOneHostHearAnnouncements(self) -> None:
         """
