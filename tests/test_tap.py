@@ -184,12 +184,12 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_allowPublicAddress(self) -> None:
         """
-        Issue 10, item 13: C{--allow-public-address} lets the service map
+        Issue 10, item 13: C{--allow-public} lets the service map
         from an address that is not private (RFC 6886 s3 SHOULD); by
         default it does not.
         """
         default = makeService(parse("--map", "udp:5000"))
-        allowed = makeService(parse("--map", "udp:5000", "--allow-public-address"))
+        allowed = makeService(parse("--map", "udp:5000", "--allow-public"))
         assert isinstance(default, PortMapperService)
         assert isinstance(allowed, PortMapperService)
         self.assertFalse(default._allowPublicAddress)

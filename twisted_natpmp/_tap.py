@@ -75,7 +75,7 @@ class Options(usage.Options):
 
     synopsis = (
         "--map PROTO:INTERNAL[:EXTERNAL] [--map ...] [--gateway IP]"
-        " [--lifetime S] [--health-interval S] [--allow-public-address]"
+        " [--lifetime S] [--health-interval S] [--allow-public]"
     )
     longdesc = (
         "Keep ports of this host mapped on the NAT-PMP (RFC 6886) gateway:"
@@ -84,7 +84,7 @@ class Options(usage.Options):
     )
     optFlags = [
         [
-            "allow-public-address",
+            "allow-public",
             None,
             "Map even when this host reaches the gateway from an address that"
             " is not private (RFC 1918, 100.64/10, loopback); by default it"
@@ -177,5 +177,5 @@ def makeService(config: Options) -> IService:
         declarations,
         gateway=config["gateway"],
         healthInterval=config["health-interval"],
-        allowPublicAddress=bool(config["allow-public-address"]),
+        allowPublicAddress=bool(config["allow-public"]),
     )
