@@ -10,12 +10,13 @@ import re
 import struct
 from ipaddress import IPv4Address
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from twisted_natpmp._wire import MapRequest, Protocol
 from twisted_natpmp.client import NATPMPClient
 
-from ._forge import Forger
+from ._forge import Forger, flood
 from ._lab import (
     LAN_HOSTS,
     ROUTER_LAN,
@@ -34,12 +35,29 @@ TCP, UDP = Protocol.TCP, Protocol.UDP
 
 class _GatewayLab(TestCase):
     """
-    A lab whose router runs C{twistd -n natpmp-gateway} (no miniupnpd).
+    A lab whose router runs C{twistd -n natpmp-gateway} (no miniupnpd),
+    with the default options plus L{gatewayOptions}.
     """
+
+    #: Options for the gateway beyond --listen and --external-address.
+    gatewayOptions: tuple[str, ...] = ()
 
     async def setUp(self) -> None:  # type: ignore[override]
         self.lab = Lab.build(self)
-        self.gateway: Daemon = await self.lab.startOurGateway()
+        if self.gatewayOptions:
+            self.gateway: Daemon = self.lab.spawn(
+                self.lab.router,
+                self.lab.twistd(
+                    "natpmp-gateway",
+                    f"--listen={ROUTER_LAN}/24",
+                    f"--external-address={ROUTER_WAN}",
+                    *self.gatewayOptions,
+                ),
+                "natpmp-gateway",
+            )
+            await self.lab.waitListening(self.gateway, 5351)
+        else:
+            self.gateway = await self.lab.startOurGateway()
 
     async def natpmpc(self, lan: int, *args: str) -> Completed:
         """
@@ -265,3 +283,66 @@ class ExternalInterfaceTests(_GatewayLab):
         await self.assertFree(1, 9002, 18000)
         await self.assertHeld(1, 9003, 3333)
         self.assertGatewayRuns()
+
+
+class FloodTests(_GatewayLab):
+    """
+    A flood of mapping requests from many forged LAN sources, bounded in
+    packets and time, against a gateway with a small port range.
+    """
+
+    #: 1,000 external ports; each source 1 mapping request a second after
+    #: a burst of 5.
+    gatewayOptions = (
+        "--min-port=20000",
+        "--max-port=20999",
+        "--rate-limit=1",
+        "--rate-burst=5",
+    )
+    #: 200 forged sources on the LAN, none of them a lab host.
+    sources = tuple(f"10.77.0.{i}" for i in range(4, 204))
+    #: Requests per source: 6,000 packets in all, six times the port range.
+    perSource = 30
+
+    async def test_otherHostStillServed(self) -> None:
+        """
+        While LAN host 1 floods the gateway with 6,000 map requests in about
+        2 s, forged from 200 other LAN addresses in turn (each far below the
+        per-client limit), the forged sources take most of the ports but
+        not the last ones (each holds about its share), requests beyond a
+        source's rate are dropped and counted, and LAN host 2 (natpmpc)
+        maps a port during the flood and after it.  The gateway logs each
+        mapping it creates, and drops and refusals only in aggregate (it
+        says the counts when it stops).
+        """
+        forger = Forger(self.lab.lans[0])
+        self.addCleanup(forger.close)
+        packets = [
+            ((source, 40000), MapRequest(UDP, 1000 + k, 0, 3600).encode())
+            for k in range(self.perSource)
+            for source in self.sources
+        ]
+        flooding = Deferred.fromCoroutine(
+            flood(forger, packets, (ROUTER_LAN, 5351), perBatch=150, interval=0.05)
+        )
+        await sleep(1.0)
+        during = await self.natpmpc(1, "-a", "20500", "8500", "tcp", "600")
+        await flooding
+        await sleep(0.5)
+        after = await self.natpmpc(1, "-a", "20501", "8501", "tcp", "600")
+        for done in (during, after):
+            self.assertRegex(done.out, r"Mapped public port \d+ protocol TCP")
+        self.assertEqual(forger.sent, len(packets))
+        self.assertGatewayRuns()
+        await self.gateway.stop()  # which says what it counted
+        log = self.gateway.output()
+        lines = log.splitlines()
+        created = log.count("mapping created: udp")
+        tail = "\n".join(lines[-15:])
+        self.assertGreater(created, 800, tail)
+        self.assertLess(created, 1000, tail)
+        self.assertRegex(log, r"dropped \d+ packets from .*over the rate limit", tail)
+        # Besides one line per mapping event (its stopping deletes them all),
+        # a few lines for 6,000 packets.
+        others = [line for line in lines if "] mapping " not in line]
+        self.assertLess(len(others), 150, tail)
