@@ -1,6 +1,7 @@
 """
-L{PortMapperService}: an L{IService} that keeps a declared set of ports
-mapped on the NAT-PMP gateway for as long as it runs.
+L{PortMapperService}: an L{IService <twisted.application.service.IService>}
+that keeps a declared set of ports mapped on the NAT-PMP gateway for as long
+as it runs.
 
 It talks to an L{IPortMapper} (the L{NATPMPClient} by default), never to
 packets.  What it does, and where RFC 6886 asks for it:
