@@ -278,20 +278,20 @@ class MappingTable:
     Mutating methods first expire whatever is due, so an expired mapping
     never blocks a request even when nobody called L{expire}.
 
+    Besides its limits, a client may not take a mapping while it already
+    holds as many as the gateway has left (mappings below L{maxMappings},
+    and free external ports if the mapping needs a new one), so that many
+    clients, or many forged source addresses asking in turn, cannot take
+    the last ports from a client that holds few: each ends with about an
+    equal share, and a client that holds none is served as long as anything
+    is left at all.
+
     @ivar minPort: the lowest external port granted.
     @ivar maxPort: the highest external port granted.
     @ivar maxLifetime: the longest lifetime granted, in seconds.
     @ivar maxMappingsPerClient: how many mappings one client may hold.
     @ivar maxMappings: how many mappings the table holds at most (L{None}:
         as many as the port range allows).
-
-    Besides those limits, a client may not take a mapping while it already
-    holds as many as the gateway has left (mappings below L{maxMappings},
-    and free external ports if the mapping needs a new one), so that many
-    clients, or many forged source addresses, cannot take the last ports
-    from a client that holds few: each can take at most half of what it
-    leaves, and a client that holds none is served as long as anything is
-    left at all.
     """
 
     def __init__(

@@ -582,12 +582,14 @@ class GatewayService(Service):
         ),
     ) -> None:
         """
-        @param reactor: provides L{IReactorTime} and L{IReactorMulticast}
-            (the real reactor does).  On a reactor with real sockets
-            (L{IReactorFDSet}) each port serves only the requests that
-            arrive on the interface holding its address (RFC 6886 s3.3);
-            a reactor without (an in-memory network, in tests) has no
-            interfaces to tell apart.
+        @param reactor: provides
+            L{twisted.internet.interfaces.IReactorTime} and
+            L{twisted.internet.interfaces.IReactorMulticast} (the real
+            reactor does).  On a reactor with real sockets
+            (L{twisted.internet.interfaces.IReactorFDSet}) each port serves
+            only the requests that arrive on the interface holding its
+            address (RFC 6886 s3.3); a reactor without (an in-memory
+            network, in tests) has no interfaces to tell apart.
         @param listen: the internal addresses with their networks, e.g.
             C{"10.77.0.1/24"}: requests are served on C{port} of each
             address, from clients in any of the networks (RFC 6886 s3.3).
@@ -606,8 +608,8 @@ class GatewayService(Service):
             here; C{twistd natpmp-gateway} sets one): no limit.
         @param announceTo: where announcements go; L{None} sends none.
         @param clock: schedules announcements and the expiry timer;
-            C{reactor} by default (tests pass a L{Clock} to run real UDP on
-            fake time).
+            C{reactor} by default (tests pass a
+            L{twisted.internet.task.Clock} to run real UDP on fake time).
         @param monotonic: the time of the epoch and of expiry;
             L{monotonicFor} C{clock} by default (the system's monotonic
             clock beside a real reactor).
