@@ -67,6 +67,8 @@ ROUTER_WAN = "192.0.3.1"
 WAN_HOST = "192.0.3.2"
 #: An address on the LAN where no host exists: nothing ever answers there.
 NOBODY = "10.77.0.99"
+#: A second gateway's LAN address (L{Lab.addSecondGateway}).
+SECOND_GATEWAY = "10.77.0.254"
 
 _PREFIX = "tnpmp"
 _NAME = re.compile(rf"^{_PREFIX}(\d+)x\d+-\w+$")
@@ -517,6 +519,8 @@ class Lab:
         self.router = f"{base}-router"
         self.lans = (f"{base}-lan1", f"{base}-lan2")
         self.wan = f"{base}-wan"
+        self.extra: list[str] = []
+        self._base = base
         self.directory = directory
         self.miniupnpd: Daemon | None = None
         self._daemons: list[Daemon] = []
@@ -540,7 +544,49 @@ class Lab:
 
     @property
     def namespaces(self) -> tuple[str, ...]:
-        return (self.router, *self.lans, self.wan)
+        return (self.router, *self.lans, self.wan, *self.extra)
+
+    def addSecondGateway(self) -> str:
+        """
+        Add a namespace for a second router on the LAN bridge, at
+        L{SECOND_GATEWAY} (nothing runs there yet); return its name.  It is
+        deleted with the lab.
+        """
+        namespace = f"{self._base}-gw2"
+        self.extra.append(namespace)
+        _liveNamespaces.add(namespace)
+        _check(["ip", "netns", "add", namespace])
+        self._ipBatch(
+            self.router,
+            [
+                f"link add l3 type veth peer name eth0 netns {namespace}",
+                "link set l3 master br0",
+                "link set l3 up",
+            ],
+        )
+        self._ipBatch(
+            namespace,
+            [
+                "link set lo up",
+                "link set eth0 up",
+                f"address add {SECOND_GATEWAY}/24 dev eth0",
+            ],
+        )
+        return namespace
+
+    def setDefaultRoute(self, lan: int, gateway: str) -> None:
+        """
+        Make C{gateway} LAN host C{lan}'s default route.
+        """
+        self._ipBatch(self.lans[lan], [f"route replace default via {gateway}"])
+
+    def setLanLink(self, lan: int, up: bool) -> None:
+        """
+        Take LAN host C{lan}'s link down or up at the router's end (its
+        bridge port): the host keeps its address and routes, and loses its
+        carrier, as when its cable is pulled.
+        """
+        self._ipBatch(self.router, [f"link set l{lan + 1} {'up' if up else 'down'}"])
 
     def _create(self) -> None:
         for namespace in self.namespaces:
@@ -833,6 +879,19 @@ class Lab:
         if self.miniupnpd is not None:
             await self.miniupnpd.stop()
 
+    async def killMiniupnpd(self) -> None:
+        """
+        Kill miniupnpd (SIGKILL: it cleans nothing up) and flush its chains,
+        as when the router loses power.
+        """
+        if self.miniupnpd is not None:
+            self.miniupnpd.signal(signal.SIGKILL)
+            if not await self.miniupnpd.waitEnded(5.0):
+                raise LabError("miniupnpd survived SIGKILL")
+        self.check(
+            self.router, ["iptables-legacy-restore", "-w", "5", "--noflush"], _FLUSH
+        )
+
     async def restartMiniupnpd(self) -> Daemon:
         """
         Simulate a router reboot: stop miniupnpd, flush its chains (a reboot
@@ -883,6 +942,18 @@ class Lab:
                 port = int(match.group(2))
                 result[port] = internal.get(port)
         return result
+
+    def rulesFor(self, host: str) -> dict[tuple[str, int], int]:
+        """
+        The router's port forwards to C{host}, from L{rules}: each
+        (C{"TCP"} or C{"UDP"}, internal port) with its external port.
+        """
+        found = {}
+        for protocol in (Protocol.TCP, Protocol.UDP):
+            for external, target in self.rules(protocol).items():
+                if target is not None and target[0] == host:
+                    found[(protocol.label.upper(), target[1])] = external
+        return found
 
     # Teardown
 

@@ -531,9 +531,18 @@ def _relayMain(options: argparse.Namespace) -> int:
     return 0
 
 
+def isMapRequest(packet: bytes) -> bool:
+    """
+    Whether C{packet} is a whole NAT-PMP map request (RFC 6886 s3.3).
+    """
+    return len(packet) >= 12 and packet[0] == 0 and packet[1] in (1, 2)
+
+
 def _floodMain(options: argparse.Namespace) -> int:
     valid = validResponses() if options.responses else validRequests()
-    payloads = mutations(options.seed, valid, options.count)
+    payloads: Iterator[bytes] = mutations(options.seed, valid, 10 * options.count)
+    if options.no_map_requests:
+        payloads = (p for p in payloads if not isMapRequest(p))
     done = flood(options.to, payloads, options.count, options.rate, options.max_seconds)
     print(json.dumps({"flood": done}), flush=True)
     return 0
@@ -555,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     flooder = commands.add_parser("flood", help="send mutated NAT-PMP packets")
     flooder.add_argument("--to", type=Target.parse, action="append", required=True)
     flooder.add_argument("--responses", action="store_true")
+    flooder.add_argument("--no-map-requests", action="store_true")
     flooder.add_argument("--count", type=int, required=True)
     flooder.add_argument("--rate", type=float, required=True)
     flooder.add_argument("--seed", type=int, default=0)

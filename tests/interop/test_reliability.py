@@ -1,0 +1,447 @@
+"""
+The reliability suite over real UDP in the lab's namespaces: floods of
+fuzzed packets at our gateway and at a running mapper service, and the
+mapper service and the C{natpmp} command through the impairment relay
+(loss, delay, duplication, reordering) against the real miniupnpd.
+
+Every flood is bounded in count, rate and time; every wait is bounded.
+The relays are seeded, so a run sees the same fates for the same packet
+sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from twisted_natpmp._wire import Protocol
+from twisted_natpmp.service import (
+    STOP_DEADLINE,
+    MappingDeclaration,
+    PortMapperService,
+)
+
+from . import _relay
+from ._lab import (
+    LAN_HOSTS,
+    ROUTER_LAN,
+    ROUTER_WAN,
+    Daemon,
+    Lab,
+    LabError,
+    waitUntil,
+)
+from ._relay import Impairment
+from .test_cli import natpmpCommand
+from .test_client import reactor
+
+TCP, UDP = Protocol.TCP, Protocol.UDP
+
+#: Packets in each flood, and the rate they go at (packets a second).
+FLOOD_PACKETS = 100_000
+FLOOD_RATE = 20_000
+#: The most log a daemon may write for a flood of FLOOD_PACKETS bad packets:
+#: about one byte a packet (aggregated drops, never a line each).
+MAX_FLOOD_LOG = 100_000
+#: Words that mean an exception escaped somewhere.
+CRASH_WORDS = ("Traceback", "Unhandled Error")
+
+#: The 20 declarations of the impairment tests: ports 9100-9109 in both
+#: protocols, each suggesting its own external port, so that any confusion
+#: between two mappings shows in the router's rules.
+DECLARATIONS = [
+    MappingDeclaration(protocol, port, port + offset, lifetime=600)
+    for protocol, offset in ((TCP, 10000), (UDP, 20000))
+    for port in range(9100, 9110)
+]
+
+#: The impairments of the issue's outcomes (issue 12), each direction.
+LOSS_30 = Impairment(loss=0.3)
+SLOW_JUMBLED = Impairment(delay=0.3, duplicate=0.2, reorder=0.25, hold=0.3)
+LOSS_60 = Impairment(loss=0.6)
+#: How long the service may take to map all 20 at 60% loss ("eventually",
+#: within what a CI run can give it).
+LOSS_60_BOUND = 120.0
+
+
+def run(coroutine: Coroutine[Any, Any, object]) -> Deferred[object]:
+    return Deferred.fromCoroutine(coroutine)
+
+
+def crashes(text: str) -> list[str]:
+    """
+    The lines of C{text} that say an exception escaped.
+    """
+    return [line for line in text.splitlines() if any(w in line for w in CRASH_WORDS)]
+
+
+def udpPortsConnectedTo(pid: int, remote: tuple[str, int]) -> list[int]:
+    """
+    The local ports of the UDP sockets in process C{pid}'s namespace that
+    are connected to C{remote}.
+    """
+    host, port = remote
+    octets = [int(x) for x in host.split(".")]
+    wanted = "".join(f"{o:02X}" for o in reversed(octets)) + f":{port:04X}"
+    ports = []
+    for line in Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[2] == wanted:
+            ports.append(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+class LogLines:
+    """
+    The log lines of this process while a test runs, formatted, at most
+    C{limit} (counting the rest).
+    """
+
+    def __init__(self, testCase: TestCase, limit: int = 10_000) -> None:
+        self.lines: list[str] = []
+        self.dropped = 0
+        self._limit = limit
+        observer = cast(ILogObserver, self.observe)
+        globalLogPublisher.addObserver(observer)
+        testCase.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def observe(self, event: dict[str, Any]) -> None:
+        if len(self.lines) < self._limit:
+            text = formatEvent(event)
+            failure = event.get("log_failure")
+            if failure is not None:
+                text += "\n" + failure.getTraceback()
+            self.lines.append(text)
+        else:
+            self.dropped += 1
+
+
+_LEFT = re.compile(r"left (\d+) mapping")
+_DECLARED = re.compile(r"\b(tcp|udp):(\d+)", re.IGNORECASE)
+
+
+def namedAsLeft(lines: list[str]) -> tuple[int, set[tuple[str, int]]]:
+    """
+    What the service's stop said it left: the count it gave and the
+    mappings it named, from the lines that say "left N mapping(s)".
+    """
+    count = 0
+    named: set[tuple[str, int]] = set()
+    for line in lines:
+        match = _LEFT.search(line)
+        if match is None:
+            continue
+        count += int(match.group(1))
+        tail = line[match.end() :]
+        named |= {
+            (m.group(1).upper(), int(m.group(2))) for m in _DECLARED.finditer(tail)
+        }
+    return count, named
+
+
+class ImpairedTests(TestCase):
+    """
+    The issue's required outcomes under loss, delay, duplication and
+    reordering (issue 12): the C{natpmp} command on LAN host 1 and the
+    mapper service on LAN host 2 at once, each behind its own seeded relay,
+    against miniupnpd.
+    """
+
+    timeout = 200
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = Lab.build(self)
+        await self.lab.startMiniupnpd()
+        self.logs = LogLines(self)
+        self.mappedIn = 0.0
+
+    async def impair(self, up: Impairment, down: Impairment) -> None:
+        for lan in (0, 1):
+            await self.lab.startRelay(lan, up, down, seed=1200 + lan)
+
+    async def cliMapsAndUnmaps(self) -> None:
+        """
+        C{natpmp map}, then C{natpmp unmap}, on LAN host 1: each exits 0 and
+        the router's rules show it.
+        """
+        lan = self.lab.lans[0]
+        base = [*natpmpCommand(), "--gateway", ROUTER_LAN]
+        mapped = await self.lab.run(
+            lan,
+            [*base, "map", "udp", "7000", "--external", "17000", "--lifetime", "600"],
+            timeout=140.0,
+        )
+        self.assertEqual(mapped.code, 0, mapped.describe())
+        self.assertEqual(self.lab.rulesFor(LAN_HOSTS[0]), {("UDP", 7000): 17000})
+        unmapped = await self.lab.run(
+            lan, [*base, "unmap", "udp", "7000"], timeout=140.0
+        )
+        self.assertEqual(unmapped.code, 0, unmapped.describe())
+        self.assertEqual(self.lab.rulesFor(LAN_HOSTS[0]), {})
+
+    def startService(self) -> PortMapperService:
+        service = PortMapperService(
+            self.lab.reactorIn(self.lab.lans[1]),
+            DECLARATIONS,
+            gateway=ROUTER_LAN,
+            healthInterval=600.0,
+        )
+        service.startService()
+
+        async def stop() -> None:
+            if service.running:
+                await service.stopService()
+
+        self.addCleanup(lambda: run(stop()))
+        return service
+
+    def checkNotConfused(self, service: PortMapperService) -> None:
+        """
+        Every mapping the router holds for LAN host 2 is the one declared
+        (the suggested external port for that protocol and internal port),
+        and the service holds each at the port the router has.
+        """
+        expected = {
+            (d.protocol.label.upper(), d.internalPort): d.externalPort
+            for d in DECLARATIONS
+        }
+        self.assertEqual(self.lab.rulesFor(LAN_HOSTS[1]), expected)
+        for state in service.states():
+            d = state.declaration
+            self.assertTrue(state.mapped, state)
+            self.assertEqual(state.externalPort, d.externalPort, state)
+            self.assertEqual(state.externalAddress is not None, True, state)
+
+    async def serviceMapsAll(self, timeout: float) -> PortMapperService:
+        service = self.startService()
+
+        started = reactor().seconds()
+
+        def allMapped() -> bool:
+            return all(s.mapped for s in service.states())
+
+        try:
+            await waitUntil(allMapped, "all 20 declarations mapped", timeout, 0.1)
+        except LabError as e:
+            mapped = sum(s.mapped for s in service.states())
+            raise AssertionError(f"{e} ({mapped} of 20 were)") from None
+        self.mappedIn = reactor().seconds() - started
+        self.checkNotConfused(service)
+        return service
+
+    async def stopService(self, service: PortMapperService) -> float:
+        """
+        Stop C{service}; return how long it took.
+        """
+        started = reactor().seconds()
+        await service.stopService()
+        return cast(float, reactor().seconds() - started)
+
+    async def serviceMapsAndStopDeletes(self, timeout: float) -> None:
+        service = await self.serviceMapsAll(timeout)
+        took = await self.stopService(service)
+        self.assertLess(took, STOP_DEADLINE + 1.0)
+        self.assertEqual(self.lab.rulesFor(LAN_HOSTS[1]), {})
+        self.assertEqual(namedAsLeft(self.logs.lines), (0, set()))
+
+    async def both(self, timeout: float) -> None:
+        await gatherResults(
+            [
+                run(self.cliMapsAndUnmaps()),
+                run(self.serviceMapsAndStopDeletes(timeout)),
+            ],
+            consumeErrors=True,
+        )
+        self.assertEqual(crashes("\n".join(self.logs.lines)), [])
+
+    async def test_loss30(self) -> None:
+        """
+        30% loss each way: C{natpmp} maps and unmaps; the service maps all
+        of its 20 declarations, and stopping deletes all 20 (RFC 6886
+        s3.1: the client retransmits; s3.4: deletion).
+        """
+        await self.impair(LOSS_30, LOSS_30)
+        await self.both(60.0)
+
+    test_loss30.todo = (  # type: ignore[attr-defined]
+        "issue 10 item 9: stop sends each deletion only twice (3 s) within its"
+        " 5 s deadline; at 30% loss each way about 1 in 11 deletions never"
+        " reaches the router, so some of the 20 are left"
+    )
+
+    async def test_slowDuplicatedReordered(self) -> None:
+        """
+        300 ms each way, 20% duplicated, 25% reordered: the same, and no
+        late or duplicate reply confirms the wrong request (RFC 6886 s3.3:
+        a reply matches on opcode and internal port).
+        """
+        await self.impair(SLOW_JUMBLED, SLOW_JUMBLED)
+        await self.both(60.0)
+
+    async def test_loss60(self) -> None:
+        """
+        60% loss each way: the service eventually maps all 20 (no
+        declaration forgotten), and what stopping could not delete is what
+        its log says it left.
+        """
+        await self.impair(LOSS_60, LOSS_60)
+        service = await self.serviceMapsAll(LOSS_60_BOUND)
+        took = await self.stopService(service)
+        self.assertLess(took, STOP_DEADLINE + 1.0)
+        remaining = set(self.lab.rulesFor(LAN_HOSTS[1]))
+        count, named = namedAsLeft(self.logs.lines)
+        # Truthful: every mapping still on the router is named as left, and
+        # the count is that of the names (a deletion that arrived but whose
+        # reply was lost is rightly among them: the service cannot know).
+        self.assertLessEqual(remaining, named, self.logs.lines[-5:])
+        self.assertEqual(count, len(named))
+        self.assertEqual(crashes("\n".join(self.logs.lines)), [])
+
+    test_loss60.todo = (  # type: ignore[attr-defined]
+        "the client sends one request at a time on the RFC 6886 s3.1 doubling"
+        " schedule, so at 60% loss each way each mapping takes ~40 s on average"
+        " (2 min when all 9 tries are lost) and 20 take 10-20 min: the service"
+        " needs its mapping requests in flight together (or retried sooner) to"
+        " map all 20 within the bound"
+    )
+
+
+class FloodTests(TestCase):
+    """
+    100,000 fuzzed packets over real UDP, rate-bounded, at our gateway and
+    at a running C{twistd natpmp}; afterwards each still does its job, and
+    its log shows no crash and stays small.
+    """
+
+    async def flood(
+        self, lab: Lab, *targets: str, responses: bool = False, seed: int = 1
+    ) -> dict[str, float]:
+        """
+        Send L{FLOOD_PACKETS} mutated packets from LAN host 2, round-robin
+        over C{targets} (L{_relay.Target.parse} forms), at L{FLOOD_RATE}.
+        Mutations that are still whole map requests are left out: each of
+        those is a mapping event a gateway rightly logs.
+        """
+        argv = [
+            _relay.__file__,
+            "flood",
+            "--count",
+            str(FLOOD_PACKETS),
+            "--rate",
+            str(FLOOD_RATE),
+            "--seed",
+            str(seed),
+            "--max-seconds",
+            "40",
+            "--no-map-requests",
+        ]
+        for target in targets:
+            argv += ["--to", target]
+        if responses:
+            argv.append("--responses")
+        done = await lab.run(lab.lans[1], lab.python(*argv), timeout=60.0)
+        self.assertEqual(done.code, 0, done.describe())
+        counts: dict[str, float] = json.loads(done.out.strip().splitlines()[-1])[
+            "flood"
+        ]
+        self.assertEqual(counts["sent"], FLOOD_PACKETS, counts)
+        return counts
+
+    def checkLog(self, daemon: Daemon) -> None:
+        """
+        No crash in C{daemon}'s log, and (checked last, so that a failure
+        here hides nothing else) the log stays under L{MAX_FLOOD_LOG}.
+        """
+        output = daemon.output()
+        self.assertEqual(crashes(output), [])
+        size = daemon.log.stat().st_size
+        self.assertLessEqual(
+            size,
+            MAX_FLOOD_LOG,
+            f"{size} bytes of log; the end:\n{output[-2000:]}",
+        )
+
+    async def test_ourGateway(self) -> None:
+        """
+        Our gateway takes 100,000 fuzzed requests from LAN host 2 and then
+        answers natpmpc on LAN host 1 correctly: the external address, a
+        mapping, its deletion.
+        """
+        lab = Lab.build(self)
+        gateway = await lab.startOurGateway()
+        await self.flood(lab, f"{ROUTER_LAN}:5351")
+        self.assertFalse(gateway.ended, gateway.output()[-2000:])
+        lan = lab.lans[0]
+        done = await lab.run(lan, ["natpmpc", "-g", ROUTER_LAN])
+        self.assertEqual(done.code, 0, done.describe())
+        self.assertIn(f"Public IP address : {ROUTER_WAN}", done.out)
+        done = await lab.run(
+            lan, ["natpmpc", "-g", ROUTER_LAN, "-a", "5001", "5000", "udp", "600"]
+        )
+        self.assertEqual(done.code, 0, done.describe())
+        self.assertRegex(done.out, r"Mapped public port 5001 protocol UDP")
+        done = await lab.run(
+            lan, ["natpmpc", "-g", ROUTER_LAN, "-a", "5001", "5000", "udp", "0"]
+        )
+        self.assertEqual(done.code, 0, done.describe())
+        self.checkLog(gateway)
+
+    async def test_service(self) -> None:
+        """
+        A running C{twistd natpmp} takes 100,000 fuzzed packets: forged
+        replies from the gateway's address and port at its client port, and
+        announcements (forged from the gateway, and from another host) at
+        224.0.0.1:5350; it keeps renewing its mappings on miniupnpd (each
+        is there after more than its lifetime), and stopping deletes them.
+        """
+        lab = Lab.build(self)
+        await lab.startMiniupnpd()
+        lifetime = 20
+        argv = ["natpmp", "--gateway", ROUTER_LAN, "--lifetime", str(lifetime)]
+        argv += ["--health-interval", "600"]
+        maps = {("TCP", 9300): 19300, ("UDP", 9301): 19301, ("UDP", 9302): 19302}
+        for (protocol, port), external in maps.items():
+            argv += ["--map", f"{protocol.lower()}:{port}:{external}"]
+        daemon = lab.spawn(lab.lans[0], lab.twistd(*argv), "twistd-natpmp")
+        host = LAN_HOSTS[0]
+
+        await waitUntil(
+            lambda: lab.rulesFor(host) == maps, "twistd natpmp's mappings", 15.0, 0.1
+        )
+        mappedAt = reactor().seconds()
+        ports = udpPortsConnectedTo(daemon.pid, (ROUTER_LAN, 5351))
+        self.assertEqual(len(ports), 1, ports)
+        await self.flood(
+            lab,
+            f"{host}:{ports[0]}<-{ROUTER_LAN}:5351",
+            f"224.0.0.1:5350<-{ROUTER_LAN}:5351",
+            "224.0.0.1:5350",
+            responses=True,
+        )
+        self.assertFalse(daemon.ended, daemon.output()[-2000:])
+
+        # Past a lifetime after mapping: only renewals keep the rules.
+        def aLifetimeLater() -> bool:
+            return bool(reactor().seconds() > mappedAt + lifetime + 4)
+
+        await waitUntil(aLifetimeLater, "a lifetime", lifetime + 10.0, 0.2)
+        self.assertEqual(lab.rulesFor(host), maps)
+        self.assertEqual(crashes(daemon.output()), [])
+        daemon.signal(signal.SIGTERM)
+        self.assertTrue(await daemon.waitEnded(STOP_DEADLINE + 5.0), daemon.output())
+        self.assertEqual(lab.rulesFor(host), {})
+        self.checkLog(daemon)
+
+    test_service.todo = (  # type: ignore[attr-defined]
+        "issue 10 item 12: the client warns 'gateway lost its mapping state'"
+        " once per forged reply or announcement with a lower epoch, so the"
+        " flood's log is about 600 KB, not aggregated"
+    )
