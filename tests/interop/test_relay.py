@@ -1,10 +1,12 @@
 """
-The impairment relay (L{tests.interop._relay}): its seeded decisions, in
-memory, and the relay itself between a LAN host and the real miniupnpd.
+The reliability suite's packet tools (L{tests.interop._relay}): the
+impairment relay's seeded decisions, in memory, and the relay itself
+between a LAN host and the real miniupnpd; the flooder; the mutations.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable
 
@@ -12,8 +14,18 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_natpmp._wire import Protocol
 
+from . import _relay
 from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Inbox, Lab, sleep, waitUntil
-from ._relay import Counts, Fate, Impairment
+from ._relay import (
+    MAX_LENGTH,
+    Counts,
+    Fate,
+    Impairment,
+    isMapRequest,
+    mutations,
+    udpDatagram,
+    validRequests,
+)
 
 #: The relay's seed in these tests.
 SEED = 1234
@@ -264,3 +276,100 @@ class RelayTests(TestCase):
             await sleep(0.01)
         self.assertTrue(await relay.daemon.waitEnded(5.0), relay.daemon.output())
         self.assertIn('{"relay"', relay.daemon.output())
+
+
+class FlooderTests(TestCase):
+    """
+    The flooder (C{_relay.py flood}) from LAN host 2 to a socket on LAN host
+    1: it sends what it is asked, as fast as allowed and no faster, from a
+    forged source when asked.
+    """
+
+    async def flood(self, lab: Lab, *args: str) -> dict[str, float]:
+        done = await lab.run(
+            lab.lans[1], lab.python(_relay.__file__, "flood", *args), timeout=20.0
+        )
+        self.assertEqual(done.code, 0, done.describe())
+        counts: dict[str, float] = json.loads(done.out.splitlines()[-1])["flood"]
+        return counts
+
+    async def test_plainAndForged(self) -> None:
+        """
+        An ordinary target gets the packets from LAN host 2; a forged one
+        from the source given (here the router's port 5351, as a reply
+        would come), through a raw socket.  Whole map requests are left out
+        when asked.
+        """
+        lab = Lab.build(self)
+        inbox = Inbox()
+        port = lab.listenUDP(lab.lans[0], 6000, inbox)
+        self.addCleanup(port.stopListening)
+        counts = await self.flood(
+            lab,
+            "--to",
+            f"{LAN_HOSTS[0]}:6000",
+            "--to",
+            f"{LAN_HOSTS[0]}:6000<-{ROUTER_LAN}:5351",
+            "--count",
+            "100",
+            "--rate",
+            "2000",
+            "--no-map-requests",
+        )
+        self.assertEqual(counts["sent"], 100)
+        await waitUntil(lambda: len(inbox.received) >= 100, "100 packets", 5.0)
+        sources = [source for _, source in inbox.received]
+        self.assertEqual(sources.count((ROUTER_LAN, 5351)), 50)
+        self.assertEqual(sum(host == LAN_HOSTS[1] for host, _ in sources), 50)
+        self.assertFalse([d for d, _ in inbox.received if isMapRequest(d)])
+
+    async def test_rateBounded(self) -> None:
+        """
+        The flooder never goes faster than its rate, and stops at its count.
+        """
+        lab = Lab.build(self)
+        inbox = Inbox()
+        port = lab.listenUDP(lab.lans[0], 6001, inbox)
+        self.addCleanup(port.stopListening)
+        counts = await self.flood(
+            lab, "--to", f"{LAN_HOSTS[0]}:6001", "--count", "300", "--rate", "1000"
+        )
+        self.assertEqual(counts["sent"], 300)
+        # The 300th packet is due 299 ms after the first.
+        self.assertGreaterEqual(counts["seconds"], 0.299)
+        await waitUntil(lambda: len(inbox.received) >= 300, "300 packets", 5.0)
+        await sleep(0.1)
+        self.assertEqual(len(inbox.received), 300)
+
+
+class MutationTests(SynchronousTestCase):
+    """
+    The seeded mutations the flooder and the fuzz tests send.
+    """
+
+    def test_seeded(self) -> None:
+        """
+        One seed, one sequence; every packet at most L{MAX_LENGTH} bytes;
+        most differ from every valid message.
+        """
+        valid = validRequests()
+        first = list(mutations(5, valid, 500))
+        self.assertEqual(first, list(mutations(5, valid, 500)))
+        self.assertNotEqual(first, list(mutations(6, valid, 500)))
+        self.assertTrue(all(len(p) <= MAX_LENGTH for p in first))
+        changed = [p for p in first if p not in valid]
+        self.assertGreater(len(changed), 400)
+
+    def test_udpDatagram(self) -> None:
+        """
+        The forged packet is an IPv4 header (TTL 1, UDP) and a UDP header
+        naming the ports and length, then the payload.
+        """
+        packet = udpDatagram(("10.77.0.1", 5351), ("10.77.0.2", 40000), b"abc")
+        self.assertEqual(len(packet), 20 + 8 + 3)
+        self.assertEqual(packet[0], 0x45)
+        self.assertEqual((packet[8], packet[9]), (1, 17))
+        self.assertEqual(packet[12:16], bytes([10, 77, 0, 1]))
+        self.assertEqual(packet[16:20], bytes([10, 77, 0, 2]))
+        self.assertEqual(struct.unpack("!HHH", packet[20:26]), (5351, 40000, 11))
+        self.assertEqual(packet[28:], b"abc")
