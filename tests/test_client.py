@@ -699,6 +699,24 @@ class SourceCheckTests(SynchronousTestCase):
         self.assertLess(len(events), 300)
         self.assertLess(sum(len(formatEvent(e)) for e in events), 40000)
 
+    def test_refusedDuringSend(self) -> None:
+        # Twisted's UDP port calls connectionRefused from inside write when
+        # the send itself meets ECONNREFUSED (an earlier ICMP port
+        # unreachable, RFC 6886 s3.1): the requests fail, and none is left
+        # with a retransmission timer.
+        client = listenClient(self.network.host("10.0.0.3"), GATEWAY)
+        assert client.protocol.transport is not None
+        client.protocol.transport.write = (  # type: ignore[method-assign]
+            lambda packet, addr=None: client.protocol.connectionRefused()
+        )
+        queued = client.externalAddress()
+        batch = client.deleteMappings([(Protocol.TCP, 80), (Protocol.UDP, 80)])
+        self.failureResultOf(queued, errors.NotSupportedError)
+        for failure in self.successResultOf(batch).values():
+            assert failure is not None
+            failure.trap(errors.NotSupportedError)
+        self.assertEqual(self.network.clock.getDelayedCalls(), [])
+
 
 class EpochTests(ClientTestMixin, SynchronousTestCase):
     def setUp(self) -> None:

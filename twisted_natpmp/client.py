@@ -544,6 +544,11 @@ class NATPMPClient:
         except Exception:
             self._finish(pending, Failure())
             return
+        if pending is not self._current and pending not in self._batched:
+            # Finished during the send: Twisted's UDP port reports an ICMP
+            # refusal (ECONNREFUSED on write) by calling connectionRefused
+            # at once, which fails every request in flight, this one too.
+            return
         if isinstance(request, MapRequest) and request.lifetime == 0:
             self._deletionsSent[(request.protocol, request.internalPort)] = (
                 self._clock.seconds()
