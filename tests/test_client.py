@@ -699,6 +699,14 @@ class SourceCheckTests(SynchronousTestCase):
         self.assertLess(len(events), 300)
         self.assertLess(sum(len(formatEvent(e)) for e in events), 40000)
 
+    def test_nothingAfterStop(self) -> None:
+        # A packet that reaches the port while it closes, after stop, is
+        # ignored: no drop counted, no summary timer left behind.
+        self.successResultOf(self.client.stop())
+        self.client.protocol.datagramReceived(b"\x00", ("10.0.0.9", 5351))
+        self.assertEqual(self.client.drops.total, 0)
+        self.assertEqual(self.network.clock.getDelayedCalls(), [])
+
     def test_refusedDuringSend(self) -> None:
         # Twisted's UDP port calls connectionRefused from inside write when
         # the send itself meets ECONNREFUSED (an earlier ICMP port

@@ -368,10 +368,10 @@ class NATPMPClient:
             gateway answered success) or a L{Failure}: L{NoResponseError}
             (no answer in time), a L{GatewayError} (refused with a result
             code), L{NotSupportedError} (ICMP port unreachable),
-            L{twisted.internet.defer.CancelledError} (cancelled, or the client
-            stopped).  It fails
-            only with C{ValueError} for a bad key or schedule, sending
-            nothing.  Cancelling it cancels every deletion still waiting.
+            L{twisted.internet.defer.CancelledError} (cancelled, or the
+            client stopped).  It fails only with C{ValueError} for a bad key
+            or schedule, sending nothing.  Cancelling it cancels every
+            deletion still waiting.
         """
         try:
             schedule = _checkTimeouts(timeouts)
@@ -656,6 +656,10 @@ class NATPMPClient:
             self._finish(p, Failure(NotSupportedError(self.gateway)))
 
     def _datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if self._stopped:
+            # The port closes after stop returns; what still comes asks
+            # nothing of a stopped client (and must not restart its logs).
+            return
         host, port = addr[0], addr[1]
         if host not in self._sourceHosts or port != self.gatewayPort:
             # RFC 6886 s3.1: only replies from the gateway's port 5351 count.
