@@ -66,6 +66,27 @@ class BasicTests(ClientTestMixin, SynchronousTestCase):
         self.assertEqual(self.network.log[0].data, b"\x00\x00")
         self.assertEqual(self.client.lastExternalAddress, EXTERNAL)
 
+    def test_errorReplyAddressIgnored(self) -> None:
+        # RFC 6886 s3.2: with a non-zero result code the external address
+        # field MUST be ignored: the call fails, and the address learnt
+        # before stays.
+        self.successResultOf(self.flushed(self.client.externalAddress()))
+        self.gateway.reply = lambda r: [
+            ExternalAddressResponse(3, 100, IPv4Address("198.51.100.9")).encode()
+        ]
+        d = self.flushed(self.client.externalAddress())
+        self.failureResultOf(d, errors.NetworkFailureError)
+        self.assertEqual(self.client.lastExternalAddress, EXTERNAL)
+        self.gateway.reply = self.gateway.answer
+        mapping = self.successResultOf(
+            self.flushed(self.client.addMapping(Protocol.TCP, 80))
+        )
+        self.assertEqual(mapping.externalAddress, EXTERNAL)
+
+    def flushed(self, d: Deferred[Any]) -> Deferred[Any]:
+        self.network.flush()
+        return d
+
     def test_addMapping(self) -> None:
         # RFC 6886 s3.3: the suggested external port defaults to the internal
         # port (some routers fail on 0); the result is what was granted.
