@@ -993,7 +993,7 @@ class SubprocessTests(TestCase):
     def test_badArguments(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self.badArguments())
 
-    async def interrupted(self) -> None:
+    async def interrupted(self, *options: str) -> tuple[int | None, bytes, bytes]:
         secondRequest: Deferred[None] = Deferred()
 
         def reply(request: Request) -> list[bytes]:
@@ -1010,7 +1010,8 @@ class SubprocessTests(TestCase):
             child,
             sys.executable,
             [sys.executable, "-m", "twisted_natpmp", "--gateway", "127.0.0.1",
-             "--gateway-port", str(self.gatewayPort), "--timeout", "60", "external"],
+             "--gateway-port", str(self.gatewayPort), "--timeout", "60", *options,
+             "external"],
             env=_environment(),
         )  # fmt: skip
 
@@ -1024,25 +1025,42 @@ class SubprocessTests(TestCase):
         assert child.transport is not None
         child.transport.signalProcess("INT")
         code, err = await ended
-        self.assertEqual((code, err), (130, b"natpmp: interrupted\n"))
+        return code, err, child.out
 
-    def test_interrupted(self) -> Deferred[None]:
+    async def test_interrupted(self) -> None:
         """
         Ctrl-C (SIGINT) while waiting for the gateway: exit 130 and one
         line, no traceback.
         """
-        return Deferred.fromCoroutine(self.interrupted())
+        code, err, out = await self.interrupted()
+        self.assertEqual((code, err, out), (130, b"natpmp: interrupted\n", b""))
+
+    async def test_interruptedJSON(self) -> None:
+        """
+        With C{--json}, Ctrl-C leaves exactly one JSON object on standard
+        output too.
+        """
+        code, err, out = await self.interrupted("--json")
+        self.assertEqual((code, err), (130, b"natpmp: interrupted\n"))
+        self.assertEqual(
+            json.loads(out),
+            {"command": "external", "gateway": "127.0.0.1", "error": "interrupted"},
+        )
 
 
 class _Child(ProcessProtocol):
     """
-    Collects a child's standard error and fires C{ended} with its exit code
-    and that output.
+    Collects a child's standard output and error, and fires C{ended} with
+    its exit code and its standard error.
     """
 
     def __init__(self, ended: Deferred[tuple[int | None, bytes]]) -> None:
         self.ended = ended
         self.err = b""
+        self.out = b""
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
 
     def errReceived(self, data: bytes) -> None:
         self.err += data
