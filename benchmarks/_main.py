@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from . import _cpus, clients, codec, gateway, peers, service
+from . import _cpus, clients, codec, gateway, peers, reliability, service
 from ._context import Context
 from ._report import Figure, Report, notMeasured
 from ._sizes import FULL, QUICK
@@ -37,6 +37,11 @@ SECTIONS: list[tuple[str, str, Section]] = [
     ("server", "3. our gateway: requests/s by table size; memory", gateway.run),
     ("service", "4. service: gateway restart to all mappings back", service.run),
     ("miniupnpd", "5. our gateway vs miniupnpd: external address", peers.run),
+    (
+        "reliability",
+        "6. reliability: a flood, and mapping under loss",
+        reliability.run,
+    ),
 ]
 
 

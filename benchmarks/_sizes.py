@@ -20,6 +20,11 @@ class Sizes:
     @ivar memoryMappings: mappings in the table whose memory is measured.
     @ivar serviceMappings: declared mappings restored after a restart.
     @ivar peerRequests: external-address requests per round (figure 5).
+    @ivar reliabilityFlood: fuzzed packets in the flood (figure 6).
+    @ivar reliabilitySeconds: the flood's time bound, in seconds.
+    @ivar reliabilityPorts: ports the service maps at each loss level.
+    @ivar reliabilityLosses: the loss levels run (of 0, 0.3 and 0.6).
+    @ivar reliabilityTimeout: seconds allowed to map them at one level.
     """
 
     codecCount: int
@@ -31,6 +36,11 @@ class Sizes:
     memoryMappings: int
     serviceMappings: int
     peerRequests: int
+    reliabilityFlood: int
+    reliabilitySeconds: float
+    reliabilityPorts: int
+    reliabilityLosses: tuple[int, ...]
+    reliabilityTimeout: float
 
 
 FULL = Sizes(
@@ -43,6 +53,11 @@ FULL = Sizes(
     memoryMappings=100_000,
     serviceMappings=100,
     peerRequests=5_000,
+    reliabilityFlood=300_000,
+    reliabilitySeconds=10.0,
+    reliabilityPorts=20,
+    reliabilityLosses=(0, 30, 60),
+    reliabilityTimeout=300.0,
 )
 
 QUICK = Sizes(
@@ -55,4 +70,9 @@ QUICK = Sizes(
     memoryMappings=1_000,
     serviceMappings=10,
     peerRequests=200,
+    reliabilityFlood=5_000,
+    reliabilitySeconds=1.0,
+    reliabilityPorts=2,
+    reliabilityLosses=(0, 30),
+    reliabilityTimeout=30.0,
 )
