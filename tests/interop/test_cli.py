@@ -15,7 +15,15 @@ from twisted.trial.unittest import TestCase
 
 from twisted_natpmp._wire import Protocol
 
-from ._lab import LAN_HOSTS, NOBODY, ROUTER_LAN, ROUTER_WAN, Completed, Lab
+from ._lab import (
+    LAN_HOSTS,
+    NOBODY,
+    ROUTER_LAN,
+    ROUTER_WAN,
+    WAN_HOST,
+    Completed,
+    Lab,
+)
 
 TCP, UDP = Protocol.TCP, Protocol.UDP
 
@@ -192,3 +200,23 @@ class CommandAgainstMiniupnpdTests(TestCase):
             (mapped["requestedExternalPort"], mapped["requestedLifetime"]),
             (19300, 600),
         )
+
+    async def test_publicAddressRefused(self) -> None:
+        """
+        RFC 6886 s3: NAT-PMP is for hosts behind a NAT.  From the WAN host,
+        whose address towards the router (as the kernel picks it) is
+        public, the command refuses without sending, naming the address;
+        C{--allow-public} sends anyway (miniupnpd listens on its LAN side
+        only, so its WAN address answers ICMP port unreachable).
+        """
+        argv = [*natpmpCommand(), "--gateway", ROUTER_WAN, "--timeout", "1"]
+        refused = await self.lab.run(self.lab.wan, [*argv, "external"])
+        self.assertEqual(refused.code, 1, refused.describe())
+        self.assertIn(f"{WAN_HOST}, is public", refused.err)
+        self.assertIn("--allow-public", refused.err)
+        allowed = await self.lab.run(
+            self.lab.wan, [*argv, "--allow-public", "external"]
+        )
+        self.assertEqual(allowed.code, 1, allowed.describe())
+        self.assertIn("warning", allowed.err)
+        self.assertIn("does not speak NAT-PMP", allowed.err)
