@@ -251,8 +251,9 @@ class NATPMPClient:
         self._monotonic = monotonic
         self._queue: deque[_Pending] = deque()
         self._current: _Pending | None = None
-        # Requests sent outside the queue (deleteMappings), all in flight.
-        self._batched: list[_Pending] = []
+        # Requests sent outside the queue (deleteMappings), all in flight;
+        # a dict as an ordered set.
+        self._batched: dict[_Pending, None] = {}
         # When each mapping's deletion was last sent (clock seconds).
         self._deletionsSent: dict[MappingKey, float] = {}
         self._stopped = False
@@ -406,7 +407,7 @@ class NATPMPClient:
 
             return settled
 
-        self._batched.extend(batch.values())
+        self._batched.update(dict.fromkeys(batch.values()))
         for key, pending in batch.items():
             pending.deferred.addCallback(self._checkResult).addBoth(settle(key))
         for pending in batch.values():
@@ -596,7 +597,7 @@ class NATPMPClient:
         if self._current is pending:
             self._current = None
         elif pending in self._batched:
-            self._batched.remove(pending)
+            del self._batched[pending]
         self._sendNext()
         if isinstance(result, Failure):
             pending.deferred.errback(result)
@@ -611,7 +612,7 @@ class NATPMPClient:
             self._current = None
             self._sendNext()
         elif pending in self._batched:
-            self._batched.remove(pending)
+            del self._batched[pending]
         elif pending in self._queue:
             self._queue.remove(pending)
 
