@@ -70,8 +70,10 @@ from .interfaces import IPortMapper
 __all__ = [
     "DELETION_TIMEOUTS",
     "RETRANSMIT_TIMEOUTS",
+    "MappingKey",
     "NATPMPClient",
     "NATPMPClientProtocol",
+    "describeRequest",
     "listenClient",
 ]
 
