@@ -1746,3 +1746,31 @@ class PublicAddressTests(ServiceTestMixin, SynchronousTestCase):
         with capturedLogs() as events:
             self.start(UDP5000)
         self.assertFalse([t for t in texts(events) if "private address" in t])
+
+
+class FlappingGatewayTests(ServiceTestMixin, SynchronousTestCase):
+    def test_warnedAtMostEveryFiveMinutes(self) -> None:
+        """
+        A gateway that keeps falling silent and answering again (a lossy
+        link) is warned about at most once every 5 minutes, and each time
+        it answers again the failing mappings are retried at once.
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=40)
+        with capturedLogs() as events:
+            service = self.start(UDP5000, healthInterval=20, backoff=lambda n: 300.0)
+            for _ in range(4):
+                self.gatewayGone()
+                self.advance(150, step=1)
+                self.assertFalse(service.states()[0].mapped)
+                self.gatewayBack()
+                self.advance(30, step=1)
+                self.assertTrue(service.states()[0].mapped)
+        warnings = [t for t in texts(events, "warn") if "answer from" in t]
+        self.assertEqual(
+            warnings,
+            [
+                "no answer from gateway 10.0.0.1 yet; still trying",
+                "no answer from gateway 10.0.0.1 yet; still trying",
+            ],
+        )

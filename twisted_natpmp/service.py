@@ -408,10 +408,15 @@ class _Entry:
 
 class _GatewayWatch:
     """
-    Whether the gateway answers, told to a person: one warning when nothing
+    Whether the gateway answers, told to a person: a warning when nothing
     came back for C{warnAfter} seconds of asking, a reminder every
     C{remindEvery} seconds while the silence lasts (not a line per retry),
-    and one line when it answers again, which also calls C{answersAgain}.
+    and one line when it answers again.  A gateway that keeps falling
+    silent and answering again (a lossy link) is warned about at most once
+    every C{remindEvery} seconds.  Whenever it answers after a silence,
+    C{answersAgain} is called.
+
+    @ivar silent: nothing has come back for C{warnAfter} seconds of asking.
     """
 
     def __init__(
@@ -427,8 +432,11 @@ class _GatewayWatch:
         self._answersAgain = answersAgain
         self._warnAfter = warnAfter
         self._remindEvery = remindEvery
-        #: Whether a person has been told that the gateway is silent.
         self.silent = False
+        #: Whether this silence was told to a person.
+        self._told = False
+        #: When a person was last told of a silence.
+        self._lastTold: float | None = None
         #: When the first request since the last answer was made.
         self._since: float | None = None
         self._timer: IDelayedCall | None = None
@@ -439,8 +447,7 @@ class _GatewayWatch:
         """
         if self._since is None:
             self._since = self._clock.seconds()
-            if not self.silent:
-                self._schedule(self._warnAfter, self._warn)
+            self._schedule(self._warnAfter, self._silence)
 
     def answered(self) -> None:
         """
@@ -448,15 +455,18 @@ class _GatewayWatch:
         """
         since, self._since = self._since, None
         self._cancel()
-        if self.silent:
-            self.silent = False
+        if not self.silent:
+            return
+        self.silent = False
+        if self._told:
+            self._told = False
             log.info(
                 "gateway {gateway} answers again, after {seconds:.0f} s without"
                 " an answer",
                 gateway=self._gateway,
                 seconds=0.0 if since is None else self._clock.seconds() - since,
             )
-            self._answersAgain()
+        self._answersAgain()
 
     def stop(self) -> None:
         """
@@ -473,22 +483,29 @@ class _GatewayWatch:
         if timer is not None and timer.active():
             timer.cancel()
 
-    def _warn(self) -> None:
+    def _silence(self) -> None:
         self._timer = None
         self.silent = True
-        log.warn(
-            "no answer from gateway {gateway} yet; still trying",
-            gateway=self._gateway,
-        )
+        now = self._clock.seconds()
+        if self._lastTold is None or now - self._lastTold >= self._remindEvery:
+            self._told = True
+            self._lastTold = now
+            log.warn(
+                "no answer from gateway {gateway} yet; still trying",
+                gateway=self._gateway,
+            )
         self._schedule(self._remindEvery, self._remind)
 
     def _remind(self) -> None:
         self._timer = None
+        now = self._clock.seconds()
+        self._told = True
+        self._lastTold = now
         log.warn(
             "still no answer from gateway {gateway} after {seconds:.0f} s;"
             " still trying",
             gateway=self._gateway,
-            seconds=0.0 if self._since is None else self._clock.seconds() - self._since,
+            seconds=0.0 if self._since is None else now - self._since,
         )
         self._schedule(self._remindEvery, self._remind)
 
