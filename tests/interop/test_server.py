@@ -275,6 +275,11 @@ class ExternalInterfaceTests(_GatewayLab):
         await sleep(0.5)
         await self.assertHeld(1, 9000, 18000)
         await self.assertFree(1, 9001, 2222)
+        self.assertIn(
+            f"dropped a packet from {LAN_HOSTS[0]} (not received on an internal"
+            " interface)",
+            self.gateway.output(),
+        )
 
         lan = self.forger(self.lab.lans[1])
         lan.send(victim, gateway, delete)
