@@ -29,7 +29,7 @@ Choices where RFC 6886 is silent or loose (each tested):
     to NAT-PMP at once (RFC 6886 s1.1).
   - Packets shorter than 2 bytes, map requests shorter than 12 bytes and
     anything with the top bit of the opcode set (a response, of any
-    version) are dropped and logged, never answered.  Trailing bytes are
+    version) are dropped and counted, never answered.  Trailing bytes are
     ignored.
   - Internal port 0 with a non-zero lifetime is refused with result 2 (Not
     Authorized/Refused): internal port 0 only means "all my mappings" with
@@ -38,9 +38,22 @@ Choices where RFC 6886 is silent or loose (each tested):
     whatever the suggested external port, although s3.4 says the client
     sends 0 there; it deletes only the request's protocol (s3.4; miniupnpd
     deletes both).
-  - Requests from outside the internal networks are dropped, not answered
-    (s3.3 says they are not to be accepted; a reply could be reflected at
-    a spoofed source).
+  - Requests from outside the internal networks, or that arrived on
+    another interface than the one holding the listening address (on real
+    sockets, L{InterfaceCheckingPort}), are dropped, not answered (s3.3
+    says they are not to be accepted; a reply could be reflected at a
+    spoofed source).
+  - Without an external address (L{None}, or 0.0.0.0) every request but a
+    deletion gets result 3 (s3.2, s3.5); deleting always works (s3.4).
+  - The epoch and expiry are judged by a monotonic clock (L{monotonicFor}),
+    so that setting the wall clock neither restarts the epoch (s3.6) nor
+    expires mappings early (s3.3).
+  - Against floods and forged sources: a gateway-wide mapping limit, a fair
+    share (see L{MappingTable}), and an optional per-source rate limit on
+    mapping requests (L{RateLimiter}).  Dropped packets and refused
+    requests are counted per source and logged in aggregate
+    (L{twisted_natpmp._droplog.DropLog}); each mapping event is logged on
+    its own line.
 """
 
 from __future__ import annotations
