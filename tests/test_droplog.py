@@ -36,7 +36,7 @@ class DropLogTests(SynchronousTestCase):
             self.lines(),
             [
                 "test listener: dropped a packet from 10.0.0.3:5351 (malformed);"
-                " further drops are summarised every 60 s"
+                " further ones are summarised every 60 s"
             ],
         )
 
@@ -127,3 +127,28 @@ class DropLogTests(SynchronousTestCase):
             for key, value in event.items():
                 if not key.startswith("log_"):
                     self.assertIsInstance(value, (str, int, float), key)
+
+    def test_verbAndLevel(self) -> None:
+        """
+        The verb and the level are the caller's: requests answered with an
+        error are "refused", and expected trouble may be logged at info.
+        """
+        refusals = DropLog(
+            Logger(observer=self.events.append),
+            self.clock,
+            "gateway",
+            verb="refused",
+            level=LogLevel.info,
+        )
+        refusals.drop("a", "no port free")
+        refusals.drop("a", "no port free")
+        refusals.stop()
+        self.assertEqual(self.lines(), [])
+        self.assertEqual(
+            self.lines(LogLevel.info),
+            [
+                "gateway: refused a packet from a (no port free); further ones"
+                " are summarised every 60 s",
+                "gateway: refused 1 packet from a in the last 60 s: no port free (1)",
+            ],
+        )

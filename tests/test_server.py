@@ -531,8 +531,7 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         [first] = [
             e
             for e in self.logged
-            if e.get("what") == "NAT-PMP gateway refusals"
-            and e["log_level"] == LogLevel.warn
+            if e.get("verb") == "refused" and e["log_level"] == LogLevel.warn
         ]
         self.assertEqual(
             first["reason"],
@@ -740,11 +739,11 @@ class ExpiryAndLoggingTests(GatewayTestsMixin, SynchronousTestCase):
             self.ask(mapRequest(UDP, port, 5000 + port, 3600))
         warnings = [e for e in self.logged if e["log_level"] == LogLevel.warn]
         self.assertEqual(
-            [(e["what"], e["source"], e["reason"]) for e in warnings],
+            [(e["verb"], e["source"], e["reason"]) for e in warnings],
             [
-                ("NAT-PMP gateway", CLIENT, "a response, not a request"),
+                ("dropped", CLIENT, "a response, not a request"),
                 (
-                    "NAT-PMP gateway refusals",
+                    "refused",
                     CLIENT,
                     "client at its limit of 1 mappings, answered result 4",
                 ),

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 #: Seconds between two summaries.
 DEFAULT_INTERVAL = 60.0
@@ -48,6 +48,8 @@ class DropLog:
         interval: float = DEFAULT_INTERVAL,
         maxSources: int = DEFAULT_MAX_SOURCES,
         debugDetails: int = DEFAULT_DEBUG_DETAILS,
+        verb: str = "dropped",
+        level: LogLevel = LogLevel.warn,
     ) -> None:
         """
         @param log: where the lines go.
@@ -56,6 +58,9 @@ class DropLog:
         @param interval: seconds between two summaries.
         @param maxSources: sources counted by name.
         @param debugDetails: drops per interval logged one by one (debug).
+        @param verb: what happened to each packet, for the lines
+            (C{"dropped"}; C{"refused"} for requests answered with an error).
+        @param level: the level of the first line and of the summaries.
         """
         self._log = log
         self._clock = clock
@@ -63,6 +68,8 @@ class DropLog:
         self._interval = interval
         self._maxSources = maxSources
         self._debugDetails = debugDetails
+        self._verb = verb
+        self._level = level
         self._counts: dict[str, Counter[str]] = {}
         self._detailed = 0
         self._timer: IDelayedCall | None = None
@@ -84,10 +91,12 @@ class DropLog:
         self.reasons[reason] += 1
         if self._timer is None:
             # The first drop of a quiet period is said at once.
-            self._log.warn(
-                "{what}: dropped a packet from {source} ({reason}); further"
-                " drops are summarised every {interval:.0f} s",
+            self._log.emit(
+                self._level,
+                "{what}: {verb} a packet from {source} ({reason}); further"
+                " ones are summarised every {interval:.0f} s",
                 what=self._what,
+                verb=self._verb,
                 source=source,
                 reason=reason,
                 interval=self._interval,
@@ -100,8 +109,9 @@ class DropLog:
         if self._detailed < self._debugDetails:
             self._detailed += 1
             self._log.debug(
-                "{what}: dropped a packet from {source} ({reason}): {detail}",
+                "{what}: {verb} a packet from {source} ({reason}): {detail}",
                 what=self._what,
+                verb=self._verb,
                 source=source,
                 reason=reason,
                 detail=detail,
@@ -125,11 +135,14 @@ class DropLog:
         counts, self._counts = self._counts, {}
         self._detailed = 0
         for source, reasons in sorted(counts.items()):
-            self._log.warn(
-                "{what}: dropped {count} packets from {source} in the last"
+            self._log.emit(
+                self._level,
+                "{what}: {verb} {count} {packets} from {source} in the last"
                 " {interval:.0f} s: {reasons}",
                 what=self._what,
-                count=sum(reasons.values()),
+                verb=self._verb,
+                count=(count := sum(reasons.values())),
+                packets="packet" if count == 1 else "packets",
                 source=source,
                 interval=self._interval,
                 reasons=", ".join(

@@ -227,7 +227,7 @@ class NATPMPGateway:
         self._expiryCall: IDelayedCall | None = None
         self._expiryDue = 0.0
         self.drops = DropLog(log, clock, "NAT-PMP gateway")
-        self.refusals = DropLog(log, clock, "NAT-PMP gateway refusals")
+        self.refusals = DropLog(log, clock, "NAT-PMP gateway", verb="refused")
 
     @property
     def externalAddress(self) -> IPv4Address | None:
