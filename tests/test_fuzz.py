@@ -607,10 +607,6 @@ class BoundedTests(SynchronousTestCase):
         gateway, transport, deliver = self.gatewayUnderFire()
         self.checkBounded(deliver, lambda p: requestKind(p) == "drop", memory=False)
 
-    test_gatewayLog.todo = (  # type: ignore[attr-defined]
-        "issue 11 item 5 (gateway drops logged in aggregate) has not landed"
-    )
-
     def test_client(self) -> None:
         """
         The client, waiting for a reply, with bad packets from its gateway.
