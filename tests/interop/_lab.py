@@ -9,6 +9,10 @@ Topology (every address exists only inside the lab's own namespaces)::
                        +-- br0 (10.77.0.1) router wan0 (192.0.3.1) -- wan (192.0.3.2)
     lan2 (10.77.0.3) --+
 
+A test may add a second router on the bridge (L{Lab.addSecondGateway}, at
+L{SECOND_GATEWAY}), and put the impairment relay (L{tests.interop._relay})
+in front of a LAN host (L{Lab.startRelay}).
+
 Namespace names carry the pid of the test process and a sequence number, so
 parallel runs never clash; namespaces left behind by a run that was killed
 are swept when the next lab is built.  The lab never touches the root

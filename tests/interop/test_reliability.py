@@ -224,7 +224,7 @@ class ImpairedTests(TestCase):
             d = state.declaration
             self.assertTrue(state.mapped, state)
             self.assertEqual(state.externalPort, d.externalPort, state)
-            self.assertEqual(state.externalAddress is not None, True, state)
+            self.assertIsNotNone(state.externalAddress, state)
 
     async def serviceMapsAll(self, timeout: float) -> PortMapperService:
         service = self.startService()
