@@ -793,6 +793,7 @@ class Lab:
         gateway: str = ROUTER_LAN,
         maxSeconds: float = 300.0,
         maxPackets: int = 1_000_000,
+        redirect: bool = True,
     ) -> Relay:
         """
         Put the impairment relay (L{tests.interop._relay}) in front of
@@ -802,15 +803,18 @@ class Lab:
         gateway still sees the LAN host's address, the programs still see
         replies from C{gateway}:5351.  Start it before the programs: a flow
         that began before the redirect is not redirected.  It exits by
-        itself after C{maxSeconds} or C{maxPackets}.
+        itself after C{maxSeconds} or C{maxPackets}.  To change a relay's
+        impairments, stop it and start another with C{redirect=False}: the
+        redirect is in place, and the flows it redirected go to the new one.
         """
         namespace = self.lans[lan]
-        self.firewall(
-            namespace,
-            f"-t nat -A OUTPUT -p udp -d {gateway} --dport 5351"
-            f" -m mark ! --mark {_relay.RELAY_MARK} -j REDIRECT"
-            f" --to-ports {_relay.RELAY_PORT}",
-        )
+        if redirect:
+            self.firewall(
+                namespace,
+                f"-t nat -A OUTPUT -p udp -d {gateway} --dport 5351"
+                f" -m mark ! --mark {_relay.RELAY_MARK} -j REDIRECT"
+                f" --to-ports {_relay.RELAY_PORT}",
+            )
         daemon = self.spawn(
             namespace,
             self.python(
