@@ -72,6 +72,17 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(announcement.epoch, 1234)
         self.assertEqual(announcement.externalAddress, IPv4Address("192.0.3.1"))
 
+    def test_unspecifiedAddressIsNone(self) -> None:
+        """
+        An announcement of 0.0.0.0 counts for its epoch but names no external
+        address: a gateway without one answers result 3 (RFC 6886 s3.2), so
+        0.0.0.0 is never taken for the gateway's address.
+        """
+        packet = ExternalAddressResponse(0, 77, IPv4Address(0)).encode()
+        announcement = parseAnnouncement(packet, SOURCE)
+        self.assertEqual(announcement.epoch, 77)
+        self.assertIsNone(announcement.externalAddress)
+
     def test_trailingBytes(self) -> None:
         """
         Trailing bytes are ignored (RFC 6886 is silent on them; PCP pads to

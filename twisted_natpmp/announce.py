@@ -60,6 +60,9 @@ _PCP_VERSION = 2
 _PCP_ANNOUNCE_RESPONSE = 0x80
 
 
+_NO_ADDRESS = IPv4Address(0)
+
+
 class AnnouncementKind(Enum):
     """
     Which protocol an announcement came in.
@@ -116,8 +119,15 @@ def parseAnnouncement(packet: bytes, source: tuple[str, int]) -> Announcement:
         raise MalformedPacket(
             f"announcement with result code {response.resultCode}", packet
         )
+    # 0.0.0.0 is no address: a gateway that has none yet answers result 3
+    # (RFC 6886 s3.2), so an announcement of 0.0.0.0 still counts for its
+    # epoch but tells no external address.
+    address = response.externalAddress
     return Announcement(
-        AnnouncementKind.NATPMP, response.epoch, response.externalAddress, source
+        AnnouncementKind.NATPMP,
+        response.epoch,
+        None if address == _NO_ADDRESS else address,
+        source,
     )
 
 
