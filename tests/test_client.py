@@ -27,11 +27,13 @@ from twisted_natpmp._wire import (
     decodeRequest,
 )
 from twisted_natpmp.client import (
+    DELETION_TIMEOUTS,
     RETRANSMIT_TIMEOUTS,
     NATPMPClient,
     listenClient,
 )
 from twisted_natpmp.interfaces import IPortMapper
+from twisted_natpmp.service import STOP_DEADLINE
 
 from ._gateway import EXTERNAL, GATEWAY, HOST, ScriptedGateway
 from ._memudp import MemoryUDPNetwork
@@ -358,7 +360,8 @@ class QueueTests(ClientTestMixin, SynchronousTestCase):
 class DeleteMappingsTests(SynchronousTestCase):
     """
     L{NATPMPClient.deleteMappings}: the deletions of a stopping client, sent
-    together (RFC 6886 s3.4), each at most twice (s3.1).  The network takes
+    together (RFC 6886 s3.4), each resent until answered on the s3.1
+    doubling schedule, cut short.  The network takes
     300 ms each way: a 600 ms round trip.
     """
 
@@ -394,7 +397,8 @@ class DeleteMappingsTests(SynchronousTestCase):
 
     def test_sentTogether(self) -> None:
         # Twenty deletions over a 600 ms round trip are all sent at once
-        # and all confirmed after one round trip.
+        # and all confirmed after one round trip; unanswered at 0.25 s, each
+        # was resent then (RFC 6886 s3.1), and not at 0.75 s.
         d = self.client.deleteMappings(self.keys)
         self.assertEqual(
             self.sent(),
@@ -404,28 +408,64 @@ class DeleteMappingsTests(SynchronousTestCase):
         self.assertNoResult(d)
         self.advanceTo(0.6)
         self.assertEqual(self.successResultOf(d), dict.fromkeys(self.keys))
+        self.advanceTo(5)
+        self.assertEqual(
+            self.sent(),
+            [
+                (t, MapRequest(protocol, port, 0, 0))
+                for t in (0, 0.25)
+                for protocol, port in self.keys
+            ],
+        )
+        # The replies to the second copies answer nothing: counted, quietly.
+        self.assertEqual(self.client._unanswered.total, 20)
+        self.client.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_resentOnce(self) -> None:
-        # RFC 6886 s3.1: a deletion may be tried twice; the second copy goes
-        # to those not answered after the first wait.
-        dropped: set[bytes] = set()
+    def test_resentOnDoublingSchedule(self) -> None:
+        # RFC 6886 s3.1, s3.4: a deletion is retransmitted like any request
+        # (250 ms, doubling), cut short within a stop deadline: sent at 0,
+        # 0.25, 0.75, 1.75 and 3.75 s while unanswered, never once answered.
+        self.network.delay = 0.0
+        lost = dict(zip(range(1000, 1010), [0, 1, 2, 3, 4, 5, 0, 1, 2, 5], strict=True))
+        copies: dict[bytes, int] = {}
 
-        def dropFirstCopies(datagram: Any) -> bool:
-            if datagram.destination != (GATEWAY, 5351) or datagram.data in dropped:
+        def drop(datagram: Any) -> bool:
+            if datagram.destination != (GATEWAY, 5351):
                 return False
-            dropped.add(datagram.data)
-            return decodeRequest(datagram.data).protocol == Protocol.UDP  # type: ignore[union-attr]
+            copies[datagram.data] = n = copies.get(datagram.data, 0) + 1
+            request = decodeRequest(datagram.data)
+            assert isinstance(request, MapRequest)
+            return request.protocol == Protocol.UDP and n <= lost[request.internalPort]
 
-        self.network.drop = dropFirstCopies
+        self.network.drop = drop
         d = self.client.deleteMappings(self.keys)
-        self.advanceTo(1)
-        resent = [r for t, r in self.sent() if t == 1]
-        self.assertEqual(
-            resent, [MapRequest(Protocol.UDP, p, 0, 0) for p in range(1000, 1010)]
-        )
-        self.advanceTo(1.6)
-        self.assertEqual(self.successResultOf(d), dict.fromkeys(self.keys))
+        self.advanceTo(4.75)
+        result = self.successResultOf(d)
+        times: dict[int, list[float]] = {}
+        for t, r in self.sent():
+            assert isinstance(r, MapRequest)
+            if r.protocol == Protocol.UDP:
+                times.setdefault(r.internalPort, []).append(t)
+            else:
+                self.assertEqual(t, 0)
+        schedule = [0, 0.25, 0.75, 1.75, 3.75]
+        for port, n in lost.items():
+            self.assertEqual(times[port], schedule[: n + 1], port)
+            failure = result[(Protocol.UDP, port)]
+            if n < 5:
+                self.assertIsNone(failure)
+            else:
+                assert failure is not None
+                error = failure.trap(errors.NoResponseError) and failure.value
+                self.assertEqual(error.attempts, 5)  # type: ignore[union-attr]
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_defaultScheduleFitsStopDeadline(self) -> None:
+        # RFC 6886 s3.1: 250 ms doubling, five sends, given up by 4.75 s,
+        # within the 5 s a stopping service has.
+        self.assertEqual(DELETION_TIMEOUTS, (0.25, 0.5, 1.0, 2.0, 1.0))
+        self.assertLess(sum(DELETION_TIMEOUTS), STOP_DEADLINE)
 
     def test_noAnswer(self) -> None:
         # A silent gateway: each deletion sent twice, and the result comes

@@ -935,8 +935,12 @@ class GatewayChangeTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(10)
         self.assertEqual(self.onGateway(Protocol.UDP, 5000, self.otherGateway), 5000)
         self.assertIsNotNone(self.clients[0].protocol.transport)
-        self.advance(3)
-        self.assertEqual([t for t, _ in self.deletions(gateway=GATEWAY)], [60.0, 61.0])
+        self.advance(5)
+        # RFC 6886 s3.1: the doubling schedule, given up at 4.75 s.
+        self.assertEqual(
+            [t for t, _ in self.deletions(gateway=GATEWAY)],
+            [60.0, 60.25, 60.75, 61.75, 63.75],
+        )
         self.assertIsNone(self.clients[0].protocol.transport)
 
     def test_noGatewayYet(self) -> None:
@@ -1055,12 +1059,15 @@ class RuntimeTests(ServiceTestMixin, SynchronousTestCase):
         service = self.start(UDP5000)
         self.gatewayGone()
         d = service.removeMapping(Protocol.UDP, 5000)
-        self.advance(2.75)
+        self.advance(4.5)
         self.assertNoResult(d)
         self.advance(0.25)
         self.failureResultOf(d, NoResponseError)
-        # RFC 6886 s3.1: a deletion is tried only once or twice.
-        self.assertEqual([t for t, _ in self.deletions()], [0.0, 1.0])
+        # RFC 6886 s3.1: a deletion is retransmitted on the doubling
+        # schedule, but may be given up sooner than other requests.
+        self.assertEqual(
+            [t for t, _ in self.deletions()], [0.0, 0.25, 0.75, 1.75, 3.75]
+        )
         self.assertEqual(service.states(), [])
 
 
@@ -1094,21 +1101,21 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
     def test_stopGatewayGone(self) -> None:
         """
         With the gateway gone, stopping sends every deletion at once and
-        each once more after 1 s (RFC 6886 s3.1 allows trying a deletion
-        only once or twice), fires after 3 s, and names each mapping left
-        behind with the reason.
+        again at 0.25, 0.75, 1.75 and 3.75 s (RFC 6886 s3.1, s3.4: the
+        doubling schedule, given up sooner), fires after 4.75 s, within the
+        5 s deadline, and names each mapping left behind with the reason.
         """
         service = self.start(UDP5000, TCP8080)
         self.gatewayGone()
         with capturedLogs() as events:
             d = service.stopService()
-            self.advance(2.75)
+            self.advance(4.5)
             self.assertNoResult(d)
             self.advance(0.25)
             self.successResultOf(d)
         self.assertEqual(
             [(t, r.internalPort) for t, r in self.deletions()],
-            [(0.0, 5000), (0.0, 8080), (1.0, 5000), (1.0, 8080)],
+            [(t, p) for t in (0.0, 0.25, 0.75, 1.75, 3.75) for p in (5000, 8080)],
         )
         warnings = [
             e["log_format"].format(**e) for e in events if e["log_level"].name == "warn"
@@ -1135,8 +1142,10 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         self.assertEqual(
             [p for p in range(6000, 6020) if self.onGateway(Protocol.UDP, p)], []
         )
-        # Each was sent once: the replies came before the resend was due.
-        self.assertEqual(len(self.deletions()), 20)
+        # RFC 6886 s3.1: each was sent at 0 and, unanswered yet, at 0.25 s;
+        # the replies came at 0.6 s, before the third send was due.
+        self.assertEqual(sorted({t for t, _ in self.deletions()}), [0.0, 0.25])
+        self.assertEqual(len(self.deletions()), 40)
         self.assertFalse([e for e in events if e["log_level"].name == "warn"])
 
     def test_stopLossy(self) -> None:
@@ -1154,15 +1163,16 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
             if not isinstance(request, MapRequest) or request.lifetime:
                 return False
             sent.append(request.internalPort)
-            # Both of 8080's deletions are lost, and the first of 5000's.
+            # All of 8080's deletions are lost, and the first of 5000's.
             return request.internalPort == 8080 or sent.count(5000) == 1
 
         self.network.drop = drop
         with capturedLogs() as events:
             d = service.stopService()
-            self.advance(3)
+            self.advance(5)
             self.successResultOf(d)
-        self.assertEqual(sorted(sent), [5000, 5000, 8080, 8080])
+        # RFC 6886 s3.1: resent until answered, on the doubling schedule.
+        self.assertEqual(sorted(sent), [5000] * 2 + [8080] * 5)
         self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
         self.assertEqual(self.onGateway(Protocol.TCP, 8080), 8443)
         texts = [e["log_format"].format(**e) for e in events]
@@ -1186,7 +1196,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(1)
         self.network.log.clear()
         d = service.stopService()
-        self.advance(3)
+        self.advance(5)
         self.successResultOf(d)
         sent = [decodeRequest(d.data) for d in self.sentByUs()]
         self.assertTrue(sent)

@@ -11,8 +11,9 @@ lost its state.
 
 Stopping: L{NATPMPClient.cancelPending} cancels every queued and in-flight
 request without sending the next; L{NATPMPClient.deleteMappings} then sends
-a batch of deletions together, outside the queue, each resent once where
-time allows (L{DELETION_TIMEOUTS}), and fires, never later than the sum of
+a batch of deletions together, outside the queue, each still unanswered
+resent on the s3.1 doubling schedule within a stop deadline
+(L{DELETION_TIMEOUTS}), and fires, never later than the sum of
 its timeouts, with a C{dict} from each C{(protocol, internalPort)} to
 L{None} (deleted) or the L{Failure} saying why not (L{NoResponseError},
 L{GatewayError} with the result code, ...).  L{NATPMPClient.stop} cancels
@@ -84,10 +85,13 @@ log = Logger()
 RETRANSMIT_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
 
 #: The waits after each send of a batch of deletions at stop
-#: (L{NATPMPClient.deleteMappings}): sent at once, resent after 1 s to those
-#: that did not answer, given up 2 s later.  RFC 6886 s3.1 lets a client try
-#: a deletion only once or twice.
-DELETION_TIMEOUTS: tuple[float, ...] = (1.0, 2.0)
+#: (L{NATPMPClient.deleteMappings}).  RFC 6886 s3.1, s3.4: a deletion is
+#: retransmitted like any request (250 ms, doubling), but a client MAY give
+#: up sooner, and SHOULD send it at least once.  So each deletion is sent at
+#: 0, 0.25, 0.75, 1.75 and 3.75 s until answered, and given up at 4.75 s,
+#: within the 5 s a stopping service has
+#: (L{twisted_natpmp.service.STOP_DEADLINE}).
+DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
 
 #: How long after a deletion was last sent a success with lifetime 0 for the
 #: same port is taken for that deletion's late duplicate reply rather than an
@@ -356,17 +360,18 @@ class NATPMPClient:
         holds a port on the gateway until its lifetime runs out, up to
         hours; one at a time, twenty deletions over a 600 ms round trip do
         not fit in 5 s.  The burst is small and bounded: one 12-byte packet
-        per mapping this host made, sent once or twice (s3.1 lets a client
-        try a deletion only once or twice), no more than the serial
-        schedule would send; and the one-at-a-time rule of s3.7 protects a
+        per mapping this host made, each resent on the s3.1 doubling schedule
+        only until answered (s3.1 lets a client give up on a deletion sooner
+        than on other requests), no more than the serial schedule would
+        send; and the one-at-a-time rule of s3.7 protects a
         gateway just rebooted from every host re-mapping at once, which a
         host leaving does not do.
 
         @param keys: the mappings, as C{(protocol, internalPort)}; internal
             port 0 (delete all) is refused, use L{deleteAllMappings}.
         @param timeouts: the wait, in seconds, after each send; by default
-            L{DELETION_TIMEOUTS}.  Two waits mean each deletion is sent at
-            most twice; the result comes at the latest after their sum.
+            L{DELETION_TIMEOUTS}.  N waits mean each deletion is sent at
+            most N times; the result comes at the latest after their sum.
         @return: fires with a C{dict} from each key to L{None} (deleted: the
             gateway answered success) or a L{Failure}: L{NoResponseError}
             (no answer in time), a L{GatewayError} (refused with a result

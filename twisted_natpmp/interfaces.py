@@ -79,14 +79,15 @@ class IPortMapper(Interface):
 
     def deleteMappings(
         keys: Iterable[tuple[Protocol, int]],
-        timeouts: Sequence[float] = (1.0, 2.0),
+        timeouts: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 1.0),
     ) -> Deferred[dict[tuple[Protocol, int], Failure | None]]:
         """
         Delete several of this host's mappings at once, as when stopping:
         every deletion is sent together, outside the one-at-a-time queue of
         the other calls, and resent after each wait of C{timeouts} until
-        answered (RFC 6886 s3.1 lets a client try a deletion only once or
-        twice).
+        answered: by default the RFC 6886 s3.1 doubling schedule, cut short
+        at 4.75 s (s3.1 lets a client give up on a deletion sooner, after
+        at least one send).
 
         @param keys: the mappings, as C{(protocol, internalPort)}.
         @return: fires, at the latest after the sum of C{timeouts}, with a

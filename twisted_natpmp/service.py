@@ -33,8 +33,9 @@ packets.  What it does, and where RFC 6886 asks for it:
   - reports a private external address (RFC 1918 or 100.64/10): the host is
     behind a second NAT;
   - deletes every mapping when it stops (s3.4), quickly: every deletion is
-    sent at once and once more where time allows (s3.1 lets a client try a
-    deletion only once or twice), and what could not be deleted is named.
+    sent at once and resent until answered on the s3.1 doubling schedule,
+    cut short by the stop deadline (s3.1 lets a client give up on a
+    deletion sooner), and what could not be deleted is named.
 """
 
 from __future__ import annotations
@@ -119,9 +120,11 @@ GATEWAY_CHECK_INTERVAL = 60.0
 #: shorter than twice this is renewed at half of it, as asked.
 MIN_RENEWAL_INTERVAL = 10.0
 #: Retransmission schedule of the deletions sent when stopping or removing:
-#: each is sent at most twice (RFC 6886 s3.1: a deletion may be tried only
-#: once or twice), and given up 3 s after it was first sent.
-STOP_TIMEOUTS: tuple[float, ...] = (1.0, 2.0)
+#: the RFC 6886 s3.1 doubling schedule (sends at 0, 0.25, 0.75, 1.75 and
+#: 3.75 s, each until answered), given up at 4.75 s, within
+#: L{STOP_DEADLINE}: s3.1 lets a client give up on a deletion sooner than on
+#: other requests, after sending it at least once.
+STOP_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
 #: Retransmission schedule of the health check: short, so that it does not
 #: hold up the request queue (RFC 6886 s3.1) for two minutes when the gateway
 #: is away; a missed check is only logged.
@@ -566,7 +569,8 @@ class PortMapperService(Service):
             L{twisted.application.internet.ClientService}); by default
             L{defaultBackoff}.
         @param stopTimeouts: the retransmission schedule of deletions: the
-            wait after each send (two waits: each deletion sent twice).
+            wait after each send (five waits by default: each deletion sent
+            up to five times, until answered).
         @param stopDeadline: the longest L{stopService} waits for deletions.
         @param monotonic: returns the seconds of a clock that never steps,
             for the RFC 6886 s3.6 judgement of epochs (a wall clock stepped
@@ -702,7 +706,7 @@ class PortMapperService(Service):
         client = self._client
         if not self.running or client is None or not held:
             return succeed(None)
-        # RFC 6886 s3.1: a deletion may be tried only once or twice.
+        # RFC 6886 s3.1: a deletion may be given up sooner than other requests.
         d = self._track(
             client.deleteMapping(
                 entry.declaration.protocol,
@@ -746,7 +750,8 @@ class PortMapperService(Service):
 
         Every request still pending is cancelled first, so that nothing but
         the deletions goes out; the deletions are then sent together, each
-        at most twice (RFC 6886 s3.1), and what could not be deleted is
+        resent until answered on the s3.1 doubling schedule within the
+        deadline (RFC 6886 s3.1, s3.4), and what could not be deleted is
         logged by name, with the reason.
 
         @return: fires when the gateway answered every deletion, or after
@@ -1418,7 +1423,7 @@ class PortMapperService(Service):
     ) -> Deferred[None]:
         """
         Delete C{declarations} from the gateway of C{client}: every deletion
-        sent at once and resent once where time allows (RFC 6886 s3.1), all
+        sent at once and resent until answered (RFC 6886 s3.1), all
         given up at C{stopDeadline}; then log what was deleted and name,
         with the reason, each mapping left behind.
 

@@ -178,8 +178,9 @@ class StopDeletionsTests(TestCase):
     """
     L{NATPMPClient.deleteMappings}, the deletions of a stopping client,
     against miniupnpd behind the impairment relay: twenty mappings over a
-    600 ms round trip (RFC 6886 s3.4; s3.1 lets each be tried only once or
-    twice).  About 4 s each.
+    600 ms round trip (RFC 6886 s3.4; s3.1 lets a client give up on a
+    deletion sooner than on other requests: here after two sends).  About
+    4 s each.
     """
 
     ports = range(7600, 7610)

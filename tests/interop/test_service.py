@@ -238,7 +238,8 @@ class ServiceInProcessTests(TestCase):
         """
         When the router silently drops every request, stopping the service
         still finishes within a few seconds (issue 4: the deletions are
-        tried briefly, RFC 6886 s3.4 allows a client to try once or twice).
+        tried briefly: RFC 6886 s3.1 lets a client give up on a deletion
+        sooner than on other requests).
         """
         service = self.startService(MappingDeclaration(TCP, 9650))
         await waitUntil(lambda: allMapped(service), "mapped", 5.0)
