@@ -11,8 +11,11 @@ packets.  What it does, and where RFC 6886 asks for it:
     gateway granted more (s3.3: it SHOULD NOT), suggesting the external
     port it holds; a gateway's short grant never makes it renew more often
     than every L{MIN_RENEWAL_INTERVAL} seconds;
-  - retries a failed request after a capped exponential backoff, for as long
-    as it runs: a declaration is never forgotten;
+  - gives each mapping attempt a short s3.1 schedule (L{MAP_TIMEOUTS}:
+    sends at 0, 0.25, 0.75 and 1.75 s, given up at 3.75 s), one request at
+    a time, and retries a failed one after a capped exponential backoff
+    behind the others, for as long as it runs: a declaration is never
+    forgotten, and one unlucky request does not hold up the rest;
   - re-maps everything, after a random 0-5 s hold-off and one request at a
     time, each suggesting the external port held before (s3.7), when the
     gateway is seen to have lost its state (s3.6), or when it announces
@@ -84,6 +87,7 @@ from .errors import NATPMPError, NoGatewayError, NoResponseError, NotSupportedEr
 from .interfaces import IMappingObserver, IPortMapper
 
 __all__ = [
+    "MAP_TIMEOUTS",
     "MappingDeclaration",
     "MappingState",
     "PortMapperService",
@@ -134,6 +138,12 @@ HEALTH_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: mappings do not wait behind it (RFC 6886 s3.1 sends one request at a
 #: time) when the gateway is silent; the address is asked again later.
 ADDRESS_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0)
+#: Retransmission schedule of one mapping attempt: RFC 6886 s3.1's 250 ms,
+#: doubling (sends at 0, 0.25, 0.75 and 1.75 s), given up at 3.75 s rather
+#: than after 127.75 s, and retried after the backoff behind the other
+#: requests.  Requests still go one at a time (s3.1), so one unlucky request
+#: on a lossy link no longer holds up every other mapping for minutes.
+MAP_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 #: However many mappings remain, stopping gives up on them after this long.
 STOP_DEADLINE = 5.0
 #: Seconds without an answer from the gateway, while asking, before a person
@@ -152,9 +162,10 @@ def defaultBackoff(
 ) -> Callable[[int], float]:
     """
     The default retry policy: 1 s after the first failure, doubling up to 5
-    minutes, plus C{jitter()} seconds (0 to 1 by default).  (Each failure of
-    the default client already took up to 127.75 s of retransmissions, RFC
-    6886 s3.1.)
+    minutes, plus C{jitter()} seconds (0 to 1 by default).  (Each failed
+    mapping attempt already took 3.75 s of retransmissions,
+    L{MAP_TIMEOUTS}; against a silent gateway the waits grow, so it is not
+    flooded.)
     """
     return backoffPolicy(initialDelay=1.0, maxDelay=300.0, factor=2.0, jitter=jitter)
 
@@ -541,6 +552,7 @@ class PortMapperService(Service):
         backoff: Callable[[int], float] | None = None,
         stopTimeouts: Sequence[float] = STOP_TIMEOUTS,
         stopDeadline: float = STOP_DEADLINE,
+        mapTimeouts: Sequence[float] = MAP_TIMEOUTS,
         monotonic: Callable[[], float] = time.monotonic,
         allowPublicAddress: bool = False,
     ) -> None:
@@ -572,6 +584,9 @@ class PortMapperService(Service):
             wait after each send (five waits by default: each deletion sent
             up to five times, until answered).
         @param stopDeadline: the longest L{stopService} waits for deletions.
+        @param mapTimeouts: the retransmission schedule of one mapping
+            attempt (L{MAP_TIMEOUTS}); after it, the attempt fails and is
+            retried after the C{backoff}.
         @param monotonic: returns the seconds of a clock that never steps,
             for the RFC 6886 s3.6 judgement of epochs (a wall clock stepped
             by NTP would look like a gateway reboot).
@@ -594,6 +609,7 @@ class PortMapperService(Service):
         self._backoff = backoff or defaultBackoff()
         self._stopTimeouts = tuple(stopTimeouts)
         self._stopDeadline = stopDeadline
+        self._mapTimeouts = tuple(mapTimeouts)
         self._monotonic = monotonic
         self._allowPublicAddress = allowPublicAddress
         self._observers: list[IMappingObserver] = []
@@ -1019,6 +1035,7 @@ class PortMapperService(Service):
                 declaration.internalPort,
                 suggested,
                 declaration.lifetime,
+                timeouts=self._mapTimeouts,
             )
         )
         entry.phase = _Phase.REQUESTING
