@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import capturedLogs, eventAsJSON, formatEvent
+from twisted.logger import LogLevel, capturedLogs, eventAsJSON, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_natpmp import errors
@@ -29,6 +29,7 @@ from twisted_natpmp._wire import (
 from twisted_natpmp.client import (
     DELETION_TIMEOUTS,
     RETRANSMIT_TIMEOUTS,
+    STATE_LOSS_INTERVAL,
     NATPMPClient,
     listenClient,
 )
@@ -824,6 +825,49 @@ class EpochTests(ClientTestMixin, SynchronousTestCase):
         self.assertTrue(self.client.noteEpoch(0))
         self.assertEqual(self.losses, [None])
 
+    def test_stateLossWarningsAggregated(self) -> None:
+        # Issue 10 item 12: a flood of forged packets with lower epochs is a
+        # loss of state each time by the RFC 6886 s3.6 rule; every one is
+        # told to the observers (s3.6), but the log warns of the first at
+        # once and summarises the others once per interval.
+        with capturedLogs() as events:
+            for _ in range(50):
+                self.client.noteEpoch(100000)
+                self.assertTrue(self.client.noteEpoch(0))
+                self.clock.advance(0.1)
+            self.assertEqual(len(self.losses), 50)
+            self.assertEqual(
+                _warnings(events),
+                [
+                    "gateway 10.0.0.1 lost its mapping state (epoch 0); further"
+                    " losses are summarised every 60 s"
+                ],
+            )
+            self.clock.advance(STATE_LOSS_INTERVAL)
+            self.assertEqual(
+                _warnings(events)[1:],
+                [
+                    "gateway 10.0.0.1 lost its mapping state 49 more times in the"
+                    " last 60 s (last epoch 0): it restarts often, or someone"
+                    " forges its packets"
+                ],
+            )
+            # A quiet interval ends the summaries; the next loss is told at
+            # once again.
+            self.clock.advance(STATE_LOSS_INTERVAL)
+            self.assertEqual(self.clock.getDelayedCalls(), [])
+            self.client.noteEpoch(100000)
+            self.client.noteEpoch(7)
+            self.assertEqual(len(_warnings(events)), 3)
+            self.assertIn("(epoch 7)", _warnings(events)[2])
+            # What is untold when the client stops is said then.
+            self.client.noteEpoch(100000)
+            self.client.noteEpoch(0)
+            self.client.stop()
+            self.assertIn("1 more time in", _warnings(events)[3])
+        self.assertEqual(len(self.losses), 52)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_observerFailureLogged(self) -> None:
         def broken() -> None:
             raise RuntimeError("observer broke")
@@ -1042,3 +1086,10 @@ class CrossedRepliesTests(SynchronousTestCase):
         d = self.client.addMapping(Protocol.TCP, 80)
         self.advanceTo(0.375)
         self.failureResultOf(d, errors.OutOfResourcesError)
+
+
+def _warnings(events: list[Any]) -> list[str]:
+    """
+    The text of the warnings among C{events}.
+    """
+    return [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]

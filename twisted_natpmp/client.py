@@ -71,6 +71,7 @@ from .interfaces import IPortMapper
 __all__ = [
     "DELETION_TIMEOUTS",
     "RETRANSMIT_TIMEOUTS",
+    "STATE_LOSS_INTERVAL",
     "MappingKey",
     "NATPMPClient",
     "NATPMPClientProtocol",
@@ -92,6 +93,12 @@ RETRANSMIT_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
 #: within the 5 s a stopping service has
 #: (L{twisted_natpmp.service.STOP_DEADLINE}).
 DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
+
+#: Seconds between two summaries of the gateway's losses of state: the
+#: first loss of a quiet period is warned of at once, further ones (a flood
+#: of forged replies or announcements with lower epochs, or a gateway
+#: restarting again and again) in one line per interval.
+STATE_LOSS_INTERVAL = 60.0
 
 #: How long after a deletion was last sent a success with lifetime 0 for the
 #: same port is taken for that deletion's late duplicate reply rather than an
@@ -268,6 +275,11 @@ class NATPMPClient:
             _InfoLogger(log.namespace), clock, f"NAT-PMP client of {self.gateway}"
         )
         self._observers: list[Callable[[], object]] = []
+        #: Losses of state not yet told, the last one's epoch, and the
+        #: summary that tells them (None: the next loss is told at once).
+        self._lossesUntold = 0
+        self._lastLossEpoch = 0
+        self._lossSummary: IDelayedCall | None = None
         self._retryObservers: list[Callable[[str, int, float], object]] = []
         self._port: IListeningPort | None = None
         self._stopping = False
@@ -505,6 +517,10 @@ class NATPMPClient:
         self.cancelPending()
         self.drops.stop()
         self._unanswered.stop()
+        summary, self._lossSummary = self._lossSummary, None
+        if summary is not None and summary.active():
+            summary.cancel()
+        self._summariseLosses()
         port, self._port = self._port, None
         if port is None:
             return succeed(None)
@@ -707,13 +723,63 @@ class NATPMPClient:
     def _observeEpoch(self, epoch: int) -> bool:
         lost = self.epochTracker.update(epoch, self._monotonic())
         if lost:
-            log.warn(
-                "gateway {gateway} lost its mapping state (epoch {epoch})",
-                gateway=str(self.gateway),
-                epoch=epoch,
-            )
+            self._tellStateLoss(epoch)
+            # RFC 6886 s3.6: every loss is told to the observers, whatever
+            # the log says; the service coalesces its re-mappings.
             _notify(self._observers, "state-loss")
         return lost
+
+    def _tellStateLoss(self, epoch: int) -> None:
+        """
+        Log a loss of state: the first of a quiet period at once, further
+        ones summarised every L{STATE_LOSS_INTERVAL} seconds, so that a
+        flood of forged packets with lower epochs (RFC 6886 s3.6) costs a
+        line a minute, not a line a packet.
+        """
+        if self._lossSummary is None:
+            log.warn(
+                "gateway {gateway} lost its mapping state (epoch {epoch});"
+                " further losses are summarised every {interval:.0f} s",
+                gateway=str(self.gateway),
+                epoch=epoch,
+                interval=STATE_LOSS_INTERVAL,
+            )
+            self._lossSummary = self._clock.callLater(
+                STATE_LOSS_INTERVAL, self._lossIntervalOver
+            )
+            return
+        # Not even a debug line each: a log that records debug (twistd's)
+        # would grow by a line a packet.
+        self._lossesUntold += 1
+        self._lastLossEpoch = epoch
+
+    def _lossIntervalOver(self) -> None:
+        self._lossSummary = None
+        if self._summariseLosses():
+            self._lossSummary = self._clock.callLater(
+                STATE_LOSS_INTERVAL, self._lossIntervalOver
+            )
+
+    def _summariseLosses(self) -> bool:
+        """
+        Say how many losses of state came since the last line, if any.
+
+        @return: whether there were any.
+        """
+        count, self._lossesUntold = self._lossesUntold, 0
+        if not count:
+            return False
+        log.warn(
+            "gateway {gateway} lost its mapping state {count} more {times} in"
+            " the last {interval:.0f} s (last epoch {epoch}): it restarts"
+            " often, or someone forges its packets",
+            gateway=str(self.gateway),
+            count=count,
+            times="time" if count == 1 else "times",
+            interval=STATE_LOSS_INTERVAL,
+            epoch=self._lastLossEpoch,
+        )
+        return True
 
     def _checkResult(self, response: Response) -> Response:
         if response.resultCode != ResultCode.SUCCESS:
