@@ -1296,18 +1296,17 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         deletes that mapping too: the gateway may have made it although no
         reply came back.
         """
+        service = self.start(UDP5000, healthInterval=10**6, holdOff=lambda: 1.0)
+        self.assertTrue(service.states()[0].mapped)
         # The gateway makes the mapping, but its mapping replies are lost.
         self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 16
-        service = self.start(UDP5000, healthInterval=10**6)
-        self.advance(130)
-        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
-        self.assertFalse(service.states()[0].mapped)
         self.sendFrom(GATEWAY, pcpAnnounce(0))
         for _ in range(40):
             if service._remap is serviceModule._Remap.MAPPING:
                 break
             self.advance(0.25)
         self.assertIs(service._remap, serviceModule._Remap.MAPPING)
+        self.assertIsNotNone(service._entries[UDP5000.key].request)
         self.network.drop = lambda datagram: False
         d = service.stopService()
         self.network.flush()
@@ -1611,7 +1610,9 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
     def test_retriedOnAnnouncement(self) -> None:
         """
         A refused mapping is retried when the gateway announces itself,
-        before its backoff ends.
+        before its backoff ends, and at once: never granted, it is a first
+        request, not a renewal, so the RFC 6886 s3.7 hold-off is not for it
+        (s3.1: an announcement is the signal to try again).
         """
         refused = MappingDeclaration(Protocol.UDP, 6000)
         service = self.start(refused, backoff=lambda n: 300.0, holdOff=lambda: 1.0)
@@ -1619,9 +1620,44 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(10)
         self.backend.refused.clear()
         self.sendFrom(GATEWAY, pcpAnnounce(0))
-        self.advance(1)
-        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 11.0])
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 10.0])
         self.assertTrue(service.states()[0].mapped)
+        self.advance(10)
+        self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 10.0])
+
+    def test_neverGrantedAskedAtOnceGrantedHeldOff(self) -> None:
+        """
+        Issue 12 (gateway down at start): on a gateway's start-up
+        announcement, a mapping it never granted (waiting after no answer
+        or a refusal) is asked at once, as a first request (RFC 6886 s3.1);
+        one it granted keeps the s3.7 random hold-off, as a renewal after a
+        loss of state.  Still one request at a time (s3.1).
+        """
+        refused = MappingDeclaration(Protocol.UDP, 6000)
+        other = MappingDeclaration(Protocol.UDP, 6001)
+        self.backend.refused.add(6001)
+        self.start(
+            UDP5000, refused, other, backoff=lambda n: 300.0, holdOff=lambda: 3.0
+        )
+        self.advance(10)
+        self.backend.refused.clear()
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        # Both never-granted ones at once, one after the other; the granted
+        # one after the 3 s hold-off, with the re-mapping that confirms the
+        # two granted at the very start of the gateway's run (COPY_SLACK).
+        self.assertEqual(
+            [(t, r.internalPort) for t, r in self.mapRequests(since=1)],
+            [(10.0, 6000), (10.0, 6001)],
+        )
+        self.assertEqual(self.onGateway(Protocol.UDP, 6000), 6000)
+        self.assertEqual(self.onGateway(Protocol.UDP, 6001), 6001)
+        self.advance(200)
+        self.assertEqual(
+            [(t, r.internalPort) for t, r in self.mapRequests(since=1)],
+            [(10.0, 6000), (10.0, 6001), (13.0, 5000), (13.0, 6000), (13.0, 6001)],
+        )
 
     def test_oncePerBurst(self) -> None:
         """
@@ -1636,9 +1672,11 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
         self.gateway.startService()
         self.network.flush()
         self.advance(200)
+        # The refused one, never granted, at once (a first request, RFC
+        # 6886 s3.1); the granted one after the s3.7 hold-off.
         self.assertEqual(
             [(t, r.internalPort) for t, r in self.mapRequests(since=1)],
-            [(13.0, 5000), (13.0, 6000)],
+            [(10.0, 6000), (13.0, 5000)],
         )
 
 

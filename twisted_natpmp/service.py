@@ -25,7 +25,10 @@ packets.  What it does, and where RFC 6886 asks for it:
     the gateway has not restarted since they were granted (two restarts
     close together look alike to the s3.6 rule), at most once every
     L{CONFIRM_SPACING} seconds; a mapping waiting to be retried is retried
-    early once per burst of announcements, not per copy;
+    early once per burst of announcements, not per copy, and at once,
+    without the hold-off, if this gateway never granted it (a first
+    request, not a renewal: s3.1 has an announcement discard the verdict
+    that the gateway does not speak NAT-PMP);
   - asks for the external address every C{healthInterval} seconds, so a
     gateway reboot is noticed even when no announcement arrives (s3.6);
   - says within L{SILENCE_WARNING} seconds that the gateway does not
@@ -1223,8 +1226,11 @@ class PortMapperService(Service):
         self._burstRun = run
         reason = f"{kind.value} announcement from {self.gateway}"
         if kind is AnnouncementKind.NATPMP:
-            # A loss of state reaches _stateLost through the client.
-            if client.noteEpoch(announcement.epoch):
+            # A loss of state reaches _stateLost through the client (a new
+            # burst: asked after the judgement, so once per burst).
+            lost = client.noteEpoch(announcement.epoch)
+            self._askFirstRequests()
+            if lost:
                 return
             known = self.externalAddress
             if known is None and announcement.externalAddress is not None:
@@ -1234,9 +1240,12 @@ class PortMapperService(Service):
             elif known is not None and announcement.externalAddress != known:
                 self._scheduleRecovery(f"{reason}: a new external address")
                 return
-        elif self._pcpEpochs.update(announcement.epoch, now):
-            self._scheduleRecovery(f"{reason}: the gateway lost its state")
-            return
+        else:
+            lost = self._pcpEpochs.update(announcement.epoch, now)
+            self._askFirstRequests()
+            if lost:
+                self._scheduleRecovery(f"{reason}: the gateway lost its state")
+                return
         due = [
             entry
             for entry in self._entries.values()
@@ -1250,6 +1259,29 @@ class PortMapperService(Service):
         if due:
             self._scheduleRecovery(reason, confirm=True)
         # Otherwise a copy: nothing to do, and nothing to log per packet.
+
+    def _askFirstRequests(self) -> None:
+        """
+        On an announcement, ask at once, one request at a time behind any
+        queued (RFC 6886 s3.1), for every mapping waiting to be retried that
+        this gateway never granted: such a request is a first request, not
+        a renewal.  The s3.7 hold-off is for renewals after a loss of state
+        (so that a rebooted gateway is not flooded by every client at
+        once), and s3.1 has an announcement discard a cached verdict that
+        the gateway does not speak NAT-PMP; so a gateway that was down when
+        the service started maps its ports as soon as it says it is up.
+        Mappings it did grant keep the hold-off.  Once per burst of
+        announcements, not per copy; one granted so, early in the gateway's
+        run, is confirmed by the re-mapping like the others (L{COPY_SLACK}).
+        """
+        for entry in list(self._entries.values()):
+            if (
+                entry.phase is _Phase.BACKOFF
+                and entry.heldPort is None
+                and entry.retriedInBurst != self._burst
+            ):
+                entry.retriedInBurst = self._burst
+                self._request(entry, _Why.RETRY)
 
     def _scheduleRecovery(self, reason: str, confirm: bool = False) -> None:
         """
