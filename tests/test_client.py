@@ -742,6 +742,20 @@ class SourceCheckTests(SynchronousTestCase):
         failure = self.failureResultOf(d, errors.NotSupportedError)
         self.assertEqual(failure.value.gateway, IPv4Address("10.0.0.200"))
 
+    def test_unansweredAtInfo(self) -> None:
+        # A well-formed reply from the gateway that answers nothing pending
+        # (a late duplicate, normal under loss) is counted and said at info
+        # level, never as a warning.
+        reply = MapResponse(Protocol.UDP, 0, 5, 5000, 5000, 60).encode()
+        with capturedLogs() as events:
+            for _ in range(3):
+                self.client.protocol.datagramReceived(reply, (GATEWAY, 5351))
+            self.client.stop()
+        self.assertEqual(self.client._unanswered.total, 3)
+        levels = {e["log_level"] for e in events if "answers no pending" in str(e)}
+        # Said at info (the first at once, then the summary), details at debug.
+        self.assertEqual(levels, {LogLevel.info, LogLevel.debug})
+
     def test_floodLogsBounded(self) -> None:
         # 50,000 bad packets (malformed ones from the gateway, strays from
         # a thousand LAN hosts) are counted, and logged in aggregate: a

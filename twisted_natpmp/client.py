@@ -37,7 +37,7 @@ from twisted.internet.interfaces import (
     IReactorUDP,
 )
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -272,7 +272,7 @@ class NATPMPClient:
         self._stopped = False
         self.drops = DropLog(log, clock, f"NAT-PMP client of {self.gateway}")
         self._unanswered = DropLog(
-            _InfoLogger(log.namespace), clock, f"NAT-PMP client of {self.gateway}"
+            log, clock, f"NAT-PMP client of {self.gateway}", level=LogLevel.info
         )
         self._observers: list[Callable[[], object]] = []
         #: Losses of state not yet told, the last one's epoch, and the
@@ -673,7 +673,7 @@ class NATPMPClient:
         try:
             self._port = self._bind()
         except Exception:
-            log.failure("could not bind a new port for {client}", client=self)
+            log.failure("could not bind a new port for {client}", client=repr(self))
         pending = [*self._inFlight(), *self._queue]
         self._queue.clear()
         for p in pending:
@@ -845,16 +845,6 @@ def describeRequest(request: Request) -> str:
     if request.internalPort:
         return f"the {label} deletion of port {request.internalPort}"
     return f"the deletion of every {label} mapping"
-
-
-class _InfoLogger(Logger):
-    """
-    A L{Logger} whose warnings are said at info level: for a L{DropLog} of
-    packets that are usually harmless.
-    """
-
-    def warn(self, format: str | None = None, **kwargs: object) -> None:
-        self.info(format, **kwargs)
 
 
 def _checkTimeouts(timeouts: Sequence[float]) -> tuple[float, ...]:
