@@ -272,7 +272,9 @@ class MappingState:
     @ivar externalAddress: the gateway's external address, if known.
     @ivar externalPort: the external port held, or L{None} if no mapping is
         held.
-    @ivar lifetime: the lifetime the gateway granted, if a mapping is held.
+    @ivar lifetime: the mapping's effective lifetime, if one is held: the
+        one the gateway granted, or the one asked for if it granted more
+        (RFC 6886 s3.3: it SHOULD NOT), as L{expires} reckons.
     @ivar expires: when the mapping expires, in the reactor's seconds.
     @ivar error: why the last request failed, if it did (cleared by the next
         success).  A mapping may still be held until it expires.
@@ -1541,7 +1543,11 @@ class PortMapperService(Service):
             gateway=self.gateway,
             externalAddress=address,
             externalPort=None if mapping is None else mapping.externalPort,
-            lifetime=None if mapping is None else mapping.lifetime,
+            # RFC 6886 s3.3: a longer grant than asked is not trusted (the
+            # expiry and renewal use the lifetime asked for): report that.
+            lifetime=None
+            if mapping is None
+            else min(mapping.lifetime, entry.declaration.lifetime),
             expires=entry.expires,
             error=entry.error,
             doubleNAT=address is not None and isPrivateAddress(address),
