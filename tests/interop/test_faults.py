@@ -116,13 +116,6 @@ class FaultTests(TestCase):
         await self.lab.startMiniupnpd()
         await self.waitMapped("mapped after the gateway started", START_WINDOW)
 
-    test_gatewayDownAtStart.todo = (  # type: ignore[attr-defined]
-        "after ICMP port unreachable the service retries only every ~4.6 s, and"
-        " re-maps on miniupnpd's start-up PCP ANNOUNCE after the RFC 6886 s3.7"
-        " random 0-5 s hold-off, so the mapping lands 0-5 s after the gateway"
-        " starts: within 2 s only in some runs (2 of 8 missed here)"
-    )
-
     async def test_gatewayDiesAndReturns(self) -> None:
         """
         The gateway is killed and its rules flushed (a power loss); it stays
