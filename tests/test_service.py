@@ -37,6 +37,7 @@ from twisted_natpmp.errors import (
 from twisted_natpmp.interfaces import IMappingObserver, IPortMapper
 from twisted_natpmp.server import GatewayService
 from twisted_natpmp.service import (
+    CONFIRM_SPACING,
     MappingDeclaration,
     MappingState,
     PortMapperService,
@@ -1660,6 +1661,23 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
             [(t, r.internalPort) for t, r in self.mapRequests(since=1)],
             [(10.0, 6000), (10.0, 6001), (13.0, 5000), (13.0, 6000), (13.0, 6001)],
         )
+
+    def test_firstRequestsRateLimited(self) -> None:
+        """
+        Forged announcements with ever new epochs (each a new burst) cannot
+        make the service ask for a refused mapping faster than once every
+        CONFIRM_SPACING seconds: the first is asked at once (RFC 6886
+        s3.1), the others wait for the rate-limited re-mapping.
+        """
+        refused = MappingDeclaration(Protocol.UDP, 6000)
+        self.start(refused, backoff=lambda n: 300.0, holdOff=lambda: 1.0)
+        for i in range(40):
+            self.advance(0.25)
+            self.sendFrom(GATEWAY, pcpAnnounce(1000 * (i + 1)))
+        times = [t for t, _ in self.mapRequests()]
+        self.assertEqual(times[:2], [0.0, 0.25])
+        gaps = [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+        self.assertTrue(all(gap >= CONFIRM_SPACING for gap in gaps), times)
 
     def test_oncePerBurst(self) -> None:
         """

@@ -638,7 +638,8 @@ class PortMapperService(Service):
         #: Why to re-map again once the one under way is done, if need be,
         #: and whether that is only a confirmation (rate-limited).
         self._remapAgain: tuple[str, bool] | None = None
-        #: When the last re-mapping started (monotonic seconds).
+        #: When the last re-mapping started, or an announcement last asked
+        #: at once for the mappings never granted (monotonic seconds).
         self._lastRemap: float | None = None
         #: Announcements that came while a re-mapping was due or under way.
         self._coalesced = 0
@@ -1273,15 +1274,24 @@ class PortMapperService(Service):
         the gateway does not speak NAT-PMP; so a gateway that was down when
         the service started maps its ports as soon as it says it is up.
         Mappings it did grant keep the hold-off.  Once per burst of
-        announcements, not per copy; one granted so, early in the gateway's
-        run, is confirmed by the re-mapping like the others (L{COPY_SLACK}).
+        announcements, not per copy, and at most once every
+        L{CONFIRM_SPACING} seconds, counted with the re-mappings (it is one
+        for the spacing of confirmations), so that forged announcements with
+        ever new epochs cannot make the service ask faster than before
+        (those it leaves are retried by the re-mapping); one granted so,
+        early in the gateway's run, is confirmed by the re-mapping like the
+        others (L{COPY_SLACK}).
         """
+        now = self._monotonic()
+        if self._lastRemap is not None and now - self._lastRemap < CONFIRM_SPACING:
+            return
         for entry in list(self._entries.values()):
             if (
                 entry.phase is _Phase.BACKOFF
                 and entry.heldPort is None
                 and entry.retriedInBurst != self._burst
             ):
+                self._lastRemap = now
                 entry.retriedInBurst = self._burst
                 self._request(entry, _Why.RETRY)
 
