@@ -189,6 +189,20 @@ class ListenerTests(SynchronousTestCase):
             ],
         )
 
+    def test_gatewayFloodNotLogged(self) -> None:
+        """
+        Announcements from the gateway's address can be forged by the
+        thousand: each reaches the callback and is counted, none costs a log
+        line of its own (the service logs what it acts on).
+        """
+        with capturedLogs() as events:
+            for _ in range(1000):
+                self.send(GATEWAY, loadAnnouncements()[1])
+        self.assertEqual(len(self.received), 1000)
+        self.assertEqual(self.protocol.heard, 1000)
+        ours = [e for e in events if e["log_namespace"] == "twisted_natpmp.announce"]
+        self.assertEqual(ours, [])
+
     def test_strangerIgnored(self) -> None:
         """
         RFC 6886 s3.2.1: announcements not from the configured gateway are
