@@ -501,10 +501,3 @@ class FloodTests(TestCase):
             MAX_FLOOD_LOG // 5,
             f"{size} bytes of log; the end:\n{daemon.output()[-2000:]}",
         )
-
-    test_serviceLog.todo = (  # type: ignore[attr-defined]
-        "the announcement listener logs every announcement from the gateway"
-        " (forged ones too) at debug level, and twistd natpmp writes debug"
-        " lines: about 1 byte of log per packet of this flood (20.2 KB for"
-        " 20,000, over the 20 KB bound); that line wants aggregating too"
-    )
