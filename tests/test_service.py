@@ -378,7 +378,8 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
         up after its short RFC 6886 s3.1 schedule (3.75 s, MAP_TIMEOUTS),
         not 127.75 s, so the mapping queued behind it goes out then (still
         one request at a time, s3.1); the unlucky one is retried soon after,
-        behind the others.
+        behind the others: here at once, as the gateway answers again after
+        more than 3 s without an answer (issue 10, items 4 and 11).
         """
 
         def lostFor5000(datagram: Datagram) -> bool:
@@ -396,12 +397,19 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
         self.assertTrue(service.state(Protocol.TCP, 8080).mapped)
         self.assertEqual(
             [(t, r.internalPort) for t, r in self.mapRequests()],
-            [(0.0, 5000), (0.25, 5000), (0.75, 5000), (1.75, 5000), (3.75, 8080)],
+            [
+                (0.0, 5000),
+                (0.25, 5000),
+                (0.75, 5000),
+                (1.75, 5000),
+                (3.75, 8080),
+                (3.75, 5000),
+            ],
         )
         self.network.drop = lambda datagram: False
         self.advance(1.0)
         self.assertTrue(service.state(Protocol.UDP, 5000).mapped)
-        self.assertEqual(self.mapRequests(since=4.0)[0][0], 4.75)
+        self.assertEqual(self.mapRequests(since=3.8)[0][0], 4.0)
 
     def test_silentGatewayNotFlooded(self) -> None:
         """
@@ -1895,4 +1903,31 @@ class FlappingGatewayTests(ServiceTestMixin, SynchronousTestCase):
                 "no answer from gateway 10.0.0.1 yet; still trying",
                 "no answer from gateway 10.0.0.1 yet; still trying",
             ],
+        )
+
+
+class SilenceAfterAnswerTests(ServiceTestMixin, SynchronousTestCase):
+    def test_warnedWhenSilentAfterOneAnswer(self) -> None:
+        """
+        Issue 10, item 11 (RFC 6886 s3.1 retries): a gateway that answers
+        one request and then falls silent while other requests are already
+        queued or in flight is warned about C{SILENCE_WARNING} seconds
+        after its last answer, not only once a later request is made.
+        """
+        # Only the external address request is answered.
+        self.network.drop = lambda d: isinstance(
+            decodeRequest(d.data) if d.destination == (GATEWAY, 5351) else None,
+            MapRequest,
+        )
+        with capturedLogs() as events:
+            self.start(
+                UDP5000,
+                TCP8080,
+                MappingDeclaration(Protocol.UDP, 6000),
+                healthInterval=10**6,
+            )
+            self.advance(3.25)
+        self.assertEqual(
+            [t for t in texts(events, "warn") if "answer from" in t],
+            ["no answer from gateway 10.0.0.1 yet; still trying"],
         )

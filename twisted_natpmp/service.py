@@ -456,24 +456,40 @@ class _GatewayWatch:
         self._told = False
         #: When a person was last told of a silence.
         self._lastTold: float | None = None
-        #: When the first request since the last answer was made.
+        #: When the first request since the last answer was made, or the
+        #: last answer if requests were still outstanding then.
         self._since: float | None = None
+        #: How many requests are queued or in flight.
+        self._outstanding = 0
         self._timer: IDelayedCall | None = None
 
     def asking(self) -> None:
         """
         A request goes to the gateway.
         """
+        self._outstanding += 1
         if self._since is None:
             self._since = self._clock.seconds()
             self._schedule(self._warnAfter, self._silence)
 
+    def unanswered(self) -> None:
+        """
+        A request settled without an answer (it gave up or was cancelled).
+        """
+        self._outstanding = max(0, self._outstanding - 1)
+
     def answered(self) -> None:
         """
-        The gateway answered a request (success or a result code).
+        The gateway answered a request (success or a result code).  If
+        other requests are still queued or in flight, the silence is timed
+        again from now (RFC 6886 s3.1: they are still being retried).
         """
+        self._outstanding = max(0, self._outstanding - 1)
         since, self._since = self._since, None
         self._cancel()
+        if self._outstanding:
+            self._since = self._clock.seconds()
+            self._schedule(self._warnAfter, self._silence)
         if not self.silent:
             return
         self.silent = False
@@ -989,6 +1005,8 @@ class PortMapperService(Service):
                     watch.answered()
                 elif not (result.check(CancelledError) or _unanswered(result)):
                     watch.answered()
+                else:
+                    watch.unanswered()
             return result
 
         d.addBoth(settled)
