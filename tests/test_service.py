@@ -1931,3 +1931,32 @@ class SilenceAfterAnswerTests(ServiceTestMixin, SynchronousTestCase):
             [t for t in texts(events, "warn") if "answer from" in t],
             ["no answer from gateway 10.0.0.1 yet; still trying"],
         )
+
+
+class OutageRecoveryTests(ServiceTestMixin, SynchronousTestCase):
+    def test_renewalDuringOutageRecoveredPromptly(self) -> None:
+        """
+        Issue 10, item 4: a renewal (RFC 6886 s3.3, at half the lifetime)
+        that falls in an outage gives up on its short s3.1 schedule, so
+        when the gateway answers again every failing mapping is retried at
+        once; a 120 s mapping does not expire or sit unmapped for long.
+        The link is down from 50 to 93 s.
+        """
+        lifetime = MappingDeclaration(Protocol.UDP, 5000, lifetime=120)
+        service = self.start(lifetime, backoff=defaultBackoff(lambda: 0.0))
+        self.advance(50)
+        self.gatewayGone()
+        self.advance(43)
+        self.gatewayBack()
+        self.advance(5)
+        self.assertTrue(service.states()[0].mapped)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.assertTrue(
+            [t for t, r in self.mapRequests(since=93.0) if t <= 98.0],
+            self.mapRequests(),
+        )
+        self.advance(200)
+        self.assertTrue(service.states()[0].mapped)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        # Never unmapped once granted: the renewal came before the expiry.
+        self.assertTrue(all(state.mapped for state in self.observer.states[1:]))
