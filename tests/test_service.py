@@ -1707,6 +1707,41 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
             [(10.0, 6000), (13.0, 5000)],
         )
 
+    def test_backoffBypassedOncePerBurstOverTwoRemappings(self) -> None:
+        """
+        Issue 10, item 3: one burst of announcements (a gateway restart,
+        RFC 6886 s3.2.1 copies) that leads to two re-mappings (the first
+        grants come early in the gateway's run, so the later copies cannot
+        confirm them, L{COPY_SLACK}) bypasses a waiting mapping's backoff
+        only once.
+        """
+        self.backend.refused.clear()
+        service = self.start(
+            UDP5000,
+            MappingDeclaration(Protocol.UDP, 6000),
+            backoff=lambda n: 300.0,
+            holdOff=lambda: 1.0,
+            healthInterval=10**6,
+        )
+        # A first restart: 6000, granted before, is refused now and waits.
+        self.backend.refused.add(6000)
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        self.advance(60)
+        self.assertIsInstance(
+            service.state(Protocol.UDP, 6000).error, NotAuthorizedError
+        )
+        before = len(self.mapRequests())
+        self.gateway.stopService()
+        self.gateway.startService()
+        self.network.flush()
+        self.advance(60)
+        later = [(t, r.internalPort) for t, r in self.mapRequests()[before:]]
+        # The re-mappings: 5000 at least twice, 6000 only once.
+        self.assertGreaterEqual(len([p for t, p in later if p == 5000]), 2, later)
+        self.assertEqual(len([p for t, p in later if p == 6000]), 1, later)
+
 
 class SilentGatewayTests(ServiceTestMixin, SynchronousTestCase):
     def test_mappingNotHeldUp(self) -> None:
