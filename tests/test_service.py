@@ -1863,6 +1863,31 @@ class MonotonicTests(ServiceTestMixin, SynchronousTestCase):
         service.stopService()
         self.network.flush()
 
+    def test_wallClockStepIsNoPCPReboot(self) -> None:
+        """
+        Issue 10, item 7, on the PCP path: PCP ANNOUNCE epochs (RFC 6887
+        s8.5, as RFC 6886 s3.6 for NAT-PMP) are judged on the monotonic
+        clock, so a step of the wall clock (the reactor's) between two
+        announcements of one run of the gateway is no reboot.
+        """
+        monotonic = [0.0]
+        service = self.start(
+            UDP5000, monotonic=lambda: monotonic[0], healthInterval=10**6
+        )
+        self.advance(10)
+        monotonic[0] += 10
+        self.sendFrom(GATEWAY, pcpAnnounce(10))
+        self.advance(10)
+        monotonic[0] += 10
+        # NTP steps the wall clock an hour ahead; the gateway's epoch and
+        # the monotonic clock moved on by 10 s.
+        self.clock.advance(3600)
+        with capturedLogs() as events:
+            self.sendFrom(GATEWAY, pcpAnnounce(20))
+        self.assertFalse([t for t in texts(events) if "lost" in t], texts(events))
+        service.stopService()
+        self.network.flush()
+
 
 class PublicAddressTests(ServiceTestMixin, SynchronousTestCase):
     """
