@@ -1017,6 +1017,39 @@ class GatewayChangeTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(60)
         self.assertTrue(service.states()[0].mapped)
 
+    def test_noGatewaySaidAgainAfterRestart(self) -> None:
+        """
+        After a stop and a start, a missing gateway is said again.
+        """
+        self.current = NoGatewayError("no default IPv4 gateway found")
+        with capturedLogs() as events:
+            service = self.start(UDP5000, gateway=None, discoverGateway=self.discover)
+            self.successResultOf(service.stopService())
+            service.startService()
+            self.network.flush()
+        self.assertEqual(
+            [t for t in texts(events, "warn") if t.startswith("no gateway")],
+            ["no gateway: no default IPv4 gateway found"] * 2,
+        )
+        self.successResultOf(service.stopService())
+
+    def test_gatewayChangeForgetsPCPEpoch(self) -> None:
+        """
+        The old gateway's PCP epoch is not judged against the new one's
+        (RFC 6887 s8.5 as RFC 6886 s3.6).
+        """
+        service = self.start(
+            UDP5000, gateway=None, discoverGateway=self.discover, healthInterval=10**6
+        )
+        self.advance(10)
+        self.sendFrom(GATEWAY, pcpAnnounce(1000))
+        self.current = IPv4Address(OTHER_GATEWAY)
+        self.advance(60)
+        self.assertEqual(service.gateway, IPv4Address(OTHER_GATEWAY))
+        with capturedLogs() as events:
+            self.sendFrom(OTHER_GATEWAY, pcpAnnounce(5))
+        self.assertFalse([t for t in texts(events) if "lost" in t], texts(events))
+
     def test_gatewayLostKeepsOld(self) -> None:
         """
         A default route that disappears for a while does not drop the
@@ -1335,6 +1368,26 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         self.network.flush()
         self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
         self.assertTrue(service.states()[0].mapped)
+
+    def test_restartForgetsPCPEpoch(self) -> None:
+        """
+        A PCP epoch heard before a stop is not judged against the next run
+        (RFC 6887 s8.5 as RFC 6886 s3.6): a gateway that restarted while
+        the service was stopped is no loss of state of the new run.
+        """
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.advance(10)
+        self.sendFrom(GATEWAY, pcpAnnounce(1000))
+        stopped = service.stopService()
+        self.network.flush()
+        self.successResultOf(stopped)
+        self.advance(50)
+        service.startService()
+        self.network.flush()
+        self.advance(10)
+        with capturedLogs() as events:
+            self.sendFrom(GATEWAY, pcpAnnounce(5))
+        self.assertFalse([t for t in texts(events) if "lost" in t], texts(events))
 
 
 class ObserverTests(ServiceTestMixin, SynchronousTestCase):

@@ -1557,6 +1557,10 @@ class PortMapperService(Service):
         client, self._client = self._client, None
         self._watch = None
         self._lastRemap, self._burst, self._burstRun = None, 0, None
+        # A new run judges its own epochs and says again that there is no
+        # gateway.
+        self._pcpEpochs.reset()
+        self._gatewayMissing = False
         return self._releaseClient(client)
 
     # Internals: state
