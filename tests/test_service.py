@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.application.service import IService, MultiService
+from twisted.internet.defer import fail
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import capturedLogs, eventAsJSON
 from twisted.trial.unittest import SynchronousTestCase
@@ -1368,6 +1369,32 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         self.network.flush()
         self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
         self.assertTrue(service.states()[0].mapped)
+
+    def test_deletionsRefused(self) -> None:
+        """
+        If the client refuses the deletions outright (C{ValueError}), the
+        service still says which mappings it left, and why, and its stop
+        deadline timer does not stay behind.
+        """
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.patch(
+            self.clients[0],
+            "deleteMappings",
+            lambda keys, timeouts: fail(ValueError("bad key")),
+        )
+        with capturedLogs() as events:
+            stopped = service.stopService()
+            self.network.flush()
+        self.successResultOf(stopped)
+        (warning,) = texts(events, "warn")
+        self.assertIn("left 1 mapping(s) at gateway 10.0.0.1", warning)
+        self.assertIn("(bad key)", warning)
+        # Only the gateway's own expiry of the mapping is still to come.
+        now = self.clock.seconds()
+        self.assertEqual(
+            [c for c in self.clock.getDelayedCalls() if c.getTime() <= now + 60],
+            [],
+        )
 
     def test_restartForgetsPCPEpoch(self) -> None:
         """

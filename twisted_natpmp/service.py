@@ -1515,9 +1515,15 @@ class PortMapperService(Service):
         d = client.deleteMappings(list(byKey), self._stopTimeouts)
         deadline = self._reactor.callLater(self._stopDeadline, d.cancel)
 
-        def report(outcomes: dict[tuple[Protocol, int], Failure | None]) -> None:
+        def report(
+            outcomes: dict[tuple[Protocol, int], Failure | None] | Failure,
+        ) -> None:
             if deadline.active():
                 deadline.cancel()
+            if isinstance(outcomes, Failure):
+                # The deletions could not even be asked for (a bad key):
+                # every mapping is left, for that reason.
+                outcomes = {key: outcomes for key in byKey}
             deleted = [str(byKey[k]) for k, f in outcomes.items() if f is None]
             left = {k: f for k, f in outcomes.items() if f is not None}
             if deleted:
@@ -1540,7 +1546,7 @@ class PortMapperService(Service):
                     ),
                 )
 
-        return d.addCallback(report)
+        return d.addBoth(report)
 
     def _whyLeft(self, failure: Failure) -> str:
         if failure.check(CancelledError):
