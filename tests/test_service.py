@@ -1612,6 +1612,25 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("grants tiny lifetimes (1 s for udp:5000)", warnings[0])
 
+    def test_tinyGrantsNotLoggedEachTime(self) -> None:
+        """
+        Issue 10, item 6: after the one warning about tiny lifetimes (RFC
+        6886 s3.3), the grants every 10 s are logged at debug, not a
+        "mapped" info line each.
+        """
+        self.gateway.stopService()
+        self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=1)
+        with capturedLogs() as events:
+            self.start(UDP5000, healthInterval=10**6)
+            self.advance(60, step=0.5)
+        self.assertEqual(
+            [t for t in texts(events, "info") if "udp:5000 ->" in t],
+            ["mapped udp:5000 -> 192.0.3.1:5000 for 1 s (asked for 7200 s)"],
+        )
+        self.assertEqual(
+            len([t for t in texts(events, "debug") if "udp:5000 ->" in t]), 6
+        )
+
     def test_shortLifetimeAskedForKept(self) -> None:
         """
         The floor applies to a gateway's short grant only: a lifetime of 3 s

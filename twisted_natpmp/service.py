@@ -1140,7 +1140,11 @@ class PortMapperService(Service):
                 **fields,
             )
         else:
-            log.info(
+            # Once a person was told that the gateway grants tiny lifetimes,
+            # each grant's line (a "mapped" one: the last expired before the
+            # renewal) is no news.
+            tinyAgain = lifetime / 2 < floor and self._warnedTinyLifetime
+            (log.debug if tinyAgain else log.info)(
                 verb + " {what} -> {address}:{port} for {lifetime} s{notes}", **fields
             )
         if mapping.lifetime > declaration.lifetime:
