@@ -1594,16 +1594,25 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(0.25)
         self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 3600.0])
 
-    def test_renewalFloor(self) -> None:
+    def runWithOneSecondGrants(self) -> list[Any]:
         """
-        Issue 10, item 6: a gateway granting 1 s is asked again every 10 s
-        (MIN_RENEWAL_INTERVAL), not twice a second, and warned about once.
+        Map L{UDP5000} for 60 s via a gateway that grants 1 s.
+
+        @return: the events logged.
         """
         self.gateway.stopService()
         self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=1)
         with capturedLogs() as events:
             self.start(UDP5000, healthInterval=10**6)
             self.advance(60, step=0.5)
+        return events
+
+    def test_renewalFloor(self) -> None:
+        """
+        Issue 10, item 6: a gateway granting 1 s is asked again every 10 s
+        (MIN_RENEWAL_INTERVAL), not twice a second, and warned about once.
+        """
+        events = self.runWithOneSecondGrants()
         self.assertEqual(
             [t for t, _ in self.mapRequests()],
             [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
@@ -1618,11 +1627,7 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
         6886 s3.3), the grants every 10 s are logged at debug, not a
         "mapped" info line each.
         """
-        self.gateway.stopService()
-        self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=1)
-        with capturedLogs() as events:
-            self.start(UDP5000, healthInterval=10**6)
-            self.advance(60, step=0.5)
+        events = self.runWithOneSecondGrants()
         self.assertEqual(
             [t for t in texts(events, "info") if "udp:5000 ->" in t],
             ["mapped udp:5000 -> 192.0.3.1:5000 for 1 s (asked for 7200 s)"],
