@@ -710,6 +710,26 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
             [t for t, _ in self.mapRequests(since=1)], [11.0, 11.0, 16.0, 16.0]
         )
 
+    def test_noAddressAnnouncedIsNoNews(self) -> None:
+        """
+        An announcement of 0.0.0.0 (a gateway without an external address,
+        RFC 6886 s3.2) is no new external address: nothing is re-mapped for
+        it, and the address known stays; its epoch is still judged (s3.6).
+        """
+        self.advance(10)
+        service = self.start(UDP5000, healthInterval=10**6)
+        self.advance(10)
+        asked = len(self.mapRequests())
+        none = IPv4Address("0.0.0.0")
+        with capturedLogs() as events:
+            self.sendFrom(GATEWAY, ExternalAddressResponse(0, 20, none).encode())
+            self.advance(10)
+        self.assertEqual(len(self.mapRequests()), asked, texts(events))
+        self.assertEqual(service.externalAddress, EXTERNAL)
+        with capturedLogs() as events:
+            self.sendFrom(GATEWAY, ExternalAddressResponse(0, 1, none).encode())
+        self.assertTrue([t for t in texts(events) if "lost" in t], texts(events))
+
     def test_addressChangeAnnounced(self) -> None:
         """
         RFC 6886 s3.2.1: a new external address is announced; the service

@@ -1262,7 +1262,13 @@ class PortMapperService(Service):
                 # The address was not known yet (the first request failed):
                 # the announcement tells it.
                 self._gotExternalAddress(announcement.externalAddress, client, False)
-            elif known is not None and announcement.externalAddress != known:
+            elif (
+                known is not None
+                and announcement.externalAddress is not None
+                and announcement.externalAddress != known
+            ):
+                # (An announcement of 0.0.0.0, no address, RFC 6886 s3.2,
+                # is no address news; its epoch was judged above.)
                 self._scheduleRecovery(f"{reason}: a new external address")
                 return
         else:
