@@ -780,7 +780,11 @@ class AnnouncementTests(SynchronousTestCase):
                 self.assertEqual(len(got), 1, packet.hex())
                 self.assertEqual((got[0].kind, got[0].epoch), expected)
                 if expected[0] is AnnouncementKind.NATPMP:
-                    self.assertEqual(got[0].externalAddress, IPv4Address(packet[8:12]))
+                    # RFC 6886 s3.2: 0.0.0.0 names no external address.
+                    address = IPv4Address(packet[8:12])
+                    self.assertEqual(
+                        got[0].externalAddress, address if int(address) else None
+                    )
         self.assertEqual(self.logs.failures, [])
 
     def test_corpus(self) -> None:
