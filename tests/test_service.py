@@ -2056,6 +2056,38 @@ class PublicAddressTests(ServiceTestMixin, SynchronousTestCase):
         self.assertEqual(self.mapRequests()[0][0], 1.75)
         self.assertTrue([t for t in texts(events, "warn") if "mapping anyway" in t])
 
+    def test_privateLater(self) -> None:
+        """
+        The address is checked again with the gateway, every minute: a host
+        that reaches the same gateway from a private address later maps
+        then; the refusal was said once, not each minute.
+        """
+        here = [self.PUBLIC]
+
+        def client(gateway: IPv4Address) -> IPortMapper:
+            mapper = listenClient(
+                self.network.host(here[0]), gateway, monotonic=self.clock.seconds
+            )
+            self.clients.append(mapper)
+            return mapper
+
+        with capturedLogs() as events:
+            service = self.start(UDP5000, clientFactory=client)
+            self.advance(150, step=1)
+            self.assertEqual(self.mapRequests(), [])
+            here[0] = HOST
+            self.advance(30, step=1)
+        self.assertTrue(service.states()[0].mapped)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        self.assertEqual(len(texts(events, "warn")), 1, texts(events, "warn"))
+        self.assertIn(
+            "now reaching gateway 10.0.0.1 from 10.0.0.2, a private address: mapping",
+            texts(events, "info"),
+        )
+        stopped = service.stopService()
+        self.network.flush()
+        self.successResultOf(stopped)
+
     def test_privateSaysNothing(self) -> None:
         with capturedLogs() as events:
             self.start(UDP5000)

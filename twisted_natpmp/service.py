@@ -596,7 +596,9 @@ class PortMapperService(Service):
             loss of state (RFC 6886 s3.7: uniform in 0-5 s).
         @param healthInterval: seconds between external-address checks.
         @param gatewayCheckInterval: seconds between default-gateway checks
-            (only when C{gateway} is not given).
+            (only when C{gateway} is not given), which also check again
+            whether a host refused for a public address reaches the gateway
+            from a private one now.
         @param backoff: given the number of failures so far, returns the
             seconds to wait before retrying (like the C{retryPolicy} of
             L{twisted.application.internet.ClientService}); by default
@@ -614,7 +616,9 @@ class PortMapperService(Service):
         @param allowPublicAddress: map even when this host reaches the
             gateway from an address that is not private (RFC 1918, RFC 6598
             or loopback); by default the service then maps nothing and each
-            state carries a L{PublicAddressError} (RFC 6886 s3 SHOULD).
+            state carries a L{PublicAddressError} (RFC 6886 s3 SHOULD),
+            until the address, checked again every C{gatewayCheckInterval}
+            seconds, is private.
         """
         self._reactor = reactor
         self._entries: dict[tuple[Protocol, int], _Entry] = {}
@@ -666,6 +670,10 @@ class PortMapperService(Service):
 
         self._pcpEpochs = EpochTracker()
         self._gatewayMissing = False
+        #: The public address this host reaches the gateway in use from,
+        #: if it was refused for it (RFC 6886 s3); checked again with the
+        #: gateway.
+        self._refusedFrom: IPv4Address | None = None
         self._warnedTinyLifetime = False
 
     # Declarations
@@ -777,10 +785,7 @@ class PortMapperService(Service):
         if gateway is not None:
             self._useGateway(gateway)
         self._healthLoop = self._loop(self._healthCheck, self._healthInterval)
-        if self._fixedGateway is None:
-            self._gatewayLoop = self._loop(
-                self._checkGateway, self._gatewayCheckInterval
-            )
+        self._gatewayLoop = self._loop(self._checkGateway, self._gatewayCheckInterval)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -873,7 +878,8 @@ class PortMapperService(Service):
         return gateway
 
     def _useGateway(self, gateway: IPv4Address) -> None:
-        log.info("using NAT-PMP gateway {gateway}", gateway=str(gateway))
+        if self._refusedFrom is None:
+            log.info("using NAT-PMP gateway {gateway}", gateway=str(gateway))
         self.gateway = gateway
         client = self._clientFactory(gateway)
         client.addStateLossObserver(self._stateLost)
@@ -905,12 +911,24 @@ class PortMapperService(Service):
                 address = localAddress(gateway)
             except OSError:
                 return True
+        refused, self._refusedFrom = self._refusedFrom, None
         if isPrivateAddress(address):
+            if refused is not None:
+                log.info(
+                    "now reaching gateway {gateway} from {address}, a private"
+                    " address: mapping",
+                    gateway=str(gateway),
+                    address=str(address),
+                )
             return True
         error = PublicAddressError(address, gateway)
         if self._allowPublicAddress:
             log.warn("{error}; mapping anyway, as allowed", error=str(error))
             return True
+        self._refusedFrom = address
+        if address == refused:
+            # Said already, and the states tell it.
+            return False
         log.warn("{error}; mapping nothing", error=str(error))
         for entry in self._entries.values():
             entry.error = error
@@ -949,9 +967,19 @@ class PortMapperService(Service):
         return maybeDeferred(stop).addCallback(lambda _: None)
 
     def _checkGateway(self) -> None:
-        gateway = self._discover()
-        if gateway is None or gateway == self.gateway:
+        """
+        Follow a change of the default gateway (unless the gateway is
+        fixed), and check again whether this host, refused for a public
+        address (RFC 6886 s3), reaches the gateway from a private one now.
+        """
+        gateway = self._fixedGateway or self._discover()
+        if gateway is None:
             return
+        if gateway == self.gateway:
+            if self._refusedFrom is not None:
+                self._useGateway(gateway)
+            return
+        self._refusedFrom = None
         old, oldClient = self.gateway, self._client
         held = [
             entry.declaration
@@ -1577,6 +1605,7 @@ class PortMapperService(Service):
         # gateway.
         self._pcpEpochs.reset()
         self._gatewayMissing = False
+        self._refusedFrom = None
         return self._releaseClient(client)
 
     # Internals: state
