@@ -495,7 +495,13 @@ class TwistdNatpmpTests(TestCase):
             {9801: (LAN_HOSTS[0], 9801)},
         )
         self.assertEqual((self.lab.rules(TCP), self.lab.rules(UDP)), expected)
-        self.assertIn(f"{ROUTER_WAN}:19800", daemon.output())
+        # The rule is on the router a moment before the reply reaches the
+        # service and its log: wait for the line, briefly.
+        await waitUntil(
+            lambda: f"{ROUTER_WAN}:19800" in daemon.output(),
+            "the granted address and port in twistd natpmp's log",
+            5.0,
+        )
 
         await self.lab.restartMiniupnpd()
         self.assertEqual(self.lab.rules(TCP), {})
