@@ -234,7 +234,16 @@ class StopTests(TestCase):
             argv += ["--map", f"{protocol.lower()}:{port}:{external}"]
         daemon: Daemon = lab.spawn(lab.lans[0], lab.twistd(*argv), "twistd-natpmp")
         await waitUntil(lambda: lab.rulesFor(LAN_HOSTS[0]) == maps, "mapped", 15.0, 0.1)
-        self.assertIn(f"{ROUTER_WAN}:19420", daemon.output())
+        # The rules are on the router a moment before the replies reach the
+        # service and its log: wait for both grants' lines, briefly.
+        await waitUntil(
+            lambda: all(
+                f"{ROUTER_WAN}:{external}" in daemon.output()
+                for external in maps.values()
+            ),
+            "both grants in twistd natpmp's log",
+            5.0,
+        )
         assert lab.miniupnpd is not None
         lab.miniupnpd.signal(signal.SIGKILL)
         lab.firewall(lab.router, "-I INPUT -p udp --dport 5351 -j DROP")
