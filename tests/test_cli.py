@@ -151,7 +151,8 @@ class ParseTests(SynchronousTestCase):
         )
 
     def test_badGateway(self) -> None:
-        for text in ("1.2.3", "256.1.1.1", "fe80::1", "router", "0.0.0.0", "224.0.0.1"):
+        bad = ("1.2.3", "256.1.1.1", "fe80::1", "router", "0.0.0.0", "224.0.0.1")
+        for text in (*bad, "255.255.255.255"):
             self.assertUsageError(["--gateway", text, "external"], repr(text))
 
     def test_badTimeout(self) -> None:

@@ -98,6 +98,10 @@ class OptionsTests(SynchronousTestCase):
         for option, value in [
             ("--gateway", "10.0.0"),
             ("--gateway", "fe80::1"),
+            # Requests go to one host, the gateway (RFC 6886 s3): as natpmp.
+            ("--gateway", "0.0.0.0"),
+            ("--gateway", "224.0.0.1"),
+            ("--gateway", "255.255.255.255"),
             ("--lifetime", "0"),
             ("--lifetime", "1.5"),
             ("--lifetime", "4294967296"),

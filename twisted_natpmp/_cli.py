@@ -34,7 +34,12 @@ from twisted.python.usage import UsageError
 from ._types import Mapping
 from ._wire import RECOMMENDED_LIFETIME, SERVER_PORT, Protocol
 from .client import RETRANSMIT_TIMEOUTS, NATPMPClient, listenClient
-from .discovery import defaultGateway, isPrivateAddress, localAddress
+from .discovery import (
+    defaultGateway,
+    isPrivateAddress,
+    localAddress,
+    unusableGateway,
+)
 from .errors import GatewayError, NATPMPError, NoGatewayError, NoResponseError
 
 log = Logger()
@@ -145,9 +150,10 @@ def _timeout(text: str) -> float:
 
 def _gateway(text: str) -> IPv4Address:
     address = _convert(IPv4Address, "gateway", text, "an IPv4 address")
-    if address.is_unspecified or address.is_multicast:
+    why = unusableGateway(address)
+    if why is not None:
         raise argparse.ArgumentTypeError(
-            f"gateway {text!r} cannot be a gateway's address"
+            f"gateway {text!r} cannot be a gateway's address ({why})"
         )
     return address
 

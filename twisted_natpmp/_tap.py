@@ -152,6 +152,13 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--gateway {gateway!r} is not an IPv4 address"
                 ) from None
+            from .discovery import unusableGateway
+
+            why = unusableGateway(self["gateway"])
+            if why is not None:
+                raise usage.UsageError(
+                    f"--gateway {gateway!r} cannot be a gateway's address ({why})"
+                )
         self["lifetime"] = int(
             _number("lifetime", self["lifetime"], 1, _MAX32, integer=True)
         )

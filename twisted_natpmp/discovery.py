@@ -141,3 +141,21 @@ def isPrivateAddress(address: IPv4Address | str) -> bool:
     """
     address = IPv4Address(address)
     return any(address in network for network in PRIVATE_NETWORKS)
+
+
+def unusableGateway(address: IPv4Address) -> str | None:
+    """
+    Why C{address} cannot be a NAT-PMP gateway, if it cannot: requests go
+    to one host, the default gateway (RFC 6886 s3), never to the
+    unspecified address (which Linux delivers to this host), a multicast
+    group or the limited broadcast address.
+
+    @return: a short reason, or L{None} when the address may be a gateway.
+    """
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address == IPv4Address("255.255.255.255"):
+        return "the broadcast address"
+    return None
