@@ -53,6 +53,7 @@ class DropLogTests(SynchronousTestCase):
             self.drops.drop("b", "not the gateway")
         self.assertEqual(len(self.lines()), 1)
         self.clock.advance(60)
+        # "a" dropped only the packet already said; "b"'s count is whole.
         self.assertEqual(
             self.lines()[1:],
             [
@@ -98,11 +99,36 @@ class DropLogTests(SynchronousTestCase):
             self.drops.drop(f"10.0.{i // 256}.{i % 256}", "malformed")
         self.clock.advance(60)
         summary = self.lines()[1:]
-        self.assertEqual(len(summary), 4)
+        # "first" and two more by name (only "first"'s lone drop, said at
+        # once, is not repeated), the rest together.
+        self.assertEqual(len(summary), 3)
         self.assertIn(
-            "test listener: dropped 997 packets from other sources in the last"
-            " 60 s: malformed (997)",
+            "test listener: dropped 998 packets from other sources in the last"
+            " 60 s: malformed (998)",
             summary,
+        )
+
+    def test_summaryCountsTheFirst(self) -> None:
+        """
+        The summary's count is the interval's whole count, the drop said at
+        once included; a lone drop already said is not summarised again.
+        """
+        for _ in range(4):
+            self.drops.drop("a", "malformed")
+        self.clock.advance(60)
+        self.assertEqual(
+            self.lines()[1:],
+            ["test listener: dropped 4 packets from a in the last 60 s: malformed (4)"],
+        )
+
+    def test_noEmptyDetail(self) -> None:
+        """
+        A drop without details logs no dangling colon at debug level.
+        """
+        self.drops.drop("a", "outside the internal networks")
+        self.assertEqual(
+            self.lines(LogLevel.debug),
+            ["test listener: dropped a packet from a (outside the internal networks)"],
         )
 
     def test_stopFlushes(self) -> None:
@@ -143,12 +169,16 @@ class DropLogTests(SynchronousTestCase):
         refusals.drop("a", "no port free")
         refusals.drop("a", "no port free")
         refusals.stop()
+        refusals.drop("b", "no port free")
+        refusals.stop()
         self.assertEqual(self.lines(), [])
         self.assertEqual(
             self.lines(LogLevel.info),
             [
                 "gateway: refused a packet from a (no port free); further ones"
                 " are summarised every 60 s",
-                "gateway: refused 1 packet from a in the last 60 s: no port free (1)",
+                "gateway: refused 2 packets from a in the last 60 s: no port free (2)",
+                "gateway: refused a packet from b (no port free); further ones"
+                " are summarised every 60 s",
             ],
         )

@@ -73,6 +73,8 @@ class DropLog:
         self._counts: dict[str, Counter[str]] = {}
         self._detailed = 0
         self._timer: IDelayedCall | None = None
+        # The source whose drop opened this interval and was said at once.
+        self._said: str | None = None
         self.total = 0
         self.reasons: Counter[str] = Counter()
 
@@ -102,14 +104,17 @@ class DropLog:
                 interval=self._interval,
             )
             self._timer = self._clock.callLater(self._interval, self._summarise)
-        else:
-            if source not in self._counts and len(self._counts) >= self._maxSources:
-                source = _OTHERS
-            self._counts.setdefault(source, Counter())[reason] += 1
+            self._said = source
+        # Every drop counts in its interval's summary, the one said at once
+        # too, so that the summary's count is the interval's whole count.
+        if source not in self._counts and len(self._counts) >= self._maxSources:
+            source = _OTHERS
+        self._counts.setdefault(source, Counter())[reason] += 1
         if self._detailed < self._debugDetails:
             self._detailed += 1
             self._log.debug(
-                "{what}: {verb} a packet from {source} ({reason}): {detail}",
+                "{what}: {verb} a packet from {source} ({reason})"
+                + (": {detail}" if detail else ""),
                 what=self._what,
                 verb=self._verb,
                 source=source,
@@ -132,9 +137,21 @@ class DropLog:
             self._timer = self._clock.callLater(self._interval, self._summarise)
 
     def _flush(self) -> bool:
+        """
+        Log the summary of the interval now ending.
+
+        @return: whether anything was summarised (beyond a lone drop that
+            was already said at once).
+        """
         counts, self._counts = self._counts, {}
+        said, self._said = self._said, None
         self._detailed = 0
+        summarised = False
         for source, reasons in sorted(counts.items()):
+            if source == said and reasons.total() == 1:
+                # The interval's only drop from there was said at once.
+                continue
+            summarised = True
             self._log.emit(
                 self._level,
                 "{what}: {verb} {count} {packets} from {source} in the last"
@@ -149,4 +166,4 @@ class DropLog:
                     f"{reason} ({n})" for reason, n in reasons.most_common()
                 ),
             )
-        return bool(counts)
+        return summarised
