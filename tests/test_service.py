@@ -1322,6 +1322,28 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(300)
         self.assertEqual(self.sentByUs(), [])
 
+    def test_stopNeverGrantedSaysMay(self) -> None:
+        """
+        A mapping asked for but never seen granted (the gateway never
+        answered) is still deleted at stop, since the request may have
+        reached the gateway (RFC 6886 s3.4), but the log says it I{may} be
+        left, never that it was made.
+        """
+        self.gatewayGone()
+        service = self.start(UDP5000)
+        self.advance(1)
+        with capturedLogs() as events:
+            d = service.stopService()
+            self.advance(5)
+            self.successResultOf(d)
+        warnings = [
+            e["log_format"].format(**e) for e in events if e["log_level"].name == "warn"
+        ]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("may have left 1 mapping(s) at gateway 10.0.0.1", warnings[0])
+        self.assertIn("never seen granted", warnings[0])
+        self.assertIn("udp:5000 (no response", warnings[0])
+
     def test_stopDeadline(self) -> None:
         """
         Whatever the retransmission schedule, stopping gives up at the

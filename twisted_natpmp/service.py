@@ -808,11 +808,7 @@ class PortMapperService(Service):
         # What may be mapped on the gateway is known before anything is
         # cancelled: cancelling a re-mapping cancels the request it awaits,
         # and a request in flight may have been granted.
-        held = [
-            entry.declaration
-            for entry in self._entries.values()
-            if entry.request is not None or entry.mapping is not None
-        ]
+        held, unconfirmed = self._held()
         waits: list[Deferred[Any]] = []
         port, self._announcePort = self._announcePort, None
         if port is not None:
@@ -822,7 +818,7 @@ class PortMapperService(Service):
         self._quiesce()
         if client is not None:
             waits.append(
-                self._deleteAll(client, held, "stopping").addErrback(
+                self._deleteAll(client, held, "stopping", unconfirmed).addErrback(
                     lambda f: log.failure("deleting the mappings failed", f)
                 )
             )
@@ -981,11 +977,7 @@ class PortMapperService(Service):
             return
         self._refusedFrom = None
         old, oldClient = self.gateway, self._client
-        held = [
-            entry.declaration
-            for entry in self._entries.values()
-            if entry.request is not None or entry.mapping is not None
-        ]
+        held, unconfirmed = self._held()
         if old is not None:
             log.info(
                 "the default gateway changed from {old} to {new}: moving the mappings",
@@ -1003,7 +995,7 @@ class PortMapperService(Service):
             # the same network): delete the mappings there, then let go of
             # its client.  An old gateway out of reach costs only the
             # deletions' few seconds, while the new one is already asked.
-            deleted = self._deleteAll(oldClient, held, "leaving")
+            deleted = self._deleteAll(oldClient, held, "leaving", unconfirmed)
             deleted.addBoth(lambda _: self._releaseClient(oldClient)).addErrback(
                 lambda f: log.failure("stopping the old client failed", f)
             )
@@ -1535,8 +1527,32 @@ class PortMapperService(Service):
 
     # Internals: stopping
 
+    def _held(self) -> tuple[list[MappingDeclaration], set[tuple[Protocol, int]]]:
+        """
+        What may be mapped on the gateway now: the declarations granted or
+        with a request in flight (which may have been granted), and the keys
+        of those never seen granted.
+        """
+        held = [
+            entry.declaration
+            for entry in self._entries.values()
+            if entry.request is not None or entry.mapping is not None
+        ]
+        unconfirmed = {
+            entry.declaration.key
+            for entry in self._entries.values()
+            if entry.request is not None and entry.mapping is None
+        }
+        return held, unconfirmed
+
     def _deleteAll(
-        self, client: IPortMapper, declarations: list[MappingDeclaration], why: str
+        self,
+        client: IPortMapper,
+        declarations: list[MappingDeclaration],
+        why: str,
+        unconfirmed: set[tuple[Protocol, int]] | frozenset[tuple[Protocol, int]] = (
+            frozenset()
+        ),
     ) -> Deferred[None]:
         """
         Delete C{declarations} from the gateway of C{client}: every deletion
@@ -1545,6 +1561,9 @@ class PortMapperService(Service):
         with the reason, each mapping left behind.
 
         @param why: what the service is doing, for the log (C{"stopping"}).
+        @param unconfirmed: the keys of declarations asked for but never
+            seen granted: where their deletion fails, they I{may} be left
+            (the request may have reached the gateway), and the log says so.
         """
         if not declarations:
             return succeed(None)
@@ -1563,7 +1582,14 @@ class PortMapperService(Service):
                 # every mapping is left, for that reason.
                 outcomes = {key: outcomes for key in byKey}
             deleted = [str(byKey[k]) for k, f in outcomes.items() if f is None]
-            left = {k: f for k, f in outcomes.items() if f is not None}
+            left = {
+                k: f
+                for k, f in outcomes.items()
+                if f is not None and k not in unconfirmed
+            }
+            perhaps = {
+                k: f for k, f in outcomes.items() if f is not None and k in unconfirmed
+            }
             if deleted:
                 log.info(
                     "{why}: deleted {count} mapping(s) at gateway {gateway}: {what}",
@@ -1581,6 +1607,18 @@ class PortMapperService(Service):
                     gateway=gateway,
                     what="; ".join(
                         f"{byKey[k]} ({self._whyLeft(f)})" for k, f in left.items()
+                    ),
+                )
+            if perhaps:
+                log.warn(
+                    "{why}: may have left {count} mapping(s) at gateway {gateway},"
+                    " asked for but never seen granted (they expire by themselves"
+                    " if made): {what}",
+                    why=why,
+                    count=len(perhaps),
+                    gateway=gateway,
+                    what="; ".join(
+                        f"{byKey[k]} ({self._whyLeft(f)})" for k, f in perhaps.items()
                     ),
                 )
 
