@@ -2065,6 +2065,22 @@ class PublicAddressTests(ServiceTestMixin, SynchronousTestCase):
         self.assertIn("from 198.51.100.7, which is not a private address", warning)
         self.assertIn("mapping nothing", warning)
 
+    def test_refusedStillHearsGateway(self) -> None:
+        """
+        Refused for a public address, the service still counts the
+        gateway's announcements as the gateway's (RFC 6886 s3.2.1), never
+        drops them as a stranger's.
+        """
+        service = self.start(UDP5000, clientFactory=self.publicClient)
+        self.advance(1)
+        assert service._announcer is not None
+        self.assertEqual(service._announcer.gateway, IPv4Address(GATEWAY))
+        with capturedLogs():
+            self.sendFrom(GATEWAY, pcpAnnounce(0))
+        self.assertEqual(service._announcer.drops.total, 0)
+        self.assertEqual(service._announcer.heard, 1)
+        self.assertEqual(self.mapRequests(), [])
+
     def test_allowed(self) -> None:
         """
         Told to go ahead, the service maps from a public address, with the

@@ -877,6 +877,11 @@ class PortMapperService(Service):
         if self._refusedFrom is None:
             log.info("using NAT-PMP gateway {gateway}", gateway=str(gateway))
         self.gateway = gateway
+        if self._announcer is not None:
+            # The gateway's announcements are its own even while this host
+            # is refused (a public address): heard, not dropped as a
+            # stranger's.
+            self._announcer.gateway = gateway
         client = self._clientFactory(gateway)
         client.addStateLossObserver(self._stateLost)
         if not self._privateHere(client, gateway):
@@ -887,8 +892,6 @@ class PortMapperService(Service):
         self._client = client
         self._watch = _GatewayWatch(self._reactor, gateway, self._answersAgain)
         self._warnedTinyLifetime = False
-        if self._announcer is not None:
-            self._announcer.gateway = gateway
         self._askExternalAddress(client)
         for entry in self._entries.values():
             self._request(entry, _Why.MAP)
