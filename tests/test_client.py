@@ -1107,3 +1107,21 @@ def _warnings(events: list[Any]) -> list[str]:
     The text of the warnings among C{events}.
     """
     return [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+
+
+class MessageTests(SynchronousTestCase):
+    """
+    What a person reads of a failure.
+    """
+
+    def test_noResponseSecondsRounded(self) -> None:
+        """
+        The time waited is said to the hundredth (a real clock's 1.75323 s
+        reads 1.75 s), and whole seconds without decimals.
+        """
+        gateway = IPv4Address(GATEWAY)
+        self.assertEqual(
+            str(errors.NoResponseError(gateway, 4, 1.75323)),
+            f"no response from gateway {gateway} after 4 attempt(s) in 1.75 s",
+        )
+        self.assertIn("in 5 s", str(errors.NoResponseError(gateway, 1, 5.0)))

@@ -695,7 +695,7 @@ async def _run(
             if attempt >= _PROGRESS_FROM_ATTEMPT:
                 output.progress(
                     f"no answer from gateway {waiting} yet; still trying"
-                    f" (attempt {attempt}, {elapsed:g} s)"
+                    f" (attempt {attempt}, {round(elapsed, 2):g} s)"
                 )
 
         client.addRetryObserver(stillTrying)

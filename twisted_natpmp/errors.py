@@ -94,7 +94,7 @@ class NoResponseError(NATPMPError):
         self.seconds = seconds
         super().__init__(
             f"no response from gateway {gateway} after {attempts} attempt(s)"
-            f" in {seconds:g} s"
+            f" in {round(seconds, 2):g} s"
         )
 
 
