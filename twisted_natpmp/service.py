@@ -1585,14 +1585,7 @@ class PortMapperService(Service):
                 # every mapping is left, for that reason.
                 outcomes = {key: outcomes for key in byKey}
             deleted = [str(byKey[k]) for k, f in outcomes.items() if f is None]
-            left = {
-                k: f
-                for k, f in outcomes.items()
-                if f is not None and k not in unconfirmed
-            }
-            perhaps = {
-                k: f for k, f in outcomes.items() if f is not None and k in unconfirmed
-            }
+            failed = {k: f for k, f in outcomes.items() if f is not None}
             if deleted:
                 log.info(
                     "{why}: deleted {count} mapping(s) at gateway {gateway}: {what}",
@@ -1601,29 +1594,32 @@ class PortMapperService(Service):
                     gateway=gateway,
                     what=", ".join(deleted),
                 )
-            if left:
-                log.warn(
+            for perhaps, format in (
+                (
+                    False,
                     "{why}: left {count} mapping(s) at gateway {gateway}, which"
                     " expire by themselves: {what}",
-                    why=why,
-                    count=len(left),
-                    gateway=gateway,
-                    what="; ".join(
-                        f"{byKey[k]} ({self._whyLeft(f)})" for k, f in left.items()
-                    ),
-                )
-            if perhaps:
-                log.warn(
+                ),
+                (
+                    True,
                     "{why}: may have left {count} mapping(s) at gateway {gateway},"
                     " asked for but never seen granted (they expire by themselves"
                     " if made): {what}",
-                    why=why,
-                    count=len(perhaps),
-                    gateway=gateway,
-                    what="; ".join(
-                        f"{byKey[k]} ({self._whyLeft(f)})" for k, f in perhaps.items()
-                    ),
-                )
+                ),
+            ):
+                left = {
+                    k: f for k, f in failed.items() if (k in unconfirmed) is perhaps
+                }
+                if left:
+                    log.warn(
+                        format,
+                        why=why,
+                        count=len(left),
+                        gateway=gateway,
+                        what="; ".join(
+                            f"{byKey[k]} ({self._whyLeft(f)})" for k, f in left.items()
+                        ),
+                    )
 
         return d.addBoth(report)
 
