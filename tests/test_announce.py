@@ -5,12 +5,14 @@ golden packets among them) and the listener on the in-memory network.
 
 from __future__ import annotations
 
+import errno
 from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.internet.defer import fail
+from twisted.internet.error import MulticastJoinError
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._wire import (
@@ -292,6 +294,32 @@ class ListenerTests(SynchronousTestCase):
         with capturedLogs() as events:
             protocol.startProtocol()
         self.assertEqual(
-            [e["error"] for e in events if "could not join" in e["log_format"]],
-            ["no multicast here"],
+            [
+                (e["error"], e["log_level"])
+                for e in events
+                if "could not join" in e["log_format"]
+            ],
+            [("no multicast here", LogLevel.warn)],
+        )
+
+    def test_joinNoDeviceSaidAtInfo(self) -> None:
+        """
+        ENODEV (no route picks an interface for the group, as on a host
+        without a default route) is said at info: the socket bound to
+        224.0.0.1 hears the group anyway.
+        """
+        protocol = AnnouncementProtocol(GATEWAY, self.received.append)
+
+        class Transport:
+            def joinGroup(self, group: str, interface: str = "") -> Any:
+                return fail(
+                    MulticastJoinError(group, interface, errno.ENODEV, "No such device")
+                )
+
+        protocol.transport = Transport()  # type: ignore[assignment]
+        with capturedLogs() as events:
+            protocol.startProtocol()
+        self.assertEqual(
+            [e["log_level"] for e in events if "could not join" in e["log_format"]],
+            [LogLevel.info],
         )

@@ -16,6 +16,7 @@ logged in aggregate (any LAN host can send to the group).
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from ._droplog import DropLog
@@ -183,9 +184,13 @@ class AnnouncementProtocol(DatagramProtocol):
 
     def _joinFailed(self, failure: Failure) -> None:
         # Linux puts every interface in 224.0.0.1 anyway, and a socket bound
-        # to it hears the group, so this is worth a warning, not a failure.
-        log.warn(
-            "could not join {group}: {error}",
+        # to it hears the group, so this is worth a warning, not a failure;
+        # and not even a warning for ENODEV, which only says that no route
+        # picks an interface for the group (a host without a default route).
+        noDevice = errno.ENODEV in getattr(failure.value, "args", ())
+        log.emit(
+            LogLevel.info if noDevice else LogLevel.warn,
+            "could not join {group}: {error}; listening anyway",
             group=self._group,
             error=failure.getErrorMessage(),
         )
