@@ -1231,9 +1231,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
             [(t, r.internalPort) for t, r in self.deletions()],
             [(t, p) for t in (0.0, 0.25, 0.75, 1.75, 3.75) for p in (5000, 8080)],
         )
-        warnings = [
-            e["log_format"].format(**e) for e in events if e["log_level"].name == "warn"
-        ]
+        warnings = texts(events, "warn")
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("left 2 mapping(s) at gateway 10.0.0.1", warnings[0])
         self.assertIn("udp:5000 (no response from gateway 10.0.0.1", warnings[0])
@@ -1336,9 +1334,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
             d = service.stopService()
             self.advance(5)
             self.successResultOf(d)
-        warnings = [
-            e["log_format"].format(**e) for e in events if e["log_level"].name == "warn"
-        ]
+        warnings = texts(events, "warn")
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("may have left 1 mapping(s) at gateway 10.0.0.1", warnings[0])
         self.assertIn("never seen granted", warnings[0])

@@ -16,11 +16,13 @@ import re
 import signal
 from collections.abc import Sequence
 from ipaddress import IPv4Address
+from typing import Any
 
 from twisted.trial.unittest import TestCase
 
 from twisted_natpmp._wire import Protocol
 from twisted_natpmp.service import (
+    HEALTH_INTERVAL,
     STOP_DEADLINE,
     MappingDeclaration,
     PortMapperService,
@@ -38,6 +40,7 @@ from ._lab import (
     waitUntil,
 )
 from .test_client import reactor
+from .test_service import startService
 
 TCP, UDP = Protocol.TCP, Protocol.UDP
 
@@ -70,21 +73,13 @@ class FaultTests(TestCase):
             MappingDeclaration(UDP, 9401, 19401, lifetime=600),
         ]
 
-    def startService(self, **kwargs: object) -> PortMapperService:
-        kwargs.setdefault("gateway", ROUTER_LAN)
-        service = PortMapperService(
-            self.lab.reactorIn(self.lab.lans[0]),
-            self.declarations,
-            **kwargs,  # type: ignore[arg-type]
+    def startService(
+        self, healthInterval: float = HEALTH_INTERVAL, **options: Any
+    ) -> PortMapperService:
+        # The service's own health checks, unlike test_service's default.
+        return startService(
+            self, self.lab, self.declarations, healthInterval, **options
         )
-        service.startService()
-
-        async def stop() -> None:
-            if service.running:
-                await service.stopService()
-
-        self.addCleanup(stop)
-        return service
 
     def mappedOnRouter(self) -> bool:
         return self.lab.rulesFor(LAN_HOSTS[0]) == expectedRules(self.declarations)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Sequence
 from ipaddress import IPv4Address
+from typing import Any
 
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
@@ -58,16 +59,20 @@ def startService(
     declarations: Sequence[MappingDeclaration],
     healthInterval: float = NO_HEALTH_CHECK,
     lan: int = 0,
+    **options: Any,
 ) -> PortMapperService:
     """
     Start a L{PortMapperService} for the router's LAN address whose sockets
     are on LAN host C{lan}; it is stopped at the test's end.
+
+    @param options: more of the service's arguments (C{gateway} too).
     """
+    options.setdefault("gateway", ROUTER_LAN)
     service = PortMapperService(
         lab.reactorIn(lab.lans[lan]),
         declarations,
-        gateway=ROUTER_LAN,
         healthInterval=healthInterval,
+        **options,
     )
     service.startService()
 
