@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._wire import (
+    OPCODES,
     ErrorResponse,
     ExternalAddressRequest,
     ExternalAddressResponse,
@@ -188,7 +189,7 @@ class DecoderTests(SynchronousTestCase):
                 packet
             )
             self.assertEqual(
-                (request.protocol, request.internalPort), (opcode, internal)
+                (OPCODES[request.protocol], request.internalPort), (opcode, internal)
             )
             self.assertEqual(
                 (request.suggestedExternalPort, request.lifetime), (external, lifetime)
@@ -388,7 +389,7 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual((version, rOpcode, rEpoch), (0, opcode | 128, epoch), hexed)
         self.assertEqual(rInternal, internal, hexed)
         client = IPv4Address(source[0])
-        protocol = Protocol(opcode)
+        protocol = {1: Protocol.UDP, 2: Protocol.TCP}[opcode]
         table = self.gateway.table
         if result != 0 or lifetime == 0:
             # s3.4: a deletion answers external port 0 and lifetime 0; s3.5:

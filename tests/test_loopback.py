@@ -115,7 +115,7 @@ class LoopbackTests(TestCase):
         """
         mapping = yield self.client.addMapping(Protocol.TCP, 6000, 7000, 7200)
         self.assertEqual(
-            (mapping.protocol, mapping.internalPort, mapping.externalPort),
+            (mapping.transport, mapping.internalPort, mapping.externalPort),
             (Protocol.TCP, 6000, 7000),
         )
         # RFC 6886 s3.3: the gateway MAY reduce the lifetime.

@@ -20,7 +20,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp import server
 from twisted_natpmp._table import MappingTable
-from twisted_natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT, SERVER_PORT, Protocol
+from twisted_natpmp._wire import (
+    ANNOUNCE_GROUP,
+    CLIENT_PORT,
+    OPCODES,
+    SERVER_PORT,
+    Protocol,
+)
 from twisted_natpmp.backends import MemoryBackend
 from twisted_natpmp.errors import OutOfResourcesError
 from twisted_natpmp.server import (
@@ -44,7 +50,7 @@ ANNOUNCE = (ANNOUNCE_GROUP, CLIENT_PORT)
 def mapRequest(
     protocol: Protocol, internal: int, external: int, lifetime: int
 ) -> bytes:
-    return struct.pack("!BBHHHI", 0, protocol, 0, internal, external, lifetime)
+    return struct.pack("!BBHHHI", 0, OPCODES[protocol], 0, internal, external, lifetime)
 
 
 def parseMap(reply: bytes) -> tuple[int, int, int, int, int, int]:
@@ -220,7 +226,7 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         self.startGateway()
         for protocol in (UDP, TCP):
             reply = self.ask(mapRequest(protocol, 6000, 7000, 3600)) or b""
-            self.assertEqual(parseMap(reply), (128 + protocol, 0, 0, 6000, 7000, 3600))
+            self.assertEqual(parseMap(reply), (128 + OPCODES[protocol], 0, 0, 6000, 7000, 3600))
             self.assertEqual(
                 self.backend.forwards[(protocol, 7000)], (IPv4Address(CLIENT), 6000)
             )

@@ -688,7 +688,7 @@ class NaiveTable:
         self.mappings = [m for m in self.mappings if m[:2] != [client, protocol]]
 
     def state(self) -> list[tuple[Any, ...]]:
-        return sorted((str(m[0]), int(m[1]), m[2], m[3], m[4]) for m in self.mappings)
+        return sorted((str(m[0]), m[1].label, m[2], m[3], m[4]) for m in self.mappings)
 
 
 _clients = st.sampled_from([ALICE, BOB, IPv4Address("10.0.0.4")])
@@ -758,7 +758,7 @@ class ModelTests(SynchronousTestCase):
             ours = sorted(
                 (
                     str(m.client),
-                    int(m.protocol),
+                    m.protocol.label,
                     m.internalPort,
                     m.externalPort,
                     m.expires,
@@ -767,6 +767,6 @@ class ModelTests(SynchronousTestCase):
             )
             self.assertEqual(ours, model.state(), operation)
             self.assertEqual(
-                sorted((int(p), e) for p, e in backend.forwards),
+                sorted((p.label, e) for p, e in backend.forwards),
                 sorted((m[1], m[3]) for m in model.state()),
             )

@@ -480,10 +480,10 @@ def _describeMapping(
         "; the gateway granted " + " and ".join(differences) if differences else ""
     )
     return _Outcome(
-        f"mapped {mapping.protocol.label} {where}{mapping.externalPort}"
+        f"mapped {mapping.transport.label} {where}{mapping.externalPort}"
         f" -> local port {mapping.internalPort} for {mapping.lifetime} s{granted}",
         {
-            "protocol": mapping.protocol.label,
+            "protocol": mapping.transport.label,
             "internalPort": mapping.internalPort,
             "externalPort": mapping.externalPort,
             "lifetime": mapping.lifetime,

@@ -19,6 +19,17 @@ from enum import IntEnum
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
+from ._types import Transport
+from .errors import (
+    GatewayError,
+    NetworkFailureError,
+    NotAuthorizedError,
+    OutOfResourcesError,
+    UnknownResultError,
+    UnsupportedOpcodeError,
+    UnsupportedVersionError,
+)
+
 #: The UDP port a NAT-PMP gateway listens on (RFC 6886 s3.1).
 SERVER_PORT = 5351
 #: The UDP port clients listen on for announcements (RFC 6886 s3.2.1).
@@ -46,21 +57,13 @@ _MAX16 = 0xFFFF
 _MAX32 = 0xFFFFFFFF
 
 
-class Protocol(IntEnum):
-    """
-    A transport protocol that can be mapped; the value is the request opcode
-    (RFC 6886 s3.3).
-    """
+#: NAT-PMP's name for a transport, kept for existing callers: the
+#: protocol-neutral L{Transport}.  The codec translates it to the request
+#: opcode (RFC 6886 s3.3: UDP 1, TCP 2).
+Protocol = Transport
 
-    UDP = 1
-    TCP = 2
-
-    @property
-    def label(self) -> str:
-        """
-        The lower-case name, as used on command lines: C{"udp"} or C{"tcp"}.
-        """
-        return self.name.lower()
+#: The request opcode of each transport (RFC 6886 s3.3).
+OPCODES: dict[Transport, int] = {Transport.UDP: 1, Transport.TCP: 2}
 
 
 class ResultCode(IntEnum):
@@ -139,13 +142,30 @@ class UnsupportedOpcode(MalformedPacket):
         self.opcode = opcode
 
 
+def _transport(value: Transport | int) -> Transport:
+    """
+    A transport, given as one or as its NAT-PMP opcode.
+
+    @raise ValueError: C{value} is neither.
+    """
+    if isinstance(value, Transport):
+        return value
+    try:
+        return _PROTOCOLS[value]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"{value!r} is not a NAT-PMP mapping opcode (1 or 2)"
+        ) from None
+
+
 def _checkRange(name: str, value: int, maximum: int) -> None:
     if not 0 <= value <= maximum:
         raise ValueError(f"{name} {value!r} is out of range 0-{maximum}")
 
 
 _new = tuple.__new__
-_PROTOCOLS = {int(p): p for p in Protocol}
+_OPCODE_OF = OPCODES
+_PROTOCOLS = {opcode: t for t, opcode in OPCODES.items()}
 #: Decoded external addresses, by their 4 bytes: a gateway reports the same
 #: one again and again, and building an IPv4Address is the dearest part of
 #: decoding.  Bounded, since the bytes come from the network.
@@ -240,15 +260,17 @@ class MapRequest(_MapRequestFields, _Message):
         _checkRange("internal port", internalPort, _MAX16)
         _checkRange("suggested external port", suggestedExternalPort, _MAX16)
         _checkRange("lifetime", lifetime, _MAX32)
-        fields = (Protocol(protocol), internalPort, suggestedExternalPort, lifetime)
+        fields = (_transport(protocol), internalPort, suggestedExternalPort, lifetime)
         return _new(cls, fields)  # type: ignore[no-any-return]
 
     @property
     def opcode(self) -> int:
-        return int(self.protocol)
+        return _OPCODE_OF[self[0]]
 
     def encode(self) -> bytes:
-        return _packMapRequest(VERSION, self[0], 0, self[1], self[2], self[3])
+        return _packMapRequest(
+            VERSION, _OPCODE_OF[self[0]], 0, self[1], self[2], self[3]
+        )
 
 
 class _ExternalAddressResponseFields(NamedTuple):
@@ -324,7 +346,7 @@ class MapResponse(_MapResponseFields, _Message):
         _checkRange("external port", externalPort, _MAX16)
         _checkRange("lifetime", lifetime, _MAX32)
         fields = (
-            Protocol(protocol),
+            _transport(protocol),
             resultCode,
             epoch,
             internalPort,
@@ -335,12 +357,12 @@ class MapResponse(_MapResponseFields, _Message):
 
     @property
     def opcode(self) -> int:
-        return _RESPONSE_BIT | int(self.protocol)
+        return _RESPONSE_BIT | _OPCODE_OF[self[0]]
 
     def encode(self) -> bytes:
         return _packMapResponse(
             VERSION,
-            _RESPONSE_BIT | self[0],
+            _RESPONSE_BIT | _OPCODE_OF[self[0]],
             self[1],
             self[2],
             self[3],
@@ -428,7 +450,7 @@ _unpackMapRequest = _MAP_REQUEST.unpack_from
 _unpackMapResponse = _MAP_RESPONSE.unpack_from
 _unpackExternalResponse = _EXTERNAL_RESPONSE.unpack_from
 _unpackHeader = _HEADER.unpack_from
-_RESPONSE_PROTOCOLS = {_RESPONSE_BIT | int(p): p for p in Protocol}
+_RESPONSE_PROTOCOLS = {_RESPONSE_BIT | opcode: t for t, opcode in OPCODES.items()}
 # Plain ints for the hot paths: enum member lookups cost more than the rest.
 _HEADER_SIZE = _HEADER.size
 _EXTERNAL_RESPONSE_SIZE = _EXTERNAL_RESPONSE.size
@@ -502,3 +524,31 @@ def _rejectedResponse(packet: bytes) -> MalformedPacket:
             f"response to opcode {request} of {size} bytes is too short", packet
         )
     return MalformedPacket(f"unknown opcode {opcode}", packet)
+
+
+def _errorTable() -> dict[int, type[GatewayError]]:
+    return {
+        ResultCode.UNSUPPORTED_VERSION: UnsupportedVersionError,
+        ResultCode.NOT_AUTHORIZED: NotAuthorizedError,
+        ResultCode.NETWORK_FAILURE: NetworkFailureError,
+        ResultCode.OUT_OF_RESOURCES: OutOfResourcesError,
+        ResultCode.UNSUPPORTED_OPCODE: UnsupportedOpcodeError,
+    }
+
+
+_ERRORS = _errorTable()
+
+
+def errorForResult(resultCode: int) -> GatewayError:
+    """
+    The error, named by meaning, for a non-zero NAT-PMP result code (RFC
+    6886 s3.5); a code the RFC does not define is an L{UnknownResultError}.
+    """
+    kind = _ERRORS.get(resultCode, UnknownResultError)
+    return kind(resultCode, describeResult(resultCode), protocol="natpmp")
+
+
+#: The NAT-PMP result code for each error meaning a gateway can answer with.
+RESULT_FOR_ERROR: dict[type[GatewayError], int] = {
+    cls: int(code) for code, cls in _ERRORS.items()
+}

@@ -58,13 +58,13 @@ from ._wire import (
     Response,
     ResultCode,
     decodeResponse,
+    errorForResult,
 )
 from .errors import (
     InvalidResponseError,
     NATPMPError,
     NoResponseError,
     NotSupportedError,
-    errorForResult,
 )
 from .interfaces import IPortMapper
 
@@ -804,7 +804,7 @@ class NATPMPClient:
                 f" {response.lifetime} s: not a usable mapping"
             )
         return Mapping(
-            protocol=request.protocol,
+            transport=request.protocol,
             internalPort=response.internalPort,
             externalPort=response.externalPort,
             lifetime=response.lifetime,

@@ -1,49 +1,94 @@
 """
 The interfaces of twisted-natpmp.
 
-The layers above the client (the mapper service, the command line) talk to
-L{IPortMapper}, never to NAT-PMP packets, so that a PCP (RFC 6887) client can
-stand in later.
+The layers above the protocol clients (the mapper service and its keepers,
+the command line, the endpoint) talk to L{IPortMapper}, never to packets, so
+that NAT-PMP (RFC 6886) and PCP (RFC 6887) stand behind the same calls.
+This module imports no implementation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
 
-if TYPE_CHECKING:
-    from ipaddress import IPv4Address
+from ._types import IPAddress, Mapping, ProtocolName, Transport
 
+if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
 
-    from ._types import Mapping
-    from ._wire import Protocol
-    from .service import MappingState
+    from ._types import Announcement
+
+
+__all__ = [
+    "IExternalAddressQuery",
+    "IMappingBackend",
+    "IMappingObserver",
+    "IPortMapper",
+    "MappingKey",
+    "Probe",
+]
+
+#: What identifies a mapping on a gateway, for one host: transport and
+#: internal port.
+MappingKey = tuple[Transport, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """
+    What a gateway said when asked whether it speaks a protocol.
+
+    @ivar protocolName: the protocol that answered.
+    @ivar epoch: the gateway's epoch (seconds since start of epoch) in the
+        answer.
+    @ivar externalAddress: the external address, if the answer tells it
+        (NAT-PMP's external-address response does; PCP's ANNOUNCE does not).
+    @ivar stateLost: the answer's epoch shows that the gateway lost its
+        mapping state since the mapper last heard from it (RFC 6886 s3.6,
+        RFC 6887 s8.5); the state-loss observers have been told.
+    """
+
+    protocolName: ProtocolName
+    epoch: int
+    externalAddress: IPAddress | None = None
+    stateLost: bool = False
 
 
 class IPortMapper(Interface):
     """
-    Something that asks one gateway for port mappings.
+    Something that asks one gateway for port mappings, in one protocol.
 
     Every call returns a L{Deferred}; cancelling it stops the request's
     retransmissions.  C{timeouts}, where given, replaces the retransmission
     schedule for that one request: the seconds to wait after each send.
+    Failures are L{twisted_natpmp.errors.PortMappingError} subclasses named
+    by meaning (L{twisted_natpmp.errors.NoResponseError},
+    L{twisted_natpmp.errors.NotSupportedError}, a
+    L{twisted_natpmp.errors.GatewayError} carrying the protocol's code).
     """
 
-    gateway: IPv4Address = Attribute("The gateway's address.")
+    gateway: IPAddress = Attribute("The gateway's address.")
+    protocolName: ProtocolName = Attribute(
+        "The protocol this mapper speaks (for one that negotiates, the one"
+        " chosen so far)."
+    )
 
-    def externalAddress(
-        timeouts: Sequence[float] | None = None,
-    ) -> Deferred[IPv4Address]:
+    def probe(timeouts: Sequence[float] | None = None) -> Deferred[Probe]:
         """
-        Ask the gateway for its external IPv4 address.
+        Ask the gateway whether it speaks the protocol, and its epoch: the
+        health check.  NAT-PMP asks for the external address (RFC 6886
+        s3.2); PCP sends an ANNOUNCE request (RFC 6887 s14.1).  The epoch is
+        judged like any response's, so a gateway that lost its state is
+        noticed (and the state-loss observers told) through a probe too.
         """
 
     def addMapping(
-        protocol: Protocol,
+        transport: Transport,
         internalPort: int,
         externalPort: int | None = None,
         lifetime: int = 7200,
@@ -53,15 +98,14 @@ class IPortMapper(Interface):
         Create or renew a mapping.
 
         @param externalPort: the external port to suggest; L{None} suggests
-            C{internalPort}.
+            C{internalPort}; 0 lets the gateway choose.
         @param lifetime: requested seconds, at least 1 (deleting is
             L{deleteMapping}).
-        @return: fires with the L{Mapping} the gateway granted, or fails with
-            a L{twisted_natpmp.errors.NATPMPError}.
+        @return: fires with the L{Mapping} the gateway granted.
         """
 
     def deleteMapping(
-        protocol: Protocol,
+        transport: Transport,
         internalPort: int,
         timeouts: Sequence[float] | None = None,
     ) -> Deferred[None]:
@@ -69,27 +113,18 @@ class IPortMapper(Interface):
         Delete this host's mapping of C{internalPort}.
         """
 
-    def deleteAllMappings(
-        protocol: Protocol,
-        timeouts: Sequence[float] | None = None,
-    ) -> Deferred[None]:
-        """
-        Delete all of this host's mappings of C{protocol}.
-        """
-
     def deleteMappings(
-        keys: Iterable[tuple[Protocol, int]],
+        keys: Iterable[MappingKey],
         timeouts: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 1.0),
-    ) -> Deferred[dict[tuple[Protocol, int], Failure | None]]:
+    ) -> Deferred[dict[MappingKey, Failure | None]]:
         """
         Delete several of this host's mappings at once, as when stopping:
         every deletion is sent together, outside the one-at-a-time queue of
         the other calls, and resent after each wait of C{timeouts} until
-        answered: by default the RFC 6886 s3.1 doubling schedule, cut short
-        at 4.75 s (s3.1 lets a client give up on a deletion sooner, after
-        at least one send).
+        answered (RFC 6886 s3.1 lets a client give up on a deletion sooner,
+        after at least one send).
 
-        @param keys: the mappings, as C{(protocol, internalPort)}.
+        @param keys: the mappings, as C{(transport, internalPort)}.
         @return: fires, at the latest after the sum of C{timeouts}, with a
             C{dict} from each key to L{None} (deleted) or the L{Failure}
             saying why not; cancelling it cancels the deletions still
@@ -103,11 +138,13 @@ class IPortMapper(Interface):
         nothing more; the mapper stays usable.
         """
 
-    def noteEpoch(epoch: int) -> bool:
+    def announced(announcement: Announcement) -> bool:
         """
-        Judge an epoch value that arrived outside a response (from an
-        announcement) by the RFC 6886 s3.6 rule, telling the state-loss
-        observers if the gateway lost its state.
+        Judge an announcement from the gateway (RFC 6886 s3.2.1, RFC 6887
+        s14.1) by the protocol's epoch rule (RFC 6886 s3.6, RFC 6887 s8.5),
+        telling the state-loss observers if the gateway lost its state.
+        An announcement in the other protocol is judged by that protocol's
+        own epoch (the two epochs are not comparable).
 
         @return: whether the gateway lost its state.
         """
@@ -115,7 +152,7 @@ class IPortMapper(Interface):
     def addStateLossObserver(observer: Callable[[], object]) -> None:
         """
         Call C{observer()} whenever the gateway is seen to have lost its
-        mapping state (RFC 6886 s3.6).
+        mapping state.
         """
 
     def removeStateLossObserver(observer: Callable[[], object]) -> None:
@@ -123,20 +160,59 @@ class IPortMapper(Interface):
         Stop calling C{observer}.
         """
 
+    def addRetryObserver(observer: Callable[[str, int, float], object]) -> None:
+        """
+        Call C{observer(what, attempt, wait)} before each retransmission:
+        what is being asked (for a person), the attempt about to be sent
+        (2 for the first resend) and how long it will then wait.
+        """
+
+    def removeRetryObserver(observer: Callable[[str, int, float], object]) -> None:
+        """
+        Stop calling C{observer}.
+        """
+
+    def sourceAddress() -> IPAddress | None:
+        """
+        The local address this mapper's socket reaches the gateway from (the
+        kernel's choice, in whatever network namespace the socket is), or
+        L{None} if it has none yet.
+        """
+
+    def stop() -> Deferred[None]:
+        """
+        Cancel everything pending and release the socket; fires when it is
+        released.  The mapper is not used again.
+        """
+
+
+class IExternalAddressQuery(Interface):
+    """
+    A mapper that can ask its gateway for the external address on its own
+    (NAT-PMP's opcode 0, RFC 6886 s3.2); PCP learns it only from a MAP.
+    """
+
+    def externalAddress(
+        timeouts: Sequence[float] | None = None,
+    ) -> Deferred[IPAddress]:
+        """
+        Ask the gateway for its external address.
+        """
+
 
 class IMappingBackend(Interface):
     """
     What a gateway's mapping table calls to make its mappings real.
 
-    Methods may raise L{twisted_natpmp.errors.GatewayError} (for instance
-    L{twisted_natpmp.errors.NetworkFailureError} or
+    Methods may raise L{twisted_natpmp.errors.GatewayError} subclasses
+    (L{twisted_natpmp.errors.NetworkFailureError},
     L{twisted_natpmp.errors.OutOfResourcesError}); the gateway answers the
-    request with that result code and keeps serving.
+    request with its protocol's code for that meaning and keeps serving.
     """
 
     def addMapping(
-        internalAddress: IPv4Address,
-        protocol: Protocol,
+        internalAddress: IPAddress,
+        transport: Transport,
         internalPort: int,
         externalPort: int,
     ) -> None:
@@ -145,8 +221,8 @@ class IMappingBackend(Interface):
         """
 
     def removeMapping(
-        internalAddress: IPv4Address,
-        protocol: Protocol,
+        internalAddress: IPAddress,
+        transport: Transport,
         internalPort: int,
         externalPort: int,
     ) -> None:
@@ -162,10 +238,11 @@ class IMappingObserver(Interface):
     publish the current public address and port of a server.
     """
 
-    def mappingChanged(state: MappingState) -> None:
+    def mappingChanged(state: object) -> None:
         """
         A declared mapping changed: it was granted, renewed, moved to another
         external address or port, failed, expired or was removed.
 
-        @param state: the declaration's new state.
+        @param state: the declaration's new
+            L{twisted_natpmp.service.MappingState}.
         """
