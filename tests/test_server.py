@@ -226,7 +226,9 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         self.startGateway()
         for protocol in (UDP, TCP):
             reply = self.ask(mapRequest(protocol, 6000, 7000, 3600)) or b""
-            self.assertEqual(parseMap(reply), (128 + OPCODES[protocol], 0, 0, 6000, 7000, 3600))
+            self.assertEqual(
+                parseMap(reply), (128 + OPCODES[protocol], 0, 0, 6000, 7000, 3600)
+            )
             self.assertEqual(
                 self.backend.forwards[(protocol, 7000)], (IPv4Address(CLIENT), 6000)
             )
