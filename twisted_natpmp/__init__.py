@@ -1,8 +1,9 @@
 """
-NAT-PMP (RFC 6886) port mapping for Twisted.
+NAT-PMP (RFC 6886) and PCP (RFC 6887) port mapping for Twisted.
 
-The public names are re-exported here; see L{twisted_natpmp.client},
-L{twisted_natpmp.service} and L{twisted_natpmp.server} for the details.
+The public names are re-exported here; see L{twisted_natpmp.natpmp},
+L{twisted_natpmp.service}, L{twisted_natpmp.server} and
+L{twisted_natpmp.testing} for the details.
 They are imported when first used, so that C{import twisted_natpmp} (and
 every twistd plugin listing) stays cheap.
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from ._types import Mapping
+    from ._types import Mapping, ProtocolName, Transport
     from ._wire import Protocol, ResultCode
     from .backends import MemoryBackend
     from .client import NATPMPClient, listenClient
@@ -25,16 +26,28 @@ if TYPE_CHECKING:
     from .errors import (
         GatewayError,
         NATPMPError,
+        NetworkFailureError,
         NoGatewayError,
         NoResponseError,
         NotAuthorizedError,
         NotSupportedError,
+        OutOfResourcesError,
+        PortMappingError,
+    )
+    from .interfaces import (
+        IExternalAddressQuery,
+        IMappingBackend,
+        IMappingObserver,
+        IPortMapper,
+        Probe,
     )
     from .server import GatewayService
     from .service import MappingDeclaration, MappingState, PortMapperService
 
 _WHERE = {
     "Mapping": "._types",
+    "ProtocolName": "._types",
+    "Transport": "._types",
     "Protocol": "._wire",
     "ResultCode": "._wire",
     "MemoryBackend": ".backends",
@@ -47,6 +60,14 @@ _WHERE = {
     "NoResponseError": ".errors",
     "NotAuthorizedError": ".errors",
     "NotSupportedError": ".errors",
+    "NetworkFailureError": ".errors",
+    "OutOfResourcesError": ".errors",
+    "PortMappingError": ".errors",
+    "IExternalAddressQuery": ".interfaces",
+    "IMappingBackend": ".interfaces",
+    "IMappingObserver": ".interfaces",
+    "IPortMapper": ".interfaces",
+    "Probe": ".interfaces",
     "GatewayService": ".server",
     "MappingDeclaration": ".service",
     "MappingState": ".service",
@@ -56,19 +77,29 @@ _WHERE = {
 __all__ = [
     "GatewayError",
     "GatewayService",
+    "IExternalAddressQuery",
+    "IMappingBackend",
+    "IMappingObserver",
+    "IPortMapper",
     "Mapping",
     "MappingDeclaration",
     "MappingState",
     "MemoryBackend",
     "NATPMPClient",
     "NATPMPError",
+    "NetworkFailureError",
     "NoGatewayError",
     "NoResponseError",
     "NotAuthorizedError",
     "NotSupportedError",
+    "OutOfResourcesError",
     "PortMapperService",
+    "PortMappingError",
+    "Probe",
     "Protocol",
+    "ProtocolName",
     "ResultCode",
+    "Transport",
     "defaultGateway",
     "listenClient",
 ]

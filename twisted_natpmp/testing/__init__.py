@@ -35,7 +35,14 @@ _WHERE = {
     "FakePortMapper": "._mapper",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "Datagram",
+    "FakePortMapper",
+    "HostReactor",
+    "MemoryUDPNetwork",
+    "MemoryUDPPort",
+    "ScriptedGateway",
+]
 
 
 def __getattr__(name: str) -> Any:
