@@ -75,19 +75,19 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._epoch import EpochTracker
-from ._types import Mapping
-from ._wire import RECOMMENDED_LIFETIME, Protocol
-from .announce import (
+from .._epoch import EpochTracker
+from .._types import Mapping
+from .._wire import RECOMMENDED_LIFETIME, Protocol
+from ..announce import (
     Announcement,
     AnnouncementKind,
     AnnouncementProtocol,
     listenAnnouncements,
 )
-from .client import listenClient
-from .discovery import defaultGateway, isPrivateAddress, localAddress
-from .errors import NATPMPError, NoGatewayError, NoResponseError, NotSupportedError
-from .interfaces import IMappingObserver, IPortMapper
+
+from ..discovery import defaultGateway, isPrivateAddress, localAddress
+from ..errors import NATPMPError, NoGatewayError, NoResponseError, NotSupportedError
+from ..interfaces import IMappingObserver, IPortMapper
 
 __all__ = [
     "MAP_TIMEOUTS",
@@ -827,6 +827,8 @@ class PortMapperService(Service):
     # Internals: gateways and clients
 
     def _defaultClient(self, gateway: IPv4Address) -> IPortMapper:
+        from ..natpmp.client import listenClient
+
         return listenClient(self._reactor, gateway, monotonic=self._monotonic)
 
     def _defaultAnnouncements(

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_natpmp import service as serviceModule
+from twisted_natpmp.service import _legacy as serviceModule
 from twisted_natpmp._wire import (
     ExternalAddressRequest,
     ExternalAddressResponse,
@@ -28,7 +28,7 @@ from twisted_natpmp._wire import (
     decodeRequest,
 )
 from twisted_natpmp.backends import MemoryBackend
-from twisted_natpmp.client import NATPMPClient, listenClient
+from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
 from twisted_natpmp.errors import (
     NetworkFailureError,
     NoGatewayError,
@@ -47,7 +47,7 @@ from twisted_natpmp.service import (
     isPrivateAddress,
 )
 
-from ._memudp import Datagram, MemoryUDPNetwork
+from twisted_natpmp.testing import Datagram, MemoryUDPNetwork
 
 GATEWAY = "10.0.0.1"
 OTHER_GATEWAY = "10.0.0.254"
