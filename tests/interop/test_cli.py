@@ -22,7 +22,7 @@ from ._lab import (
     ROUTER_WAN,
     WAN_HOST,
     Completed,
-    Lab,
+    buildLab,
 )
 
 TCP, UDP = Protocol.TCP, Protocol.UDP
@@ -45,7 +45,7 @@ class CommandAgainstMiniupnpdTests(TestCase):
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         await self.lab.startMiniupnpd()
 
     async def natpmp(self, *args: str, gateway: str = ROUTER_LAN) -> Completed:

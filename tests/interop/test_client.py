@@ -9,9 +9,9 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.trial.unittest import TestCase
+from twisted_natpmp.client import NATPMPClient, listenClient
 
 from twisted_natpmp._wire import Protocol
-from twisted_natpmp.client import NATPMPClient, listenClient
 from twisted_natpmp.errors import NoResponseError, NotSupportedError
 
 from ._lab import (
@@ -20,6 +20,7 @@ from ._lab import (
     ROUTER_LAN,
     ROUTER_WAN,
     Lab,
+    buildLab,
     sleep,
 )
 from ._relay import Impairment
@@ -51,7 +52,7 @@ class ClientAgainstMiniupnpdTests(TestCase):
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         await self.lab.startMiniupnpd()
         self.client = clientOn(self, self.lab)
 
@@ -186,7 +187,7 @@ class StopDeletionsTests(TestCase):
     ports = range(7600, 7610)
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         await self.lab.startMiniupnpd()
         # Mapped without the relay, by a client whose flow it will not see.
         mapper = clientOn(self, self.lab)
@@ -244,7 +245,7 @@ class ClientWithoutRouterTests(TestCase):
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
 
     async def test_silentGatewayFailsAfterSchedule(self) -> None:
         """

@@ -34,8 +34,8 @@ from ._lab import (
     ROUTER_WAN,
     SECOND_GATEWAY,
     Daemon,
-    Lab,
     LabError,
+    buildLab,
     sleep,
     waitUntil,
 )
@@ -67,7 +67,7 @@ class FaultTests(TestCase):
     """
 
     def setUp(self) -> None:
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         self.declarations = [
             MappingDeclaration(TCP, 9400, 19400, lifetime=600),
             MappingDeclaration(UDP, 9401, 19401, lifetime=600),
@@ -221,7 +221,7 @@ class StopTests(TestCase):
         even ICMP); SIGTERM then ends C{twistd natpmp} within its stop
         deadline, and its log names each mapping it left.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         await lab.startMiniupnpd()
         maps = {("TCP", 9420): 19420, ("UDP", 9421): 19421}
         argv = ["natpmp", "--gateway", ROUTER_LAN, "--health-interval", "600"]

@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from twisted_natpmp._wire import Protocol
 
-from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Inbox, Lab, waitUntil
+from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Inbox, buildLab, waitUntil
 
 
 class NatpmpcAgainstMiniupnpdTests(TestCase):
@@ -24,7 +24,7 @@ class NatpmpcAgainstMiniupnpdTests(TestCase):
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         await self.lab.startMiniupnpd()
 
     async def test_externalAddress(self) -> None:
@@ -92,7 +92,7 @@ class LabTests(TestCase):
         host's address, across the bridge, to a socket opened in the router
         namespace.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         inbox = Inbox()
         router = lab.listenUDP(lab.router, 0, inbox, interface=ROUTER_LAN)
         self.addCleanup(router.stopListening)
@@ -110,7 +110,7 @@ class LabTests(TestCase):
         After teardown the lab's namespaces are gone and miniupnpd (ended by
         its pid) no longer runs.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         daemon = await lab.startMiniupnpd()
         await lab.destroy()
         self.assertTrue(daemon.ended)

@@ -1,5 +1,5 @@
 """
-The reliability suite's packet tools (L{tests.interop._relay}): the
+The reliability suite's packet tools (L{tools.impair}): the
 impairment relay's seeded decisions, in memory, and the relay itself
 between a LAN host and the real miniupnpd; the flooder; the mutations.
 """
@@ -14,8 +14,16 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_natpmp._wire import Protocol
 
-from . import _relay
-from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Inbox, Lab, sleep, waitUntil
+from ._lab import (
+    LAN_HOSTS,
+    ROUTER_LAN,
+    ROUTER_WAN,
+    Inbox,
+    Lab,
+    buildLab,
+    sleep,
+    waitUntil,
+)
 from ._relay import (
     MAX_LENGTH,
     Counts,
@@ -29,7 +37,7 @@ from ._relay import (
 
 #: The relay's seed in these tests.
 SEED = 1234
-#: The down direction's seed offset (as L{tests.interop._relay.main} uses).
+#: The down direction's seed offset (as L{tools.impair.relay.relayMain} uses).
 DOWN_SEED = SEED + 1_000_003
 
 
@@ -152,7 +160,7 @@ class RelayTests(TestCase):
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         await self.lab.startMiniupnpd()
 
     def socket(self) -> tuple[Inbox, Callable[[bytes], None]]:
@@ -280,15 +288,13 @@ class RelayTests(TestCase):
 
 class FlooderTests(TestCase):
     """
-    The flooder (C{_relay.py flood}) from LAN host 2 to a socket on LAN host
-    1: it sends what it is asked, as fast as allowed and no faster, from a
-    forged source when asked.
+    The flooder (C{python -m tools.impair flood}) from LAN host 2 to a socket
+    on LAN host 1: it sends what it is asked, as fast as allowed and no
+    faster, from a forged source when asked.
     """
 
     async def flood(self, lab: Lab, *args: str) -> dict[str, float]:
-        done = await lab.run(
-            lab.lans[1], lab.python(_relay.__file__, "flood", *args), timeout=20.0
-        )
+        done = await lab.run(lab.lans[1], lab.impair("flood", *args), timeout=20.0)
         self.assertEqual(done.code, 0, done.describe())
         counts: dict[str, float] = json.loads(done.out.splitlines()[-1])["flood"]
         return counts
@@ -300,7 +306,7 @@ class FlooderTests(TestCase):
         would come), through a raw socket.  Whole map requests are left out
         when asked.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         inbox = Inbox()
         port = lab.listenUDP(lab.lans[0], 6000, inbox)
         self.addCleanup(port.stopListening)
@@ -327,7 +333,7 @@ class FlooderTests(TestCase):
         """
         The flooder never goes faster than its rate, and stops at its count.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         inbox = Inbox()
         port = lab.listenUDP(lab.lans[0], 6001, inbox)
         self.addCleanup(port.stopListening)

@@ -29,7 +29,6 @@ from twisted_natpmp.service import (
     PortMapperService,
 )
 
-from . import _relay
 from ._lab import (
     LAN_HOSTS,
     ROUTER_LAN,
@@ -37,6 +36,7 @@ from ._lab import (
     Daemon,
     Lab,
     LabError,
+    buildLab,
     sleep,
     waitUntil,
 )
@@ -162,7 +162,7 @@ class ImpairedTests(TestCase):
     timeout = 200
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         await self.lab.startMiniupnpd()
         self.logs = LogLines(self)
         self.mappedIn = 0.0
@@ -357,7 +357,6 @@ class FloodTests(TestCase):
         those is a mapping event a gateway rightly logs.
         """
         argv = [
-            _relay.__file__,
             "flood",
             "--count",
             str(count),
@@ -373,7 +372,7 @@ class FloodTests(TestCase):
             argv += ["--to", target]
         if responses:
             argv.append("--responses")
-        done = await lab.run(lab.lans[1], lab.python(*argv), timeout=60.0)
+        done = await lab.run(lab.lans[1], lab.impair(*argv), timeout=60.0)
         self.assertEqual(done.code, 0, done.describe())
         counts: dict[str, float] = json.loads(done.out.strip().splitlines()[-1])[
             "flood"
@@ -401,7 +400,7 @@ class FloodTests(TestCase):
         answers natpmpc on LAN host 1 correctly: the external address, a
         mapping, its deletion.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         gateway = await lab.startOurGateway()
         await self.flood(lab, f"{ROUTER_LAN}:5351")
         self.assertFalse(gateway.ended, gateway.output()[-2000:])
@@ -464,7 +463,7 @@ class FloodTests(TestCase):
         is there after more than its lifetime), no exception escapes, and
         stopping deletes them.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         await lab.startMiniupnpd()
         lifetime = 20
         daemon, port = await self.startService(lab, lifetime)
@@ -488,7 +487,7 @@ class FloodTests(TestCase):
         The service's log stays small under a flood of forged packets: for a
         fifth of the big flood, a fifth of L{MAX_FLOOD_LOG}.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         await lab.startMiniupnpd()
         daemon, port = await self.startService(lab, 600)
         before = daemon.log.stat().st_size

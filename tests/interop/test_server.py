@@ -12,9 +12,9 @@ from ipaddress import IPv4Address
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
+from twisted_natpmp.client import NATPMPClient
 
 from twisted_natpmp._wire import MapRequest, Protocol
-from twisted_natpmp.client import NATPMPClient
 
 from ._forge import Forger, flood
 from ._lab import (
@@ -24,7 +24,7 @@ from ._lab import (
     Completed,
     Daemon,
     Inbox,
-    Lab,
+    buildLab,
     sleep,
     waitUntil,
 )
@@ -43,7 +43,7 @@ class _GatewayLab(TestCase):
     gatewayOptions: tuple[str, ...] = ()
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         if self.gatewayOptions:
             self.gateway: Daemon = self.lab.spawn(
                 self.lab.router,

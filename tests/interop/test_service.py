@@ -34,6 +34,7 @@ from ._lab import (
     ROUTER_WAN,
     Daemon,
     Lab,
+    buildLab,
     sleep,
     waitUntil,
 )
@@ -118,7 +119,7 @@ class ServiceInProcessTests(TestCase):
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         await self.lab.startMiniupnpd()
 
     def startService(
@@ -358,7 +359,7 @@ class ServiceAgainstOurGatewayTests(TestCase):
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
 
     async def test_remapsAfterGatewayRestart(self) -> None:
         """
@@ -409,7 +410,7 @@ class SilentGatewayTests(TestCase):
         reads one clear warning within a few seconds (not after the 128 s
         of the first request's retransmissions), and no reminder soon after.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         lines = logLines(self)
         started = reactor().seconds()
         service = PortMapperService(
@@ -444,7 +445,7 @@ class ServiceBeforeRouterTests(TestCase):
         router announces itself), so within a few seconds of miniupnpd
         starting the port is mapped.
         """
-        lab = Lab.build(self)
+        lab = buildLab(self)
         service = startService(self, lab, [MappingDeclaration(TCP, 9900)])
         await waitUntil(
             lambda: service.state(TCP, 9900).error is not None, "a failure", 5.0
@@ -466,7 +467,7 @@ class TwistdNatpmpTests(TestCase):
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = Lab.build(self)
+        self.lab = buildLab(self)
         await self.lab.startMiniupnpd()
 
     def startTwistd(self, *maps: str) -> Daemon:
