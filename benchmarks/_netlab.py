@@ -1,82 +1,47 @@
 """
-The interop suite's namespace lab (C{tests/interop/_lab.py}), borrowed for
-the benchmarks that need a real router (miniupnpd) or multicast: network
-namespaces the lab creates and deletes itself, so that no packet leaves
-them.
-
-The lab is built for trial test cases; L{netLab} hands it a small stand-in
-that gives it a directory and runs its cleanups.
+The network-namespace lab (L{tools.netlab}, shared with the interop suite),
+for the benchmarks that need a real router (miniupnpd) or multicast:
+network namespaces the lab creates and deletes itself, so that no packet
+leaves them.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import socket
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from twisted.internet.defer import maybeDeferred
+from tools.netlab import (
+    ROUTER_LAN,
+    ROUTER_WAN,
+    Daemon,
+    Lab,
+    LabError,
+    LabUnavailable,
+    insideNamespace,
+    miniupnpdConfig,
+    missingPrerequisites,
+    openLab,
+    waitUntil,
+)
 
 from . import _cpus, _udp
 
-#: The lab's classes (L{tests.interop._lab.Lab}, L{tests.interop._lab.Daemon}),
-#: imported only when a lab is built.
-Lab = Any
-Daemon = Any
+__all__ = [
+    "Lab",
+    "LabUnavailable",
+    "Miniupnpd",
+    "OurGateway",
+    "lanSocket",
+    "netLab",
+    "waitAnswering",
+]
 
 #: How long a gateway may take to answer its first request after starting.
 START_TIMEOUT = 20.0
-
-
-class LabUnavailable(Exception):
-    """
-    The lab cannot run here; the message says why.
-    """
-
-
-class _Scope:
-    """
-    What L{Lab.build} needs of a test case: a directory and cleanups.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.cleanups: list[Callable[[], object]] = []
-
-    def mktemp(self) -> str:
-        return str(self.directory / "lab")
-
-    def addCleanup(self, f: Callable[[], object]) -> None:
-        self.cleanups.append(f)
-
-    async def close(self) -> None:
-        while self.cleanups:
-            await maybeDeferred(self.cleanups.pop())
-
-
-def labModule() -> Any:
-    """
-    The interop lab module.
-
-    @raise LabUnavailable: it cannot be imported, or this machine lacks what
-        it needs (root, ip, miniupnpd, ...).
-    """
-    try:
-        # Imported by name: a type checker need not read the test suite.
-        _lab = importlib.import_module("tests.interop._lab")
-    except ImportError as e:
-        raise LabUnavailable(
-            f"the interop lab (tests/interop/_lab.py) is not importable: {e}"
-        ) from None
-    missing = _lab.missingPrerequisites()
-    if missing:
-        raise LabUnavailable("the lab needs " + ", ".join(missing))
-    return _lab
 
 
 @asynccontextmanager
@@ -84,13 +49,16 @@ async def netLab(directory: Path) -> AsyncIterator[Lab]:
     """
     A lab (namespaces, no daemons yet), deleted with everything it started
     when the block ends.
+
+    @raise LabUnavailable: this machine lacks what the lab needs (root, ip,
+        miniupnpd, ...), whatever C{NATPMP_INTEROP_REQUIRED} says: a
+        benchmark that cannot run is left out, not failed.
     """
-    _lab = labModule()
-    scope = _Scope(directory)
-    try:
-        yield _lab.Lab.build(scope)
-    finally:
-        await scope.close()
+    missing = missingPrerequisites()
+    if missing:
+        raise LabUnavailable("the lab needs " + ", ".join(missing))
+    async with openLab(directory / "lab") as lab:
+        yield lab
 
 
 def lanSocket(
@@ -101,9 +69,8 @@ def lanSocket(
     router's C{address} (by default its LAN address, L{ROUTER_LAN}); it
     lives in that namespace for its whole life.
     """
-    _lab = labModule()
-    with _lab.insideNamespace(lab.lans[0]):
-        return _udp.connect(address or _lab.ROUTER_LAN, 5351, timeout)
+    with insideNamespace(lab.lans[0]):
+        return _udp.connect(address or ROUTER_LAN, 5351, timeout)
 
 
 async def waitAnswering(
@@ -114,7 +81,6 @@ async def waitAnswering(
     first LAN host (a bounded number of tries), unless C{ended()} says the
     server has gone.
     """
-    _lab = labModule()
 
     def answers() -> bool:
         if ended():
@@ -126,7 +92,7 @@ async def waitAnswering(
                 return False
         return True
 
-    await _lab.waitUntil(answers, f"{what} answering", START_TIMEOUT, 0.05)
+    await waitUntil(answers, f"{what} answering", START_TIMEOUT, 0.05)
 
 
 class OurGateway:
@@ -144,12 +110,11 @@ class OurGateway:
             address is added to the bridge.
         """
         self.lab = lab
-        self.address = address or labModule().ROUTER_LAN
+        self.address = address or ROUTER_LAN
         self.daemon: Daemon | None = None
 
     async def start(self) -> None:
-        _lab = labModule()
-        if self.address != _lab.ROUTER_LAN:
+        if self.address != ROUTER_LAN:
             self.lab.check(
                 self.lab.router,
                 ["ip", "address", "replace", f"{self.address}/24", "dev", "br0"],
@@ -159,7 +124,7 @@ class OurGateway:
             self.lab.twistd(
                 "natpmp-gateway",
                 f"--listen={self.address}/24",
-                f"--external-address={_lab.ROUTER_WAN}",
+                f"--external-address={ROUTER_WAN}",
             ),
             "natpmp-gateway",
         )
@@ -191,14 +156,13 @@ class Miniupnpd:
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
-        self.address = labModule().ROUTER_LAN
+        self.address = ROUTER_LAN
         self.pid: int | None = None
         self._pidfile = lab.directory / "miniupnpd-bench.pid"
 
     async def start(self) -> None:
-        _lab = labModule()
         conf = self.lab.directory / "miniupnpd-bench.conf"
-        conf.write_text(_lab._MINIUPNPD_CONF.format(uuid=uuid.uuid4()))
+        conf.write_text(miniupnpdConfig())
         self._pidfile.unlink(missing_ok=True)
         script = (
             "mount --bind /dev/null /dev/console &&"
@@ -210,7 +174,7 @@ class Miniupnpd:
             "miniupnpd",
         )
         # It forks: the process started ends, the daemon writes its pid.
-        await _lab.waitUntil(
+        await waitUntil(
             lambda: daemon.ended and self._pidfile.exists(),
             "miniupnpd's pid file",
             START_TIMEOUT,
@@ -229,24 +193,19 @@ class Miniupnpd:
         Stop it by its pid and flush its firewall chains, as a reboot
         would (it does not delete its rules when it stops).
         """
-        _lab = labModule()
         pid, self.pid = self.pid, None
         if pid is not None:
             for number in (signal.SIGTERM, signal.SIGKILL):
                 if _alive(pid):
                     os.kill(pid, number)
                     try:
-                        await _lab.waitUntil(
+                        await waitUntil(
                             lambda: not _alive(pid), "miniupnpd exit", 5.0, 0.02
                         )
-                    except _lab.LabError:
+                    except LabError:
                         continue
                 break
-        self.lab.check(
-            self.lab.router,
-            ["iptables-legacy-restore", "-w", "5", "--noflush"],
-            _lab._FLUSH,
-        )
+        self.lab.flushMiniupnpdChains()
 
 
 def _alive(pid: int | None) -> bool:

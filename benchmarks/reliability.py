@@ -23,12 +23,14 @@ from typing import Any
 from twisted.internet.threads import deferToThread
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
+from tools.impair.relay import Impairment
+from tools.netlab import LAN_HOSTS, ROUTER_LAN, LabError, sleep, waitUntil
 from twisted_natpmp._wire import Protocol
 from twisted_natpmp.service import MappingDeclaration, PortMapperService
 
 from . import _udp
 from ._context import Context
-from ._netlab import Lab, LabUnavailable, OurGateway, labModule, lanSocket, netLab
+from ._netlab import Lab, LabUnavailable, OurGateway, lanSocket, netLab
 from ._report import Figure, Target, notMeasured
 
 P99_TARGET = Target("<=", 50.0)
@@ -79,7 +81,6 @@ def _secondHost(lab: Lab, seconds: float, maximum: int) -> list[float]:
 
 
 async def _flood(context: Context, lab: Lab) -> list[Figure]:
-    _lab = labModule()
     count = context.sizes.reliabilityFlood
     seconds = context.sizes.reliabilitySeconds
     gateway = OurGateway(lab)
@@ -91,11 +92,10 @@ async def _flood(context: Context, lab: Lab) -> list[Figure]:
         before = _udpCounters(daemon.pid)
         flooder = lab.spawn(
             lab.lans[1],
-            lab.python(
-                _lab._relay.__file__,
+            lab.impair(
                 "flood",
                 "--to",
-                f"{_lab.ROUTER_LAN}:5351",
+                f"{ROUTER_LAN}:5351",
                 "--count",
                 str(count),
                 "--rate",
@@ -110,13 +110,13 @@ async def _flood(context: Context, lab: Lab) -> list[Figure]:
         # reactor keeps reading the gateway's log meanwhile.
         times = await deferToThread(_secondHost, lab, seconds, 100_000)
         if not await flooder.waitEnded(seconds + 30.0):
-            raise _lab.LabError("the flooder did not finish")
+            raise LabError("the flooder did not finish")
         after = _udpCounters(daemon.pid)
         report = json.loads(flooder.completed().out.strip().splitlines()[-1])
         sent = report["flood"]
         took = float(sent["seconds"])
         received = after["InDatagrams"] - before["InDatagrams"] - len(times)
-        await _lab.sleep(0.5)
+        await sleep(0.5)
         logBytes = daemon.log.stat().st_size - logBefore
         crashes = _crashes(daemon.output())
     finally:
@@ -195,10 +195,9 @@ async def _mapUnderLoss(
     bound, and then why), the mappings of those ports left on the router
     after it stopped, and the tracebacks in its log.
     """
-    _lab = labModule()
     ports = context.sizes.reliabilityPorts
     timeout = context.sizes.reliabilityTimeout
-    impairment = _lab.Impairment(loss=loss)
+    impairment = Impairment(loss=loss)
     relay = await lab.startRelay(0, impairment, impairment, seed=600 + firstPort)
     declarations = [
         MappingDeclaration(
@@ -211,7 +210,7 @@ async def _mapUnderLoss(
             service = PortMapperService(
                 lab.reactorIn(lab.lans[0]),
                 declarations,
-                gateway=_lab.ROUTER_LAN,
+                gateway=ROUTER_LAN,
                 healthInterval=3600.0,
             )
             started = time.monotonic()
@@ -219,14 +218,14 @@ async def _mapUnderLoss(
             mapped: float | None = None
             reason = ""
             try:
-                await _lab.waitUntil(
+                await waitUntil(
                     lambda: all(s.mapped for s in service.states()),
                     "all mapped",
                     timeout,
                     0.05,
                 )
                 mapped = time.monotonic() - started
-            except _lab.LabError:
+            except LabError:
                 held = sum(s.mapped for s in service.states())
                 reason = f"{held} of {ports} mapped within {timeout:g} s"
             await service.stopService()
@@ -235,7 +234,7 @@ async def _mapUnderLoss(
         # The next level's relay starts afresh.
         lab.check(lab.lans[0], ["iptables-legacy", "-w", "5", "-t", "nat", "-F"])
     mine = {d.internalPort for d in declarations}
-    left = sum(port in mine for _, port in lab.rulesFor(_lab.LAN_HOSTS[0]))
+    left = sum(port in mine for _, port in lab.rulesFor(LAN_HOSTS[0]))
     return mapped, left, _crashes("\n".join(logs.lines)), reason
 
 

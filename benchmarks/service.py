@@ -20,10 +20,11 @@ from __future__ import annotations
 import signal
 import time
 
+from tools.netlab import ROUTER_LAN, LabError, sleep, waitUntil
 from twisted_natpmp._wire import Protocol
 
 from ._context import Context
-from ._netlab import Lab, LabUnavailable, Miniupnpd, OurGateway, labModule, netLab
+from ._netlab import Lab, LabUnavailable, Miniupnpd, OurGateway, netLab
 from ._report import Figure, Target, ratio
 
 TARGET = Target("<=", 0.5)
@@ -44,14 +45,13 @@ async def _restore(lab: Lab, router: OurGateway | Miniupnpd, count: int) -> floa
     mapped, restart the gateway and return the seconds the service took to
     map them all again, from the announcement.
     """
-    _lab = labModule()
     started = time.monotonic()
     helper = lab.spawn(
         lab.lans[0],
         lab.python(
             "-m",
             "benchmarks._servicerun",
-            _lab.ROUTER_LAN,
+            ROUTER_LAN,
             str(count),
             str(FIRST_PORT),
             str(2 * PHASE_TIMEOUT),
@@ -60,7 +60,7 @@ async def _restore(lab: Lab, router: OurGateway | Miniupnpd, count: int) -> floa
     )
 
     async def phase(word: str) -> str:
-        await _lab.waitUntil(
+        await waitUntil(
             lambda: f"BENCH {word}" in helper.output() or helper.ended,
             f"the service: {word}",
             PHASE_TIMEOUT,
@@ -77,7 +77,7 @@ async def _restore(lab: Lab, router: OurGateway | Miniupnpd, count: int) -> floa
         # RFC 6886 s3.6: a client sees a loss of state when the new epoch is
         # over 2 s below what it expected; a gateway restarted sooner than
         # that after it started is indistinguishable from one that was not.
-        await _lab.sleep(max(0.0, started + UPTIME - time.monotonic()))
+        await sleep(max(0.0, started + UPTIME - time.monotonic()))
         helper.signal(signal.SIGUSR1)
         await router.stop()
         await router.start()
@@ -106,7 +106,7 @@ async def run(context: Context) -> list[Figure]:
                 await router.start()
                 try:
                     seconds[key] = await _restore(lab, router, count)
-                except (ServiceFailed, _labError()) as e:
+                except (ServiceFailed, LabError) as e:
                     reasons[key] = f"failed: {e}"
                 finally:
                     await router.stop()
@@ -137,11 +137,3 @@ async def run(context: Context) -> list[Figure]:
         )
     )
     return figures
-
-
-def _labError() -> type[Exception]:
-    try:
-        error: type[Exception] = labModule().LabError
-    except LabUnavailable:
-        return LabUnavailable
-    return error
