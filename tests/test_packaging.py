@@ -156,3 +156,63 @@ class InstalledPluginTests(SynchronousTestCase):
         }
         self.assertIn("natpmp", names, result.stdout)
         self.assertIn("natpmp-gateway", names, result.stdout)
+
+
+def _packagesFound() -> set[str]:
+    """
+    The packages the wheel holds: setuptools' namespace finder run, as the
+    build runs it, with C{pyproject.toml}'s C{packages.find} options.
+    """
+    from setuptools import find_namespace_packages
+
+    find = pyproject()["tool"]["setuptools"]["packages"]["find"]
+    return {
+        name
+        for name in find_namespace_packages(str(ROOT), include=find["include"])
+        if "__pycache__" not in name
+    }
+
+
+class WheelContentsTests(SynchronousTestCase):
+    """
+    The wheel holds the package with every subpackage and the dropin; the
+    checkout's tests, benchmarks and tools stay in the sdist.
+    """
+
+    def test_subpackages(self) -> None:
+        """
+        Every directory of Python modules under C{twisted_natpmp} is a
+        package of the wheel.
+        """
+        found = _packagesFound()
+        expected = {
+            ".".join(path.relative_to(ROOT).parent.parts)
+            for path in (ROOT / "twisted_natpmp").rglob("*.py")
+            if "__pycache__" not in path.parts
+        }
+        self.assertIn("twisted_natpmp.natpmp", expected)
+        self.assertEqual(expected - found, set())
+        self.assertIn("twisted.plugins", found)
+
+    def test_notShipped(self) -> None:
+        """
+        Neither the namespace lab (C{tools}) nor the tests or the benchmarks
+        are in the wheel, nor the C{twisted} and C{twisted.plugins} of
+        Twisted itself (the dropin directory is a namespace package).
+        """
+        found = _packagesFound()
+        for top in ("tools", "tests", "benchmarks", "docs", "examples"):
+            self.assertEqual({n for n in found if n.split(".")[0] == top}, set())
+        self.assertNotIn("twisted", found)
+
+    def test_sdistCarriesTools(self) -> None:
+        """
+        The sdist carries the lab (C{tools}), the tests and the benchmarks,
+        so that the test suite runs from it.
+        """
+        grafts = {
+            line.split()[1]
+            for line in (ROOT / "MANIFEST.in").read_text().splitlines()
+            if line.startswith("graft ")
+        }
+        self.assertLessEqual({"tools", "tests", "benchmarks", "examples"}, grafts)
