@@ -1,0 +1,675 @@
+# -*- test-case-name: tests.test_exchange -*-
+"""
+The request engine under each protocol's client: it owns the UDP socket
+that talks to one gateway, the requests pending on it and their timers.
+
+An L{Exchange} knows no wire format.  A client hands it a request (the
+client's own value, kept for matching), the bytes to send and a
+retransmission schedule; the engine sends the bytes, resends them after
+each wait of the schedule, and fires the request's L{Deferred} with the
+decoded reply that answers it, or fails it with
+L{twisted_natpmp.errors.NoResponseError} once the schedule (or the caller's
+overall time limit) runs out.  Replies are decoded by the client's
+C{decode}, and matched to requests either by a predicate (C{matches},
+which NAT-PMP needs: a reply answers every identical request in flight) or
+by a key (C{keyOf}, as PCP's nonces allow).
+
+Requests wait their turn in a queue: with C{window=1} (serial mode) one is
+in flight at a time (RFC 6886 s3.1); a larger window lets that many be in
+flight at once.  A request submitted with C{queued=False} goes out at once,
+outside the queue and the window (a batch of deletions at stop).
+
+Twisted's names resolver is the model (C{DNSDatagramProtocol}'s table of
+pending requests, each a Deferred and a timer; the resolver's tuple of
+timeouts consumed by the resend loop); unlike it, cancelling a request's
+Deferred stops its retransmissions.
+
+ICMP port unreachable fails the requests in flight with
+L{twisted_natpmp.errors.NotSupportedError}, whether Twisted reports it as
+C{connectionRefused} or (the epoll reactor, on a connected UDP port) by
+closing the port; in the second case a fresh port is bound, so that later
+requests can still be made.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from typing import Any, Generic, TypeVar
+
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IReactorTime,
+    IReactorUDP,
+)
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+
+from ._droplog import DropLog
+from ._types import IPAddress
+from .errors import NoResponseError, NotSupportedError, PortMappingError
+
+__all__ = [
+    "DEFAULT_TIMEOUTS",
+    "Exchange",
+    "ExchangeProtocol",
+    "Pending",
+    "checkTimeouts",
+    "notifyObservers",
+]
+
+log = Logger()
+
+_Q = TypeVar("_Q")
+_R = TypeVar("_R")
+
+#: RFC 6886 s3.1: wait 250 ms after the first send, doubling after each
+#: retransmission; after the 9th attempt and its 64 s wait, give up.
+DEFAULT_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
+
+
+def checkTimeouts(timeouts: Sequence[float]) -> tuple[float, ...]:
+    """
+    Check a retransmission schedule: one or more positive waits.
+
+    @return: the schedule as a C{tuple} of C{float}s.
+    @raise ValueError: it is empty or has a wait that is not positive.
+    """
+    schedule = tuple(float(t) for t in timeouts)
+    if not schedule or any(t <= 0 for t in schedule):
+        raise ValueError(f"retransmission timeouts must be positive: {timeouts!r}")
+    return schedule
+
+
+def notifyObservers(
+    observers: Iterable[Callable[..., object]], kind: str, *args: object
+) -> None:
+    """
+    Call each observer with C{args}; one that raises is logged, and the
+    others still called.
+
+    @param kind: what the observers observe, for the log line.
+    """
+    for observer in list(observers):
+        try:
+            observer(*args)
+        except Exception:
+            log.failure(
+                "{kind} observer {observer} failed", kind=kind, observer=repr(observer)
+            )
+
+
+@dataclass(eq=False)
+class Pending(Generic[_Q, _R]):
+    """
+    One request submitted and not yet settled.
+
+    @ivar request: the client's own value for it, given to C{matches}.
+    @ivar packet: the bytes sent.
+    @ivar timeouts: the wait after each send.
+    @ivar key: what matches its reply, in key mode.
+    @ivar queued: whether it waits its turn (else it was sent at once).
+    @ivar deferred: fires with the reply that answers it.
+    @ivar attempts: how many times it was sent.
+    @ivar submitted: the clock's time when it was submitted.
+    @ivar firstSent: the clock's time when it was first sent.
+    """
+
+    request: _Q
+    packet: bytes
+    timeouts: tuple[float, ...]
+    key: Hashable | None
+    queued: bool
+    deferred: Deferred[_R] = field(init=False)
+    attempts: int = 0
+    submitted: float = 0.0
+    firstSent: float | None = None
+    timer: IDelayedCall | None = None
+    limitTimer: IDelayedCall | None = None
+
+
+class ExchangeProtocol(DatagramProtocol):
+    """
+    The UDP side of an L{Exchange}: sends its packets to the gateway and
+    hands it what comes back.
+
+    Unless extra source addresses are accepted, the socket is connected to
+    the gateway, so that the kernel filters other sources and reports ICMP
+    port unreachable (RFC 6886 s3.1).
+    """
+
+    def __init__(self, exchange: Exchange[Any, Any]) -> None:
+        self.exchange = exchange
+
+    def startProtocol(self) -> None:
+        if self.exchange.connectSocket:
+            assert self.transport is not None
+            self.transport.connect(
+                str(self.exchange.gateway), self.exchange.gatewayPort
+            )
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.exchange._datagramReceived(datagram, addr)
+
+    def connectionRefused(self) -> None:
+        self.exchange._refused()
+
+    def stopProtocol(self) -> None:
+        self.exchange._portLost()
+
+    def send(self, packet: bytes) -> None:
+        """
+        Send C{packet} to the gateway.
+
+        @raise PortMappingError: the protocol is not listening.
+        """
+        exchange = self.exchange
+        if self.transport is None:
+            raise PortMappingError(
+                f"the {exchange.protocolName} client is not listening"
+            )
+        if exchange.connectSocket:
+            # A connected UDP port takes no address.
+            self.transport.write(packet, None)  # type: ignore[arg-type]
+        else:
+            self.transport.write(packet, (str(exchange.gateway), exchange.gatewayPort))
+
+
+class Exchange(Generic[_Q, _R]):
+    """
+    Requests to one gateway over one UDP socket, with their timers.
+
+    @ivar gateway: the gateway's address.
+    @ivar gatewayPort: the gateway's UDP port.
+    @ivar protocolName: the protocol's name for a person (C{"NAT-PMP"}).
+    @ivar window: how many queued requests may be in flight at once (1:
+        serial mode).
+    @ivar timeouts: the default retransmission schedule.
+    @ivar connectSocket: whether the socket is connected to the gateway
+        (only when no extra source is accepted).
+    @ivar protocol: the L{ExchangeProtocol} to listen with, e.g.
+        C{reactor.listenUDP(0, exchange.protocol)}; or use L{listen}.
+    @ivar drops: counts and logs, in aggregate, the datagrams dropped:
+        malformed, or from another source than the gateway.
+    @ivar unanswered: counts and logs, in aggregate (at info: a late
+        duplicate is normal), the replies that answer nothing pending.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        gateway: IPAddress,
+        gatewayPort: int,
+        *,
+        decode: Callable[[bytes], _R],
+        matches: Callable[[_Q, _R], bool] | None = None,
+        keyOf: Callable[[_R], Hashable] | None = None,
+        received: Callable[[_R], object] = lambda response: None,
+        sent: Callable[[_Q], object] = lambda request: None,
+        unanswered: Callable[[_R, str], bool] = lambda response, source: False,
+        window: int = 1,
+        timeouts: Sequence[float] = DEFAULT_TIMEOUTS,
+        describe: Callable[[_Q], str] = str,
+        extraSources: Iterable[IPAddress] = (),
+        protocolName: str = "NAT-PMP",
+    ) -> None:
+        """
+        @param clock: schedules the retransmissions and limits.
+        @param gateway: the gateway to ask.
+        @param gatewayPort: the gateway's UDP port; replies from any other
+            port are dropped (RFC 6886 s3.1).
+        @param decode: turns a datagram from the gateway into a reply;
+            raises C{ValueError} (with a C{reason} attribute, if it has one)
+            for one it cannot decode, which is dropped and counted.
+        @param matches: predicate mode: C{matches(request, reply)} says
+            whether C{reply} answers C{request}; a reply answers every
+            request in flight that it matches.
+        @param keyOf: key mode: the key of a reply, answering the request
+            in flight submitted with that key (if any).  Exactly one of
+            C{matches} and C{keyOf} is given.
+        @param received: called with every decoded reply from the gateway
+            before it is matched (to judge its epoch, say).
+        @param sent: called with a request each time it is sent.
+        @param unanswered: called with a reply that answers nothing in
+            flight and its source (C{"host:port"}); returns whether it was
+            handled (an unsolicited message the protocol knows), else it is
+            counted in L{unanswered}.
+        @param window: how many queued requests may be in flight at once.
+        @param timeouts: the default retransmission schedule: one wait, in
+            seconds, after each send.
+        @param extraSources: other addresses the gateway may answer from (a
+            CARP/VRRP pair answering from its real address); then the
+            socket is not connected.
+        @param protocolName: the protocol's name, for messages.
+        @param describe: says what a request asks, for a person (log lines,
+            retry observers); called only when needed.
+        """
+        if (matches is None) == (keyOf is None):
+            raise TypeError("give exactly one of matches and keyOf")
+        if window < 1:
+            raise ValueError(f"the window must be at least 1: {window!r}")
+        self._clock = clock
+        self.gateway = gateway
+        self.gatewayPort = gatewayPort
+        self.protocolName = protocolName
+        self.window = window
+        self.timeouts = checkTimeouts(timeouts)
+        self._decode = decode
+        self._matches = matches
+        self._keyOf = keyOf
+        self._received = received
+        self._sent = sent
+        self._unansweredHook = unanswered
+        self._describe = describe
+        sources = {gateway, *(ip_address(str(a)) for a in extraSources)}
+        # Twisted reports a datagram's source as a string.
+        self._sourceHosts = frozenset(str(a) for a in sources)
+        self.connectSocket = len(sources) == 1
+        self.protocol = ExchangeProtocol(self)
+        what = f"{protocolName} client of {gateway}"
+        self.drops = DropLog(log, clock, what)
+        self.unanswered = DropLog(log, clock, what, level=LogLevel.info)
+        self._queue: deque[Pending[_Q, _R]] = deque()
+        # Requests sent and waiting for their reply; a dict as an ordered set.
+        self._inFlight: dict[Pending[_Q, _R], None] = {}
+        self._retryObservers: list[Callable[[str, int, float], object]] = []
+        self._stopped = False
+        self._stopping = False
+        self._port: IListeningPort | None = None
+        self._binding: tuple[IReactorUDP, str] | None = None
+        self._untrigger: Callable[[], object] = lambda: None
+
+    # Requests
+
+    def submit(
+        self,
+        request: _Q,
+        packet: bytes,
+        *,
+        key: Hashable | None = None,
+        timeouts: Sequence[float] | None = None,
+        limit: float | None = None,
+        queued: bool = True,
+    ) -> Deferred[_R]:
+        """
+        Send a request, resending it until it is answered.
+
+        @param request: the client's value for it, given to C{matches}.
+        @param packet: the bytes to send.
+        @param key: what matches its reply, in key mode.
+        @param timeouts: the wait after each send; by default L{timeouts}.
+        @param limit: an overall time limit, in seconds from now, queueing
+            included: when it runs out, the request fails with
+            L{NoResponseError} whatever its schedule.
+        @param queued: whether it waits its turn in the queue (else it is
+            sent at once, outside the queue and the window).
+        @return: fires with the reply that answers it; fails with
+            L{NoResponseError}, L{NotSupportedError} (ICMP port
+            unreachable), C{ValueError} (a bad schedule, nothing sent) or
+            L{PortMappingError} (the exchange is stopped).  Cancelling it
+            stops its retransmissions.
+        """
+        if self._stopped:
+            return fail(PortMappingError(f"the {self.protocolName} client is stopped"))
+        try:
+            schedule = self.timeouts if timeouts is None else checkTimeouts(timeouts)
+        except ValueError as e:
+            return fail(e)
+        pending = self._newPending(request, packet, schedule, key, queued)
+        if limit is not None:
+            pending.limitTimer = self._clock.callLater(limit, self._limited, pending)
+        if queued:
+            self._queue.append(pending)
+            self._sendNext()
+        else:
+            self._inFlight[pending] = None
+            self._transmit(pending)
+        return pending.deferred
+
+    def submitBatch(
+        self,
+        requests: Iterable[tuple[_Q, bytes, Hashable | None]],
+        timeouts: Sequence[float] | None = None,
+    ) -> list[Deferred[_R]]:
+        """
+        Send several requests at once, outside the queue and the window (a
+        batch of deletions at stop): all are in flight before the first is
+        sent, so that a refusal reported during a send fails them all and
+        sends no more.
+
+        @param requests: each as C{(request, packet, key)}.
+        @param timeouts: the wait after each send; by default L{timeouts}.
+        @return: one L{Deferred} per request, in order, as L{submit}'s.
+            Once the exchange is stopped, each fails at once with
+            L{PortMappingError}.
+        @raise ValueError: the schedule is bad; nothing is sent.
+        """
+        if self._stopped:
+            stopped = PortMappingError(f"the {self.protocolName} client is stopped")
+            return [fail(stopped) for _ in requests]
+        schedule = self.timeouts if timeouts is None else checkTimeouts(timeouts)
+        batch = [
+            self._newPending(request, packet, schedule, key, False)
+            for request, packet, key in requests
+        ]
+        self._inFlight.update(dict.fromkeys(batch))
+        for pending in batch:
+            if pending in self._inFlight:  # not failed by an earlier send
+                self._transmit(pending)
+        return [pending.deferred for pending in batch]
+
+    def _newPending(
+        self,
+        request: _Q,
+        packet: bytes,
+        schedule: tuple[float, ...],
+        key: Hashable | None,
+        queued: bool,
+    ) -> Pending[_Q, _R]:
+        pending: Pending[_Q, _R] = Pending(request, packet, schedule, key, queued)
+        pending.deferred = Deferred(lambda d: self._cancel(pending))
+        pending.submitted = self._clock.seconds()
+        return pending
+
+    def pending(self) -> list[Pending[_Q, _R]]:
+        """
+        The requests in flight (in the order sent first), then those
+        queued.
+        """
+        return [*self._inFlight, *self._queue]
+
+    def cancelPending(self) -> None:
+        """
+        Cancel every request that is queued or in flight, sending nothing
+        more: the queued ones go first (the last queued first), so that
+        cancelling one in flight does not send the next.  The exchange stays
+        usable.
+        """
+        queued = [*reversed(self._queue)]
+        self._queue.clear()
+        inFlight = [*self._inFlight]
+        for p in [
+            *queued,
+            *(p for p in inFlight if not p.queued),
+            *(p for p in inFlight if p.queued),
+        ]:
+            p.deferred.cancel()
+
+    # Observers
+
+    def addRetryObserver(self, observer: Callable[[str, int, float], object]) -> None:
+        """
+        Call C{observer(what, attempt, elapsed)} at each retransmission:
+        what the request asks, the attempt now sent (2 or more) and the
+        seconds since the first.
+        """
+        self._retryObservers.append(observer)
+
+    def removeRetryObserver(
+        self, observer: Callable[[str, int, float], object]
+    ) -> None:
+        """
+        Stop calling an observer given to L{addRetryObserver}.
+        """
+        self._retryObservers.remove(observer)
+
+    # The socket
+
+    def listen(self, reactor: IReactorUDP, interface: str = "") -> IListeningPort:
+        """
+        Bind an ephemeral UDP port.  Should it be closed under the exchange
+        (ICMP port unreachable, on the epoll reactor), a new one is bound
+        the same way.
+        """
+        self._binding = (reactor, interface)
+        self._port = self._bind()
+        # A reactor shutting down closes the port; that is no ICMP error.
+        addTrigger = getattr(reactor, "addSystemEventTrigger", None)
+        if addTrigger is not None:
+            trigger = addTrigger("before", "shutdown", self._reactorStopping)
+            remove = reactor.removeSystemEventTrigger  # type: ignore[attr-defined]
+            self._untrigger = lambda: remove(trigger)
+        return self._port
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """
+        The port L{listen} bound, if any.
+        """
+        return self._port
+
+    def sourceAddress(self) -> IPAddress | None:
+        """
+        The local address of the socket (connected to the gateway, the
+        kernel's choice), or L{None} if it has none or is not bound.
+        """
+        transport = self.protocol.transport
+        try:
+            address = ip_address(transport.getHost().host)  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            return None
+        return None if address.is_unspecified else address
+
+    def stop(self) -> Deferred[None]:
+        """
+        Cancel every pending request and stop listening; later requests
+        fail at once.  Fires when the port is closed.
+        """
+        self._stopping = True
+        self._stopped = True
+        self._untrigger()
+        self._untrigger = lambda: None
+        self.cancelPending()
+        self.drops.stop()
+        self.unanswered.stop()
+        port, self._port = self._port, None
+        if port is None:
+            return succeed(None)
+        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
+
+    @property
+    def stopped(self) -> bool:
+        """
+        Whether L{stop} was called.
+        """
+        return self._stopped
+
+    # Internals
+
+    def _bind(self) -> IListeningPort:
+        assert self._binding is not None
+        reactor, interface = self._binding
+        return reactor.listenUDP(
+            0, self.protocol, interface=interface, maxPacketSize=8192
+        )
+
+    def _sendNext(self) -> None:
+        while self._queue and self._flying() < self.window:
+            pending = self._queue.popleft()
+            self._inFlight[pending] = None
+            self._transmit(pending)
+
+    def _flying(self) -> int:
+        return sum(1 for p in self._inFlight if p.queued)
+
+    def _transmit(self, pending: Pending[_Q, _R]) -> None:
+        try:
+            self.protocol.send(pending.packet)
+        except Exception:
+            self._finish(pending, Failure())
+            return
+        if pending not in self._inFlight:
+            # Finished during the send: Twisted's UDP port reports an ICMP
+            # refusal (ECONNREFUSED on write) by calling connectionRefused
+            # at once, which fails every request in flight, this one too.
+            return
+        now = self._clock.seconds()
+        self._sent(pending.request)
+        if pending.firstSent is None:
+            pending.firstSent = now
+        wait = pending.timeouts[pending.attempts]
+        pending.attempts += 1
+        if pending.attempts > 1:
+            # Only retransmissions: a log event per request costs as much as
+            # the rest of the request's work.
+            elapsed = now - pending.firstSent
+            what = self._describe(pending.request)
+            log.debug(
+                "sent {request} to {gateway} again (attempt {attempt}, next"
+                " wait {wait} s)",
+                request=what,
+                gateway=str(self.gateway),
+                attempt=pending.attempts,
+                wait=wait,
+            )
+            notifyObservers(
+                self._retryObservers, "retry", what, pending.attempts, elapsed
+            )
+        pending.timer = self._clock.callLater(wait, self._timedOut, pending)
+
+    def _timedOut(self, pending: Pending[_Q, _R]) -> None:
+        pending.timer = None
+        if pending.attempts < len(pending.timeouts):
+            self._transmit(pending)
+            return
+        log.info(
+            "gateway {gateway} did not answer {request} after {attempts} attempts",
+            gateway=str(self.gateway),
+            request=self._describe(pending.request),
+            attempts=pending.attempts,
+        )
+        elapsed = self._clock.seconds() - (pending.firstSent or 0.0)
+        error = NoResponseError(self.gateway, pending.attempts, elapsed)
+        self._finish(pending, Failure(error))
+
+    def _limited(self, pending: Pending[_Q, _R]) -> None:
+        pending.limitTimer = None
+        elapsed = self._clock.seconds() - pending.submitted
+        log.info(
+            "gateway {gateway} did not answer {request} within {limit} s",
+            gateway=str(self.gateway),
+            request=self._describe(pending.request),
+            limit=round(elapsed, 2),
+        )
+        error = NoResponseError(self.gateway, pending.attempts, elapsed)
+        self._finish(pending, Failure(error))
+
+    def _release(self, pending: Pending[_Q, _R]) -> bool:
+        """
+        Forget C{pending}: stop its timers, take it out of the queue or the
+        flight.
+
+        @return: whether it was in flight.
+        """
+        for timer in (pending.timer, pending.limitTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        pending.timer = pending.limitTimer = None
+        if pending in self._inFlight:
+            del self._inFlight[pending]
+            return True
+        if pending in self._queue:
+            self._queue.remove(pending)
+        return False
+
+    def _finish(self, pending: Pending[_Q, _R], result: _R | Failure) -> None:
+        self._release(pending)
+        self._sendNext()
+        if isinstance(result, Failure):
+            pending.deferred.errback(result)
+        else:
+            pending.deferred.callback(result)
+
+    def _cancel(self, pending: Pending[_Q, _R]) -> None:
+        if self._release(pending) and pending.queued:
+            self._sendNext()
+
+    def _refused(self) -> None:
+        waiting = [*self._inFlight]
+        if waiting:
+            log.warn(
+                "gateway {gateway} refused {protocol}",
+                gateway=str(self.gateway),
+                protocol=self.protocolName,
+            )
+        for pending in waiting:
+            if pending in self._inFlight:
+                self._finish(pending, Failure(self._notSupported()))
+
+    def _notSupported(self) -> NotSupportedError:
+        return NotSupportedError(self.gateway, self.protocolName)
+
+    def _reactorStopping(self) -> None:
+        self._stopping = True
+        self._untrigger = lambda: None  # the reactor has used it up
+
+    def _portLost(self) -> None:
+        """
+        The socket that L{listen} bound closed while neither the exchange
+        nor the reactor was stopping.  Twisted's epoll reactor closes a
+        connected UDP port on ICMP port unreachable (EPOLLERR without
+        EPOLLIN) instead of calling C{connectionRefused}; either way the
+        gateway does not speak the protocol now (RFC 6886 s3.1).  The
+        pending requests fail, and a fresh port is bound so that later
+        requests (a gateway that starts its server later) can still be made.
+        """
+        if self._stopping or self._port is None:
+            return
+        self._port = None
+        try:
+            self._port = self._bind()
+        except Exception:
+            log.failure(
+                "could not bind a new port for the {protocol} client of {gateway}",
+                protocol=self.protocolName,
+                gateway=str(self.gateway),
+            )
+        pending = [*self._inFlight, *self._queue]
+        self._queue.clear()
+        for p in pending:
+            if not p.deferred.called:
+                self._finish(p, Failure(self._notSupported()))
+
+    def _datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if self._stopped:
+            # The port closes after stop returns; what still comes asks
+            # nothing of a stopped exchange (and must not restart its logs).
+            return
+        host, port = addr[0], addr[1]
+        source = f"{host}:{port}"
+        if host not in self._sourceHosts or port != self.gatewayPort:
+            # RFC 6886 s3.1: only replies from the gateway's port count.
+            self.drops.drop(source, "not the gateway", datagram.hex())
+            return
+        try:
+            response = self._decode(datagram)
+        except ValueError as e:
+            reason = getattr(e, "reason", str(e))
+            self.drops.drop(source, "malformed", f"{reason} ({datagram.hex()})")
+            return
+        self._received(response)
+        if self._keyOf is not None:
+            key = self._keyOf(response)
+            answered = [p for p in self._inFlight if key is not None and p.key == key]
+        else:
+            matches = self._matches
+            assert matches is not None
+            answered = [p for p in self._inFlight if matches(p.request, response)]
+        if not answered:
+            if not self._unansweredHook(response, source):
+                # A late duplicate is normal (a retransmission crossed the
+                # reply), so these are counted at info level, not warned of.
+                self.unanswered.drop(
+                    source, "answers no pending request", repr(response)
+                )
+            return
+        # Identical requests (NAT-PMP: a queued deletion and a batched one
+        # of the same port) take the same reply.
+        for pending in answered:
+            if pending in self._inFlight:  # not cancelled by an earlier one's
+                self._finish(pending, response)

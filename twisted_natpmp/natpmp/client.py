@@ -1,0 +1,559 @@
+# -*- test-case-name: tests.natpmp.test_client -*-
+"""
+The NAT-PMP client: L{NATPMPClient}, the NAT-PMP codec and its matching
+over the request engine (L{twisted_natpmp._exchange.Exchange}), whose calls
+return L{Deferred}s.
+
+Requests are queued and sent one at a time (RFC 6886 s3.1, s3.7), each
+retransmitted on the RFC 6886 s3.1 schedule until a matching reply arrives.
+Every reply from the gateway feeds the s3.6 epoch rule, judged on a
+monotonic clock (C{monotonic=}, by default L{time.monotonic}) so that a step
+of the wall clock is no gateway reboot; observers hear when the gateway has
+lost its state.
+
+Stopping: L{NATPMPClient.cancelPending} cancels every queued and in-flight
+request without sending the next; L{NATPMPClient.deleteMappings} then sends
+a batch of deletions together, outside the queue, each still unanswered
+resent on the s3.1 doubling schedule within a stop deadline
+(L{DELETION_TIMEOUTS}), and fires, never later than the sum of
+its timeouts, with a C{dict} from each C{(transport, internalPort)} to
+L{None} (deleted) or the L{Failure} saying why not (L{NoResponseError},
+L{GatewayError} with the result code, ...).  L{NATPMPClient.stop} cancels
+everything, batches included, and closes the port.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Address
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .._epoch import EpochTracker
+from .._exchange import DEFAULT_TIMEOUTS, Exchange, ExchangeProtocol, notifyObservers
+from .._types import Announcement, AnnouncementKind, Mapping, ProtocolName, Transport
+from ..errors import InvalidResponseError
+from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
+from ._matching import (
+    LATE_REPLY_SECONDS,
+    STATE_LOSS_INTERVAL,
+    StateLossLog,
+    describeRequest,
+    matches,
+)
+from ._wire import (
+    RECOMMENDED_LIFETIME,
+    SERVER_PORT,
+    ErrorResponse,
+    ExternalAddressRequest,
+    ExternalAddressResponse,
+    MapRequest,
+    MapResponse,
+    Request,
+    Response,
+    ResultCode,
+    decodeResponse,
+    errorForResult,
+)
+
+__all__ = [
+    "DELETION_TIMEOUTS",
+    "RETRANSMIT_TIMEOUTS",
+    "STATE_LOSS_INTERVAL",
+    "MappingKey",
+    "NATPMPClient",
+    "NATPMPClientProtocol",
+    "describeRequest",
+    "listenClient",
+]
+
+log = Logger()
+
+#: RFC 6886 s3.1: wait 250 ms after the first request, doubling after each
+#: retransmission; after the 9th attempt and its 64 s wait, give up.
+RETRANSMIT_TIMEOUTS: tuple[float, ...] = DEFAULT_TIMEOUTS
+
+#: The waits after each send of a batch of deletions at stop
+#: (L{NATPMPClient.deleteMappings}).  RFC 6886 s3.1, s3.4: a deletion is
+#: retransmitted like any request (250 ms, doubling), but a client MAY give
+#: up sooner, and SHOULD send it at least once.  So each deletion is sent at
+#: 0, 0.25, 0.75, 1.75 and 3.75 s until answered, and given up at 4.75 s,
+#: within the 5 s a stopping service has
+#: (L{twisted_natpmp.service.STOP_DEADLINE}).
+DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
+
+#: The old name of the engine's datagram protocol, which a client's
+#: C{protocol} attribute is.
+NATPMPClientProtocol = ExchangeProtocol
+
+_SUCCESS = int(ResultCode.SUCCESS)
+
+
+@implementer(IPortMapper, IExternalAddressQuery)
+class NATPMPClient:
+    """
+    Ask one NAT-PMP gateway for its external address and for port mappings.
+
+    @ivar gateway: the gateway's address.
+    @ivar gatewayPort: the gateway's port (5351; other values are for tests).
+    @ivar exchange: the request engine that owns the socket.
+    @ivar lastExternalAddress: the external address the gateway last
+        reported, or L{None}.
+    @ivar epochTracker: the RFC 6886 s3.6 judge of the gateway's epochs.
+    @ivar pcpEpochTracker: the RFC 6887 s8.5 judge of the epochs of the
+        gateway's PCP announcements (the two epochs are not comparable).
+    """
+
+    protocolName = ProtocolName.NATPMP
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        gateway: IPv4Address | str,
+        *,
+        gatewayPort: int = SERVER_PORT,
+        extraSources: Iterable[IPv4Address | str] = (),
+        timeouts: Sequence[float] = RETRANSMIT_TIMEOUTS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """
+        @param clock: schedules the retransmissions.
+        @param gateway: the gateway to ask.
+        @param gatewayPort: the gateway's UDP port.
+        @param extraSources: other addresses the gateway may answer from (a
+            CARP/VRRP pair answering from its real address); replies from any
+            other address are ignored (RFC 6886 s3.1).
+        @param timeouts: the default retransmission schedule: one wait, in
+            seconds, after each send.
+        @param monotonic: returns the seconds of a clock that never steps,
+            for the RFC 6886 s3.6 judgement of the gateway's epochs (a wall
+            clock set by NTP at boot would look like a gateway reboot);
+            tests pass their L{twisted.internet.task.Clock}'s C{seconds}.
+        """
+        self._clock = clock
+        self.gateway = IPv4Address(gateway)
+        self.gatewayPort = gatewayPort
+        self.exchange: Exchange[Request, Response] = Exchange(
+            clock,
+            self.gateway,
+            gatewayPort,
+            decode=decodeResponse,
+            matches=self._answers,
+            received=self._receivedResponse,
+            sent=self._sentRequest,
+            timeouts=timeouts,
+            extraSources=[IPv4Address(a) for a in extraSources],
+            protocolName=self.protocolName.display,
+            describe=describeRequest,
+        )
+        self.lastExternalAddress: IPv4Address | None = None
+        self.epochTracker = EpochTracker()
+        self.pcpEpochTracker = EpochTracker()
+        self._monotonic = monotonic
+        # When each mapping's deletion was last sent (clock seconds).
+        self._deletionsSent: dict[MappingKey, float] = {}
+        # The last reply judged by the epoch rule, and the verdict.
+        self._judged: tuple[Response | None, bool] = (None, False)
+        self._losses = StateLossLog(log, clock, str(self.gateway))
+        self._observers: list[Callable[[], object]] = []
+
+    def __repr__(self) -> str:
+        return f"<NATPMPClient gateway={self.gateway}:{self.gatewayPort}>"
+
+    @property
+    def protocol(self) -> ExchangeProtocol:
+        """
+        The datagram protocol to listen with, e.g.
+        C{reactor.listenUDP(0, client.protocol)}; or use L{listenClient}.
+        """
+        return self.exchange.protocol
+
+    @property
+    def connectSocket(self) -> bool:
+        """
+        Whether the socket is connected to the gateway (no extra sources).
+        """
+        return self.exchange.connectSocket
+
+    @property
+    def timeouts(self) -> tuple[float, ...]:
+        """
+        The default retransmission schedule.
+        """
+        return self.exchange.timeouts
+
+    @property
+    def drops(self) -> Any:
+        """
+        The aggregated log of the datagrams dropped: malformed, or from
+        another source than the gateway.
+        """
+        return self.exchange.drops
+
+    # IPortMapper, IExternalAddressQuery
+
+    def externalAddress(  # type: ignore[override]
+        self, timeouts: Sequence[float] | None = None
+    ) -> Deferred[IPv4Address]:
+        """
+        Ask the gateway for its external address (RFC 6886 s3.2).
+        """
+        d = self._submit(ExternalAddressRequest(), timeouts)
+        return d.addCallback(self._gotExternalAddress)
+
+    def probe(self, timeouts: Sequence[float] | None = None) -> Deferred[Probe]:
+        """
+        Ask the gateway for its external address (RFC 6886 s3.2), as the
+        health check: fires with a L{Probe} of its epoch, address and
+        whether that epoch shows a loss of state (s3.6).
+        """
+        d = self._submit(ExternalAddressRequest(), timeouts)
+        return d.addCallback(self._gotProbe)
+
+    def addMapping(
+        self,
+        transport: Transport,
+        internalPort: int,
+        externalPort: int | None = None,
+        lifetime: int = RECOMMENDED_LIFETIME,
+        timeouts: Sequence[float] | None = None,
+    ) -> Deferred[Mapping]:
+        """
+        Create or renew a mapping (RFC 6886 s3.3).
+
+        @param externalPort: the external port to suggest; by default the
+            internal port (some routers fail on 0).
+        @param lifetime: the requested lifetime, 1 s or more; the granted
+            one, in the result, may differ.
+        @return: fires with the L{Mapping}; its C{renewAfter} is half the
+            lifetime granted, or half the one asked for if that is shorter
+            (RFC 6886 s3.3).
+        """
+        if lifetime == 0:
+            return fail(ValueError("lifetime 0 deletes a mapping; use deleteMapping"))
+        if internalPort == 0:
+            return fail(ValueError("internal port 0 cannot be mapped"))
+        suggested = internalPort if externalPort is None else externalPort
+        try:
+            request = MapRequest(
+                Transport(transport), internalPort, suggested, lifetime
+            )
+        except ValueError as e:
+            return fail(e)
+        d = self._submit(request, timeouts)
+        return d.addCallback(self._gotMapping, request)
+
+    def deleteMapping(
+        self,
+        transport: Transport,
+        internalPort: int,
+        timeouts: Sequence[float] | None = None,
+    ) -> Deferred[None]:
+        """
+        Delete this host's mapping of C{internalPort}: lifetime 0 and
+        suggested external port 0 (RFC 6886 s3.4).  Deleting a mapping that
+        does not exist succeeds.
+        """
+        if internalPort == 0:
+            return fail(
+                ValueError("internal port 0 deletes all; use deleteAllMappings")
+            )
+        return self._delete(transport, internalPort, timeouts)
+
+    def deleteAllMappings(
+        self, transport: Transport, timeouts: Sequence[float] | None = None
+    ) -> Deferred[None]:
+        """
+        Delete all of this host's mappings of C{transport}: internal port 0,
+        external port 0, lifetime 0 (RFC 6886 s3.4).
+        """
+        return self._delete(transport, 0, timeouts)
+
+    def deleteMappings(
+        self,
+        keys: Iterable[MappingKey],
+        timeouts: Sequence[float] = DELETION_TIMEOUTS,
+    ) -> Deferred[dict[MappingKey, Failure | None]]:
+        """
+        Delete several of this host's mappings at once, as a client does
+        when it stops (RFC 6886 s3.4): every deletion request is sent at
+        once, outside the queue of L{addMapping} and the others, and each is
+        resent after the waits of C{timeouts} until its reply comes.  Each
+        reply is matched by opcode, transport and internal port.
+
+        Sending the deletions together departs from the one request at a
+        time of s3.1 and s3.7 on purpose.  At stop, time is short (a
+        service manager waits a few seconds), and a deletion left unsent
+        holds a port on the gateway until its lifetime runs out, up to
+        hours; one at a time, twenty deletions over a 600 ms round trip do
+        not fit in 5 s.  The burst is small and bounded: one 12-byte packet
+        per mapping this host made, each resent on the s3.1 doubling schedule
+        only until answered (s3.1 lets a client give up on a deletion sooner
+        than on other requests), no more than the serial schedule would
+        send; and the one-at-a-time rule of s3.7 protects a
+        gateway just rebooted from every host re-mapping at once, which a
+        host leaving does not do.
+
+        @param keys: the mappings, as C{(transport, internalPort)}; internal
+            port 0 (delete all) is refused, use L{deleteAllMappings}.
+        @param timeouts: the wait, in seconds, after each send; by default
+            L{DELETION_TIMEOUTS}.  N waits mean each deletion is sent at
+            most N times; the result comes at the latest after their sum.
+        @return: fires with a C{dict} from each key to L{None} (deleted: the
+            gateway answered success) or a L{Failure}: L{NoResponseError}
+            (no answer in time), a L{GatewayError} (refused with a result
+            code), L{NotSupportedError} (ICMP port unreachable),
+            L{twisted.internet.defer.CancelledError} (cancelled, or the
+            client stopped).  It fails only with C{ValueError} for a bad key
+            or schedule, sending nothing.  Cancelling it cancels every
+            deletion still waiting.
+        """
+        try:
+            requests: dict[MappingKey, MapRequest] = {}
+            for transport, internalPort in keys:
+                if internalPort == 0:
+                    raise ValueError(
+                        "internal port 0 deletes all; use deleteAllMappings"
+                    )
+                key = (Transport(transport), internalPort)
+                requests[key] = MapRequest(key[0], internalPort, 0, 0)
+            deferreds = self.exchange.submitBatch(
+                [(r, r.encode(), None) for r in requests.values()],
+                timeouts,
+            )
+        except Exception as e:
+            return fail(e)
+        batch = dict(zip(requests, deferreds, strict=True))
+        outcomes: dict[MappingKey, Failure | None] = {}
+
+        def cancel(_: object) -> None:
+            # Fires every deletion's Deferred at once, and so this one.
+            for d in batch.values():
+                d.cancel()
+
+        done: Deferred[dict[MappingKey, Failure | None]] = Deferred(cancel)
+
+        def settle(key: MappingKey) -> Callable[[object], None]:
+            def settled(result: object) -> None:
+                outcomes[key] = result if isinstance(result, Failure) else None
+                if len(outcomes) == len(batch):
+                    done.callback({key: outcomes[key] for key in batch})
+
+            return settled
+
+        for key, d in batch.items():
+            d.addCallback(self._checkResult).addBoth(settle(key))
+        if not batch:
+            done.callback({})
+        return done
+
+    def cancelPending(self) -> None:
+        """
+        Cancel every request that is queued or waiting for its reply,
+        batches of L{deleteMappings} included, sending nothing more: the
+        queued ones go first, so that cancelling the one in flight does not
+        send the next.  The client stays usable.
+        """
+        self.exchange.cancelPending()
+
+    def announced(self, announcement: Announcement) -> bool:
+        """
+        Judge an announcement from the gateway: a NAT-PMP one by the RFC
+        6886 s3.6 rule, with the epochs of this client's replies (s3.2.1); a
+        PCP ANNOUNCE by the RFC 6887 s8.5 rule, against the epochs of the
+        gateway's earlier PCP announcements only.  The state-loss observers
+        hear of a loss either way.
+
+        @return: whether the gateway lost its state.
+        """
+        if announcement.kind is AnnouncementKind.NATPMP:
+            return self._observeEpoch(announcement.epoch)
+        lost = self.pcpEpochTracker.update(announcement.epoch, self._monotonic())
+        if lost:
+            self._stateLost(announcement.epoch)
+        return lost
+
+    def noteEpoch(self, epoch: int) -> bool:
+        """
+        Judge an epoch that arrived in a NAT-PMP announcement (RFC 6886
+        s3.2.1, s3.6); observers hear of a loss of state.  The older name of
+        L{announced} for NAT-PMP announcements.
+        """
+        return self._observeEpoch(epoch)
+
+    def addRetryObserver(self, observer: Callable[[str, int, float], object]) -> None:
+        """
+        Hear of every retransmission: C{observer(request, attempt, elapsed)}
+        is called when a request goes unanswered and is sent again, with
+        what it asks (C{"the external address request"}), the number of
+        the attempt now sent (2 or more) and the seconds since the first.
+        For a person waiting: "no answer yet; still trying".
+        """
+        self.exchange.addRetryObserver(observer)
+
+    def removeRetryObserver(
+        self, observer: Callable[[str, int, float], object]
+    ) -> None:
+        """
+        Stop calling an observer given to L{addRetryObserver}.
+        """
+        self.exchange.removeRetryObserver(observer)
+
+    def addStateLossObserver(self, observer: Callable[[], object]) -> None:
+        """
+        Call C{observer()} whenever the gateway is seen to have lost its
+        state: by a reply's epoch, or an announcement's (L{announced}).
+        """
+        self._observers.append(observer)
+
+    def removeStateLossObserver(self, observer: Callable[[], object]) -> None:
+        """
+        Stop calling an observer given to L{addStateLossObserver}.
+        """
+        self._observers.remove(observer)
+
+    def sourceAddress(self) -> IPv4Address | None:
+        """
+        The local address the socket reaches the gateway from, or L{None}
+        if it is not bound (or bound to no address yet).
+        """
+        address = self.exchange.sourceAddress()
+        return address if isinstance(address, IPv4Address) else None
+
+    # Lifecycle
+
+    def listen(self, reactor: IReactorUDP, interface: str = "") -> IListeningPort:
+        """
+        Bind an ephemeral UDP port for this client.  Should the port be
+        closed under it (ICMP port unreachable, on the epoll reactor), the
+        client binds a new one the same way.
+        """
+        return self.exchange.listen(reactor, interface)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Cancel every pending request (L{cancelPending}) and stop listening;
+        later requests fail at once.
+        """
+        d = self.exchange.stop()
+        self._losses.stop()
+        return d
+
+    # Internals
+
+    def _delete(
+        self, transport: Transport, internalPort: int, timeouts: Sequence[float] | None
+    ) -> Deferred[None]:
+        try:
+            request = MapRequest(Transport(transport), internalPort, 0, 0)
+        except ValueError as e:
+            return fail(e)
+        return self._submit(request, timeouts).addCallback(lambda _: None)
+
+    def _submit(
+        self, request: Request, timeouts: Sequence[float] | None
+    ) -> Deferred[Response]:
+        d = self.exchange.submit(request, request.encode(), timeouts=timeouts)
+        return d.addCallback(self._checkResult)
+
+    def _sentRequest(self, request: Request) -> None:
+        if isinstance(request, MapRequest) and request.lifetime == 0:
+            key = (request.transport, request.internalPort)
+            self._deletionsSent[key] = self._clock.seconds()
+
+    def _answers(self, request: Request, response: Response) -> bool:
+        lateDeletion = False
+        if isinstance(request, MapRequest):
+            key = (request.transport, request.internalPort)
+            sent = self._deletionsSent.get(key)
+            if sent is not None:
+                lateDeletion = self._clock.seconds() - sent < LATE_REPLY_SECONDS
+                if not lateDeletion:
+                    del self._deletionsSent[key]
+        return matches(request, response, lateDeletion)
+
+    def _receivedResponse(self, response: Response) -> None:
+        self._judged = (response, self._observeEpoch(response.epoch))
+
+    def _observeEpoch(self, epoch: int) -> bool:
+        lost = self.epochTracker.update(epoch, self._monotonic())
+        if lost:
+            self._stateLost(epoch)
+        return lost
+
+    def _stateLost(self, epoch: int) -> None:
+        self._losses.lost(epoch)
+        # RFC 6886 s3.6: every loss is told to the observers, whatever the
+        # log says; the service coalesces its re-mappings.
+        notifyObservers(self._observers, "state-loss")
+
+    def _checkResult(self, response: Response) -> Response:
+        if response.resultCode != _SUCCESS:
+            raise errorForResult(response.resultCode)
+        if isinstance(response, ErrorResponse):
+            raise InvalidResponseError(
+                f"gateway answered success in a bare 8-byte header (opcode"
+                f" {response.opcode})"
+            )
+        return response
+
+    def _gotExternalAddress(self, response: Response) -> IPv4Address:
+        assert isinstance(response, ExternalAddressResponse)
+        self.lastExternalAddress = response.externalAddress
+        return response.externalAddress
+
+    def _gotProbe(self, response: Response) -> Probe:
+        judged, lost = self._judged
+        address = self._gotExternalAddress(response)
+        return Probe(
+            ProtocolName.NATPMP,
+            response.epoch,
+            address,
+            stateLost=lost and judged is response,
+        )
+
+    def _gotMapping(self, response: Response, request: MapRequest) -> Mapping:
+        assert isinstance(response, MapResponse)
+        if response.externalPort == 0 or response.lifetime == 0:
+            raise InvalidResponseError(
+                f"gateway granted external port {response.externalPort} for"
+                f" {response.lifetime} s: not a usable mapping"
+            )
+        return Mapping(
+            transport=request.transport,
+            internalPort=response.internalPort,
+            externalPort=response.externalPort,
+            lifetime=response.lifetime,
+            epoch=response.epoch,
+            externalAddress=self.lastExternalAddress,
+            # RFC 6886 s3.3: renew at half the lifetime, reckoned with the
+            # one asked for if the gateway granted more.
+            renewAfter=min(response.lifetime, request.lifetime) / 2,
+            protocolName=ProtocolName.NATPMP,
+        )
+
+
+def listenClient(
+    reactor: Any,
+    gateway: IPv4Address | str,
+    *,
+    interface: str = "",
+    **kwargs: Any,
+) -> NATPMPClient:
+    """
+    Make a L{NATPMPClient} for C{gateway} and bind it to an ephemeral UDP
+    port.
+
+    @param reactor: provides L{IReactorUDP} and L{IReactorTime}.
+    @param interface: the local address to bind.
+    @param kwargs: passed to L{NATPMPClient}.
+    """
+    client = NATPMPClient(reactor, gateway, **kwargs)
+    client.listen(reactor, interface)
+    return client
