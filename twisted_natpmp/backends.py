@@ -1,69 +1,8 @@
 """
-Backends that make a gateway's mappings real (L{IMappingBackend}).
-
-L{MemoryBackend} keeps them in a dictionary: enough for a test gateway, for
-trying a client without a router, and as the model for a backend that
-writes real forwarding rules.
+The backends moved to L{twisted_natpmp.server.backends}; L{MemoryBackend}
+stays importable from here.
 """
 
-from __future__ import annotations
+from .server.backends.memory import MemoryBackend
 
-from ipaddress import IPv4Address
-
-from zope.interface import implementer
-
-from ._wire import Protocol, ResultCode
-from .errors import NotAuthorizedError, OutOfResourcesError
-from .interfaces import IMappingBackend
-
-
-@implementer(IMappingBackend)
-class MemoryBackend:
-    """
-    Forwarding "rules" kept in memory.
-
-    @ivar forwards: (protocol, external port) -> (internal address,
-        internal port) for every mapping in force.
-    @ivar capacity: the most mappings it accepts (L{None}: no limit);
-        beyond it L{addMapping} raises L{OutOfResourcesError}.
-    """
-
-    def __init__(self, capacity: int | None = None) -> None:
-        self.forwards: dict[tuple[Protocol, int], tuple[IPv4Address, int]] = {}
-        self.capacity = capacity
-
-    def addMapping(
-        self,
-        internalAddress: IPv4Address,
-        protocol: Protocol,
-        internalPort: int,
-        externalPort: int,
-    ) -> None:
-        """
-        Record a forward.
-
-        @raise NotAuthorizedError: the external port already forwards
-            somewhere (the table never asks for that).
-        @raise OutOfResourcesError: L{capacity} is reached.
-        """
-        if (protocol, externalPort) in self.forwards:
-            raise NotAuthorizedError(ResultCode.NOT_AUTHORIZED)
-        if self.capacity is not None and len(self.forwards) >= self.capacity:
-            raise OutOfResourcesError(ResultCode.OUT_OF_RESOURCES)
-        self.forwards[(protocol, externalPort)] = (internalAddress, internalPort)
-
-    def removeMapping(
-        self,
-        internalAddress: IPv4Address,
-        protocol: Protocol,
-        internalPort: int,
-        externalPort: int,
-    ) -> None:
-        """
-        Forget a forward; forgetting one that is not there does nothing.
-        """
-        if self.forwards.get((protocol, externalPort)) == (
-            internalAddress,
-            internalPort,
-        ):
-            del self.forwards[(protocol, externalPort)]
+__all__ = ["MemoryBackend"]

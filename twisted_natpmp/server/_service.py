@@ -1,0 +1,257 @@
+# -*- test-case-name: tests.server.test_service -*-
+"""
+L{GatewayService}: a gateway's listening ports, table and announcements,
+as one L{twisted.application.service.Service}.  It is what C{twistd
+natpmp-gateway} runs, and what tests build directly::
+
+    service = GatewayService(
+        reactor, ["10.77.0.1/24"], "192.0.3.1", maxLifetime=3600
+    )
+    service.startService()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any, cast
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorFDSet,
+    IReactorMulticast,
+    IReactorTime,
+    IUDPTransport,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..interfaces import IMappingBackend
+from ..natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT, SERVER_PORT
+from ._clock import MonotonicClock, externalAddressOrNone
+from ._internalport import InterfaceCheckingPort, LocalInterface, interfaceHolding
+from ._protocol import GatewayProtocol
+from ._ratelimit import DEFAULT_REQUEST_BURST, checkRate
+from .announcer import Announcer
+from .backends.memory import MemoryBackend
+from .gateway import Endpoint, Gateway
+from .table import (
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+    DEFAULT_MAX_PORT,
+    DEFAULT_MIN_PORT,
+    checkLimits,
+)
+
+__all__ = ["GatewayService"]
+
+log = Logger()
+
+
+def _cannotAnnounce(failure: Failure, address: str) -> None:
+    log.failure("cannot announce from {address}", failure, address=address)
+
+
+class GatewayService(Service):
+    """
+    A NAT-PMP gateway: listens on port 5351 of each internal address,
+    serves one mapping table, and announces its external address when it
+    starts and when the address changes (RFC 6886 s3.2.1).
+
+    Each start begins a new epoch with an empty table; stopping removes
+    every mapping from the backend.
+
+    @ivar gateway: the request handler, while running.
+    @ivar ports: the listening ports, while running, in the order of
+        C{listen}.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        listen: Iterable[IPv4Interface | str],
+        externalAddress: IPv4Address | str | None,
+        *,
+        port: int = SERVER_PORT,
+        backend: IMappingBackend | None = None,
+        minPort: int = DEFAULT_MIN_PORT,
+        maxPort: int = DEFAULT_MAX_PORT,
+        maxLifetime: int = DEFAULT_MAX_LIFETIME,
+        maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+        maxMappings: int | None = None,
+        requestRate: float | None = None,
+        requestBurst: int = DEFAULT_REQUEST_BURST,
+        announceTo: Endpoint | None = (ANNOUNCE_GROUP, CLIENT_PORT),
+        clock: IReactorTime | None = None,
+        monotonic: MonotonicClock | None = None,
+        interfaceOf: Callable[[IPv4Address], LocalInterface | None] = (
+            interfaceHolding
+        ),
+    ) -> None:
+        """
+        @param reactor: provides
+            L{twisted.internet.interfaces.IReactorTime} and
+            L{twisted.internet.interfaces.IReactorMulticast} (the real
+            reactor does).  On a reactor with real sockets
+            (L{twisted.internet.interfaces.IReactorFDSet}) each port serves
+            only the requests that arrive on the interface holding its
+            address (RFC 6886 s3.3); a reactor without (an in-memory
+            network, in tests) has no interfaces to tell apart.
+        @param listen: the internal addresses with their networks, e.g.
+            C{"10.77.0.1/24"}: requests are served on C{port} of each
+            address, from clients in any of the networks (RFC 6886 s3.3).
+        @param externalAddress: the address to report; L{None} (or 0.0.0.0)
+            answers every request but a deletion with result 3 until
+            L{setExternalAddress} gives one (RFC 6886 s3.2, s3.5).
+        @param port: the UDP port to serve; 0 picks one (for tests).
+        @param backend: makes mappings real; a L{MemoryBackend} by
+            default.
+        @param maxMappings: the most mappings the gateway holds; L{None} (the
+            default here; C{twistd natpmp-gateway} sets one): as many as the
+            port range allows.
+        @param requestRate: mapping requests per second each source may
+            send, after a burst of C{requestBurst}; beyond it they are
+            dropped and counted (see L{Gateway}).  L{None} (the default
+            here; C{twistd natpmp-gateway} sets one): no limit.
+        @param announceTo: where announcements go; L{None} sends none.
+        @param clock: schedules announcements and the expiry timer;
+            C{reactor} by default (tests pass a
+            L{twisted.internet.task.Clock} to run real UDP on fake time).
+        @param monotonic: the time of the epoch and of expiry;
+            L{monotonicFor} C{clock} by default (the system's monotonic
+            clock beside a real reactor).
+        @param interfaceOf: finds the interface that holds an internal
+            address (replaced in tests).
+        """
+        self._reactor = reactor
+        self._clock = reactor if clock is None else clock
+        self.listen = tuple(IPv4Interface(i) for i in listen)
+        if not self.listen:
+            raise ValueError("a gateway needs at least one internal address")
+        self.externalAddress = externalAddressOrNone(externalAddress)
+        self.port = port
+        self.backend = MemoryBackend() if backend is None else backend
+        self._limits: dict[str, Any] = {
+            "minPort": minPort,
+            "maxPort": maxPort,
+            "maxLifetime": maxLifetime,
+            "maxMappingsPerClient": maxMappingsPerClient,
+            "maxMappings": maxMappings,
+        }
+        checkLimits(minPort, maxPort, maxLifetime, maxMappingsPerClient, maxMappings)
+        if requestRate is not None:
+            checkRate(requestRate, requestBurst)
+        self._requestRate = requestRate
+        self._requestBurst = requestBurst
+        self.announceTo = announceTo
+        self.gateway: Gateway | None = None
+        self.ports: list[IListeningPort] = []
+        self._announcer: Announcer | None = None
+        self._interfaceOf = interfaceOf
+        self._monotonic = monotonic
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self.gateway = Gateway(
+            self._clock,
+            self.externalAddress,
+            [interface.network for interface in self.listen],
+            backend=self.backend,
+            monotonic=self._monotonic,
+            requestRate=self._requestRate,
+            requestBurst=self._requestBurst,
+            **self._limits,
+        )
+        transports: list[IUDPTransport] = []
+        try:
+            for interface in self.listen:
+                transports.append(self._listen(interface, self.gateway))
+        except BaseException:
+            # Do not leave the first addresses bound when a later one fails.
+            self.stopService()
+            raise
+        if self.announceTo is not None:
+            self._announcer = Announcer(
+                self._clock, self.gateway, transports, self.announceTo
+            )
+            self._announcer.start()
+
+    def _listen(self, interface: IPv4Interface, gateway: Gateway) -> IUDPTransport:
+        """
+        Serve on one internal address: a multicast port bound to it, so that
+        announcements leave by its interface, and, on real sockets, deaf to
+        what arrives on another interface (RFC 6886 s3.3).
+
+        @raise CannotListenError: the address cannot be bound, or no
+            interface holds it.
+        """
+        address = str(interface.ip)
+        protocol = GatewayProtocol(gateway)
+        reactor = cast(IReactorMulticast, self._reactor)
+        port: IUDPTransport
+        if IReactorFDSet.providedBy(reactor):
+            local = self._interfaceOf(interface.ip)
+            if local is None:
+                raise CannotListenError(  # type: ignore[no-untyped-call]
+                    address, self.port, OSError("no network interface has it")
+                )
+            checking = InterfaceCheckingPort(
+                self.port,
+                protocol,
+                address,
+                local.index,
+                protocol.otherInterface,
+                reactor,
+            )
+            checking.startListening()  # type: ignore[no-untyped-call]
+            port = checking
+            arriving = f"arriving on {local.name}"
+        else:
+            port = reactor.listenMulticast(self.port, protocol, interface=address)
+            arriving = "(in-memory network)"
+        self.ports.append(cast(IListeningPort, port))
+        setting = port.setOutgoingInterface(address)
+        if isinstance(setting, Deferred):
+            setting.addErrback(_cannotAnnounce, address)
+        log.info(
+            "NAT-PMP gateway serving {network} on {address}:{port} {arriving},"
+            " external address {external}",
+            network=str(interface.network),
+            address=address,
+            port=port.getHost().port,
+            arriving=arriving,
+            external=str(self.externalAddress or "none yet"),
+        )
+        return cast(IUDPTransport, port)
+
+    def setExternalAddress(self, address: IPv4Address | str | None) -> None:
+        """
+        Change the external address and, if running, announce it (RFC 6886
+        s3.2.1); L{None} or 0.0.0.0 means none (requests get result 3 and
+        nothing is announced until an address arrives).
+        """
+        self.externalAddress = externalAddressOrNone(address)
+        if self.gateway is not None:
+            self.gateway.externalAddress = self.externalAddress
+            log.info(
+                "external address is now {address}",
+                address=str(self.externalAddress or "none"),
+            )
+        if self._announcer is not None:
+            self._announcer.start()
+
+    def stopService(self) -> Deferred[object]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._announcer is not None:
+            self._announcer.stop()
+            self._announcer = None
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        ports, self.ports = self.ports, []
+        return gatherResults(
+            [maybeDeferred(port.stopListening) for port in ports]
+        ).addCallback(lambda _: None)
