@@ -1,0 +1,96 @@
+# -*- test-case-name: tests.server.test_dispatch -*-
+"""
+Dispatch by version byte: which protocol's responder answers a packet.
+
+Every NAT-PMP and PCP packet starts with a version byte, and has the top
+bit of its second byte set when it is a response (NAT-PMP's opcode 128 +
+x, RFC 6886 s3; PCP's R bit, RFC 6887 s7.1).  A response sent to a gateway
+is dropped, whatever its version (RFC 6886 s3.3, RFC 6887 s8.3).  The rest
+go to the responder registered for their version, or to the fallback, which
+answers Unsupported Version.
+
+Today NAT-PMP's responder is registered for version 0 and is the fallback
+too: it answers every other version with its Unsupported Version reply
+(RFC 6886 s1.1, s3.5 with Errata 3618).  A PCP responder registers for
+version 2 and becomes the fallback, so that 0 is NAT-PMP, 2 is PCP and any
+other version gets PCP's UNSUPP_VERSION (RFC 6887 s9), except 1, which is
+never PCP (RFC 6887 s9) and stays with NAT-PMP's answer.
+
+Packets too short to hold a version and an opcode go to the version-0
+responder, which drops them and says why.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .._droplog import DropLog
+from .._types import IPAddress
+
+__all__ = ["Responder", "VersionDispatcher"]
+
+_RESPONSE_BIT = 0x80
+
+
+class Responder(Protocol):
+    """
+    One protocol's side of a gateway: request bytes in, response bytes out.
+    """
+
+    def respond(self, packet: bytes, client: IPAddress) -> bytes | None:
+        """
+        Answer C{packet} from C{client} (already known to be internal).
+
+        @return: the response, or L{None} to send none (counted as a drop).
+        """
+
+
+class VersionDispatcher:
+    """
+    Hands each request to the responder for its version byte.
+
+    @ivar fallback: the responder for versions nobody registered for.
+    """
+
+    def __init__(self, fallback: Responder, drops: DropLog) -> None:
+        """
+        @param fallback: answers versions without a responder of their own;
+            it is also registered for version 0 (NAT-PMP) unless another
+            responder is.
+        @param drops: where dropped responses are counted.
+        """
+        self.fallback = fallback
+        self._drops = drops
+        self._responders: dict[int, Responder] = {0: fallback}
+
+    def register(self, version: int, responder: Responder) -> None:
+        """
+        Have C{responder} answer the packets of C{version}.
+
+        @raise ValueError: C{version} is not a byte.
+        """
+        if not 0 <= version <= 255:
+            raise ValueError(f"version {version} is not a byte")
+        self._responders[version] = responder
+
+    def responderFor(self, version: int) -> Responder:
+        """
+        The responder for packets of C{version}.
+        """
+        return self._responders.get(version, self.fallback)
+
+    def respond(self, packet: bytes, client: IPAddress) -> bytes | None:
+        """
+        Answer C{packet} from the internal C{client} with the responder for
+        its version, or drop it if it is a response.
+        """
+        if len(packet) < 2:
+            return self.responderFor(0).respond(packet, client)
+        if packet[1] & _RESPONSE_BIT:
+            # RFC 6886 s3.3, RFC 6887 s8.3: a response sent to the gateway is
+            # ignored.
+            self._drops.drop(
+                str(client), "a response, not a request", f"opcode {packet[1]}"
+            )
+            return None
+        return self._responders.get(packet[0], self.fallback).respond(packet, client)

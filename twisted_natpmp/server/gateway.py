@@ -1,0 +1,350 @@
+# -*- test-case-name: tests.server.test_responder -*-
+"""
+The protocol-neutral core of a gateway: what every protocol's responder
+shares.
+
+L{Gateway} holds the mapping table (L{twisted_natpmp.server.table}), the
+external address, the internal networks, the per-source rate limit, the
+aggregated drop and refusal logs, and the expiry timer.  It checks where
+each datagram comes from (RFC 6886 s3.3) and hands it to a
+L{VersionDispatcher}, which picks the responder by version byte: today
+NAT-PMP's (L{twisted_natpmp.natpmp.responder.NATPMPResponder}) for every
+version; a PCP responder registers beside it for version 2.
+
+A responder asks the core to L{Gateway.map}, L{Gateway.delete} or
+L{Gateway.deleteAll}; those raise L{Refused}, by meaning, and the responder
+answers with its own code and says so with L{Gateway.refused}.
+
+Against floods and forged sources: a gateway-wide mapping limit, a fair
+share (see L{MappingTable}), and an optional per-source rate limit on
+mapping requests (L{RateLimiter}).  Dropped packets and refused requests
+are counted per source and logged in aggregate
+(L{twisted_natpmp._droplog.DropLog}); each mapping event is logged on its
+own line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from .._droplog import DropLog
+from .._types import IPAddress, Transport
+from ..interfaces import IMappingBackend
+from ..natpmp.responder import NATPMPResponder
+from ._clock import externalAddressOrNone, monotonicFor
+from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
+from .dispatch import VersionDispatcher
+from .table import (
+    DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+    DEFAULT_MAX_PORT,
+    DEFAULT_MIN_PORT,
+    EventKind,
+    GatewayMapping,
+    MappingTable,
+    MonotonicClock,
+    Refused,
+    TableEvent,
+)
+
+__all__ = ["Endpoint", "Gateway", "NATPMPGateway"]
+
+log = Logger()
+
+Endpoint = tuple[str, int]
+
+
+class Gateway:
+    """
+    The request handling of a gateway, shared by all its listening ports
+    and all its protocols.
+
+    @ivar table: the mappings.
+    @ivar externalAddress: the address announced and reported; L{None} (no
+        external address yet; 0.0.0.0 means the same) answers every request
+        but a deletion with a network failure (RFC 6886 s3.2, s3.5).
+    @ivar internalNetworks: where requests may come from (RFC 6886 s3.3).
+    @ivar rateLimiter: each source's request rate limit, or L{None}.
+    @ivar drops: every packet dropped, counted by source and reason.
+    @ivar refusals: every request refused with a result code, counted by
+        client and reason.
+    @ivar natpmp: the NAT-PMP responder.
+    @ivar dispatcher: picks the responder for each packet by version.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        externalAddress: IPv4Address | str | None,
+        internalNetworks: Iterable[IPv4Network | str],
+        *,
+        backend: IMappingBackend | None = None,
+        minPort: int = DEFAULT_MIN_PORT,
+        maxPort: int = DEFAULT_MAX_PORT,
+        maxLifetime: int = DEFAULT_MAX_LIFETIME,
+        maxMappingsPerClient: int = DEFAULT_MAX_MAPPINGS_PER_CLIENT,
+        maxMappings: int | None = None,
+        requestRate: float | None = None,
+        requestBurst: int = DEFAULT_REQUEST_BURST,
+        monotonic: MonotonicClock | None = None,
+    ) -> None:
+        """
+        @param clock: schedules the expiry timer and the drop summaries.
+        @param backend: makes mappings real; a
+            L{twisted_natpmp.server.backends.MemoryBackend} by default.
+        @param maxMappings: the most mappings the gateway holds (L{None}: as
+            many as the port range allows).
+        @param requestRate: mapping requests (map, renew, delete: what
+            changes state, costs the backend work and the log a line) per
+            second each source may send; beyond it (after a burst of
+            C{requestBurst}) they are dropped and counted.  External address
+            requests, stateless and cheap, are not limited.  L{None}: no
+            limit.
+        @param monotonic: the time of the epoch and of expiry (RFC 6886
+            s3.6, s3.3), which a step of the wall clock must not move;
+            L{monotonicFor} C{clock} by default.
+        """
+        if backend is None:
+            from .backends.memory import MemoryBackend
+
+            backend = MemoryBackend()
+        self._clock = clock
+        self._monotonic = monotonicFor(clock) if monotonic is None else monotonic
+        self.externalAddress = externalAddress
+        self.internalNetworks = tuple(IPv4Network(n) for n in internalNetworks)
+        self.table = MappingTable(
+            self._monotonic,
+            backend,
+            minPort=minPort,
+            maxPort=maxPort,
+            maxLifetime=maxLifetime,
+            maxMappingsPerClient=maxMappingsPerClient,
+            maxMappings=maxMappings,
+            observer=logEvent,
+        )
+        self.rateLimiter = (
+            None
+            if requestRate is None
+            else RateLimiter(self._monotonic, requestRate, requestBurst)
+        )
+        self._expiryCall: IDelayedCall | None = None
+        self._expiryDue = 0.0
+        self.drops = DropLog(log, clock, "NAT-PMP gateway")
+        self.refusals = DropLog(log, clock, "NAT-PMP gateway", verb="refused")
+        self.natpmp = NATPMPResponder(self)
+        self.dispatcher = VersionDispatcher(self.natpmp, self.drops)
+
+    @property
+    def externalAddress(self) -> IPv4Address | None:
+        return self._external
+
+    @externalAddress.setter
+    def externalAddress(self, address: IPv4Address | str | None) -> None:
+        self._external = externalAddressOrNone(address)
+
+    # Serving
+
+    def isInternal(self, address: IPAddress) -> bool:
+        """
+        Whether requests from C{address} are served (RFC 6886 s3.3).
+        """
+        return any(address in network for network in self.internalNetworks)
+
+    def respond(self, packet: bytes, source: Endpoint) -> bytes | None:
+        """
+        Answer one datagram.
+
+        @param source: where it came from: the client whose mappings it
+            asks about (RFC 6886 s3.3: a client only maps ports to itself).
+        @return: the response, or L{None} when the packet is not answered
+            (the reason is logged).
+        """
+        host = str(source[0])
+        try:
+            client = IPv4Address(host)
+        except ValueError:
+            self.drops.drop(host, "not an IPv4 source")
+            return None
+        if not self.isInternal(client):
+            self.drops.drop(host, "outside the internal networks")
+            return None
+        return self.dispatcher.respond(packet, client)
+
+    def announcement(self) -> bytes | None:
+        """
+        The NAT-PMP packet to multicast now (RFC 6886 s3.2.1), with the
+        current epoch; L{None} without an external address.
+        """
+        return self.natpmp.announcement()
+
+    # What responders call
+
+    def epoch(self) -> int:
+        """
+        The table's epoch: seconds since it was created or last reset (RFC
+        6886 s3.6, RFC 6887 s8.5).
+        """
+        return self.table.epoch()
+
+    def admit(self, host: str) -> bool:
+        """
+        Whether a mapping request from C{host} is within its rate limit; if
+        not, it is counted as dropped.
+        """
+        if self.rateLimiter is not None and not self.rateLimiter.allow(host):
+            self.drops.drop(host, "over the rate limit")
+            return False
+        return True
+
+    def map(
+        self,
+        client: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        suggestedExternalPort: int,
+        lifetime: int,
+    ) -> GatewayMapping:
+        """
+        Create or renew a mapping (L{MappingTable.map}) and keep the expiry
+        timer in step.
+
+        @raise Refused: the table or its backend refused, by meaning.
+        """
+        try:
+            return self.table.map(
+                client, transport, internalPort, suggestedExternalPort, lifetime
+            )
+        finally:
+            self._scheduleExpiry()
+
+    def delete(
+        self, client: IPAddress, transport: Transport, internalPort: int
+    ) -> GatewayMapping | None:
+        """
+        Delete one mapping (L{MappingTable.delete}); deleting one that does
+        not exist succeeds (RFC 6886 s3.4).
+
+        @raise Refused: the backend could not remove it.
+        """
+        try:
+            return self.table.delete(client, transport, internalPort)
+        finally:
+            self._scheduleExpiry()
+
+    def deleteAll(
+        self, client: IPAddress, transport: Transport
+    ) -> list[GatewayMapping]:
+        """
+        Delete every mapping of C{transport} that C{client} holds (RFC 6886
+        s3.4), as many as can be.
+
+        @return: the mappings deleted.
+        @raise Refused: for the first that could not be (those are kept).
+        """
+        try:
+            deleted, error = self.table.deleteAll(client, transport)
+        finally:
+            self._scheduleExpiry()
+        if error is not None:
+            raise error
+        return deleted
+
+    def refused(self, client: IPAddress, refusal: Refused, answer: str) -> None:
+        """
+        Count and log (in aggregate) a request refused.
+
+        @param answer: what the client was told, in its protocol's words
+            (C{"answered result 4"}).
+        """
+        self.refusals.drop(str(client), f"{refusal.reason}, {answer}", refusal.detail)
+
+    # Expiry
+
+    def _scheduleExpiry(self) -> None:
+        """
+        Make sure the expiry timer fires no later than the table's next
+        deadline.
+        """
+        deadline = self.table.nextExpiry()
+        call = self._expiryCall
+        if call is not None and call.active():
+            if deadline is not None and self._expiryDue <= deadline:
+                return
+            call.cancel()
+        self._expiryCall = None
+        if deadline is not None:
+            # Deadlines are monotonic; the timer runs on the reactor, which a
+            # wall-clock step may fire early (then nothing is due yet, and
+            # the timer is set again) or late.
+            self._expiryDue = deadline
+            delay = max(deadline - self._monotonic.seconds(), 0.0)
+            self._expiryCall = self._clock.callLater(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiryCall = None
+        self.table.expire()
+        self._scheduleExpiry()
+
+    def stop(self) -> None:
+        """
+        Stop the expiry timer and remove every mapping, as a gateway that
+        shuts down loses its state (RFC 6886 s3.6); say what drops are
+        counted and not yet logged.
+        """
+        if self._expiryCall is not None and self._expiryCall.active():
+            self._expiryCall.cancel()
+        self._expiryCall = None
+        removed = self.table.reset()
+        if removed:
+            # One line, not one per mapping (each is said at debug level).
+            log.info("gateway stopped: removed {count} mapping(s)", count=len(removed))
+        self.drops.stop()
+        self.refusals.stop()
+
+
+#: The first name of L{Gateway}, kept for existing callers.
+NATPMPGateway = Gateway
+
+
+def logEvent(event: TableEvent) -> None:
+    """
+    Log one change to the table on a line of its own, with JSON-safe
+    fields.
+    """
+    mapping = event.mapping
+    if event.kind is EventKind.REMOVE_FAILED:
+        log.error(
+            "backend failed to remove {protocol} mapping of {client}:{internalPort}"
+            " from external port {externalPort}: {error}",
+            protocol=mapping.transport.label,
+            client=str(mapping.client),
+            internalPort=mapping.internalPort,
+            externalPort=mapping.externalPort,
+            error=repr(event.error),
+        )
+        return
+    if event.kind is EventKind.CLEARED:
+        log.debug(
+            "mapping cleared: {protocol} external port {externalPort}"
+            " -> {client}:{internalPort}",
+            event=event.kind.value,
+            protocol=mapping.transport.label,
+            externalPort=mapping.externalPort,
+            client=str(mapping.client),
+            internalPort=mapping.internalPort,
+        )
+        return
+    log.info(
+        "mapping {event}: {protocol} external port {externalPort}"
+        " -> {client}:{internalPort}, lifetime {lifetime} s",
+        event=event.kind.value,
+        protocol=mapping.transport.label,
+        externalPort=mapping.externalPort,
+        client=str(mapping.client),
+        internalPort=mapping.internalPort,
+        lifetime=mapping.lifetime,
+    )
