@@ -15,7 +15,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp._wire import (
+from twisted_natpmp.natpmp._wire import (
     ExternalAddressRequest,
     ExternalAddressResponse,
     MalformedPacket,
@@ -30,8 +30,8 @@ from twisted_natpmp.announce import (
     parseAnnouncement,
 )
 
-from ._memudp import MemoryUDPNetwork
-from .vectors import loadAnnouncements
+from twisted_natpmp.testing._udp import MemoryUDPNetwork
+from ..vectors import loadAnnouncements
 
 GATEWAY = "10.0.0.1"
 HOST = "10.0.0.2"

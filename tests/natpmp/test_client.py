@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_natpmp.client}: on a L{Clock} and the in-memory UDP
+Tests for L{twisted_natpmp.natpmp.client}: on a L{Clock} and the in-memory UDP
 network against a scripted gateway, and once over real loopback UDP.
 """
 
@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_natpmp import errors
 from twisted_natpmp._types import Mapping
-from twisted_natpmp._wire import (
+from twisted_natpmp.natpmp._wire import (
     ErrorResponse,
     ExternalAddressRequest,
     ExternalAddressResponse,
@@ -26,7 +26,7 @@ from twisted_natpmp._wire import (
     Request,
     decodeRequest,
 )
-from twisted_natpmp.client import (
+from twisted_natpmp.natpmp.client import (
     DELETION_TIMEOUTS,
     RETRANSMIT_TIMEOUTS,
     STATE_LOSS_INTERVAL,
@@ -34,10 +34,9 @@ from twisted_natpmp.client import (
     listenClient,
 )
 from twisted_natpmp.interfaces import IPortMapper
-from twisted_natpmp.service import STOP_DEADLINE
 
-from ._gateway import EXTERNAL, GATEWAY, HOST, ScriptedGateway
-from ._memudp import MemoryUDPNetwork
+from twisted_natpmp.testing._gateway import EXTERNAL, GATEWAY, HOST, ScriptedGateway
+from twisted_natpmp.testing._udp import MemoryUDPNetwork
 
 
 class ClientTestMixin:
@@ -98,7 +97,7 @@ class BasicTests(ClientTestMixin, SynchronousTestCase):
         self.network.flush()
         self.assertEqual(
             self.successResultOf(d),
-            Mapping(Protocol.TCP, 8080, 8080, 7200, 100, EXTERNAL),
+            Mapping(Protocol.TCP, 8080, 8080, 7200, 100, EXTERNAL, renewAfter=3600.0),
         )
         self.assertEqual(
             self.gateway.requests[-1][0], MapRequest(Protocol.TCP, 8080, 8080, 7200)
@@ -111,6 +110,19 @@ class BasicTests(ClientTestMixin, SynchronousTestCase):
         self.assertEqual(
             self.gateway.requests[-1][0], MapRequest(Protocol.UDP, 8080, 9090, 60)
         )
+
+    def test_renewAfterHalfTheShorterLifetime(self) -> None:
+        # RFC 6886 s3.3: renew at half the lifetime granted, or half the one
+        # asked for if the gateway granted more.
+        self.gateway.granted = 100
+        shorter = self.client.addMapping(Protocol.UDP, 8080, lifetime=600)
+        self.network.flush()
+        self.gateway.granted = 900
+        longer = self.client.addMapping(Protocol.UDP, 8081, lifetime=600)
+        self.network.flush()
+        self.assertEqual(self.successResultOf(shorter).renewAfter, 50.0)
+        granted = self.successResultOf(longer)
+        self.assertEqual((granted.lifetime, granted.renewAfter), (900, 300.0))
 
     def test_grantedLifetime(self) -> None:
         # RFC 6886 s3.3: the gateway may shorten the lifetime; report what it
@@ -419,7 +431,7 @@ class DeleteMappingsTests(SynchronousTestCase):
             ],
         )
         # The replies to the second copies answer nothing: counted, quietly.
-        self.assertEqual(self.client._unanswered.total, 20)
+        self.assertEqual(self.client.exchange.unanswered.total, 20)
         self.client.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -465,6 +477,8 @@ class DeleteMappingsTests(SynchronousTestCase):
     def test_defaultScheduleFitsStopDeadline(self) -> None:
         # RFC 6886 s3.1: 250 ms doubling, five sends, given up by 4.75 s,
         # within the 5 s a stopping service has.
+        from twisted_natpmp.service import STOP_DEADLINE
+
         self.assertEqual(DELETION_TIMEOUTS, (0.25, 0.5, 1.0, 2.0, 1.0))
         self.assertLess(sum(DELETION_TIMEOUTS), STOP_DEADLINE)
 
@@ -672,7 +686,7 @@ class LiberalAcceptanceTests(ClientTestMixin, SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), EXTERNAL)
         late = ExternalAddressResponse(0, 100, EXTERNAL).encode()
         self.network.send(
-            (GATEWAY, 5351), (HOST, self.client._port.getHost().port), late
+            (GATEWAY, 5351), (HOST, self.client.exchange.port.getHost().port), late
         )  # type: ignore[union-attr]
         self.network.flush()
         d = self.client.addMapping(Protocol.TCP, 80)
@@ -693,7 +707,7 @@ class SourceCheckTests(SynchronousTestCase):
         self.client = listenClient(
             self.network.host(HOST), GATEWAY, extraSources=["10.0.0.5"]
         )
-        self.port = self.client._port.getHost().port  # type: ignore[union-attr]
+        self.port = self.client.exchange.port.getHost().port  # type: ignore[union-attr]
 
     def inject(self, source: tuple[str, int]) -> Deferred[IPv4Address]:
         self.gateway.reply = lambda r: []
@@ -751,7 +765,7 @@ class SourceCheckTests(SynchronousTestCase):
             for _ in range(3):
                 self.client.protocol.datagramReceived(reply, (GATEWAY, 5351))
             self.client.stop()
-        self.assertEqual(self.client._unanswered.total, 3)
+        self.assertEqual(self.client.exchange.unanswered.total, 3)
         levels = {e["log_level"] for e in events if "answers no pending" in str(e)}
         # Said at info (the first at once, then the summary), details at debug.
         self.assertEqual(levels, {LogLevel.info, LogLevel.debug})

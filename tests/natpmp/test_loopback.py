@@ -16,9 +16,13 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from twisted_natpmp._wire import ExternalAddressResponse, Protocol, decodeResponse
+from twisted_natpmp.natpmp._wire import (
+    ExternalAddressResponse,
+    Protocol,
+    decodeResponse,
+)
 from twisted_natpmp.backends import MemoryBackend
-from twisted_natpmp.client import NATPMPClient, listenClient
+from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
 from twisted_natpmp.errors import OutOfResourcesError
 from twisted_natpmp.server import ANNOUNCE_INTERVALS, GatewayService
 

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_natpmp._wire}: the golden packets of a real miniupnpd,
+Tests for L{twisted_natpmp.natpmp._wire}: the golden packets of a real miniupnpd,
 round trips of every message type, and the packets decoding must reject.
 """
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp._wire import (
+from twisted_natpmp.natpmp._wire import (
     ErrorResponse,
     ExternalAddressRequest,
     ExternalAddressResponse,
@@ -29,7 +29,7 @@ from twisted_natpmp._wire import (
     encode,
 )
 
-from .vectors import loadAnnouncements, loadCases
+from ..vectors import loadAnnouncements, loadCases
 
 CASES = loadCases()
 EXTERNAL = IPv4Address("192.0.3.77")
@@ -399,7 +399,7 @@ class MessageValueTests(SynchronousTestCase):
         Decoded addresses are cached, but the cache never grows without
         bound: the bytes come from the network.
         """
-        from twisted_natpmp import _wire
+        from twisted_natpmp.natpmp import _wire
 
         for n in range(1000):
             address = IPv4Address(0x0A000000 + n)
