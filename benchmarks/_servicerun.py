@@ -95,7 +95,8 @@ class Watch(DatagramProtocol):
             self.phase = "restoring"
             say("announced")
 
-    def mappingChanged(self, state: MappingState) -> None:
+    def mappingChanged(self, state: object) -> None:
+        assert isinstance(state, MappingState)
         if self.phase == "mapping":
             if all(s.mapped for s in self.service.states()):
                 self.phase = "mapped"

@@ -73,7 +73,8 @@ class DefaultGatewayTests(SynchronousTestCase):
         A host with no routes at all (netifaces gives an empty default
         table, or none) has no gateway.
         """
-        for table in ({}, {"default": {}}):
+        tables: tuple[dict[str, Any], ...] = ({}, {"default": {}})
+        for table in tables:
             error = self.assertRaises(
                 NoGatewayError, defaultGateway, FakeNetifaces(table)
             )

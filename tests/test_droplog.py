@@ -4,8 +4,10 @@ Tests for L{twisted_natpmp._droplog}.
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogLevel, formatEvent
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._droplog import DropLog
@@ -16,7 +18,7 @@ class DropLogTests(SynchronousTestCase):
         self.events: list[dict[str, object]] = []
         self.clock = Clock()
         self.drops = DropLog(
-            Logger(observer=self.events.append),
+            Logger(observer=cast(ILogObserver, self.events.append)),
             self.clock,
             "test listener",
             interval=60,
@@ -160,7 +162,7 @@ class DropLogTests(SynchronousTestCase):
         error are "refused", and expected trouble may be logged at info.
         """
         refusals = DropLog(
-            Logger(observer=self.events.append),
+            Logger(observer=cast(ILogObserver, self.events.append)),
             self.clock,
             "gateway",
             verb="refused",

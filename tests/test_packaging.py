@@ -28,13 +28,13 @@ def pyproject() -> dict[str, Any]:
     """
     The parsed C{pyproject.toml}.
     """
-    if sys.version_info < (3, 11):
-        raise SkipTest("reading pyproject.toml needs tomllib (Python 3.11)")
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
 
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        parsed: dict[str, Any] = tomllib.load(f)
-    return parsed
+        with open(ROOT / "pyproject.toml", "rb") as f:
+            parsed: dict[str, Any] = tomllib.load(f)
+        return parsed
+    raise SkipTest("reading pyproject.toml needs tomllib (Python 3.11)")
 
 
 def installedVersion() -> str:
@@ -163,7 +163,8 @@ def _packagesFound() -> set[str]:
     The packages the wheel holds: setuptools' namespace finder run, as the
     build runs it, with C{pyproject.toml}'s C{packages.find} options.
     """
-    from setuptools import find_namespace_packages
+    # (setuptools carries no annotations here.)
+    from setuptools import find_namespace_packages  # type: ignore[import-untyped]
 
     find = pyproject()["tool"]["setuptools"]["packages"]["find"]
     return {

@@ -9,9 +9,9 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.trial.unittest import TestCase
-from twisted_natpmp.client import NATPMPClient, listenClient
 
 from twisted_natpmp._wire import Protocol
+from twisted_natpmp.client import NATPMPClient, listenClient
 from twisted_natpmp.errors import NoResponseError, NotSupportedError
 
 from ._lab import (
@@ -74,7 +74,7 @@ class ClientAgainstMiniupnpdTests(TestCase):
         """
         mapping = await self.client.addMapping(TCP, 7000, lifetime=600)
         self.assertEqual(
-            (mapping.protocol, mapping.internalPort, mapping.externalPort),
+            (mapping.transport, mapping.internalPort, mapping.externalPort),
             (TCP, 7000, 7000),
         )
         self.assertEqual(mapping.lifetime, 600)
@@ -88,7 +88,7 @@ class ClientAgainstMiniupnpdTests(TestCase):
         """
         mapping = await self.client.addMapping(UDP, 7001, externalPort=17001)
         self.assertEqual(
-            (mapping.protocol, mapping.internalPort, mapping.externalPort),
+            (mapping.transport, mapping.internalPort, mapping.externalPort),
             (UDP, 7001, 17001),
         )
         self.assertEqual(self.lab.rules(UDP), {17001: (LAN_HOSTS[0], 7001)})

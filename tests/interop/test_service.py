@@ -13,9 +13,9 @@ from __future__ import annotations
 import signal
 from collections.abc import Sequence
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, cast
 
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -94,8 +94,9 @@ def logLines(testCase: TestCase) -> list[str]:
     def observe(event: LogEvent) -> None:
         lines.append(formatEvent(event))
 
-    globalLogPublisher.addObserver(observe)
-    testCase.addCleanup(globalLogPublisher.removeObserver, observe)
+    observer = cast(ILogObserver, observe)
+    globalLogPublisher.addObserver(observer)
+    testCase.addCleanup(globalLogPublisher.removeObserver, observer)
     return lines
 
 
@@ -108,7 +109,8 @@ class _Recorder:
     def __init__(self) -> None:
         self.states: list[MappingState] = []
 
-    def mappingChanged(self, state: MappingState) -> None:
+    def mappingChanged(self, state: object) -> None:
+        assert isinstance(state, MappingState)
         self.states.append(state)
 
 
