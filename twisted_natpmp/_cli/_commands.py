@@ -1,0 +1,192 @@
+# -*- test-case-name: tests.cli.test_run -*-
+"""
+What each C{natpmp} command asks of the gateway, and what it found: one
+function per command, each returning an L{Outcome}.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from twisted.logger import Logger
+
+from .._types import IPAddress, Mapping, Transport
+from ..errors import NATPMPError
+from ..natpmp.client import RETRANSMIT_TIMEOUTS, NATPMPClient
+from ._options import Options
+from ._output import Outcome
+
+log = Logger()
+
+#: How long to wait for the external address that C{map} shows after the
+#: mapping succeeded (the gateway just answered, so a short wait will do).
+FOLLOW_UP_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)
+
+
+def cappedSchedule(schedule: Sequence[float], limit: float | None) -> tuple[float, ...]:
+    """
+    Cut a retransmission schedule so that its waits add up to at most
+    C{limit} seconds; the last wait is shortened to fit.
+    """
+    if limit is None:
+        return tuple(schedule)
+    capped: list[float] = []
+    total = 0.0
+    for wait in schedule:
+        if total + wait >= limit:
+            capped.append(limit - total)
+            break
+        capped.append(wait)
+        total += wait
+    return tuple(capped)
+
+
+def describeMapping(
+    mapping: Mapping,
+    options: Options,
+    external: IPAddress | None,
+) -> Outcome:
+    """
+    What C{map} found: the mapping granted, and how it differs from the
+    one asked for (RFC 6886 s3.3: the gateway may grant another lifetime
+    or port).
+    """
+    where = f"{external}:" if external is not None else "external port "
+    asked = (
+        options.internalPort if options.externalPort is None else options.externalPort
+    )
+    differences = []
+    if mapping.lifetime != options.lifetime:
+        differences.append(
+            f"{mapping.lifetime} s, not the {options.lifetime} s asked for"
+        )
+    if asked != 0 and mapping.externalPort != asked:
+        differences.append(
+            f"external port {mapping.externalPort}, not the {asked} asked for"
+        )
+    granted = (
+        "; the gateway granted " + " and ".join(differences) if differences else ""
+    )
+    return Outcome(
+        f"mapped {mapping.transport.label} {where}{mapping.externalPort}"
+        f" -> local port {mapping.internalPort} for {mapping.lifetime} s{granted}",
+        {
+            "protocol": mapping.transport.label,
+            "internalPort": mapping.internalPort,
+            "externalPort": mapping.externalPort,
+            "lifetime": mapping.lifetime,
+            "requestedExternalPort": asked,
+            "requestedLifetime": options.lifetime,
+            "epoch": mapping.epoch,
+            "externalAddress": None if external is None else str(external),
+        },
+    )
+
+
+def unmappedAll(transport: Transport) -> Outcome:
+    """
+    What C{unmap-all} did, and what some gateways do besides.
+    """
+    other = Transport.TCP if transport is Transport.UDP else Transport.UDP
+    # RFC 6886 s3.4 deletes one protocol's mappings; miniupnpd deletes both.
+    note = (
+        f"some gateways, miniupnpd among them, delete this host's {other.label}"
+        " mappings too"
+    )
+    return Outcome(
+        f"unmapped every {transport.label} port of this host ({note})",
+        {"protocol": transport.label, "note": note},
+    )
+
+
+async def external(
+    client: NATPMPClient, clock: Any, options: Options, schedule: tuple[float, ...]
+) -> Outcome:
+    """
+    C{natpmp external}: the gateway's external address (RFC 6886 s3.2).
+    """
+    address = await client.externalAddress(timeouts=schedule)
+    return Outcome(
+        f"external address {address}",
+        {"externalAddress": str(address), "epoch": client.epochTracker.lastEpoch},
+    )
+
+
+async def mapPort(
+    client: NATPMPClient, clock: Any, options: Options, schedule: tuple[float, ...]
+) -> Outcome:
+    """
+    C{natpmp map}: map a port (RFC 6886 s3.3), then ask for the external
+    address to show it, within what is left of C{--timeout}.
+    """
+    started = clock.seconds()
+    assert options.protocol is not None
+    mapping = await client.addMapping(
+        options.protocol,
+        options.internalPort,
+        options.externalPort,
+        options.lifetime,
+        timeouts=schedule,
+    )
+    address = mapping.externalAddress
+    left = math.inf if options.timeout is None else options.timeout
+    left -= clock.seconds() - started
+    if address is None and left > 0:
+        # Worth showing, not worth failing for: the mapping exists.
+        try:
+            address = await client.externalAddress(
+                timeouts=cappedSchedule(FOLLOW_UP_TIMEOUTS, left)
+            )
+        except NATPMPError as e:
+            log.info("external address unknown: {error}", error=str(e))
+    return describeMapping(mapping, options, address)
+
+
+async def unmap(
+    client: NATPMPClient, clock: Any, options: Options, schedule: tuple[float, ...]
+) -> Outcome:
+    """
+    C{natpmp unmap}: delete one mapping (RFC 6886 s3.4).
+    """
+    assert options.protocol is not None
+    await client.deleteMapping(
+        options.protocol, options.internalPort, timeouts=schedule
+    )
+    return Outcome(
+        f"unmapped {options.protocol.label} local port {options.internalPort}",
+        {"protocol": options.protocol.label, "internalPort": options.internalPort},
+    )
+
+
+async def unmapAll(
+    client: NATPMPClient, clock: Any, options: Options, schedule: tuple[float, ...]
+) -> Outcome:
+    """
+    C{natpmp unmap-all}: delete every mapping of a transport (RFC 6886
+    s3.4).
+    """
+    assert options.protocol is not None
+    await client.deleteAllMappings(options.protocol, timeouts=schedule)
+    return unmappedAll(options.protocol)
+
+
+#: Each command's function: (client, clock, options, schedule) to outcome.
+Command = Callable[[NATPMPClient, Any, Options, tuple[float, ...]], Awaitable[Outcome]]
+
+COMMANDS: dict[str, Command] = {
+    "external": external,
+    "map": mapPort,
+    "unmap": unmap,
+    "unmap-all": unmapAll,
+}
+
+
+async def perform(client: NATPMPClient, clock: Any, options: Options) -> Outcome:
+    """
+    Do what C{options} asks of the gateway, within C{--timeout}: the RFC
+    6886 s3.1 retransmission schedule cut there.
+    """
+    schedule = cappedSchedule(RETRANSMIT_TIMEOUTS, options.timeout)
+    return await COMMANDS[options.command](client, clock, options, schedule)

@@ -1,0 +1,286 @@
+# -*- test-case-name: tests.cli.test_options -*-
+"""
+The C{natpmp} command line: L{parseArguments} turns it into L{Options}, or
+a bad value into a L{UsageError} whose one line names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import NoReturn
+
+from twisted.python.usage import UsageError
+
+from .._parse import (
+    ParseError,
+    commandMessage,
+    parseGateway,
+    parseLifetime,
+    parsePort,
+    parseSeconds,
+)
+from .._types import Transport
+from ..natpmp._wire import RECOMMENDED_LIFETIME, SERVER_PORT
+
+#: The commands, as typed.
+COMMANDS = ("external", "map", "unmap", "unmap-all")
+
+
+@dataclass(frozen=True)
+class Options:
+    """
+    A parsed C{natpmp} command line.
+
+    @ivar command: C{"external"}, C{"map"}, C{"unmap"} or C{"unmap-all"}.
+    @ivar gateway: the gateway to ask; L{None} finds the default gateway.
+    @ivar gatewayPort: the gateway's UDP port.
+    @ivar timeout: the most seconds to wait for an answer; L{None} waits as
+        long as the RFC 6886 s3.1 schedule (127.75 s).
+    @ivar json: print one JSON object instead of text.
+    @ivar protocol: the transport to map or unmap.
+    @ivar internalPort: the local port to map or unmap.
+    @ivar externalPort: the external port to suggest; L{None} suggests the
+        internal port, 0 lets the gateway choose.
+    @ivar lifetime: the lifetime to request, in seconds.
+    @ivar allowPublic: ask the gateway even when this host's address is
+        public (RFC 6886 s3 says a client SHOULD NOT).
+    """
+
+    command: str
+    gateway: IPv4Address | None = None
+    gatewayPort: int = SERVER_PORT
+    timeout: float | None = None
+    json: bool = False
+    protocol: Transport | None = None
+    internalPort: int = 0
+    externalPort: int | None = None
+    lifetime: int = RECOMMENDED_LIFETIME
+    allowPublic: bool = False
+
+
+def _argument(what: str, parse: Callable[[str], int]) -> Callable[[str], int]:
+    """
+    An argparse C{type} for a number: C{parse} (from L{twisted_natpmp._parse})
+    with its error worded as C{natpmp} words it, naming the value C{what}.
+    """
+
+    def convert(text: str) -> int:
+        try:
+            return parse(text)
+        except ParseError as e:
+            raise argparse.ArgumentTypeError(commandMessage(what, e)) from None
+
+    return convert
+
+
+_internalPort = _argument("port", parsePort)
+_externalPort = _argument("external port", lambda text: parsePort(text, zero=True))
+_gatewayPort = _argument("gateway port", parsePort)
+
+
+def _lifetime(text: str) -> int:
+    try:
+        return parseLifetime(text)
+    except ParseError as e:
+        if e.value == 0:
+            # The client refuses lifetime 0 too: deleting is its own request.
+            raise argparse.ArgumentTypeError(
+                "lifetime 0 would delete the mapping; use 'natpmp unmap' to delete"
+            ) from None
+        raise argparse.ArgumentTypeError(commandMessage("lifetime", e)) from None
+
+
+def _timeout(text: str) -> float:
+    try:
+        return parseSeconds(text)
+    except ParseError as e:
+        raise argparse.ArgumentTypeError(commandMessage("timeout", e)) from None
+
+
+def _gateway(text: str) -> IPv4Address:
+    try:
+        return parseGateway("gateway", text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _protocol(text: str) -> Transport:
+    try:
+        return Transport.fromLabel(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"protocol {text!r} is not tcp or udp"
+        ) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser whose errors are a L{UsageError} with a one-line
+    message, not a usage dump and C{sys.exit}.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+_DESCRIPTION = """\
+Ask a NAT-PMP (RFC 6886) gateway for its external address, or to map or
+unmap a port of this host.
+"""
+
+_EPILOG = """\
+exit codes: 0 success; 1 the gateway refused, did not answer, or could not
+be found or reached; 2 bad arguments; 130 interrupted.
+"""
+
+UNMAP_ALL_HELP = (
+    "delete all of this host's mappings of a protocol (some gateways,"
+    " miniupnpd among them, delete those of the other protocol too)"
+)
+
+
+class ShowVersion(Exception):
+    """
+    C{--version} was given: L{twisted_natpmp._cli.main} prints the version.
+    """
+
+
+class _VersionAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        raise ShowVersion()
+
+
+def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
+    """
+    The options every command takes, before or after the command name.  They
+    default to C{argparse.SUPPRESS}, so that a subcommand's copy left out
+    does not reset a value given before the command name; the real defaults
+    are the main parser's (L{_buildParser}).
+    """
+    parser.add_argument(
+        "--gateway",
+        type=_gateway,
+        metavar="IP",
+        default=argparse.SUPPRESS,
+        help="the gateway to ask (default: this host's default IPv4 gateway)",
+    )
+    parser.add_argument(
+        "--gateway-port",
+        type=_gatewayPort,
+        metavar="PORT",
+        dest="gatewayPort",
+        default=argparse.SUPPRESS,
+        help=f"the gateway's UDP port (default: {SERVER_PORT}; others are for tests)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        default=argparse.SUPPRESS,
+        help="give up after this many seconds (default and most: the RFC 6886"
+        " retransmission schedule, 127.75 s)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON object instead of text, also on failure",
+    )
+    parser.add_argument(
+        "--allow-public",
+        action="store_true",
+        dest="allowPublic",
+        default=argparse.SUPPRESS,
+        help="ask the gateway even if this host's address is public (RFC 6886"
+        " s3: NAT-PMP is for hosts behind a NAT)",
+    )
+
+
+def _buildParser() -> _Parser:
+    parser = _Parser(
+        prog="natpmp",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _addCommonOptions(parser)
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        default=argparse.SUPPRESS,
+        help="print the version and exit",
+    )
+    parser.set_defaults(
+        gateway=None,
+        gatewayPort=SERVER_PORT,
+        timeout=None,
+        json=False,
+        allowPublic=False,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        _addCommonOptions(sub)
+        return sub
+
+    command("external", "show the gateway's external IPv4 address")
+
+    def protocolArgument(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "protocol", type=_protocol, metavar="{tcp,udp}", help="the protocol"
+        )
+
+    mapCommand = command("map", "map a port of this host on the gateway")
+    protocolArgument(mapCommand)
+    mapCommand.add_argument(
+        "internalPort", type=_internalPort, metavar="INTERNAL", help="the local port"
+    )
+    mapCommand.add_argument(
+        "--external",
+        type=_externalPort,
+        dest="externalPort",
+        metavar="PORT",
+        help="the external port to ask for (default: INTERNAL; 0: any)",
+    )
+    mapCommand.add_argument(
+        "--lifetime",
+        type=_lifetime,
+        default=RECOMMENDED_LIFETIME,
+        metavar="SECONDS",
+        help=f"the lifetime to ask for (default: {RECOMMENDED_LIFETIME}; the"
+        " gateway may grant another)",
+    )
+
+    unmapCommand = command("unmap", "delete this host's mapping of a port")
+    protocolArgument(unmapCommand)
+    unmapCommand.add_argument(
+        "internalPort", type=_internalPort, metavar="INTERNAL", help="the local port"
+    )
+
+    unmapAllCommand = command("unmap-all", UNMAP_ALL_HELP)
+    protocolArgument(unmapAllCommand)
+    return parser
+
+
+def parseArguments(argv: Sequence[str]) -> Options:
+    """
+    Parse a C{natpmp} command line (without the program name).
+
+    @raise UsageError: the arguments are wrong; the one-line message names
+        the offending value.
+    @raise SystemExit: C{--help} was given (and printed).
+    @raise ShowVersion: C{--version} was given.
+    """
+    namespace = _buildParser().parse_args(list(argv))
+    return Options(**vars(namespace))
