@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.natpmp.test_announce -*-
 """
 The listener for gateway announcements on 224.0.0.1:5350.
 
@@ -12,6 +13,13 @@ RFC 6886 s3.2.1 asks for.
 Only packets from the configured gateway count (RFC 6886 s3.2.1); anything
 else, from anywhere else or of any other shape, is dropped, counted and
 logged in aggregate (any LAN host can send to the group).
+
+Parsing is the codecs' business: NAT-PMP's announcement is decoded by
+L{twisted_natpmp.natpmp._wire}.  The PCP ANNOUNCE header is still read here,
+liberally (trailing bytes of any length ignored); once the PCP codec
+(L{twisted_natpmp.pcp._wire}) decodes an ANNOUNCE as liberally, this should
+call it instead.  The values, L{Announcement} and L{AnnouncementKind}, live
+in L{twisted_natpmp._types} and are re-exported here for existing imports.
 """
 
 from __future__ import annotations
@@ -19,8 +27,6 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 from ipaddress import IPv4Address
 from typing import Any, cast
 
@@ -35,7 +41,8 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from ._droplog import DropLog
-from ._wire import (
+from ._types import Announcement, AnnouncementKind
+from .natpmp._wire import (
     ANNOUNCE_GROUP,
     CLIENT_PORT,
     ExternalAddressResponse,
@@ -49,6 +56,7 @@ __all__ = [
     "AnnouncementKind",
     "AnnouncementProtocol",
     "listenAnnouncements",
+    "parseAnnouncement",
 ]
 
 log = Logger()
@@ -62,32 +70,6 @@ _PCP_ANNOUNCE_RESPONSE = 0x80
 
 
 _NO_ADDRESS = IPv4Address(0)
-
-
-class AnnouncementKind(Enum):
-    """
-    Which protocol an announcement came in.
-    """
-
-    NATPMP = "NAT-PMP"
-    PCP = "PCP"
-
-
-@dataclass(frozen=True, slots=True)
-class Announcement:
-    """
-    An announcement from the gateway.
-
-    @ivar kind: NAT-PMP (RFC 6886 s3.2.1) or PCP ANNOUNCE (RFC 6887 s14.1).
-    @ivar epoch: the gateway's epoch (seconds since start of epoch).
-    @ivar externalAddress: the announced external address (NAT-PMP only).
-    @ivar source: the (host, port) it came from.
-    """
-
-    kind: AnnouncementKind
-    epoch: int
-    externalAddress: IPv4Address | None
-    source: tuple[str, int]
 
 
 def parseAnnouncement(packet: bytes, source: tuple[str, int]) -> Announcement:

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._epoch import EpochTracker
+from .._epoch import EpochTracker, PCPEpochTracker
 from .._exchange import DEFAULT_TIMEOUTS, Exchange, ExchangeProtocol, notifyObservers
 from .._types import Announcement, AnnouncementKind, Mapping, ProtocolName, Transport
 from ..errors import InvalidResponseError
@@ -154,7 +154,7 @@ class NATPMPClient:
         )
         self.lastExternalAddress: IPv4Address | None = None
         self.epochTracker = EpochTracker()
-        self.pcpEpochTracker = EpochTracker()
+        self.pcpEpochTracker = PCPEpochTracker()
         self._monotonic = monotonic
         # When each mapping's deletion was last sent (clock seconds).
         self._deletionsSent: dict[MappingKey, float] = {}

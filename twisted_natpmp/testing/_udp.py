@@ -1,21 +1,37 @@
+# -*- test-case-name: tests.test_testing -*-
 """
 An in-memory UDP network for unit tests: several hosts, each seen through a
-fake reactor that provides C{listenUDP}, C{listenMulticast} and the time
-methods of one shared L{Clock}.  Datagrams are delivered through the clock
-(a zero delay by default), so nothing re-enters a protocol while it sends;
-call L{MemoryUDPNetwork.flush} (or advance the clock) to deliver them.
+fake reactor (L{HostReactor}) that provides C{listenUDP}, C{listenMulticast}
+and the time methods of one shared L{Clock}.  Datagrams are delivered
+through the clock (a zero delay by default), so nothing re-enters a protocol
+while it sends; call L{MemoryUDPNetwork.flush} (or advance the clock) to
+deliver them.
+
+    network = MemoryUDPNetwork()
+    gateway = ScriptedGateway()
+    network.host("10.0.0.1").listenUDP(5351, gateway)
+    client = listenClient(network.host("10.0.0.2"), "10.0.0.1")
+    d = client.externalAddress()
+    network.flush()
+
+A connected port (as every protocol client's is) hears only its peer, and
+a datagram it sends to an address nobody is bound to is answered, as the
+kernel answers ICMP port unreachable, by C{connectionRefused}.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.address import IPv4Address as UDPAddress
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IListeningPort,
+    IMulticastTransport,
     IReactorMulticast,
     IReactorTime,
     IReactorUDP,
@@ -25,22 +41,43 @@ from twisted.internet.protocol import AbstractDatagramProtocol
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
+__all__ = ["Datagram", "Endpoint", "HostReactor", "MemoryUDPNetwork", "MemoryUDPPort"]
+
+#: A UDP address: C{(host, port)}.
 Endpoint = tuple[str, int]
 
 
 @dataclass
 class Datagram:
+    """
+    One datagram sent on a L{MemoryUDPNetwork}, delivered or not.
+
+    @ivar source: where it came from.
+    @ivar destination: where it went.
+    @ivar data: its payload.
+    @ivar time: the clock's time when it was sent.
+    """
+
     source: Endpoint
     destination: Endpoint
     data: bytes
     time: float = 0.0
 
 
-@implementer(IUDPTransport, IListeningPort)
+@implementer(IUDPTransport, IMulticastTransport, IListeningPort)
 class MemoryUDPPort:
     """
     A bound UDP socket on the memory network; it is also the protocol's
-    transport.
+    transport, and provides C{IListeningPort}, C{IUDPTransport} and (for
+    ports bound with C{listenMulticast}) C{IMulticastTransport}.
+
+    @ivar host: the bound address.
+    @ivar port: the bound port.
+    @ivar protocol: the protocol it delivers to.
+    @ivar multicast: whether it was bound with C{listenMulticast}.
+    @ivar groups: the multicast groups it joined.
+    @ivar connected: whether it is still bound (L{stopListening} unbinds).
+    @ivar remote: the peer it is connected to, if any.
     """
 
     def __init__(
@@ -60,8 +97,17 @@ class MemoryUDPPort:
         self.connected = True
         self.remote: Endpoint | None = None
 
+    # IListeningPort
+    def startListening(self) -> None:
+        """
+        Nothing to do: the port listens from the moment it is bound.
+        """
+
     # IUDPTransport
     def write(self, packet: bytes, addr: Endpoint | None = None) -> None:
+        """
+        Send C{packet} to C{addr}, or to the connected peer.
+        """
         assert self.connected, "write on a closed port"
         if addr is None:
             assert self.remote is not None, "write without address on unconnected port"
@@ -77,15 +123,24 @@ class MemoryUDPPort:
         self.remote = (host, port)
 
     def getHost(self) -> UDPAddress:
+        """
+        The bound address.
+        """
         return UDPAddress("UDP", self.host, self.port)
 
     def stopListening(self) -> None:
+        """
+        Unbind, and stop the protocol (once).
+        """
         if self.connected:
             self.connected = False
             self.network.unbind(self)
-            self.protocol.doStop()
+            self.protocol.doStop()  # type: ignore[no-untyped-call]
 
     def loseConnection(self) -> None:
+        """
+        The same as L{stopListening}.
+        """
         self.stopListening()
 
     def setBroadcastAllowed(self, enabled: bool) -> None:
@@ -94,16 +149,18 @@ class MemoryUDPPort:
     def getBroadcastAllowed(self) -> bool:
         return False
 
-    # IMulticastTransport, enough of it
-    def joinGroup(self, addr: str, interface: str = "") -> Any:
-        from twisted.internet.defer import succeed
-
+    # IMulticastTransport
+    def joinGroup(self, addr: str, interface: str = "") -> Deferred[None]:
+        """
+        Hear datagrams sent to the group C{addr} (on the port's port).
+        """
         self.groups.add(addr)
         return succeed(None)
 
-    def leaveGroup(self, addr: str, interface: str = "") -> Any:
-        from twisted.internet.defer import succeed
-
+    def leaveGroup(self, addr: str, interface: str = "") -> Deferred[None]:
+        """
+        Stop hearing the group C{addr}.
+        """
         self.groups.discard(addr)
         return succeed(None)
 
@@ -119,10 +176,8 @@ class MemoryUDPPort:
     def getTTL(self) -> int:
         return 1
 
-    def setOutgoingInterface(self, addr: str) -> Any:
-        from twisted.internet.defer import succeed
-
-        return succeed(None)
+    def setOutgoingInterface(self, addr: str | int) -> Deferred[int]:
+        return succeed(1)
 
     def getOutgoingInterface(self) -> str:
         return self.host
@@ -131,8 +186,11 @@ class MemoryUDPPort:
 @implementer(IReactorUDP, IReactorMulticast, IReactorTime)
 class HostReactor:
     """
-    One host's view of the network: binds sockets at C{address} and keeps
-    time with the network's clock.
+    One host's view of the network: a reactor that binds sockets at
+    C{address} and keeps time with the network's clock.
+
+    @ivar network: the network.
+    @ivar address: the host's address.
     """
 
     def __init__(self, network: MemoryUDPNetwork, address: str) -> None:
@@ -144,11 +202,11 @@ class HostReactor:
         return self.network.clock.seconds()
 
     def callLater(
-        self, delay: float, f: Callable[..., object], *a: Any, **kw: Any
-    ) -> Any:
-        return self.network.clock.callLater(delay, f, *a, **kw)
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> IDelayedCall:
+        return self.network.clock.callLater(delay, callable, *args, **kw)
 
-    def getDelayedCalls(self) -> Any:
+    def getDelayedCalls(self) -> Sequence[IDelayedCall]:
         return self.network.clock.getDelayedCalls()
 
     # UDP
@@ -159,6 +217,12 @@ class HostReactor:
         interface: str = "",
         maxPacketSize: int = 8192,
     ) -> MemoryUDPPort:
+        """
+        Bind C{protocol} to C{port} (0: an ephemeral one) at C{interface}
+        (by default the host's address).
+
+        @raise CannotListenError: the address is taken.
+        """
         return self._bind(port, protocol, interface, multicast=False)
 
     def listenMulticast(
@@ -169,6 +233,10 @@ class HostReactor:
         maxPacketSize: int = 8192,
         listenMultiple: bool = False,
     ) -> MemoryUDPPort:
+        """
+        Bind C{protocol} to C{port} for multicast: any number of ports may
+        share it; each hears the groups it joins, and unicast to the host.
+        """
         return self._bind(port, protocol, interface, multicast=True)
 
     def _bind(
@@ -184,7 +252,8 @@ class HostReactor:
         if port == 0:
             port = self.network.ephemeralPort(host)
         elif not multicast and (host, port) in self.network.ports:
-            raise CannotListenError(host, port, OSError("address in use"))
+            error = OSError("address in use")
+            raise CannotListenError(host, port, error)  # type: ignore[no-untyped-call]
         bound = MemoryUDPPort(self.network, host, port, protocol, multicast)
         self.network.bind(bound)
         protocol.makeConnection(bound)
@@ -196,8 +265,13 @@ class MemoryUDPNetwork:
     """
     A LAN of in-memory hosts sharing one clock.
 
+    @ivar clock: the clock every host keeps time with, and that delivers
+        the datagrams.
+    @ivar delay: the seconds each datagram takes.
     @ivar log: every datagram sent, delivered or not.
     @ivar drop: a predicate; datagrams for which it returns true are lost.
+    @ivar ports: the unicast ports bound, by address.
+    @ivar multicastPorts: the ports bound with C{listenMulticast}.
     """
 
     clock: Clock = field(default_factory=Clock)
@@ -215,24 +289,37 @@ class MemoryUDPNetwork:
         return HostReactor(self, address)
 
     def ephemeralPort(self, host: str) -> int:
+        """
+        A port free at C{host}, from 40000 up.
+        """
         while (host, self._nextPort) in self.ports:
             self._nextPort += 1
         self._nextPort += 1
         return self._nextPort - 1
 
     def bind(self, port: MemoryUDPPort) -> None:
+        """
+        Put C{port} on the network.
+        """
         if port.multicast:
             self.multicastPorts.append(port)
         else:
             self.ports[(port.host, port.port)] = port
 
     def unbind(self, port: MemoryUDPPort) -> None:
+        """
+        Take C{port} off the network.
+        """
         if port.multicast:
             self.multicastPorts.remove(port)
         else:
             self.ports.pop((port.host, port.port), None)
 
     def send(self, source: Endpoint, destination: Endpoint, data: bytes) -> None:
+        """
+        Send a datagram: log it, and unless L{drop} says it is lost, deliver
+        it after L{delay}.
+        """
         datagram = Datagram(source, destination, data, self.clock.seconds())
         self.log.append(datagram)
         if not self.drop(datagram):
@@ -282,4 +369,7 @@ class MemoryUDPNetwork:
         raise RuntimeError("memory network did not settle")
 
     def sentTo(self, destination: Endpoint) -> list[Datagram]:
+        """
+        Every datagram sent to C{destination}, in order.
+        """
         return [d for d in self.log if d.destination == destination]
