@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_natpmp._ratelimit}: per-source token buckets on a
+Tests for L{twisted_natpmp.server._ratelimit}: per-source token buckets on a
 L{Clock}.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp._ratelimit import RateLimiter, checkRate
+from twisted_natpmp.server._ratelimit import RateLimiter, checkRate
 
 
 class RateLimiterTests(SynchronousTestCase):

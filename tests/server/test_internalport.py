@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_natpmp._internalport}: the arriving interface of each
+Tests for L{twisted_natpmp.server._internalport}: the arriving interface of each
 datagram, on real sockets on the loopback interface (the only traffic these
 tests send).
 """
@@ -9,25 +9,26 @@ from __future__ import annotations
 import socket
 import struct
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
-from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_natpmp import server
-from twisted_natpmp._internalport import (
+from twisted_natpmp.server import GatewayService
+from twisted_natpmp.server._internalport import (
     InterfaceCheckingPort,
     LocalInterface,
     arrivalInterface,
     interfaceHolding,
     interfaceWith,
 )
-from twisted_natpmp.server import GatewayService
+
+from ._helpers import captureLogs
 
 LOOPBACK = "127.0.0.1"
 LO_INDEX = socket.if_nametoindex("lo")
@@ -112,7 +113,7 @@ class InterfaceCheckingPortTests(TestCase):
         )
         port.startListening()  # type: ignore[no-untyped-call]
         self.addCleanup(port.stopListening)
-        return receiver, other, port.getHost().port
+        return receiver, other, port.getHost().port  # type: ignore[no-untyped-call]
 
     async def test_sameInterface(self) -> None:
         """
@@ -145,7 +146,7 @@ class GatewayOnRealSocketsTests(TestCase):
 
     def setUp(self) -> None:
         self.logged: list[dict[str, Any]] = []
-        self.patch(server, "log", Logger(observer=self.logged.append))
+        captureLogs(self, self.logged.append)  # type: ignore[arg-type]
 
     def start(self, interface: LocalInterface | None) -> GatewayService:
         service = self.gatewayService(interface)
@@ -207,7 +208,9 @@ class GatewayOnRealSocketsTests(TestCase):
         service = self.start(interfaceWith(IPv4Address(LOOPBACK)))
         [port] = service.ports
         replies = Receiver()
-        client = reactor.listenUDP(0, replies, interface=LOOPBACK)
+        client = cast(IReactorUDP, reactor).listenUDP(
+            0, replies, interface=LOOPBACK, maxPacketSize=8192
+        )
         self.addCleanup(client.stopListening)
         client.write(b"\x00\x00", (LOOPBACK, port.getHost().port))  # type: ignore[attr-defined]
         reply, _ = await replies.arrived
