@@ -6,7 +6,11 @@ runs, and the parts it is made of.
 
 from __future__ import annotations
 
-from ._legacy import (
+from ..discovery import isPrivateAddress
+from ._legacy import PortMapperService
+from .declarations import MappingDeclaration, MappingState, PublicAddressError
+from .keeper import KeeperChange, KeeperContext, KeeperPhase, MappingKeeper, Why
+from .policy import (
     ADDRESS_TIMEOUTS,
     CONFIRM_SPACING,
     COPY_SLACK,
@@ -20,12 +24,7 @@ from ._legacy import (
     SILENCE_WARNING,
     STOP_DEADLINE,
     STOP_TIMEOUTS,
-    MappingDeclaration,
-    MappingState,
-    PortMapperService,
-    PublicAddressError,
     defaultBackoff,
-    isPrivateAddress,
 )
 
 __all__ = [
@@ -42,10 +41,15 @@ __all__ = [
     "SILENCE_WARNING",
     "STOP_DEADLINE",
     "STOP_TIMEOUTS",
+    "KeeperChange",
+    "KeeperContext",
+    "KeeperPhase",
     "MappingDeclaration",
+    "MappingKeeper",
     "MappingState",
     "PortMapperService",
     "PublicAddressError",
+    "Why",
     "defaultBackoff",
     "isPrivateAddress",
 ]

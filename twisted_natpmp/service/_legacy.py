@@ -46,15 +46,12 @@ packets.  What it does, and where RFC 6886 asks for it:
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Address
 from typing import Any, TypeVar, cast
 
-from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
@@ -84,9 +81,8 @@ from ..announce import (
     AnnouncementProtocol,
     listenAnnouncements,
 )
-
 from ..discovery import defaultGateway, isPrivateAddress, localAddress
-from ..errors import NATPMPError, NoGatewayError, NoResponseError, NotSupportedError
+from ..errors import NoGatewayError, NoResponseError, NotSupportedError
 from ..interfaces import IMappingObserver, IPortMapper
 
 __all__ = [
@@ -102,75 +98,22 @@ log = Logger()
 
 _T = TypeVar("_T")
 
-#: RFC 6886 s3.7: wait a random time, uniform in 0-5 s, before re-mapping.
-MAX_HOLD_OFF = 5.0
-#: An announcement that brings no news (no loss of state by the s3.6 rule,
-#: no new address) still leads to the mappings being confirmed, but a
-#: confirmation starts at least this many seconds after the one before: the
-#: s3.7 hold-off window, so that copies of announcements (s3.2.1 has the
-#: gateway send ten) or forged ones cannot make the service re-map faster.
-CONFIRM_SPACING = 5.0
-#: How far, in seconds, two estimates of when the gateway's epoch began (the
-#: local time of a packet less the epoch it carries, whole seconds) may
-#: differ and still mean the same run of the gateway, without a restart in
-#: between.  A grant made in the first COPY_SLACK seconds of a run proves
-#: nothing: a restart just after it would look the same.
-COPY_SLACK = 2.0
-#: The default interval of the external-address health check, in seconds.
-HEALTH_INTERVAL = 60.0
-#: The default interval between default-gateway checks, in seconds.
-GATEWAY_CHECK_INTERVAL = 60.0
-#: A gateway's short grant never makes renewals come sooner than this many
-#: seconds apart (one granting 1 s would otherwise be asked 121 times a
-#: minute per mapping); such a gateway is warned about once, and its
-#: mappings may lapse between renewals.  A lifetime asked for that is
-#: shorter than twice this is renewed at half of it, as asked.
-MIN_RENEWAL_INTERVAL = 10.0
-#: Retransmission schedule of the deletions sent when stopping or removing:
-#: the RFC 6886 s3.1 doubling schedule (sends at 0, 0.25, 0.75, 1.75 and
-#: 3.75 s, each until answered), given up at 4.75 s, within
-#: L{STOP_DEADLINE}: s3.1 lets a client give up on a deletion sooner than on
-#: other requests, after sending it at least once.
-STOP_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
-#: Retransmission schedule of the health check: short, so that it does not
-#: hold up the request queue (RFC 6886 s3.1) for two minutes when the gateway
-#: is away; a missed check is only logged.
-HEALTH_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
-#: Retransmission schedule of the external-address request made before the
-#: mapping requests (at start and when re-mapping): short, so that the
-#: mappings do not wait behind it (RFC 6886 s3.1 sends one request at a
-#: time) when the gateway is silent; the address is asked again later.
-ADDRESS_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0)
-#: Retransmission schedule of one mapping attempt: RFC 6886 s3.1's 250 ms,
-#: doubling (sends at 0, 0.25, 0.75 and 1.75 s), given up at 3.75 s rather
-#: than after 127.75 s, and retried after the backoff behind the other
-#: requests.  Requests still go one at a time (s3.1), so one unlucky request
-#: on a lossy link no longer holds up every other mapping for minutes.
-MAP_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
-#: However many mappings remain, stopping gives up on them after this long.
-STOP_DEADLINE = 5.0
-#: Seconds without an answer from the gateway, while asking, before a person
-#: is told.
-SILENCE_WARNING = 3.0
-#: Seconds between the reminders while the gateway stays silent.
-SILENCE_REMINDER = 300.0
-
-
-def _randomHoldOff() -> float:
-    return random.uniform(0.0, MAX_HOLD_OFF)
-
-
-def defaultBackoff(
-    jitter: Callable[[], float] = random.random,
-) -> Callable[[int], float]:
-    """
-    The default retry policy: 1 s after the first failure, doubling up to 5
-    minutes, plus C{jitter()} seconds (0 to 1 by default).  (Each failed
-    mapping attempt already took 3.75 s of retransmissions,
-    L{MAP_TIMEOUTS}; against a silent gateway the waits grow, so it is not
-    flooded.)
-    """
-    return backoffPolicy(initialDelay=1.0, maxDelay=300.0, factor=2.0, jitter=jitter)
+from .policy import (
+    ADDRESS_TIMEOUTS,
+    CONFIRM_SPACING,
+    COPY_SLACK,
+    GATEWAY_CHECK_INTERVAL,
+    HEALTH_INTERVAL,
+    HEALTH_TIMEOUTS,
+    MAP_TIMEOUTS,
+    MIN_RENEWAL_INTERVAL,
+    SILENCE_REMINDER,
+    SILENCE_WARNING,
+    STOP_DEADLINE,
+    STOP_TIMEOUTS,
+    defaultBackoff,
+)
+from .policy import randomHoldOff as _randomHoldOff
 
 
 def _renewalFloor(declaration: MappingDeclaration) -> float:
@@ -204,118 +147,7 @@ def _unanswered(failure: Failure) -> bool:
     return bool(failure.check(NoResponseError, NotSupportedError, OSError))
 
 
-class PublicAddressError(NATPMPError):
-    """
-    This host reaches the gateway from an address that is not private, so
-    the service maps nothing (RFC 6886 s3: a client SHOULD use NAT-PMP only
-    when its primary IPv4 address is private), unless told to go ahead.
-
-    @ivar address: this host's address towards the gateway.
-    """
-
-    def __init__(self, address: IPv4Address, gateway: IPv4Address) -> None:
-        self.address = address
-        super().__init__(
-            f"this host reaches gateway {gateway} from {address}, which is not a"
-            " private address: RFC 6886 s3 has NAT-PMP used only from one"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class MappingDeclaration:
-    """
-    A port the service is asked to keep mapped.
-
-    @ivar protocol: UDP or TCP.
-    @ivar internalPort: the port on this host.
-    @ivar externalPort: the external port to suggest at first (L{None}: the
-        internal port; 0: let the gateway choose, RFC 6886 s3.3).  Once
-        granted a port, the service suggests that one.
-    @ivar lifetime: the lifetime to request, in seconds.
-    """
-
-    protocol: Protocol
-    internalPort: int
-    externalPort: int | None = None
-    lifetime: int = RECOMMENDED_LIFETIME
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", Protocol(self.protocol))
-        if not 1 <= self.internalPort <= 0xFFFF:
-            raise ValueError(f"internal port {self.internalPort!r} is not 1-65535")
-        if self.externalPort is not None and not 0 <= self.externalPort <= 0xFFFF:
-            raise ValueError(f"external port {self.externalPort!r} is not 0-65535")
-        if not 1 <= self.lifetime <= 0xFFFFFFFF:
-            raise ValueError(f"lifetime {self.lifetime!r} is not 1-4294967295 s")
-
-    @property
-    def key(self) -> tuple[Protocol, int]:
-        """
-        What identifies a mapping on the gateway: protocol and internal port.
-        """
-        return (self.protocol, self.internalPort)
-
-    def __str__(self) -> str:
-        text = f"{self.protocol.label}:{self.internalPort}"
-        if self.externalPort is not None:
-            text += f":{self.externalPort}"
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class MappingState:
-    """
-    What the service knows of one declaration, as observers see it.
-
-    @ivar declaration: what was declared.
-    @ivar gateway: the gateway asked, if any.
-    @ivar externalAddress: the gateway's external address, if known.
-    @ivar externalPort: the external port held, or L{None} if no mapping is
-        held.
-    @ivar lifetime: the mapping's effective lifetime, if one is held: the
-        one the gateway granted, or the one asked for if it granted more
-        (RFC 6886 s3.3: it SHOULD NOT), as L{expires} reckons.
-    @ivar expires: when the mapping expires, in the reactor's seconds.
-    @ivar error: why the last request failed, if it did (cleared by the next
-        success).  A mapping may still be held until it expires.
-    @ivar doubleNAT: the external address is private: the host is behind a
-        second NAT and the mapping does not make it reachable from the
-        Internet.
-    @ivar removed: the declaration was removed, or the service stopped.
-    """
-
-    declaration: MappingDeclaration
-    gateway: IPv4Address | None = None
-    externalAddress: IPv4Address | None = None
-    externalPort: int | None = None
-    lifetime: int | None = None
-    expires: float | None = None
-    error: BaseException | None = None
-    doubleNAT: bool = False
-    removed: bool = False
-
-    @property
-    def mapped(self) -> bool:
-        """
-        Is a mapping held?
-        """
-        return self.externalPort is not None
-
-    def describe(self) -> str:
-        """
-        One line for a person.
-        """
-        if self.mapped:
-            where = f"{self.externalAddress or '?'}:{self.externalPort}"
-            text = f"{self.declaration} -> {where}"
-            if self.doubleNAT:
-                text += " (behind a second NAT)"
-            return text
-        if self.removed:
-            return f"{self.declaration} removed"
-        if self.error is not None:
-            return f"{self.declaration} not mapped: {self.error}"
-        return f"{self.declaration} not mapped yet"
+from .declarations import MappingDeclaration, MappingState, PublicAddressError
 
 
 class _Phase(Enum):
