@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from twisted_natpmp._table import MappingTable
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp import Transport
+from twisted_natpmp.server.table import MappingTable
 
 #: Mappings each filling client holds (TCP and UDP of the same ports).
 PER_CLIENT = 500
@@ -34,5 +34,5 @@ def fillTable(table: MappingTable, count: int) -> None:
         pair = i // 2
         client = FIRST_CLIENT + pair * 2 // PER_CLIENT
         port = FIRST_PORT + pair
-        protocol = Protocol.TCP if i % 2 else Protocol.UDP
+        protocol = Transport.TCP if i % 2 else Transport.UDP
         table.map(client, protocol, port, port, LIFETIME)

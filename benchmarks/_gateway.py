@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from twisted_natpmp._wire import SERVER_PORT
+from twisted_natpmp.natpmp._wire import SERVER_PORT
 
 from . import _cpus
 

@@ -26,8 +26,9 @@ from typing import Any
 from twisted.internet.protocol import DatagramProtocol
 from zope.interface import implementer
 
-from twisted_natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT, Protocol
+from twisted_natpmp import Transport
 from twisted_natpmp.interfaces import IMappingObserver
+from twisted_natpmp.natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT
 from twisted_natpmp.service import (
     MappingDeclaration,
     MappingState,
@@ -129,7 +130,7 @@ def main(argv: list[str]) -> int:
 
     gateway, count, firstPort, timeout = argv
     declarations = [
-        MappingDeclaration(Protocol.UDP, int(firstPort) + i, lifetime=3600)
+        MappingDeclaration(Transport.UDP, int(firstPort) + i, lifetime=3600)
         for i in range(int(count))
     ]
     service = PortMapperService(

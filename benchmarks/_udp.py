@@ -11,7 +11,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 
-from twisted_natpmp._wire import ExternalAddressRequest, MapRequest, Protocol
+from twisted_natpmp import Transport
+from twisted_natpmp.natpmp._wire import ExternalAddressRequest, MapRequest
 
 #: How long a bare loop waits for one reply.
 TIMEOUT = 2.0
@@ -42,8 +43,8 @@ def mapAndDelete(ports: Sequence[int], lifetime: int = 3600) -> list[bytes]:
     """
     packets = []
     for port in ports:
-        packets.append(MapRequest(Protocol.UDP, port, port, lifetime).encode())
-        packets.append(MapRequest(Protocol.UDP, port, 0, 0).encode())
+        packets.append(MapRequest(Transport.UDP, port, port, lifetime).encode())
+        packets.append(MapRequest(Transport.UDP, port, 0, 0).encode())
     return packets
 
 

@@ -30,8 +30,9 @@ from collections.abc import Sequence
 
 from twisted.internet.defer import Deferred
 
-from twisted_natpmp._wire import MapRequest, Protocol
-from twisted_natpmp.client import listenClient
+from twisted_natpmp import Transport
+from twisted_natpmp.natpmp._wire import MapRequest
+from twisted_natpmp.natpmp.client import listenClient
 
 from . import _udp
 from ._context import Context
@@ -65,8 +66,8 @@ def _stop(started: Clocks, operations: int) -> Result:
 
 
 def _floor(address: str, port: int, ports: Sequence[int]) -> Result:
-    packets = [MapRequest(Protocol.UDP, p, p, LIFETIME).encode() for p in ports]
-    packets += [MapRequest(Protocol.UDP, p, 0, 0).encode() for p in ports]
+    packets = [MapRequest(Transport.UDP, p, p, LIFETIME).encode() for p in ports]
+    packets += [MapRequest(Transport.UDP, p, 0, 0).encode() for p in ports]
     with _udp.connect(address, port) as sock:
         started = _start()
         _udp.oneAtATime(sock, packets, len(packets))
@@ -93,9 +94,9 @@ async def _ours(
     try:
         started = _start()
         for p in ports:
-            await client.addMapping(Protocol.UDP, p, p, LIFETIME)
+            await client.addMapping(Transport.UDP, p, p, LIFETIME)
         for p in ports:
-            await client.deleteMapping(Protocol.UDP, p)
+            await client.deleteMapping(Transport.UDP, p)
         return _stop(started, 2 * len(ports))
     finally:
         await client.stop()

@@ -10,14 +10,14 @@ import struct
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
-from twisted_natpmp._wire import (
+from twisted_natpmp import Transport
+from twisted_natpmp.natpmp._wire import (
     ErrorResponse,
     ExternalAddressRequest,
     ExternalAddressResponse,
     MapRequest,
     MapResponse,
     Message,
-    Protocol,
     decodeRequest,
     decodeResponse,
 )
@@ -32,11 +32,11 @@ TARGET = Target("<=", 3)
 #: packs and unpacks to make the same bytes.
 CASES: list[tuple[Message, Callable[[bytes], object], str, tuple[object, ...]]] = [
     (ExternalAddressRequest(), decodeRequest, "!BB", (0, 0)),
-    (MapRequest(Protocol.UDP, 5000, 5000, 7200), decodeRequest, "!BBHHHI",
+    (MapRequest(Transport.UDP, 5000, 5000, 7200), decodeRequest, "!BBHHHI",
      (0, 1, 0, 5000, 5000, 7200)),
     (ExternalAddressResponse(0, 12345, IPv4Address("192.0.3.77")), decodeResponse,
      "!BBHI4s", (0, 128, 0, 12345, IPv4Address("192.0.3.77").packed)),
-    (MapResponse(Protocol.TCP, 0, 12345, 5000, 5001, 7200), decodeResponse,
+    (MapResponse(Transport.TCP, 0, 12345, 5000, 5001, 7200), decodeResponse,
      "!BBHIHHI", (0, 130, 0, 12345, 5000, 5001, 7200)),
     (ErrorResponse(128, 1, 12345), decodeResponse, "!BBHI", (0, 128, 1, 12345)),
 ]  # fmt: skip

@@ -26,9 +26,7 @@ from collections.abc import Callable, Sequence
 
 from twisted.internet.task import Clock
 
-from twisted_natpmp._table import MappingTable
-from twisted_natpmp.backends import MemoryBackend
-from twisted_natpmp.server import NATPMPGateway
+from twisted_natpmp.server import MappingTable, MemoryBackend, NATPMPGateway
 
 from . import _udp
 from ._context import Context

@@ -25,7 +25,7 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from tools.impair.relay import Impairment
 from tools.netlab import LAN_HOSTS, ROUTER_LAN, LabError, sleep, waitUntil
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp import Transport
 from twisted_natpmp.service import MappingDeclaration, PortMapperService
 
 from . import _udp
@@ -201,7 +201,7 @@ async def _mapUnderLoss(
     relay = await lab.startRelay(0, impairment, impairment, seed=600 + firstPort)
     declarations = [
         MappingDeclaration(
-            (Protocol.TCP, Protocol.UDP)[i % 2], firstPort + i, lifetime=600
+            (Transport.TCP, Transport.UDP)[i % 2], firstPort + i, lifetime=600
         )
         for i in range(ports)
     ]

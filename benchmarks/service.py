@@ -21,7 +21,7 @@ import signal
 import time
 
 from tools.netlab import ROUTER_LAN, LabError, sleep, waitUntil
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp import Transport
 
 from ._context import Context
 from ._netlab import Lab, LabUnavailable, Miniupnpd, OurGateway, netLab
@@ -85,7 +85,7 @@ async def _restore(lab: Lab, router: OurGateway | Miniupnpd, count: int) -> floa
     finally:
         await helper.stop()
     if isinstance(router, Miniupnpd):
-        rules = len(lab.rules(Protocol.UDP))
+        rules = len(lab.rules(Transport.UDP))
         if rules != count:
             raise ServiceFailed(f"miniupnpd holds {rules} rules, not {count}")
     return seconds
