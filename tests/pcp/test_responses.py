@@ -111,6 +111,11 @@ class ResponseDecodingTests(SynchronousTestCase):
         # an unknown mandatory option rather than drop the answer.
         response = decodeResponse(MAP_RESPONSE + bytes.fromhex("7f000000"))
         self.assertEqual(response.options, (UnknownOption(0x7F, b""),))
+        # A malformed option is dropped with the rest, not answered.
+        error = self.assertRaises(
+            MalformedPacket, decodeResponse, MAP_RESPONSE + bytes.fromhex("01000000")
+        )
+        self.assertIsNone(error.resultCode)
 
     def test_reservedIgnored(self) -> None:
         # RFC 6887 s7.2: the reserved bytes are not checked.

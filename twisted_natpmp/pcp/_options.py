@@ -183,28 +183,33 @@ def encodeOptions(options: tuple[Option, ...]) -> bytes:
     return b"".join(parts)
 
 
-def _malformed(reason: str, packet: bytes) -> MalformedPacket:
-    return MalformedPacket(reason, packet, ResultCode.MALFORMED_OPTION)
+def _malformed(reason: str, packet: bytes, request: bool = True) -> MalformedPacket:
+    code = ResultCode.MALFORMED_OPTION if request else None
+    return MalformedPacket(reason, packet, code)
 
 
-def _decodeOne(code: int, data: bytes, packet: bytes) -> Option:
+def _decodeOne(code: int, data: bytes, packet: bytes, request: bool) -> Option:
     if code == OptionCode.THIRD_PARTY:
         if len(data) != 16:
-            raise _malformed(f"THIRD_PARTY option of {len(data)} bytes", packet)
+            raise _malformed(
+                f"THIRD_PARTY option of {len(data)} bytes", packet, request
+            )
         return ThirdPartyOption(decodeAddress(data))
     if code == OptionCode.PREFER_FAILURE:
         if data:
-            raise _malformed(f"PREFER_FAILURE option of {len(data)} bytes", packet)
+            raise _malformed(
+                f"PREFER_FAILURE option of {len(data)} bytes", packet, request
+            )
         return PreferFailureOption()
     if code == OptionCode.FILTER:
         if len(data) != _FILTER.size:
-            raise _malformed(f"FILTER option of {len(data)} bytes", packet)
+            raise _malformed(f"FILTER option of {len(data)} bytes", packet, request)
         _, prefixLength, port, field = _FILTER.unpack(data)
         address = decodeAddress(field)
         if prefixLength > _MAX_PREFIX or (
             isinstance(address, IPv4Address) and 0 < prefixLength < _MAPPED_PREFIX_BITS
         ):
-            raise _malformed(f"FILTER prefix length {prefixLength}", packet)
+            raise _malformed(f"FILTER prefix length {prefixLength}", packet, request)
         return FilterOption(prefixLength, port, address)
     return UnknownOption(code, data)
 
@@ -230,21 +235,22 @@ def decodeOptions(
         judged: a client ignores what it does not know.
     @return: the options, in order.
     @raise MalformedPacket: an option's length is wrong or runs past the end
-        of the message (MALFORMED_OPTION), or a rule above is broken.
+        of the message (MALFORMED_OPTION in a request, L{None} in a
+        response), or a rule above is broken.
     """
     options: list[Option] = []
     seen: set[int] = set()
     end = len(packet)
     while offset < end:
         if end - offset < _OPTION_HEADER.size:
-            raise _malformed("truncated option header", packet)
+            raise _malformed("truncated option header", packet, request)
         code, _, length = _OPTION_HEADER.unpack_from(packet, offset)
         start = offset + _OPTION_HEADER.size
         if start + length > end:
             raise _malformed(
-                f"option {code} of {length} bytes runs past the end", packet
+                f"option {code} of {length} bytes runs past the end", packet, request
             )
-        option = _decodeOne(code, packet[start : start + length], packet)
+        option = _decodeOne(code, packet[start : start + length], packet, request)
         if request:
             _judge(option, opcode, seen, packet)
         options.append(option)
