@@ -12,15 +12,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp import _gatewaytap
 from twisted_natpmp._gatewaytap import Options, interfaceNetwork, makeService
-from twisted_natpmp._ratelimit import DEFAULT_REQUEST_BURST, DEFAULT_REQUEST_RATE
-from twisted_natpmp._table import (
+from twisted_natpmp.server import GatewayService
+from twisted_natpmp.server._ratelimit import (
+    DEFAULT_REQUEST_BURST,
+    DEFAULT_REQUEST_RATE,
+)
+from twisted_natpmp.server.table import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_MAPPINGS,
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
     DEFAULT_MAX_PORT,
     DEFAULT_MIN_PORT,
 )
-from twisted_natpmp.server import GatewayService
 
 from ._imports import modulesLoadedBy
 
@@ -34,14 +37,21 @@ def fakeNetworks(address: IPv4Address) -> IPv4Network | None:
     return None
 
 
+def parsed(argv: list[str]) -> Options:
+    """
+    The options of C{twistd natpmp-gateway} with C{argv} parsed.
+    """
+    options = Options()
+    options.parseOptions(argv)  # type: ignore[no-untyped-call]
+    return options
+
+
 class OptionsTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.patch(Options, "lookupNetwork", staticmethod(fakeNetworks))
 
     def parse(self, *argv: str) -> Options:
-        options = Options()
-        options.parseOptions(list(argv))
-        return options
+        return parsed(list(argv))
 
     def assertUsageError(self, argv: list[str], *fragments: str) -> None:
         """
@@ -199,8 +209,7 @@ class MakeServiceTests(SynchronousTestCase):
         serving on port 5351, without starting it.
         """
         self.patch(Options, "lookupNetwork", staticmethod(fakeNetworks))
-        options = Options()
-        options.parseOptions(
+        options = parsed(
             [
                 "--listen=10.77.0.1",
                 "--external-address=192.0.3.1",
@@ -237,8 +246,7 @@ class MakeServiceTests(SynchronousTestCase):
         source's request rate; --rate-limit 0 turns the rate limit off.
         """
         self.patch(Options, "lookupNetwork", staticmethod(fakeNetworks))
-        options = Options()
-        options.parseOptions(["--listen=10.77.0.1"])
+        options = parsed(["--listen=10.77.0.1"])
         service = makeService(options)
         assert isinstance(service, GatewayService)
         self.assertEqual(service._limits["maxMappings"], DEFAULT_MAX_MAPPINGS)
@@ -246,8 +254,7 @@ class MakeServiceTests(SynchronousTestCase):
             (service._requestRate, service._requestBurst),
             (DEFAULT_REQUEST_RATE, DEFAULT_REQUEST_BURST),
         )
-        options = Options()
-        options.parseOptions(["--listen=10.77.0.1", "--rate-limit=0"])
+        options = parsed(["--listen=10.77.0.1", "--rate-limit=0"])
         service = makeService(options)
         assert isinstance(service, GatewayService)
         self.assertIsNone(service._requestRate)
@@ -260,8 +267,7 @@ class CannotListenTests(SynchronousTestCase):
         one line naming it, not a traceback.  (Binding fails before anything
         is sent.)
         """
-        options = Options()
-        options.parseOptions(["--listen=10.250.0.1/24", "--external-address=192.0.3.1"])
+        options = parsed(["--listen=10.250.0.1/24", "--external-address=192.0.3.1"])
         service = makeService(options)
         error = self.assertRaises(SystemExit, service.startService)
         message = str(error.code)
@@ -290,8 +296,7 @@ class InterfaceNetworkTests(SynchronousTestCase):
         """
         Without a patch, --listen without a prefix asks the interfaces.
         """
-        options = Options()
-        options.parseOptions(["--listen=127.0.0.1", "--external-address=192.0.3.1"])
+        options = parsed(["--listen=127.0.0.1", "--external-address=192.0.3.1"])
         self.assertEqual(options["listen"], [IPv4Interface("127.0.0.1/8")])
 
 
@@ -299,9 +304,18 @@ class ImportTests(SynchronousTestCase):
     def test_cheapImport(self) -> None:
         """
         twistd imports every plugin to list them: importing the options
-        module does not import the reactor, the server or netifaces.
+        module does not import the reactor, the server (beyond the table's
+        defaults) or netifaces.
         """
         loaded = modulesLoadedBy("twisted_natpmp._gatewaytap")
-        heavy = {"twisted.internet.reactor", "twisted_natpmp.server", "netifaces"}
+        heavy = {
+            "twisted.internet.reactor",
+            "netifaces",
+            "twisted_natpmp.server._service",
+            "twisted_natpmp.server._protocol",
+            "twisted_natpmp.server.gateway",
+            "twisted_natpmp.server.dispatch",
+            "twisted_natpmp.server._internalport",
+        }
         self.assertEqual(loaded & heavy, set())
         self.assertTrue(callable(_gatewaytap.makeService))

@@ -4,7 +4,9 @@ The twistd plugins are found by Twisted's plugin system and import cheaply.
 
 from __future__ import annotations
 
-from twisted.application.service import IServiceMaker
+from typing import cast
+
+from twisted.application.service import IServiceMaker, ServiceMaker
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -13,7 +15,10 @@ from ._imports import modulesLoadedBy
 
 class PluginTests(SynchronousTestCase):
     def test_found(self) -> None:
-        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        makers = {
+            maker.tapname: cast(ServiceMaker, maker)
+            for maker in getPlugins(IServiceMaker)
+        }
         self.assertEqual(makers["natpmp"].module, "twisted_natpmp._tap")
         self.assertEqual(makers["natpmp-gateway"].module, "twisted_natpmp._gatewaytap")
         for name in ("natpmp", "natpmp-gateway"):

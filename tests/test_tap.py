@@ -14,7 +14,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._tap import Options, makeService, parseMap
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp._types import Transport
 from twisted_natpmp.service import MappingDeclaration, PortMapperService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def parse(*argv: str) -> Options:
     options = Options()
-    options.parseOptions(list(argv))
+    options.parseOptions(list(argv))  # type: ignore[no-untyped-call]
     return options
 
 
 class OptionsTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         options = parse("--map", "udp:5000")
-        self.assertEqual(options["maps"], [(Protocol.UDP, 5000, None)])
+        self.assertEqual(options["maps"], [(Transport.UDP, 5000, None)])
         self.assertEqual(options["lifetime"], 7200)  # RFC 6886 s3.3
         self.assertEqual(options["health-interval"], 60.0)
         self.assertIsNone(options["gateway"])
@@ -48,7 +48,7 @@ class OptionsTests(SynchronousTestCase):
             "2.5",
         )
         self.assertEqual(
-            options["maps"], [(Protocol.UDP, 5000, None), (Protocol.TCP, 8080, 80)]
+            options["maps"], [(Transport.UDP, 5000, None), (Transport.TCP, 8080, 80)]
         )
         self.assertEqual(options["gateway"], IPv4Address("10.77.0.1"))
         self.assertEqual(options["lifetime"], 600)
@@ -116,8 +116,8 @@ class OptionsTests(SynchronousTestCase):
             self.assertNotIn("\n", message)
 
     def test_parseMap(self) -> None:
-        self.assertEqual(parseMap("tcp:22:2222"), (Protocol.TCP, 22, 2222))
-        self.assertEqual(parseMap("Udp:65535"), (Protocol.UDP, 65535, None))
+        self.assertEqual(parseMap("tcp:22:2222"), (Transport.TCP, 22, 2222))
+        self.assertEqual(parseMap("Udp:65535"), (Transport.UDP, 65535, None))
 
     def test_externalZero(self) -> None:
         """
@@ -125,7 +125,7 @@ class OptionsTests(SynchronousTestCase):
         s3.3), as C{natpmp map --external 0} does; the service suggests 0.
         """
         options = parse("--map", "tcp:8080:0")
-        self.assertEqual(options["maps"], [(Protocol.TCP, 8080, 0)])
+        self.assertEqual(options["maps"], [(Transport.TCP, 8080, 0)])
         service = makeService(options)
         assert isinstance(service, PortMapperService)
         (state,) = service.states()
@@ -179,8 +179,8 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(
             [s.declaration for s in service.states()],
             [
-                MappingDeclaration(Protocol.UDP, 5000, None, 600),
-                MappingDeclaration(Protocol.TCP, 8080, 80, 600),
+                MappingDeclaration(Transport.UDP, 5000, None, 600),
+                MappingDeclaration(Transport.TCP, 8080, 80, 600),
             ],
         )
         self.assertEqual(service._fixedGateway, IPv4Address("10.77.0.1"))

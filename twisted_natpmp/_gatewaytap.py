@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_gatewaytap -*-
 """
 C{twistd natpmp-gateway}: run a NAT-PMP gateway (RFC 6886) with an
 in-memory backend, to try clients without a router::
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from twisted.python import usage
 
-from ._ratelimit import DEFAULT_REQUEST_BURST, DEFAULT_REQUEST_RATE
-from ._table import (
+from ._parse import MAX_PORT, MAX_UINT32, optionValue, parseInteger
+from .server._ratelimit import DEFAULT_REQUEST_BURST, DEFAULT_REQUEST_RATE
+from .server.table import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_MAPPINGS,
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
@@ -28,30 +30,27 @@ from ._table import (
 if TYPE_CHECKING:
     from twisted.application.service import IService
 
-_MAX32 = 2**32 - 1
-
 
 def interfaceNetwork(address: IPv4Address) -> IPv4Network | None:
     """
     The network of the local interface that has C{address}, from its
     netmask, or L{None} if no interface has it.
     """
-    from ._internalport import interfaceWith
+    from .server._internalport import interfaceWith
 
     interface = interfaceWith(address)
     return None if interface is None else interface.address.network
 
 
 def _integer(option: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = None
-    if number is None or not low <= number <= high:
-        raise usage.UsageError(
-            f"--{option}: {value!r} is not a whole number from {low} to {high}"
-        )
-    return number
+    """
+    The whole number given as C{--option}, from C{low} to C{high}.
+
+    @raise usage.UsageError: it is not; the one line names the option.
+    """
+    return optionValue(
+        option, value, lambda text: parseInteger(text, low, high), separator=":"
+    )
 
 
 #: The widest network --listen accepts as internal.
@@ -212,15 +211,17 @@ class Options(usage.Options):
             raise usage.UsageError("--listen is required")
         self["external-address"] = self._externalAddress(self["external-address"])
         for option in ("min-port", "max-port"):
-            self[option] = _integer(option, self[option], 1, 65535)
+            self[option] = _integer(option, self[option], 1, MAX_PORT)
         if self["min-port"] > self["max-port"]:
             raise usage.UsageError(
                 f"--min-port {self['min-port']} is above --max-port {self['max-port']}"
             )
-        self["max-lifetime"] = _integer("max-lifetime", self["max-lifetime"], 1, _MAX32)
+        self["max-lifetime"] = _integer(
+            "max-lifetime", self["max-lifetime"], 1, MAX_UINT32
+        )
         for option in ("max-mappings-per-client", "max-mappings", "rate-burst"):
-            self[option] = _integer(option, self[option], 1, _MAX32)
-        self["rate-limit"] = _integer("rate-limit", self["rate-limit"], 0, _MAX32)
+            self[option] = _integer(option, self[option], 1, MAX_UINT32)
+        self["rate-limit"] = _integer("rate-limit", self["rate-limit"], 0, MAX_UINT32)
 
 
 def makeService(options: Options) -> IService:

@@ -19,7 +19,11 @@ nothing heavy (the gateway check's module is imported when first used).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from ipaddress import IPv4Address
+from typing import TypeVar
+
+from twisted.python.usage import UsageError
 
 __all__ = [
     "MAX_PORT",
@@ -27,6 +31,7 @@ __all__ = [
     "ParseError",
     "commandMessage",
     "optionMessage",
+    "optionValue",
     "parseGateway",
     "parseInteger",
     "parseLifetime",
@@ -34,6 +39,8 @@ __all__ = [
     "parsePort",
     "parseSeconds",
 ]
+
+_T = TypeVar("_T")
 
 #: The highest port number (ports are 16 bits, RFC 6886 s3.3).
 MAX_PORT = 0xFFFF
@@ -220,3 +227,20 @@ def optionMessage(option: str, error: ParseError, separator: str = "") -> str:
         natpmp} words it, C{":"} as C{twistd natpmp-gateway} does.
     """
     return f"--{option}{separator} {_sentence(error)}"
+
+
+def optionValue(
+    option: str, text: str, parse: Callable[[str], _T], separator: str = ""
+) -> _T:
+    """
+    A twistd plugin's option value, parsed by C{parse}.
+
+    @param option: the option's long name, without the dashes.
+    @param separator: as for L{optionMessage}.
+    @raise UsageError: the value cannot be used; the message is
+        L{optionMessage}'s.
+    """
+    try:
+        return parse(text)
+    except ParseError as e:
+        raise UsageError(optionMessage(option, e, separator)) from None

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_tap -*-
 """
 C{twistd natpmp}: keep ports of this host mapped on the NAT-PMP gateway for
 as long as it runs, and delete them when it stops::
@@ -11,24 +12,34 @@ L{makeService}.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from twisted.python import usage
 
-from ._wire import RECOMMENDED_LIFETIME, Protocol
+from ._parse import (
+    MAX_UINT32,
+    optionValue,
+    parseGateway,
+    parseInteger,
+    parseNumber,
+    parsePort,
+)
+from ._types import Transport
+from .natpmp._wire import RECOMMENDED_LIFETIME
 
 if TYPE_CHECKING:
     from twisted.application.service import IService
 
-_MAX32 = 2**32 - 1
 _MAP_FORMAT = (
     "PROTO:INTERNAL[:EXTERNAL], PROTO udp or tcp, INTERNAL 1-65535, EXTERNAL"
     " 0-65535 (0: the gateway chooses)"
 )
 
-#: A parsed --map: protocol, internal port, suggested external port.
-MapSpec = tuple[Protocol, int, "int | None"]
+#: The longest --health-interval, in seconds: a day.
+_MAX_HEALTH_INTERVAL = 86400
+
+#: A parsed --map: transport, internal port, suggested external port.
+MapSpec = tuple[Transport, int, "int | None"]
 
 
 def parseMap(value: str) -> MapSpec:
@@ -40,32 +51,17 @@ def parseMap(value: str) -> MapSpec:
     @raise usage.UsageError: one line naming the bad value.
     """
     parts = value.split(":")
-    protocols = {p.label: p for p in Protocol}
     try:
-        if len(parts) not in (2, 3) or parts[0].lower() not in protocols:
+        if len(parts) not in (2, 3):
             raise ValueError
-        ports = [int(part, 10) for part in parts[1:]]
-        if not 1 <= ports[0] <= 0xFFFF or not all(0 <= p <= 0xFFFF for p in ports):
-            raise ValueError
+        transport = Transport.fromLabel(parts[0])
+        internal = parsePort(parts[1])
+        external = parsePort(parts[2], zero=True) if len(parts) == 3 else None
     except ValueError:
         raise usage.UsageError(
             f"--map {value!r} is not {_MAP_FORMAT} (e.g. udp:5000 or tcp:8080:80)"
         ) from None
-    external = ports[1] if len(ports) == 2 else None
-    return (protocols[parts[0].lower()], ports[0], external)
-
-
-def _number(option: str, value: str, low: float, high: float, integer: bool) -> float:
-    try:
-        number = int(value, 10) if integer else float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or not low <= number <= high:
-        kind = "a whole number" if integer else "a number"
-        raise usage.UsageError(
-            f"--{option} {value!r} is not {kind} from {low:.0f} to {high:.0f}"
-        )
-    return number
+    return (transport, internal, external)
 
 
 class Options(usage.Options):
@@ -144,26 +140,18 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["maps"]:
             raise usage.UsageError("give at least one --map PROTO:INTERNAL")
-        gateway = self["gateway"]
-        if gateway is not None:
-            try:
-                self["gateway"] = IPv4Address(gateway)
-            except ValueError:
-                raise usage.UsageError(
-                    f"--gateway {gateway!r} is not an IPv4 address"
-                ) from None
-            from .discovery import unusableGateway
-
-            why = unusableGateway(self["gateway"])
-            if why is not None:
-                raise usage.UsageError(
-                    f"--gateway {gateway!r} cannot be a gateway's address ({why})"
-                )
-        self["lifetime"] = int(
-            _number("lifetime", self["lifetime"], 1, _MAX32, integer=True)
+        try:
+            if self["gateway"] is not None:
+                self["gateway"] = parseGateway("--gateway", self["gateway"])
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        self["lifetime"] = optionValue(
+            "lifetime", self["lifetime"], lambda text: parseInteger(text, 1, MAX_UINT32)
         )
-        self["health-interval"] = _number(
-            "health-interval", self["health-interval"], 1, 86400, integer=False
+        self["health-interval"] = optionValue(
+            "health-interval",
+            self["health-interval"],
+            lambda text: parseNumber(text, 1, _MAX_HEALTH_INTERVAL),
         )
 
 
