@@ -128,6 +128,33 @@ class MainTests(SynchronousTestCase):
         self.assertIsNone(self.jsonOutput()["command"])
         self.assertEqual(self.reacted, 0)
 
+    def test_usageErrorJSONGateway(self) -> None:
+        """
+        With C{--json}, bad arguments that name a usable gateway name it in
+        the JSON object (the last one given, as the parser takes); a bad
+        gateway is not named.
+        """
+        cases = [
+            (["--json", "--gateway", GATEWAY, "map", "tcp", "70000"], GATEWAY),
+            (["--json", "map", "tcp", "0", f"--gateway={GATEWAY}"], GATEWAY),
+            (
+                ["--gateway", "10.9.9.9", "--json", "--gateway", GATEWAY, "mapp"],
+                GATEWAY,
+            ),
+            (["--json", "--gateway", "0.0.0.0", "external"], None),
+            (
+                ["--json", "--gateway", GATEWAY, "--gateway", "fe80::1", "external"],
+                None,
+            ),
+            (["--json", "external", "--gateway"], None),
+        ]
+        for argv, gateway in cases:
+            self.stdout.truncate(0)
+            self.stdout.seek(0)
+            self.assertEqual(main(argv), 2, argv)
+            self.assertEqual(self.jsonOutput()["gateway"], gateway, argv)
+        self.assertEqual(self.reacted, 0)
+
     def test_bugJSON(self) -> None:
         def broken(*args: Any, **kwargs: Any) -> Any:
             raise ZeroDivisionError("a bug")

@@ -17,6 +17,7 @@ from twisted.internet.task import react
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
+from .._parse import parseGateway
 from ._options import COMMANDS, ShowVersion, parseArguments
 from ._output import Output
 from ._run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, start
@@ -27,6 +28,26 @@ def _commandIn(argv: Sequence[str]) -> str | None:
     The command named in a command line that did not parse, if any.
     """
     return next((word for word in argv if word in COMMANDS), None)
+
+
+def _gatewayIn(argv: Sequence[str]) -> str | None:
+    """
+    The gateway named in a command line that did not parse, if it names a
+    usable one (the last, as the parser takes).
+    """
+    gateway = None
+    for word, following in zip(argv, [*argv[1:], None], strict=True):
+        if word == "--gateway" and following is not None:
+            text = following
+        elif word.startswith("--gateway="):
+            text = word.partition("=")[2]
+        else:
+            continue
+        try:
+            gateway = str(parseGateway("gateway", text))
+        except ValueError:
+            gateway = None
+    return gateway
 
 
 def _printVersion(asJSON: bool) -> None:
@@ -62,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parseArguments(arguments)
     except UsageError as e:
+        output.header["gateway"] = _gatewayIn(arguments)
         output.fail(str(e), line=str(e))
         return EXIT_USAGE
     except ShowVersion:
