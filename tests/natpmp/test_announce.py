@@ -15,13 +15,6 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp.natpmp._wire import (
-    ExternalAddressRequest,
-    ExternalAddressResponse,
-    MalformedPacket,
-    MapResponse,
-    Protocol,
-)
 from twisted_natpmp.announce import (
     Announcement,
     AnnouncementKind,
@@ -29,8 +22,15 @@ from twisted_natpmp.announce import (
     listenAnnouncements,
     parseAnnouncement,
 )
-
+from twisted_natpmp.natpmp._wire import (
+    ExternalAddressRequest,
+    ExternalAddressResponse,
+    MalformedPacket,
+    MapResponse,
+    Protocol,
+)
 from twisted_natpmp.testing._udp import MemoryUDPNetwork
+
 from ..vectors import loadAnnouncements
 
 GATEWAY = "10.0.0.1"

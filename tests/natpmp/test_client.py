@@ -6,8 +6,9 @@ network against a scripted gateway, and once over real loopback UDP.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import DatagramProtocol
@@ -16,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_natpmp import errors
 from twisted_natpmp._types import Mapping
+from twisted_natpmp.interfaces import IPortMapper
 from twisted_natpmp.natpmp._wire import (
     ErrorResponse,
     ExternalAddressRequest,
@@ -33,8 +35,6 @@ from twisted_natpmp.natpmp.client import (
     NATPMPClient,
     listenClient,
 )
-from twisted_natpmp.interfaces import IPortMapper
-
 from twisted_natpmp.testing._gateway import EXTERNAL, GATEWAY, HOST, ScriptedGateway
 from twisted_natpmp.testing._udp import MemoryUDPNetwork
 
@@ -259,7 +259,7 @@ class RetransmissionTests(ClientTestMixin, SynchronousTestCase):
         d = client.deleteMapping(Protocol.TCP, 80, timeouts=(0.5,))
         self.clock.advance(0.5)
         self.failureResultOf(d, errors.NoResponseError)
-        d = client.externalAddress()
+        client.externalAddress()
         self.clock.advance(1)
         self.assertNoResult(d)
         self.clock.advance(1)
@@ -347,9 +347,9 @@ class QueueTests(ClientTestMixin, SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         # The client stays usable.
         self.gateway.reply = self.gateway.answer
-        d = self.client.externalAddress()
+        asked = self.client.externalAddress()
         self.network.flush()
-        self.assertEqual(self.successResultOf(d), EXTERNAL)
+        self.assertEqual(self.successResultOf(asked), EXTERNAL)
 
     def test_stopSendsNothingMore(self) -> None:
         # stop cancels every queued and in-flight request, batches too, and
@@ -516,7 +516,8 @@ class DeleteMappingsTests(SynchronousTestCase):
         self.assertEqual(
             failure.trap(errors.NotAuthorizedError), errors.NotAuthorizedError
         )
-        self.assertEqual(failure.value.resultCode, 2)  # type: ignore[attr-defined]
+        assert isinstance(failure.value, errors.GatewayError)
+        self.assertEqual(failure.value.resultCode, 2)
         self.assertEqual(result, dict.fromkeys(self.keys[:3] + self.keys[4:5]))
 
     def test_matchedByProtocolAndPort(self) -> None:
@@ -685,13 +686,14 @@ class LiberalAcceptanceTests(ClientTestMixin, SynchronousTestCase):
         self.network.flush()
         self.assertEqual(self.successResultOf(d), EXTERNAL)
         late = ExternalAddressResponse(0, 100, EXTERNAL).encode()
-        self.network.send(
-            (GATEWAY, 5351), (HOST, self.client.exchange.port.getHost().port), late
-        )  # type: ignore[union-attr]
+        port = self.client.exchange.port
+        assert port is not None
+        source = port.getHost().port  # type: ignore[attr-defined]
+        self.network.send((GATEWAY, 5351), (HOST, source), late)
         self.network.flush()
-        d = self.client.addMapping(Protocol.TCP, 80)
+        mapped = self.client.addMapping(Protocol.TCP, 80)
         self.network.flush()
-        self.assertEqual(self.successResultOf(d).externalPort, 80)
+        self.assertEqual(self.successResultOf(mapped).externalPort, 80)
 
 
 class SourceCheckTests(SynchronousTestCase):
@@ -804,9 +806,11 @@ class SourceCheckTests(SynchronousTestCase):
         # with a retransmission timer.
         client = listenClient(self.network.host("10.0.0.3"), GATEWAY)
         assert client.protocol.transport is not None
-        client.protocol.transport.write = (  # type: ignore[method-assign]
-            lambda packet, addr=None: client.protocol.connectionRefused()
-        )
+
+        def refuse(packet: bytes, addr: object = None) -> None:
+            client.protocol.connectionRefused()
+
+        client.protocol.transport.write = refuse  # type: ignore[method-assign,assignment]
         queued = client.externalAddress()
         batch = client.deleteMappings([(Protocol.TCP, 80), (Protocol.UDP, 80)])
         self.failureResultOf(queued, errors.NotSupportedError)
@@ -972,7 +976,7 @@ class LoopbackTests(TestCase):
 
         self.reactor: Any = reactor
         self.responder = ResponderProtocol()
-        port = self.reactor.listenUDP(0, self.responder, interface="127.0.0.1")
+        port = cast(Any, reactor).listenUDP(0, self.responder, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.client = listenClient(
             self.reactor,
@@ -1029,7 +1033,9 @@ class LoopbackRefusedTests(TestCase):
         from twisted.internet import reactor
 
         responder = ScriptedGateway()
-        probe = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        probe = cast(Any, reactor).listenUDP(
+            0, DatagramProtocol(), interface="127.0.0.1"
+        )
         gatewayPort = probe.getHost().port
         probe.stopListening()
         client = listenClient(
@@ -1040,7 +1046,9 @@ class LoopbackRefusedTests(TestCase):
         async def run() -> None:
             with self.assertRaises(errors.NotSupportedError):
                 await client.externalAddress()
-            port = reactor.listenUDP(gatewayPort, responder, interface="127.0.0.1")
+            port = cast(Any, reactor).listenUDP(
+                gatewayPort, responder, interface="127.0.0.1"
+            )
             self.addCleanup(port.stopListening)
             self.assertEqual(await client.externalAddress(), EXTERNAL)
 
@@ -1116,7 +1124,7 @@ class CrossedRepliesTests(SynchronousTestCase):
         self.failureResultOf(d, errors.OutOfResourcesError)
 
 
-def _warnings(events: list[Any]) -> list[str]:
+def _warnings(events: Sequence[Any]) -> list[str]:
     """
     The text of the warnings among C{events}.
     """

@@ -8,7 +8,7 @@ go to a loopback listener, never to 224.0.0.1.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -16,14 +16,14 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from twisted_natpmp.backends import MemoryBackend
+from twisted_natpmp.errors import OutOfResourcesError
 from twisted_natpmp.natpmp._wire import (
     ExternalAddressResponse,
     Protocol,
     decodeResponse,
 )
-from twisted_natpmp.backends import MemoryBackend
 from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
-from twisted_natpmp.errors import OutOfResourcesError
 from twisted_natpmp.server import ANNOUNCE_INTERVALS, GatewayService
 
 LOOPBACK = "127.0.0.1"
@@ -68,7 +68,9 @@ class LoopbackTests(TestCase):
         self.clock.advance(1000)
         self.backend = MemoryBackend()
         self.announcements = Listener()
-        announcePort = reactor.listenUDP(0, self.announcements, interface=LOOPBACK)
+        announcePort = cast(Any, reactor).listenUDP(
+            0, self.announcements, interface=LOOPBACK
+        )
         self.addCleanup(announcePort.stopListening)
         self.service = GatewayService(
             reactor,
@@ -217,7 +219,7 @@ class LoopbackTests(TestCase):
         answering.
         """
         junk = Listener()
-        port = reactor.listenUDP(0, junk, interface=LOOPBACK)
+        port = cast(Any, reactor).listenUDP(0, junk, interface=LOOPBACK)
         self.addCleanup(port.stopListening)
         for packet in (
             b"",
