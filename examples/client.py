@@ -11,8 +11,9 @@ Without a router, start examples/gateway.py first and use its address:
     python examples/gateway.py 127.0.0.1/8 &
     python examples/client.py 127.0.0.1
 
-The README shows this file with the address written in ("192.168.1.1");
-tests/test_examples.py checks that the two stay the same.
+The README shows this file with the address written in ("192.168.1.1")
+where gatewayArgument() reads it; tests/test_examples.py checks that the two
+stay the same.
 """
 
 import sys
@@ -21,7 +22,24 @@ from twisted.internet import defer, task
 
 from twisted_natpmp import Protocol, listenClient
 
-gateway = sys.argv[1]
+
+def gatewayArgument():
+    """
+    The gateway's address, from the command line; a missing or bad one
+    ends the program with one usage line naming it.
+    """
+    import ipaddress
+
+    usage = "usage: python examples/client.py GATEWAY-ADDRESS"
+    if len(sys.argv) != 2:
+        sys.exit(f"{usage} (given {len(sys.argv) - 1} arguments)")
+    try:
+        return str(ipaddress.ip_address(sys.argv[1]))
+    except ValueError:
+        sys.exit(f"{usage} ({sys.argv[1]!r} is not an IP address)")
+
+
+gateway = gatewayArgument()
 
 
 async def main(reactor):

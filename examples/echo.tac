@@ -14,11 +14,13 @@ Without a router, start examples/gateway.py first and use its address:
     NATPMP_GATEWAY=127.0.0.1 twistd -ny examples/echo.tac
 
 Stop it with Ctrl-C: the mapping is deleted.  The README shows this file
-with the port written in and no gateway (the default);
-tests/test_examples.py checks that the two stay the same.
+with the port written in and no gateway (the default) where portArgument()
+and gatewayArgument() read them; tests/test_examples.py checks that the two
+stay the same.
 """
 
 import os
+import sys
 
 from twisted.application import internet, service
 from twisted.internet import protocol, reactor
@@ -28,8 +30,42 @@ from zope.interface import implementer
 from twisted_natpmp import MappingDeclaration, PortMapperService, Protocol
 from twisted_natpmp.interfaces import IMappingObserver
 
-gateway = os.environ.get("NATPMP_GATEWAY")
-port = int(os.environ.get("ECHO_PORT", "8080"))
+
+def gatewayArgument():
+    """
+    The gateway's address from NATPMP_GATEWAY, or None (the default
+    gateway); a bad one ends the program with one usage line naming it.
+    """
+    import ipaddress
+
+    value = os.environ.get("NATPMP_GATEWAY")
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        sys.exit(
+            "usage: [NATPMP_GATEWAY=ADDRESS] [ECHO_PORT=PORT] twistd -ny"
+            f" examples/echo.tac (NATPMP_GATEWAY={value!r} is not an IP address)"
+        )
+
+
+def portArgument():
+    """
+    The port from ECHO_PORT, 8080 without it; a bad one ends the program
+    with one usage line naming it.
+    """
+    value = os.environ.get("ECHO_PORT", "8080")
+    if not (value.isdigit() and 1 <= int(value) <= 65535):
+        sys.exit(
+            "usage: [NATPMP_GATEWAY=ADDRESS] [ECHO_PORT=PORT] twistd -ny"
+            f" examples/echo.tac (ECHO_PORT={value!r} is not a port, 1-65535)"
+        )
+    return int(value)
+
+
+gateway = gatewayArgument()
+port = portArgument()
 
 log = Logger(namespace="echo")
 

@@ -15,6 +15,7 @@ testing"):
     twistd -n natpmp-gateway --listen 127.0.0.1/8 --external-address 203.0.113.1
 """
 
+import ipaddress
 import sys
 
 from twisted.internet import defer, task
@@ -31,4 +32,29 @@ def main(reactor, listen, externalAddress="203.0.113.1"):
     return defer.Deferred()  # never fires: serve until Ctrl-C
 
 
-task.react(main, sys.argv[1:])
+USAGE = "usage: python examples/gateway.py ADDRESS/PREFIX [EXTERNAL-ADDRESS]"
+
+
+def arguments(argv):
+    """
+    The address and network to serve, and the external address if given;
+    missing or bad ones end the program with one usage line naming them.
+    """
+    if not 1 <= len(argv) <= 2:
+        sys.exit(f"{USAGE} (given {len(argv)} arguments)")
+    listen = argv[0]
+    if "/" not in listen:
+        sys.exit(f"{USAGE} ({listen!r} has no /PREFIX)")
+    try:
+        ipaddress.ip_interface(listen)
+    except ValueError:
+        sys.exit(f"{USAGE} ({listen!r} is not an address and prefix)")
+    for external in argv[1:]:
+        try:
+            ipaddress.ip_address(external)
+        except ValueError:
+            sys.exit(f"{USAGE} ({external!r} is not an IP address)")
+    return argv
+
+
+task.react(main, arguments(sys.argv[1:]))

@@ -1,8 +1,10 @@
 """
 The files in C{examples/} are the README's examples: their code is the
-README's, with the gateway address (and the echo server's port) read from
-the command line or the environment where the README writes a value in, and
-each runs against our own gateway over loopback UDP.
+README's (C{tests/test_examples_readme.py} checks it), with the gateway
+address (and the echo server's port) read from the command line or the
+environment where the README writes a value in, and each runs against our
+own gateway over loopback UDP.  A missing or bad
+argument ends an example with one usage line naming it, not a traceback.
 
 Every gateway here serves a random address of 127.0.0.0/8 (so that test
 runs side by side do not share one), and its announcements leave by that
@@ -12,8 +14,6 @@ examples run as subprocesses, each wait bounded by L{TIMEOUT}.
 
 from __future__ import annotations
 
-import ast
-import difflib
 import os
 import queue
 import random
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp._wire import (
+from twisted_natpmp.natpmp._wire import (
     ExternalAddressRequest,
     ExternalAddressResponse,
     decodeResponse,
@@ -54,84 +54,6 @@ TWISTD = [
     "--pidfile=",
     "--logfile=-",
 ]
-
-
-#: A value the README writes in where an example reads an argument.
-Value = str | int | None
-
-
-def readmeBlock(heading: str) -> str:
-    """
-    The first Python code block in the README section whose heading starts
-    with C{heading}.
-
-    @param heading: the start of a C{## } heading's text.
-    @return: the code, without the fences.
-    """
-    lines = README.read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"## {heading}"))
-    opening = lines.index("```python", start)
-    closing = lines.index("```", opening)
-    return "\n".join(lines[opening + 1 : closing]) + "\n"
-
-
-class _WriteValuesIn(ast.NodeTransformer):
-    """
-    Turn an example's syntax tree into the README's: drop the docstring, the
-    imports and assignments that read the example's arguments, write in the
-    README's value for each argument, and drop a keyword argument whose
-    value becomes L{None} (the README leaves it at its default).
-    """
-
-    def __init__(self, values: Mapping[str, Value]) -> None:
-        self.values = values
-
-    def _readsArguments(self, statement: ast.stmt) -> bool:
-        if isinstance(statement, ast.Import):
-            return all(alias.name in ("os", "sys") for alias in statement.names)
-        if isinstance(statement, ast.Assign):
-            return all(
-                isinstance(target, ast.Name) and target.id in self.values
-                for target in statement.targets
-            )
-        return isinstance(statement, ast.Expr) and isinstance(
-            statement.value, ast.Constant
-        )
-
-    def visit_Module(self, node: ast.Module) -> ast.Module:
-        node.body = [s for s in node.body if not self._readsArguments(s)]
-        self.generic_visit(node)
-        return node
-
-    def visit_Name(self, node: ast.Name) -> ast.expr:
-        if isinstance(node.ctx, ast.Load) and node.id in self.values:
-            return ast.copy_location(ast.Constant(self.values[node.id]), node)
-        return node
-
-    def visit_Call(self, node: ast.Call) -> ast.Call:
-        self.generic_visit(node)
-        node.keywords = [
-            keyword
-            for keyword in node.keywords
-            if not (
-                keyword.arg in self.values
-                and isinstance(keyword.value, ast.Constant)
-                and keyword.value.value is None
-            )
-        ]
-        return node
-
-
-def readmeForm(source: str, values: Mapping[str, Value]) -> ast.Module:
-    """
-    An example's code as the README gives it.
-
-    @param source: the example's source.
-    @param values: the README's value for each name that holds an argument.
-    """
-    tree = _WriteValuesIn(values).visit(ast.parse(source))
-    assert isinstance(tree, ast.Module)
-    return ast.fix_missing_locations(tree)
 
 
 def loopbackAddress() -> str:
@@ -261,59 +183,6 @@ class Running:
         return self.wait()
 
 
-class ReadmeTests(SynchronousTestCase):
-    """
-    The README's code is the examples' code.
-    """
-
-    def assertReadmeForm(
-        self, example: str, heading: str, values: Mapping[str, Value]
-    ) -> None:
-        source = (EXAMPLES / example).read_text(encoding="utf-8")
-        readme = ast.parse(readmeBlock(heading))
-        ours = readmeForm(source, values)
-        if ast.dump(ours) != ast.dump(readme):
-            diff = difflib.unified_diff(
-                ast.unparse(readme).splitlines(),
-                ast.unparse(ours).splitlines(),
-                f"README.md, {heading}",
-                f"examples/{example}, the README's values written in",
-                lineterm="",
-            )
-            self.fail("\n".join(diff))
-
-    def test_client(self) -> None:
-        """
-        C{examples/client.py} is the client of "The client", with the
-        gateway from the command line.
-        """
-        self.assertReadmeForm("client.py", "The client", {"gateway": "192.168.1.1"})
-
-    def test_echo(self) -> None:
-        """
-        C{examples/echo.tac} is the echo server of "Keeping ports mapped",
-        with the gateway and port from the environment.
-        """
-        self.assertReadmeForm(
-            "echo.tac", "Keeping ports mapped", {"gateway": None, "port": 8080}
-        )
-
-    def test_differenceShown(self) -> None:
-        """
-        A change to either side is a difference, not hidden by the values
-        written in.
-        """
-        source = (EXAMPLES / "client.py").read_text(encoding="utf-8")
-        changed = source.replace("lifetime=3600", "lifetime=7200")
-        readme = ast.dump(ast.parse(readmeBlock("The client")))
-        values = {"gateway": "192.168.1.1"}
-        self.assertEqual(ast.dump(readmeForm(source, values)), readme)
-        self.assertNotEqual(ast.dump(readmeForm(changed, values)), readme)
-        self.assertNotEqual(
-            ast.dump(readmeForm(source, {"gateway": "10.0.0.1"})), readme
-        )
-
-
 class RunTests(SynchronousTestCase):
     """
     Each example works against our own gateway over loopback UDP.
@@ -411,3 +280,54 @@ class RunTests(SynchronousTestCase):
             [sys.executable, str(EXAMPLES / "gateway.py"), f"{self.address}/8"]
         )
         self.assertEqual(askExternalAddress(self.address), "203.0.113.1")
+
+
+class BadArgumentTests(SynchronousTestCase):
+    """
+    A missing or bad argument ends an example at once with status 1 and one
+    line on standard error: the usage, naming the value (or how many were
+    given), and no traceback.
+    """
+
+    def assertUsage(
+        self, argv: Sequence[str], said: str, env: Mapping[str, str] = {}
+    ) -> None:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env={**os.environ, **env},
+            cwd=ROOT,
+            check=False,
+        )
+        self.assertEqual(done.returncode, 1, done.stderr)
+        self.assertEqual(done.stdout, "")
+        lines = done.stderr.splitlines()
+        self.assertEqual(len(lines), 1, done.stderr)
+        self.assertTrue(lines[0].startswith("usage: "), lines[0])
+        self.assertIn(said, lines[0])
+
+    def test_client(self) -> None:
+        client = [sys.executable, str(EXAMPLES / "client.py")]
+        self.assertUsage(client, "(given 0 arguments)")
+        self.assertUsage([*client, "1.2.3.4", "5"], "(given 2 arguments)")
+        self.assertUsage([*client, "router"], "'router' is not an IP address")
+
+    def test_gateway(self) -> None:
+        gateway = [sys.executable, str(EXAMPLES / "gateway.py")]
+        self.assertUsage(gateway, "(given 0 arguments)")
+        self.assertUsage([*gateway, "127.0.0.1"], "'127.0.0.1' has no /PREFIX")
+        self.assertUsage([*gateway, "127.0.0.1/99"], "'127.0.0.1/99' is not")
+        self.assertUsage([*gateway, "127.0.0.1/8", "outside"], "'outside' is not")
+        self.assertUsage([*gateway, "127.0.0.1/8", "1.2.3.4", "x"], "(given 3")
+
+    def test_echo(self) -> None:
+        twistd = [*TWISTD[:5], "-y", str(EXAMPLES / "echo.tac")]
+        self.assertUsage(
+            twistd, "ECHO_PORT='http' is not a port", {"ECHO_PORT": "http"}
+        )
+        self.assertUsage(twistd, "ECHO_PORT='65536' is not", {"ECHO_PORT": "65536"})
+        self.assertUsage(
+            twistd, "NATPMP_GATEWAY='router' is not", {"NATPMP_GATEWAY": "router"}
+        )
