@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp import Transport
 
 from ._lab import (
     LAN_HOSTS,
@@ -25,7 +25,7 @@ from ._lab import (
     buildLab,
 )
 
-TCP, UDP = Protocol.TCP, Protocol.UDP
+TCP, UDP = Transport.TCP, Transport.UDP
 
 
 def natpmpCommand() -> list[str]:

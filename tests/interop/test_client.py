@@ -10,9 +10,9 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from twisted_natpmp._wire import Protocol
-from twisted_natpmp.client import NATPMPClient, listenClient
+from twisted_natpmp import Transport
 from twisted_natpmp.errors import NoResponseError, NotSupportedError
+from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
 
 from ._lab import (
     LAN_HOSTS,
@@ -25,7 +25,7 @@ from ._lab import (
 )
 from ._relay import Impairment
 
-TCP, UDP = Protocol.TCP, Protocol.UDP
+TCP, UDP = Transport.TCP, Transport.UDP
 
 
 def reactor() -> Any:

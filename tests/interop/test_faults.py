@@ -20,7 +20,7 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp import Transport
 from twisted_natpmp.service import (
     HEALTH_INTERVAL,
     STOP_DEADLINE,
@@ -42,7 +42,7 @@ from ._lab import (
 from .test_client import reactor
 from .test_service import startService
 
-TCP, UDP = Protocol.TCP, Protocol.UDP
+TCP, UDP = Transport.TCP, Transport.UDP
 
 #: RFC 6886 s3.7: after a gateway restart clients re-map after a random
 #: 0-5 s hold-off; the issue allows 6 s from the gateway's return.

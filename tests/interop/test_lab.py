@@ -12,7 +12,7 @@ import re
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp import Transport
 
 from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Inbox, buildLab, waitUntil
 
@@ -50,14 +50,14 @@ class NatpmpcAgainstMiniupnpdTests(TestCase):
         self.assertRegex(
             done.out, r"Mapped public port 5001 protocol TCP to local port 5000"
         )
-        self.assertEqual(self.lab.rules(Protocol.TCP), {5001: (LAN_HOSTS[0], 5000)})
-        self.assertEqual(self.lab.rules(Protocol.UDP), {})
+        self.assertEqual(self.lab.rules(Transport.TCP), {5001: (LAN_HOSTS[0], 5000)})
+        self.assertEqual(self.lab.rules(Transport.UDP), {})
 
         done = await self.lab.run(
             lan, ["natpmpc", "-g", ROUTER_LAN, "-a", "0", "5000", "tcp", "0"]
         )
         self.assertEqual(done.code, 0, done.describe())
-        self.assertEqual(self.lab.rules(Protocol.TCP), {})
+        self.assertEqual(self.lab.rules(Transport.TCP), {})
 
     async def test_restartResetsEpoch(self) -> None:
         """
@@ -68,12 +68,12 @@ class NatpmpcAgainstMiniupnpdTests(TestCase):
         await self.lab.run(
             lan, ["natpmpc", "-g", ROUTER_LAN, "-a", "6000", "6000", "udp"]
         )
-        self.assertIn(6000, self.lab.rules(Protocol.UDP))
+        self.assertIn(6000, self.lab.rules(Transport.UDP))
         before = self.lab.miniupnpd
         await self.lab.restartMiniupnpd()
         assert before is not None and self.lab.miniupnpd is not None
         self.assertNotEqual(before.pid, self.lab.miniupnpd.pid)
-        self.assertEqual(self.lab.rules(Protocol.UDP), {})
+        self.assertEqual(self.lab.rules(Transport.UDP), {})
         done = await self.lab.run(lan, ["natpmpc", "-g", ROUTER_LAN])
         epoch = re.search(r"epoch = (\d+)", done.out)
         assert epoch is not None, done.describe()

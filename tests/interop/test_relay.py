@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_natpmp._wire import Protocol
+from twisted_natpmp import Transport
 
 from ._lab import (
     LAN_HOSTS,
@@ -192,7 +192,7 @@ class RelayTests(TestCase):
         self.assertEqual(done.code, 0, done.describe())
         self.assertIn(f"Public IP address : {ROUTER_WAN}", done.out)
         self.assertRegex(done.out, r"Mapped public port 5001 protocol UDP")
-        self.assertEqual(self.lab.rules(Protocol.UDP), {5001: (LAN_HOSTS[0], 5000)})
+        self.assertEqual(self.lab.rules(Transport.UDP), {5001: (LAN_HOSTS[0], 5000)})
         counts = await relay.stop()
         # natpmpc asks for the external address, then maps.
         self.assertGreaterEqual(counts["up"]["received"], 2)

@@ -12,9 +12,10 @@ from ipaddress import IPv4Address
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
-from twisted_natpmp.client import NATPMPClient
 
-from twisted_natpmp._wire import MapRequest, Protocol
+from twisted_natpmp import Transport
+from twisted_natpmp.natpmp._wire import MapRequest
+from twisted_natpmp.natpmp.client import NATPMPClient
 
 from ._forge import Forger, flood
 from ._lab import (
@@ -30,7 +31,7 @@ from ._lab import (
 )
 from .test_client import clientOn
 
-TCP, UDP = Protocol.TCP, Protocol.UDP
+TCP, UDP = Transport.TCP, Transport.UDP
 
 
 class _GatewayLab(TestCase):
