@@ -16,6 +16,10 @@ def modulesLoadedBy(module: str) -> set[str]:
     """
     code = f"import sys, {module}; print('\\n'.join(sys.modules))"
     output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     return set(output.split())
