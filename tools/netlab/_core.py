@@ -317,11 +317,11 @@ class LabCore:
 
         await waitUntil(ready, f"{daemon.name} listening on UDP {port}", timeout, 0.02)
 
-    # Sockets in the trial process
+    # Sockets in this process
 
     def reactorIn(self, namespace: str) -> NamespacedReactor:
         """
-        The trial reactor, opening its UDP ports in C{namespace}.
+        The global reactor, opening its UDP ports in C{namespace}.
         """
         return NamespacedReactor(theReactor(), namespace)
 
@@ -329,7 +329,7 @@ class LabCore:
         self, namespace: str, port: int, protocol: DatagramProtocol, interface: str = ""
     ) -> IListeningPort:
         """
-        Open a UDP port of the trial reactor inside C{namespace}.
+        Open a UDP port of the global reactor inside C{namespace}.
         """
         listening: IListeningPort = self.reactorIn(namespace).listenUDP(
             port, protocol, interface=interface

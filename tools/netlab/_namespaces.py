@@ -203,7 +203,8 @@ def insideNamespace(namespace: str) -> Iterator[None]:
     """
     Run the body with the calling thread in network namespace C{namespace},
     then switch back.  A socket created in the body stays in C{namespace}
-    for its whole life, so the trial process can hold sockets on a LAN host.
+    for its whole life, so this process (a test run, the benchmarks) can
+    hold sockets on a LAN host.
     """
     with (
         open("/proc/thread-self/ns/net") as home,
@@ -225,7 +226,7 @@ def insideNamespace(namespace: str) -> Iterator[None]:
 @implementer(IReactorTime, IReactorUDP, IReactorMulticast)
 class NamespacedReactor:
     """
-    The trial reactor, except that every UDP or multicast port it opens is
+    A reactor, except that every UDP or multicast port it opens is
     opened inside one network namespace.  Hand it to code under test (a
     client, a service) so that every socket that code ever opens, even
     long after it started, is on the LAN host and none in the root
