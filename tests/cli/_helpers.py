@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from io import StringIO
 from ipaddress import IPv4Address
 from typing import Any
@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import twisted_natpmp
 from twisted_natpmp._cli import _run, parseArguments, run
-from twisted_natpmp._wire import (
+from twisted_natpmp.natpmp._wire import (
     ExternalAddressResponse,
     MapRequest,
     MapResponse,
@@ -29,7 +29,7 @@ from twisted_natpmp.testing import MemoryUDPNetwork, ScriptedGateway
 from twisted_natpmp.testing._gateway import GATEWAY, HOST
 
 
-def refuse(code: int) -> Any:
+def refuse(code: int) -> Callable[[Request], list[bytes]]:
     """
     A reply script for L{ScriptedGateway} that answers every request with
     result C{code}.
@@ -39,7 +39,7 @@ def refuse(code: int) -> Any:
         if isinstance(request, MapRequest):
             return [
                 MapResponse(
-                    request.protocol, code, 100, request.internalPort, 0, 0
+                    request.transport, code, 100, request.internalPort, 0, 0
                 ).encode()
             ]
         return [ExternalAddressResponse(code, 100, IPv4Address(0)).encode()]

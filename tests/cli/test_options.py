@@ -11,7 +11,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._cli import Options, parseArguments
-from twisted_natpmp._types import Transport as Protocol
+from twisted_natpmp._types import Transport
 
 
 class ParseTests(SynchronousTestCase):
@@ -42,7 +42,7 @@ class ParseTests(SynchronousTestCase):
         """
         self.assertEqual(
             parseArguments(["map", "tcp", "8080"]),
-            Options("map", protocol=Protocol.TCP, internalPort=8080, lifetime=7200),
+            Options("map", protocol=Transport.TCP, internalPort=8080, lifetime=7200),
         )
         self.assertEqual(
             parseArguments(
@@ -50,7 +50,7 @@ class ParseTests(SynchronousTestCase):
             ),
             Options(
                 "map",
-                protocol=Protocol.UDP,
+                protocol=Transport.UDP,
                 internalPort=5000,
                 externalPort=0,
                 lifetime=60,
@@ -60,11 +60,11 @@ class ParseTests(SynchronousTestCase):
     def test_unmap(self) -> None:
         self.assertEqual(
             parseArguments(["unmap", "udp", "5000"]),
-            Options("unmap", protocol=Protocol.UDP, internalPort=5000),
+            Options("unmap", protocol=Transport.UDP, internalPort=5000),
         )
         self.assertEqual(
             parseArguments(["unmap-all", "tcp"]),
-            Options("unmap-all", protocol=Protocol.TCP),
+            Options("unmap-all", protocol=Transport.TCP),
         )
 
     def test_commonOptions(self) -> None:

@@ -10,11 +10,11 @@ from io import StringIO
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._cli import _commands, _options
-from twisted_natpmp._wire import (
+from twisted_natpmp._types import Transport
+from twisted_natpmp.natpmp._wire import (
     ExternalAddressRequest,
     MapRequest,
     MapResponse,
-    Protocol,
 )
 from twisted_natpmp.natpmp.client import RETRANSMIT_TIMEOUTS
 from twisted_natpmp.testing import ScriptedGateway
@@ -110,7 +110,7 @@ class RunTests(RunCase):
         self.assertEqual(self.runCommand(["map", "tcp", "8080"]), 0)
         self.assertEqual(
             self.requests(),
-            [MapRequest(Protocol.TCP, 8080, 8080, 7200), ExternalAddressRequest()],
+            [MapRequest(Transport.TCP, 8080, 8080, 7200), ExternalAddressRequest()],
         )
         self.assertEqual(
             self.stdout.getvalue(),
@@ -127,7 +127,7 @@ class RunTests(RunCase):
         self.gateway.granted = 60
         argv = ["--json", "map", "udp", "5000", "--external", "0", "--lifetime", "3600"]
         self.assertEqual(self.runCommand(argv), 0)
-        self.assertEqual(self.requests()[0], MapRequest(Protocol.UDP, 5000, 0, 3600))
+        self.assertEqual(self.requests()[0], MapRequest(Transport.UDP, 5000, 0, 3600))
         self.assertEqual(
             self.jsonOutput(),
             {
@@ -162,7 +162,7 @@ class RunTests(RunCase):
         self.gateway.reply = lambda request: (
             answer(request)
             if isinstance(request, ExternalAddressRequest)
-            else [MapResponse(Protocol.TCP, 0, 100, 8080, 40000, 86400).encode()]
+            else [MapResponse(Transport.TCP, 0, 100, 8080, 40000, 86400).encode()]
         )
         self.assertEqual(self.runCommand(["--json", "map", "tcp", "8080"]), 0)
         record = self.jsonOutput()
@@ -217,7 +217,7 @@ class RunTests(RunCase):
         s3.4).
         """
         self.assertEqual(self.runCommand(["unmap", "udp", "5000"]), 0)
-        self.assertEqual(self.requests(), [MapRequest(Protocol.UDP, 5000, 0, 0)])
+        self.assertEqual(self.requests(), [MapRequest(Transport.UDP, 5000, 0, 0)])
         self.assertEqual(
             self.stdout.getvalue(),
             f"unmapped udp local port 5000 (gateway {GATEWAY})\n",
@@ -230,7 +230,7 @@ class RunTests(RunCase):
         lifetime 0 (RFC 6886 s3.4).
         """
         self.assertEqual(self.runCommand(["--json", "unmap-all", "tcp"]), 0)
-        self.assertEqual(self.requests(), [MapRequest(Protocol.TCP, 0, 0, 0)])
+        self.assertEqual(self.requests(), [MapRequest(Transport.TCP, 0, 0, 0)])
         note = (
             "some gateways, miniupnpd among them, delete this host's udp mappings too"
         )

@@ -15,7 +15,8 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from twisted_natpmp._wire import ExternalAddressRequest, MapRequest, Protocol, Request
+from twisted_natpmp._types import Transport
+from twisted_natpmp.natpmp._wire import ExternalAddressRequest, MapRequest, Request
 from twisted_natpmp.testing import ScriptedGateway
 from twisted_natpmp.testing._gateway import EXTERNAL
 
@@ -76,9 +77,9 @@ class SubprocessTests(TestCase):
         self.assertEqual(
             [request for request, _ in self.gateway.requests],
             [
-                MapRequest(Protocol.UDP, 5000, 5000, 7200),
+                MapRequest(Transport.UDP, 5000, 5000, 7200),
                 ExternalAddressRequest(),
-                MapRequest(Protocol.UDP, 5000, 0, 0),
+                MapRequest(Transport.UDP, 5000, 0, 0),
             ],
         )
 
