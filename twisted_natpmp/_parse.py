@@ -57,7 +57,8 @@ class ParseError(ValueError):
     @ivar text: the value as typed.
     @ivar value: the number it reads as, or L{None} when it is no number
         (of the kind asked for) at all.
-    @ivar low: the lowest value allowed.
+    @ivar low: the lowest value allowed (where C{high} is L{None}, the
+        value it must be above).
     @ivar high: the highest value allowed, or L{None} for no limit.
     @ivar whole: whether a whole number was asked for.
     """
