@@ -17,6 +17,8 @@ from twisted_natpmp._tap import Options, makeService, parseMap
 from twisted_natpmp._types import Transport
 from twisted_natpmp.service import MappingDeclaration, PortMapperService
 
+from ._imports import modulesLoadedBy
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -230,3 +232,21 @@ class TwistdTests(SynchronousTestCase):
         output = result.stdout + result.stderr
         self.assertNotIn("Traceback", output)
         self.assertIn("--map 'udp:99999' is not", output.strip().splitlines()[-1])
+
+
+class ImportTests(SynchronousTestCase):
+    def test_cheapImport(self) -> None:
+        """
+        twistd imports every plugin's options to list them: importing
+        C{twisted_natpmp._tap} imports neither the reactor, the service, the
+        client nor netifaces.
+        """
+        loaded = modulesLoadedBy("twisted_natpmp._tap")
+        heavy = {
+            "twisted.internet.reactor",
+            "netifaces",
+            "twisted_natpmp.discovery",
+            "twisted_natpmp.service",
+            "twisted_natpmp.natpmp.client",
+        }
+        self.assertEqual(loaded & heavy, set())
