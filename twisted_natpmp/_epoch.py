@@ -6,7 +6,7 @@ state: RFC 6886 s3.6 for NAT-PMP (L{EpochTracker}) and RFC 6887 s8.5 for PCP
 should come from a monotonic clock so that a step of the wall clock is not
 read as a reboot.
 
-Both trackers have the same interface: L{lastEpoch}, C{reset()} and
+Both trackers have the same interface: C{lastEpoch}, C{reset()} and
 C{update(epoch, now)}, which judges a packet and stores its pair.
 """
 

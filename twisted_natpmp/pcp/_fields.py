@@ -2,7 +2,7 @@
 """
 The constants and field encodings PCP messages share (RFC 6887 s5, s7):
 sizes, ports, 16-byte addresses with IPv4 in the IPv4-mapped form, and the
-IANA protocol numbers that stand for a L{Transport}.
+IANA protocol numbers that stand for a C{Transport}.
 
 Pure code: no I/O, no reactor, no logging.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
 
+from .._parse import MAX_PORT, MAX_UINT32
 from .._types import IPAddress, Transport
 
 __all__ = [
@@ -51,11 +52,6 @@ MAX_SIZE = 1100
 NONCE_SIZE = 12
 #: The top bit of the second byte: set in responses (RFC 6887 s7.1, s7.2).
 RESPONSE_BIT = 0x80
-#: The highest port number.
-MAX_PORT = 0xFFFF
-#: The highest 32-bit unsigned number: the longest lifetime, the latest
-#: epoch.
-MAX_UINT32 = 0xFFFFFFFF
 
 
 class Opcode(IntEnum):
@@ -94,8 +90,9 @@ def transportFor(number: int) -> Transport | None:
     The transport an IANA protocol number names.
 
     @param number: the protocol field of a MAP or PEER message.
-    @return: the L{Transport}, or L{None} for 0 (all protocols) and for
-        protocols this library does not map (SCTP's 132, for instance).
+    @return: the C{Transport}, or L{None} for 0
+        (all protocols) and for protocols this library does not map (SCTP's
+        132, for instance).
     """
     return _TRANSPORTS.get(number)
 

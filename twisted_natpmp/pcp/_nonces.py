@@ -67,7 +67,7 @@ def defaultPath(environ: Mapping[str, str] | None = None) -> Path:
     """
     Where the nonces of this user live unless told otherwise.
 
-    @param environ: the environment (L{os.environ} by default).
+    @param environ: the environment (C{os.environ} by default).
     @return: C{$XDG_STATE_HOME/twisted-natpmp/pcp-nonces.json} when
         C{XDG_STATE_HOME} is an absolute path, else
         C{~/.local/state/twisted-natpmp/pcp-nonces.json}.
@@ -83,7 +83,7 @@ def defaultPath(environ: Mapping[str, str] | None = None) -> Path:
 
 def newNonce() -> bytes:
     """
-    @return: 96 fresh random bits (RFC 6887 s11.1), from L{secrets}.
+    @return: 96 fresh random bits (RFC 6887 s11.1), from C{secrets}.
     """
     return secrets.token_bytes(NONCE_SIZE)
 
