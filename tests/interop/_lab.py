@@ -43,6 +43,7 @@ __all__ = [
     "Inbox",
     "Lab",
     "LabError",
+    "LabUnavailable",
     "NamespacedReactor",
     "RunningRelay",
     "buildLab",

@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from twisted.internet.protocol import DatagramProtocol
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
+from tools.netlab import _namespaces
 from twisted_natpmp import Transport
 
-from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Inbox, buildLab, waitUntil
+from .._imports import modulesLoadedBy
+from ._lab import (
+    LAN_HOSTS,
+    ROUTER_LAN,
+    ROUTER_WAN,
+    Inbox,
+    Lab,
+    LabError,
+    LabUnavailable,
+    buildLab,
+    waitUntil,
+)
 
 
 class NatpmpcAgainstMiniupnpdTests(TestCase):
@@ -116,3 +129,64 @@ class LabTests(TestCase):
         self.assertTrue(daemon.ended)
         left = set(os.listdir("/var/run/netns")) & set(lab.namespaces)
         self.assertEqual(left, set())
+
+
+class LabWithoutTrialTests(SynchronousTestCase):
+    """
+    The lab (L{tools.netlab}) is trial-free: it says it cannot run with
+    L{LabUnavailable}, which only the suite's L{buildLab} turns into a skip.
+    These run anywhere: nothing here builds a namespace.
+    """
+
+    def setUp(self) -> None:
+        self.missing: list[str] = []
+        self.patch(_namespaces, "missingPrerequisites", lambda: self.missing)
+        self.patch(os, "environ", dict(os.environ))
+        os.environ.pop("NATPMP_INTEROP_REQUIRED", None)
+
+    def test_noTrial(self) -> None:
+        """
+        Importing the lab and the packet tools, or the benchmarks' use of
+        them, loads neither trial nor the test suite.
+        """
+        for module in ("tools.netlab", "tools.impair.relay", "benchmarks._netlab"):
+            loaded = modulesLoadedBy(module)
+            self.assertEqual(
+                {m for m in loaded if m.startswith(("twisted.trial", "tests"))},
+                set(),
+                module,
+            )
+
+    def test_unavailable(self) -> None:
+        """
+        With something missing, building a lab raises L{LabUnavailable}
+        naming it, and L{buildLab} skips the test with that reason.
+        """
+        self.missing = ["the 'miniupnpd' command"]
+        with self.assertRaises(LabUnavailable) as caught:
+            Lab.build(Path(self.mktemp()))
+        self.assertIn("the 'miniupnpd' command", str(caught.exception))
+        with self.assertRaises(SkipTest) as skipped:
+            buildLab(self)
+        self.assertIn("the 'miniupnpd' command", str(skipped.exception))
+
+    def test_required(self) -> None:
+        """
+        With C{NATPMP_INTEROP_REQUIRED=1} (as on CI) a missing prerequisite
+        is a L{LabError}, which L{buildLab} lets through: a failure, not a
+        skip.
+        """
+        self.missing = ["root (network namespaces need it)"]
+        os.environ["NATPMP_INTEROP_REQUIRED"] = "1"
+        with self.assertRaises(LabError) as caught:
+            buildLab(self)
+        self.assertIn("NATPMP_INTEROP_REQUIRED", str(caught.exception))
+
+    def test_namesPerProcess(self) -> None:
+        """
+        Each lab's namespaces carry this process's pid and a fresh sequence
+        number, so parallel runs and labs never share one.
+        """
+        first, second = Lab(Path(self.mktemp())), Lab(Path(self.mktemp()))
+        self.assertIn(f"tnpmp{os.getpid()}x", first.router)
+        self.assertEqual(set(first.namespaces) & set(second.namespaces), set())
