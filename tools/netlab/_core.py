@@ -1,7 +1,7 @@
 """
 The lab's network: the namespaces of one lab, joined by veth pairs and a
 bridge, with helpers to run commands and programs in them and to open the
-test process's sockets inside them.  L{tools.netlab.Lab} adds the router's
+lab user's own sockets inside them.  L{tools.netlab.Lab} adds the router's
 programs (miniupnpd, our gateway, the impairment relay).
 
 Topology (every address exists only inside the lab's own namespaces)::
@@ -280,7 +280,7 @@ class LabCore:
 
     def python(self, *args: str) -> list[str]:
         """
-        A command line that runs this interpreter (the one running the tests,
+        A command line that runs this interpreter (the one running the lab,
         with this checkout's code) with C{args}.
         """
         return [sys.executable, *args]
@@ -288,7 +288,7 @@ class LabCore:
     def twistd(self, *args: str) -> list[str]:
         """
         A command line for C{twistd -n ARGS} with this interpreter, its pid
-        file in the test's directory.
+        file in the lab's directory.
         """
         self._count += 1
         pidfile = self.directory / f"twistd-{self._count}.pid"

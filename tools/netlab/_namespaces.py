@@ -71,7 +71,7 @@ def newBase() -> str:
 
 class LabError(Exception):
     """
-    The lab could not do what a test asked (a command failed, a daemon did
+    The lab could not do what it was asked (a command failed, a daemon did
     not start, a wait ran out).
     """
 
@@ -176,7 +176,7 @@ def _alive(pid: int) -> bool:
 
 def sweepStale() -> None:
     """
-    Delete namespaces left by earlier labs whose test process is gone.
+    Delete namespaces left by earlier labs whose process is gone.
     """
     try:
         names = os.listdir("/var/run/netns")
@@ -190,7 +190,7 @@ def sweepStale() -> None:
 
 @atexit.register
 def _deleteLeftovers() -> None:
-    # Last resort when a test run is interrupted before its cleanups ran.
+    # Last resort when a run is interrupted before its labs were destroyed.
     for namespace in sorted(liveNamespaces):
         deleteNamespace(namespace)
 

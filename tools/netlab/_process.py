@@ -109,7 +109,7 @@ class _Collector(ProcessProtocol):
 class Daemon:
     """
     A process started in one of the lab's namespaces; its output is kept in
-    memory and in a log file in the test's temporary directory.
+    memory and in a log file in the lab's directory.
 
     @ivar pid: the process id (that of the program itself: C{ip netns exec}
         execs it).
@@ -198,7 +198,7 @@ def listensOn(pid: int, port: int, namespace: str) -> bool:
     holds a UDP socket bound to C{port}.
 
     Both checks matter: until C{ip netns exec} has switched namespaces, the
-    process is a fork of the test process and its /proc/PID/net shows the
+    process is a fork of this process and its /proc/PID/net shows the
     root namespace, where another program may well use the port.
     """
     try:
