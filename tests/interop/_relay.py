@@ -1,6 +1,8 @@
 """
-The impairment relay, the flooder and the packet mutations, now in
-L{tools.impair}; these names stay here for the tests that import them.
+The impairment relay, the flooder and the packet mutations moved to
+L{tools.impair}; these names stay importable from here for
+C{tests/test_fuzz.py} and the fuzz tests taken from it.  New code imports
+L{tools.impair.mutations} directly.
 """
 
 from __future__ import annotations

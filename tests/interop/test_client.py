@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
+from tools.impair.relay import Impairment
 from twisted_natpmp import Transport
 from twisted_natpmp.errors import NoResponseError, NotSupportedError
 from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
@@ -23,7 +24,6 @@ from ._lab import (
     buildLab,
     sleep,
 )
-from ._relay import Impairment
 
 TCP, UDP = Transport.TCP, Transport.UDP
 

@@ -57,7 +57,7 @@ class FloodTests(TestCase):
     ) -> dict[str, float]:
         """
         Send C{count} mutated packets from LAN host 2, round-robin
-        over C{targets} (L{_relay.Target.parse} forms), at L{FLOOD_RATE}.
+        over C{targets} (L{tools.impair.flood.Target.parse} forms), at L{FLOOD_RATE}.
         Mutations that are still whole map requests are left out: each of
         those is a mapping event a gateway rightly logs.
         """

@@ -12,6 +12,9 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tools.impair.flood import udpDatagram
+from tools.impair.mutations import MAX_LENGTH, isMapRequest, mutations, validRequests
+from tools.impair.relay import Counts, Fate, Impairment
 from twisted_natpmp import Transport
 
 from ._lab import (
@@ -23,16 +26,6 @@ from ._lab import (
     buildLab,
     sleep,
     waitUntil,
-)
-from ._relay import (
-    MAX_LENGTH,
-    Counts,
-    Fate,
-    Impairment,
-    isMapRequest,
-    mutations,
-    udpDatagram,
-    validRequests,
 )
 
 #: The relay's seed in these tests.

@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from tools.impair.relay import Impairment
 from twisted_natpmp import Transport
 from twisted_natpmp.service import (
     STOP_DEADLINE,
@@ -34,7 +35,6 @@ from ._lab import (
     buildLab,
     waitUntil,
 )
-from ._relay import Impairment
 from .test_cli import natpmpCommand
 from .test_client import reactor
 

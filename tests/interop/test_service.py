@@ -18,6 +18,7 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublish
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
+from tools.impair.relay import Impairment
 from twisted_natpmp import Transport
 from twisted_natpmp.interfaces import IMappingObserver
 from twisted_natpmp.service import (
@@ -35,7 +36,6 @@ from ._lab import (
     sleep,
     waitUntil,
 )
-from ._relay import Impairment
 from .test_client import clientOn, reactor
 
 TCP, UDP = Transport.TCP, Transport.UDP
