@@ -8,7 +8,7 @@ an immutable value with an C{encode()} method; L{decodeRequest} and
 L{decodeResponse} turn bytes back into them, raising L{MalformedPacket}
 with a reason and, for a request, the result code a gateway answers with
 (see L{errorResponse}).  The constants, address fields and options live in
-L{_fields}, L{_opdata}, L{_options} and L{_results} and are re-exported here: import
+C{_fields}, C{_opdata}, C{_options} and C{_results} and are re-exported here: import
 everything from this module.
 """
 
