@@ -26,6 +26,7 @@ from twisted_natpmp.pcp._wire import (
     errorForResult,
     errorResponse,
     isNATPMPUnsupportedVersion,
+    isShortLived,
     resultForError,
 )
 
@@ -251,6 +252,12 @@ class ResultTests(SynchronousTestCase):
         self.assertEqual(resultForError(unknown), ResultCode.NOT_AUTHORIZED)
         pcp = errors.GatewayError(8, protocol="pcp")
         self.assertEqual(resultForError(pcp), ResultCode.NO_RESOURCES)
+
+    def test_shortLived(self) -> None:
+        # RFC 6887 s7.4: 7, 8 and 10 are short-lived, the others long (11 is
+        # unclassed: the errors' own table makes it short).
+        short = {code for code in range(1, 20) if isShortLived(code)}
+        self.assertEqual(short, {7, 8, 10, 11})
 
     def test_describe(self) -> None:
         self.assertEqual(describeResult(0), "success")

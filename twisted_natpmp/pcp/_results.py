@@ -35,6 +35,7 @@ __all__ = [
     "ResultCode",
     "describeResult",
     "errorForResult",
+    "isShortLived",
     "resultForError",
 ]
 
@@ -126,6 +127,24 @@ def errorForResult(code: int, lifetime: int | None = None) -> GatewayError:
             code, describeResult(code), protocol=PROTOCOL, lifetime=lifetime
         )
     return errorClass(code, protocol=PROTOCOL, lifetime=lifetime)
+
+
+def isShortLived(code: int) -> bool:
+    """
+    Whether RFC 6887 s7.4 counts an error as short-lived (worth retrying
+    soon: NETWORK_FAILURE, NO_RESOURCES, USER_EX_QUOTA, and here
+    CANNOT_PROVIDE_EXTERNAL, which the RFC leaves unclassed and miniupnpd
+    treats as long), as the error classes'
+    L{shortLived<twisted_natpmp.errors.GatewayError.shortLived>} says.  A
+    gateway picks the error lifetime it sends by this.
+
+    @param code: a non-zero result code.
+    @return: C{True} if short-lived; C{False} if long-lived or unknown.
+    """
+    try:
+        return _ERRORS[ResultCode(code)].shortLived
+    except (ValueError, KeyError):
+        return False
 
 
 def resultForError(error: GatewayError) -> ResultCode:

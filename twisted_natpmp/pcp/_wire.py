@@ -62,6 +62,7 @@ from ._results import (
     ResultCode,
     describeResult,
     errorForResult,
+    isShortLived,
     resultForError,
 )
 
@@ -97,6 +98,7 @@ __all__ = [
     "errorForResult",
     "errorResponse",
     "isNATPMPUnsupportedVersion",
+    "isShortLived",
     "noPreference",
     "protocolNumber",
     "resultForError",
