@@ -10,9 +10,19 @@ from ipaddress import IPv4Address
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_natpmp.errors import (
+    GatewayError,
+    NetworkFailureError,
+    NotAuthorizedError,
+    OutOfResourcesError,
+    UnsupportedOpcodeError,
+    UserExceededQuotaError,
+)
 from twisted_natpmp.natpmp._wire import (
     OPCODES,
 )
+from twisted_natpmp.natpmp.responder import resultFor
+from twisted_natpmp.server.backends import MemoryBackend
 
 from ..vectors import loadCases
 from ._helpers import (
@@ -300,3 +310,58 @@ class RequestTests(GatewayTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(self.backend.forwards, {})
         self.assertEqual(len(self.ask(b"\x00\x00") or b""), 12)
+
+
+class ResultForErrorTests(GatewayTestsMixin, SynchronousTestCase):
+    """
+    A refusal by meaning is answered with NAT-PMP's code for it (RFC 6886
+    s3.5).
+    """
+
+    def test_codes(self) -> None:
+        """
+        Each meaning NAT-PMP has a code for gets it, a subclass its base
+        class's; a meaning it lacks gets the code the error carries if that
+        is not another protocol's, else 2 (Not Authorized/Refused).
+        """
+
+        class Firewalled(NetworkFailureError):
+            pass
+
+        cases: list[tuple[GatewayError, int]] = [
+            (NotAuthorizedError(), 2),
+            (NetworkFailureError(), 3),
+            (OutOfResourcesError(), 4),
+            (UnsupportedOpcodeError(), 5),
+            (Firewalled(), 3),
+            (UserExceededQuotaError(), 2),
+            (GatewayError(4), 4),
+            (GatewayError(8, protocol="pcp"), 2),
+            (GatewayError(), 2),
+        ]
+        for error, code in cases:
+            self.assertEqual(resultFor(error), code, repr(error))
+
+    def test_backendMeaningsOnTheWire(self) -> None:
+        """
+        A backend that refuses by meaning alone (no code) gets NAT-PMP's
+        code for it in the reply, with the internal port echoed (RFC 6886
+        s3.5).
+        """
+
+        class Refusing(MemoryBackend):
+            error: Exception = OutOfResourcesError()
+
+            def addMapping(self, *args: object) -> None:
+                raise self.error
+
+        backend = Refusing()
+        self.startGateway(backend=backend)
+        for error, code in [
+            (OutOfResourcesError(), 4),
+            (NotAuthorizedError(), 2),
+            (NetworkFailureError(), 3),
+        ]:
+            backend.error = error
+            reply = parseMap(self.ask(mapRequest(TCP, 7, 7000, 60)) or b"")
+            self.assertEqual((reply[1], reply[3], reply[4], reply[5]), (code, 7, 0, 0))

@@ -198,6 +198,25 @@ class ExpiryAndLoggingTests(GatewayTestsMixin, SynchronousTestCase):
         self.assertEqual([p for p in self.net.ports if p[0] == GATEWAY], [])
         self.assertEqual(self.net.multicastPorts, [])
 
+    def test_stopSaysOneLine(self) -> None:
+        """
+        Stopping says in one line how many mappings it removed; no client
+        deleted them, so none is logged as deleted (each is said at debug
+        level as cleared).
+        """
+        service = self.startGateway()
+        self.ask(mapRequest(UDP, 5, 5000, 100))
+        self.ask(mapRequest(TCP, 6, 6000, 100))
+        service.stopService()
+        self.assertEqual(self.events("deleted"), [])
+        cleared = self.events("cleared")
+        self.assertEqual(len(cleared), 2)
+        self.assertEqual({e["log_level"] for e in cleared}, {LogLevel.debug})
+        said = [
+            formatEvent(e) for e in self.logged if "gateway stopped" in e["log_format"]
+        ]
+        self.assertEqual(said, ["gateway stopped: removed 2 mapping(s)"])
+
     def test_bindFailureReleasesPorts(self) -> None:
         """
         When one internal address cannot be bound, starting fails with that

@@ -5,7 +5,7 @@ and the epoch, on a L{Clock}.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -30,6 +30,9 @@ from ._tablefakes import (
     UDP,
     TableTestsMixin,
 )
+
+#: An IPv6 client (a PCP client, some day, with a pinhole or a NAT64 map).
+ERIN = IPv6Address("2001:db8::5")
 
 
 class MapTests(TableTestsMixin, SynchronousTestCase):
@@ -267,3 +270,57 @@ class EpochTests(TableTestsMixin, SynchronousTestCase):
         """
         self.clock.advance(2**32 + 5)
         self.assertEqual(self.table.epoch(), 5)
+
+
+class NeutralTests(TableTestsMixin, SynchronousTestCase):
+    """
+    The table knows transports and clients, IPv4 or IPv6, not a protocol.
+    """
+
+    def test_ipv6Client(self) -> None:
+        """
+        An IPv6 client maps, renews, is found and deletes like an IPv4 one,
+        and the backend is handed its address.
+        """
+        mapping = self.table.map(ERIN, TCP, 443, 8443, 60)
+        self.assertEqual((mapping.client, mapping.externalPort), (ERIN, 8443))
+        self.assertEqual(self.backend.forwards, {(TCP, 8443): (ERIN, 443)})
+        self.assertEqual(self.table.map(ERIN, TCP, 443, 0, 60).externalPort, 8443)
+        self.assertEqual(self.table.get(ERIN, TCP, 443), self.table.mappingsOf(ERIN)[0])
+        self.assertIsNone(self.table.get(ALICE, TCP, 443))
+        self.table.delete(ERIN, TCP, 443)
+        self.assertEqual((len(self.table), self.backend.forwards), (0, {}))
+
+    def test_companionAcrossFamilies(self) -> None:
+        """
+        The companion port a client holds is reserved against clients of
+        either family (RFC 6886 s3.3): one external port space.
+        """
+        self.table.map(ERIN, TCP, 8080, 8080, 60)
+        self.assertNotEqual(
+            self.table.map(ALICE, UDP, 8080, 8080, 60).externalPort, 8080
+        )
+        self.assertEqual(self.table.map(ERIN, UDP, 8080, 8080, 60).externalPort, 8080)
+
+    def test_protocolIsTransport(self) -> None:
+        """
+        A mapping's C{protocol}, its first name, is its transport.
+        """
+        mapping = self.table.map(ALICE, UDP, 1, 0, 60)
+        self.assertIs(mapping.transport, UDP)
+        self.assertIs(mapping.protocol, UDP)
+        self.assertEqual(mapping.key, (ALICE, UDP, 1))
+
+    def test_refusalByMeaning(self) -> None:
+        """
+        A refusal carries an error by meaning and no protocol's code; its
+        text says the reason and the meaning.
+        """
+        table = self.makeTable(maxMappingsPerClient=1)
+        table.map(ERIN, UDP, 1, 0, 60)
+        refusal = self.assertRaises(Refused, table.map, ERIN, UDP, 2, 0, 60)
+        self.assertIsInstance(refusal.error, OutOfResourcesError)
+        self.assertIsNone(refusal.error.resultCode)
+        self.assertEqual(
+            str(refusal), "client at its limit of 1 mappings (out of resources)"
+        )

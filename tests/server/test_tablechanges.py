@@ -215,6 +215,16 @@ class DeleteTests(TableTestsMixin, SynchronousTestCase):
         self.assertEqual(self.table.epoch(), 0)
         self.assertEqual(self.backend.forwards, {})
         self.assertIsNone(self.table.nextExpiry())
+        # Cleared, not deleted: no client asked.
+        self.assertEqual(
+            self.kinds(),
+            [
+                EventKind.CREATED,
+                EventKind.CREATED,
+                EventKind.CLEARED,
+                EventKind.CLEARED,
+            ],
+        )
 
 
 class BackendFailureTests(TableTestsMixin, SynchronousTestCase):
