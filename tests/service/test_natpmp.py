@@ -6,7 +6,8 @@ gateway (L{GatewayService}) on the in-memory UDP network, on one L{Clock}.
 from __future__ import annotations
 
 import random
-from ipaddress import IPv4Address
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from twisted.application.service import IService, MultiService
@@ -17,7 +18,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_natpmp.service import _legacy as serviceModule
 from twisted_natpmp._wire import (
     ExternalAddressRequest,
     ExternalAddressResponse,
@@ -28,7 +28,6 @@ from twisted_natpmp._wire import (
     decodeRequest,
 )
 from twisted_natpmp.backends import MemoryBackend
-from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
 from twisted_natpmp.errors import (
     NetworkFailureError,
     NoGatewayError,
@@ -36,6 +35,7 @@ from twisted_natpmp.errors import (
     NotAuthorizedError,
 )
 from twisted_natpmp.interfaces import IMappingObserver, IPortMapper
+from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
 from twisted_natpmp.server import GatewayService
 from twisted_natpmp.service import (
     CONFIRM_SPACING,
@@ -46,7 +46,8 @@ from twisted_natpmp.service import (
     defaultBackoff,
     isPrivateAddress,
 )
-
+from twisted_natpmp.service.keeper import KeeperPhase
+from twisted_natpmp.service.policy import randomHoldOff
 from twisted_natpmp.testing import Datagram, MemoryUDPNetwork
 
 GATEWAY = "10.0.0.1"
@@ -77,7 +78,8 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.states: list[MappingState] = []
 
-    def mappingChanged(self, state: MappingState) -> None:
+    def mappingChanged(self, state: object) -> None:
+        assert isinstance(state, MappingState)
         self.states.append(state)
 
 
@@ -281,7 +283,7 @@ class StartTests(ServiceTestMixin, SynchronousTestCase):
         """
         parent = MultiService()
         service = self.makeService(UDP5000)
-        service.setServiceParent(parent)
+        service.setServiceParent(parent)  # type: ignore[no-untyped-call]
         parent.startService()
         self.network.flush()
         self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
@@ -357,7 +359,7 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
 
         def backoff(attempt: int) -> float:
             attempts.append(attempt)
-            return min(10.0 * 2**attempt, 40.0)
+            return min(10.0 * 2.0**attempt, 40.0)
 
         service = self.start(UDP5000, backoff=backoff, healthInterval=10**6)
         self.advance(130)
@@ -547,7 +549,7 @@ class RecoveryTests(ServiceTestMixin, SynchronousTestCase):
             return 4.5
 
         self.patch(random, "uniform", uniform)
-        self.start(UDP5000, holdOff=serviceModule._randomHoldOff)
+        self.start(UDP5000, holdOff=randomHoldOff)
         self.advance(10)
         self.gateway.stopService()
         self.gateway.startService()
@@ -881,7 +883,9 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         from twisted.internet.error import CannotListenError
 
         def listenMulticast(*args: Any, **kwargs: Any) -> None:
-            raise CannotListenError("224.0.0.1", 5350, OSError("in use"))
+            raise CannotListenError(  # type: ignore[no-untyped-call]
+                "224.0.0.1", 5350, OSError("in use")
+            )
 
         reactor = self.network.host(HOST)
         self.patch(reactor, "listenMulticast", listenMulticast)
@@ -1382,12 +1386,13 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         # The gateway makes the mapping, but its mapping replies are lost.
         self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 16
         self.sendFrom(GATEWAY, pcpAnnounce(0))
+        keeper = service._keepers[UDP5000.key]
         for _ in range(40):
-            if service._remap is serviceModule._Remap.MAPPING:
+            if keeper.phase is KeeperPhase.RENEWING:
                 break
             self.advance(0.25)
-        self.assertIs(service._remap, serviceModule._Remap.MAPPING)
-        self.assertIsNotNone(service._entries[UDP5000.key].request)
+        # The re-mapping's request is in flight.
+        self.assertIs(keeper.phase, KeeperPhase.RENEWING)
         self.network.drop = lambda datagram: False
         d = service.stopService()
         self.network.flush()
@@ -1501,7 +1506,7 @@ class ObserverTests(ServiceTestMixin, SynchronousTestCase):
 
         @implementer(IMappingObserver)
         class Broken:
-            def mappingChanged(self, state: MappingState) -> None:
+            def mappingChanged(self, state: object) -> None:
                 raise RuntimeError("broken")
 
         service = self.makeService(UDP5000)
@@ -1575,7 +1580,7 @@ class RefusingBackend(MemoryBackend):
 
     def addMapping(
         self,
-        internalAddress: IPv4Address,
+        internalAddress: IPv4Address | IPv6Address,
         protocol: Protocol,
         internalPort: int,
         externalPort: int,
@@ -1585,7 +1590,7 @@ class RefusingBackend(MemoryBackend):
         super().addMapping(internalAddress, protocol, internalPort, externalPort)
 
 
-def texts(events: list[Any], level: str | None = None) -> list[str]:
+def texts(events: Sequence[Any], level: str | None = None) -> list[str]:
     """
     The formatted texts of the events, of one level if C{level} is given.
     """
@@ -1632,7 +1637,7 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
         self.advance(0.25)
         self.assertEqual([t for t, _ in self.mapRequests()], [0.0, 3600.0])
 
-    def runWithOneSecondGrants(self) -> list[Any]:
+    def runWithOneSecondGrants(self) -> Sequence[Any]:
         """
         Map L{UDP5000} for 60 s via a gateway that grants 1 s.
 
@@ -1737,7 +1742,11 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
             stopped = service.stopService()
             self.network.flush()
             self.successResultOf(stopped)
-        ours = [e for e in events if e.get("log_namespace") == serviceModule.__name__]
+        ours = [
+            e
+            for e in events
+            if e.get("log_namespace", "").startswith("twisted_natpmp.service")
+        ]
         self.assertTrue(ours)
         for event in ours:
             # The event's own fields, not the logging system's (the logger,
@@ -2013,8 +2022,18 @@ class MonotonicTests(ServiceTestMixin, SynchronousTestCase):
         announcements of one run of the gateway is no reboot.
         """
         monotonic = [0.0]
+
+        def clientFactory(gateway: IPv4Address) -> IPortMapper:
+            # The mapper judges the epochs, on the service's monotonic clock.
+            return listenClient(
+                self.network.host(HOST), gateway, monotonic=lambda: monotonic[0]
+            )
+
         service = self.start(
-            UDP5000, monotonic=lambda: monotonic[0], healthInterval=10**6
+            UDP5000,
+            monotonic=lambda: monotonic[0],
+            healthInterval=10**6,
+            clientFactory=clientFactory,
         )
         self.advance(10)
         monotonic[0] += 10

@@ -7,7 +7,7 @@ runs, and the parts it is made of.
 from __future__ import annotations
 
 from ..discovery import isPrivateAddress
-from ._legacy import PortMapperService
+from ._service import PortMapperService
 from .declarations import MappingDeclaration, MappingState, PublicAddressError
 from .keeper import KeeperChange, KeeperContext, KeeperPhase, MappingKeeper, Why
 from .policy import (

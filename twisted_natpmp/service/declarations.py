@@ -10,12 +10,26 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from .._types import IPAddress, Transport
+from ..discovery import isPrivateAddress
 from ..errors import NATPMPError
 
-__all__ = ["MappingDeclaration", "MappingState", "PublicAddressError"]
+__all__ = [
+    "MappingDeclaration",
+    "MappingState",
+    "PublicAddressError",
+    "behindSecondNAT",
+]
 
 #: RFC 6886 s3.3: the recommended lifetime of a port mapping, two hours.
 RECOMMENDED_LIFETIME = 7200
+
+
+def behindSecondNAT(address: IPAddress | None) -> bool:
+    """
+    Is C{address}, a gateway's external address, a private IPv4 address
+    (RFC 1918 or 100.64/10), so that the host is behind a second NAT?
+    """
+    return isinstance(address, IPv4Address) and isPrivateAddress(address)
 
 
 class PublicAddressError(NATPMPError):
@@ -27,7 +41,7 @@ class PublicAddressError(NATPMPError):
     @ivar address: this host's address towards the gateway.
     """
 
-    def __init__(self, address: IPv4Address, gateway: IPv4Address) -> None:
+    def __init__(self, address: IPAddress, gateway: IPAddress) -> None:
         self.address = address
         super().__init__(
             f"this host reaches gateway {gateway} from {address}, which is not a"

@@ -723,12 +723,17 @@ class MappingKeeper:
 
     # What it is told
 
-    def start(self, mapper: IPortMapper) -> None:
+    def start(self, mapper: IPortMapper, context: KeeperContext | None = None) -> None:
         """
         Start keeping the mapping through C{mapper}: ask for it now.  For an
         idle keeper (a new one, or one paused); one removed stays stopped.
+
+        @param context: what the keepers of C{mapper}'s gateway share, if
+            not the one given before.
         """
         self._core.mapper = mapper
+        if context is not None:
+            self.context = self._core.context = context
         self._machine.begin(Why.MAP)
 
     def request(self, why: Why = Why.REMAP) -> Deferred[None]:

@@ -1,0 +1,371 @@
+# -*- test-case-name: tests.service.test_service,tests.service.test_natpmp -*-
+"""
+L{PortMapperService}: an L{IService <twisted.application.service.IService>}
+that keeps a declared set of ports mapped on the gateway for as long as it
+runs: one L{MappingKeeper} per declaration, one L{GatewayWatch} for the
+gateway in use (found and followed by L{_GatewayFollower}), and
+L{deleteAll} when it stops.
+
+It talks to an L{IPortMapper} (the NAT-PMP client by default), never to
+packets, and asks it no protocol-specific question.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Address
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.logger import Logger
+
+from .._types import IPAddress, Transport
+from ..announce import Announcement, AnnouncementProtocol
+from ..discovery import defaultGateway
+from ..interfaces import IMappingObserver, IPortMapper, MappingKey
+from ._gateways import _GatewayFollower
+from .declarations import (
+    RECOMMENDED_LIFETIME,
+    MappingDeclaration,
+    MappingState,
+    behindSecondNAT,
+)
+from .keeper import KeeperChange, MappingKeeper
+from .policy import (
+    GATEWAY_CHECK_INTERVAL,
+    HEALTH_INTERVAL,
+    MAP_TIMEOUTS,
+    STOP_DEADLINE,
+    STOP_TIMEOUTS,
+    defaultBackoff,
+    randomHoldOff,
+)
+from .stop import deleteAll
+
+__all__ = ["PortMapperService"]
+
+log = Logger()
+
+
+class PortMapperService(_GatewayFollower, Service):
+    """
+    Keep declared ports mapped on the gateway while the service runs.
+
+    Declarations are given to the constructor or added and removed with
+    L{addMapping} and L{removeMapping} at any time.  L{states} tells what
+    each one holds; observers (L{IMappingObserver}) hear every change.
+
+    @ivar gateway: the gateway in use, or L{None} before one is known.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        mappings: Iterable[MappingDeclaration] = (),
+        *,
+        gateway: IPv4Address | str | None = None,
+        discoverGateway: Callable[[], IPv4Address] = defaultGateway,
+        clientFactory: Callable[[IPv4Address], IPortMapper] | None = None,
+        announcements: Callable[[AnnouncementProtocol], IListeningPort | None]
+        | None = None,
+        holdOff: Callable[[], float] = randomHoldOff,
+        healthInterval: float = HEALTH_INTERVAL,
+        gatewayCheckInterval: float = GATEWAY_CHECK_INTERVAL,
+        backoff: Callable[[int], float] | None = None,
+        stopTimeouts: Sequence[float] = STOP_TIMEOUTS,
+        stopDeadline: float = STOP_DEADLINE,
+        mapTimeouts: Sequence[float] = MAP_TIMEOUTS,
+        monotonic: Callable[[], float] = time.monotonic,
+        allowPublicAddress: bool = False,
+    ) -> None:
+        """
+        @param reactor: the clock; also the UDP and multicast reactor of the
+            default C{clientFactory} and C{announcements}.
+        @param mappings: the initial declarations.
+        @param gateway: the gateway to use; L{None} finds the default
+            gateway with C{discoverGateway} and follows it as it changes.
+        @param discoverGateway: returns the default gateway, or raises
+            L{NoGatewayError <twisted_natpmp.errors.NoGatewayError>}.
+        @param clientFactory: makes a listening L{IPortMapper} for a gateway
+            (one per gateway, stopped when done with); by default a
+            L{twisted_natpmp.natpmp.client.NATPMPClient} that judges epochs
+            on C{monotonic}.
+        @param announcements: starts listening with an L{AnnouncementProtocol}
+            and returns the port, or L{None} for none; by default it binds
+            224.0.0.1:5350 (a failure to bind is logged, not fatal).
+        @param holdOff: returns the seconds to wait before re-mapping after a
+            loss of state (RFC 6886 s3.7: uniform in 0-5 s).
+        @param healthInterval: seconds between health checks (probes).
+        @param gatewayCheckInterval: seconds between default-gateway checks,
+            which also check again whether a host refused for a public
+            address reaches the gateway from a private one now.
+        @param backoff: given the number of failures so far, returns the
+            seconds to wait before retrying (like the C{retryPolicy} of
+            L{twisted.application.internet.ClientService}); by default
+            L{defaultBackoff}.
+        @param stopTimeouts: the retransmission schedule of deletions.
+        @param stopDeadline: the longest L{stopService} waits for deletions.
+        @param mapTimeouts: the retransmission schedule of one mapping
+            attempt; after it, the attempt fails and is retried after the
+            C{backoff}.
+        @param monotonic: returns the seconds of a clock that never steps,
+            for the RFC 6886 s3.6 judgement of epochs.
+        @param allowPublicAddress: map even when this host reaches the
+            gateway from an address that is not private; by default the
+            service then maps nothing and each state carries a
+            L{PublicAddressError <twisted_natpmp.service.PublicAddressError>}
+            (RFC 6886 s3 SHOULD), until the address is private.
+        """
+        self._reactor = reactor
+        self._backoff = backoff or defaultBackoff()
+        self._stopTimeouts = tuple(stopTimeouts)
+        self._stopDeadline = stopDeadline
+        self._mapTimeouts = tuple(mapTimeouts)
+        self._monotonic = monotonic
+        self._keepers: dict[MappingKey, MappingKeeper] = {}
+        self._waiters: dict[MappingKey, list[Deferred[MappingState]]] = {}
+        self._observers: list[IMappingObserver] = []
+        for declaration in mappings:
+            self._declare(declaration)
+        self._follow(
+            None if gateway is None else IPv4Address(gateway),
+            discoverGateway,
+            clientFactory or self._defaultClient,
+            announcements,
+            holdOff,
+            healthInterval,
+            gatewayCheckInterval,
+            allowPublicAddress,
+        )
+
+    # Declarations
+
+    @property
+    def externalAddress(self) -> IPAddress | None:
+        """
+        The gateway's external address, if known.
+        """
+        return None if self._watch is None else self._watch.externalAddress
+
+    @property
+    def doubleNAT(self) -> bool:
+        """
+        Is the gateway's external address private (a second NAT upstream)?
+        """
+        return behindSecondNAT(self.externalAddress)
+
+    def states(self) -> list[MappingState]:
+        """
+        The state of every declaration, in the order declared.
+        """
+        return [self._state(keeper) for keeper in self._keepers.values()]
+
+    def state(self, protocol: Transport, internalPort: int) -> MappingState:
+        """
+        The state of one declaration.
+
+        @raise KeyError: nothing is declared for C{protocol} (the transport)
+            and C{internalPort}.
+        """
+        return self._state(self._keepers[(Transport(protocol), internalPort)])
+
+    def addMapping(
+        self,
+        protocol: Transport,
+        internalPort: int,
+        externalPort: int | None = None,
+        lifetime: int = RECOMMENDED_LIFETIME,
+    ) -> Deferred[MappingState]:
+        """
+        Declare a port to keep mapped, and map it now if the service runs.
+
+        @return: fires with the declaration's state after the first attempt
+            (mapped, or with its error: the service keeps trying either way),
+            or at once if the service is not running or has no gateway; fails
+            with L{ValueError} for a bad or duplicate declaration.
+        """
+        try:
+            declaration = MappingDeclaration(
+                Transport(protocol), internalPort, externalPort, lifetime
+            )
+            keeper = self._declare(declaration)
+        except ValueError as e:
+            return fail(e)
+        watch = self._watch
+        if not self.running or self._client is None or watch is None:
+            return succeed(self._state(keeper))
+        waiters = self._waiters.setdefault(declaration.key, [])
+        waiter: Deferred[MappingState] = Deferred(
+            lambda d: waiters.remove(d) if d in waiters else None
+        )
+        waiters.append(waiter)
+        keeper.start(watch.mapper, watch.context)
+        return waiter
+
+    def removeMapping(self, protocol: Transport, internalPort: int) -> Deferred[None]:
+        """
+        Forget a declaration and delete its mapping from the gateway.
+
+        @return: fires when the gateway confirmed the deletion (or at once if
+            nothing was mapped); fails with the deletion's error, or with
+            L{KeyError} if nothing is declared for that port.
+        """
+        try:
+            keeper = self._keepers.pop((Transport(protocol), internalPort))
+        except (KeyError, ValueError) as e:
+            return fail(e)
+        if not self.running or self._client is None:
+            keeper.pause()
+            keeper.forget()
+        d = keeper.remove()
+        self._changed(keeper, removed=True)
+        return d
+
+    def addObserver(self, observer: IMappingObserver) -> None:
+        """
+        Call C{observer.mappingChanged(state)} on every change of state.
+        """
+        self._observers.append(observer)
+
+    def removeObserver(self, observer: IMappingObserver) -> None:
+        """
+        Stop calling C{observer}.
+        """
+        self._observers.remove(observer)
+
+    # IService
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._startFollowing()
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop keeping ports mapped and delete every mapping held.
+
+        Every request still pending is cancelled first, so that nothing but
+        the deletions goes out; the deletions are then sent together, each
+        resent until answered on the s3.1 doubling schedule within the
+        deadline (RFC 6886 s3.1, s3.4), and what could not be deleted is
+        logged by name, with the reason.
+
+        @return: fires when the gateway answered every deletion, or after
+            at most C{stopDeadline} seconds.
+        """
+        super().stopService()  # type: ignore[no-untyped-call]
+        # What may be mapped on the gateway is known before anything is
+        # cancelled: a request in flight may have been granted.
+        held, unconfirmed = self._held()
+        waits: list[Deferred[Any]] = [self._stopFollowing()]
+        client = self._client
+        self._quiesce()
+        if client is not None:
+            waits.append(
+                self._deleteAll(client, held, "stopping", unconfirmed).addErrback(
+                    lambda f: log.failure("deleting the mappings failed", f)
+                )
+            )
+        return DeferredList(waits, consumeErrors=True).addCallback(self._stopped)
+
+    # Internals
+
+    def _declare(self, declaration: MappingDeclaration) -> MappingKeeper:
+        if declaration.key in self._keepers:
+            raise ValueError(
+                f"{declaration.protocol.label} port {declaration.internalPort}"
+                " is already declared"
+            )
+        keeper = self._keepers[declaration.key] = MappingKeeper(
+            declaration,
+            self._reactor,
+            self._keeperChanged,
+            backoff=self._backoff,
+            mapTimeouts=self._mapTimeouts,
+            deleteTimeouts=self._stopTimeouts,
+            monotonic=self._monotonic,
+        )
+        return keeper
+
+    def _keeperChanged(self, keeper: MappingKeeper, change: KeeperChange) -> None:
+        if change is KeeperChange.GRANTED and self._watch is not None:
+            self._watch.granted()
+        self._changed(keeper)
+
+    def _held(self) -> tuple[list[MappingDeclaration], set[MappingKey]]:
+        """
+        What may be mapped on the gateway now, and the keys of those never
+        seen granted.
+        """
+        held, unconfirmed = [], set()
+        for keeper in self._keepers.values():
+            mayBe, never = keeper.mayBeHeld()
+            if mayBe:
+                held.append(keeper.declaration)
+            if never:
+                unconfirmed.add(keeper.declaration.key)
+        return held, unconfirmed
+
+    def _deleteAll(
+        self,
+        client: IPortMapper,
+        declarations: list[MappingDeclaration],
+        why: str,
+        unconfirmed: set[MappingKey],
+    ) -> Deferred[None]:
+        return deleteAll(
+            self._reactor,
+            client,
+            declarations,
+            why,
+            unconfirmed,
+            timeouts=self._stopTimeouts,
+            deadline=self._stopDeadline,
+        )
+
+    def _stopped(self, result: object) -> Deferred[None]:
+        for keeper in self._keepers.values():
+            keeper.forget()
+            keeper.error = None
+            self._changed(keeper, removed=True)
+        return self._forgetGateway()
+
+    def _state(self, keeper: MappingKeeper, removed: bool = False) -> MappingState:
+        mapping = keeper.mapping
+        address = self.externalAddress
+        if address is None and mapping is not None:
+            address = mapping.externalAddress
+        return MappingState(
+            declaration=keeper.declaration,
+            gateway=self.gateway,
+            externalAddress=address,
+            externalPort=None if mapping is None else mapping.externalPort,
+            # RFC 6886 s3.3: a longer grant than asked is not trusted.
+            lifetime=keeper.lifetime,
+            expires=keeper.expires,
+            error=keeper.error,
+            doubleNAT=behindSecondNAT(address),
+            removed=removed,
+        )
+
+    def _changed(self, keeper: MappingKeeper, removed: bool = False) -> None:
+        state = self._state(keeper, removed)
+        waiters = self._waiters.pop(keeper.declaration.key, [])
+        for waiter in waiters:
+            waiter.callback(state)
+        for observer in list(self._observers):
+            try:
+                observer.mappingChanged(state)
+            except Exception:
+                log.failure("observer {observer} failed", observer=repr(observer))
+
+    def _announced(self, announcement: Announcement) -> None:
+        if self.running and self._client is not None and self._watch is not None:
+            self._watch.announced(announcement)
+
+    def _releaseClient(self, client: IPortMapper | None) -> Deferred[None]:
+        if client is None:
+            return succeed(None)
+        return maybeDeferred(client.stop).addCallback(lambda _: None)
