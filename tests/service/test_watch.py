@@ -1,0 +1,449 @@
+"""
+Tests for L{twisted_natpmp.service.watch}: the gateway watch, its re-mapping
+machine (L{twisted_natpmp.service._recovery}) and its silence watch, on a
+L{Clock} against L{FakePortMapper}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from twisted_natpmp._types import Announcement, AnnouncementKind, Transport
+from twisted_natpmp.errors import NoResponseError, NotAuthorizedError
+from twisted_natpmp.interfaces import IPortMapper, Probe
+from twisted_natpmp.service._recovery import Recovery
+from twisted_natpmp.service.declarations import MappingDeclaration
+from twisted_natpmp.service.keeper import KeeperChange, KeeperPhase, MappingKeeper
+from twisted_natpmp.service.policy import (
+    ADDRESS_TIMEOUTS,
+    CONFIRM_SPACING,
+    HEALTH_TIMEOUTS,
+)
+from twisted_natpmp.service.watch import GatewayWatch
+from twisted_natpmp.testing import FakePortMapper
+
+UDP5000 = MappingDeclaration(Transport.UDP, 5000)
+TCP8080 = MappingDeclaration(Transport.TCP, 8080)
+EXTERNAL = IPv4Address("192.0.2.1")
+
+
+def texts(events: Sequence[Any], level: str | None = None) -> list[str]:
+    return [
+        e["log_format"].format(**e)
+        for e in events
+        if level is None or e["log_level"].name == level
+    ]
+
+
+def announcement(
+    epoch: int,
+    kind: AnnouncementKind = AnnouncementKind.NATPMP,
+    address: IPv4Address | None = EXTERNAL,
+) -> Announcement:
+    return Announcement(kind, epoch, address, ("10.0.0.1", 5350))
+
+
+class WatchTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        # The gateway has run for 1000 s.
+        self.clock.advance(1000)
+        self.mapper = FakePortMapper(now=self.clock.seconds)
+        self.keepers: list[MappingKeeper] = []
+        self.holdOff = 2.0
+
+    def watch(self, *declarations: MappingDeclaration) -> GatewayWatch:
+        watch = GatewayWatch(
+            self.clock,
+            self.mapper,
+            lambda: self.keepers,
+            holdOff=lambda: self.holdOff,
+            monotonic=self.clock.seconds,
+            healthInterval=60.0,
+            describe=lambda: "states",
+        )
+
+        def report(keeper: MappingKeeper, change: KeeperChange) -> None:
+            # As the service does.
+            if change is KeeperChange.GRANTED:
+                watch.granted()
+
+        for declaration in declarations:
+            keeper = MappingKeeper(
+                declaration,
+                self.clock,
+                report,
+                backoff=lambda failures: 300.0,
+                monotonic=self.clock.seconds,
+            )
+            self.keepers.append(keeper)
+        watch.start()
+        for keeper in self.keepers:
+            keeper.start(watch.mapper, watch.context)
+        return watch
+
+    def answerAll(self) -> None:
+        """
+        Answer every request pending as a well-behaved gateway would.
+        """
+        while self.mapper.pending():
+            request = self.mapper.pending()[0]
+            if request.method == "probe":
+                request.succeed(Probe(self.mapper.protocolName, 1000, EXTERNAL))
+            elif request.method == "addMapping":
+                request.grant()
+            else:
+                request.succeed(None)
+
+    def mapped(self, *declarations: MappingDeclaration) -> GatewayWatch:
+        watch = self.watch(*declarations)
+        self.answerAll()
+        return watch
+
+
+class AddressTests(WatchTestCase):
+    def test_startProbes(self) -> None:
+        """
+        The watch probes for the external address first, on the short
+        schedule, before the mappings are asked for.
+        """
+        watch = self.watch(UDP5000)
+        first = self.mapper.requests[0]
+        self.assertEqual(
+            (first.method, first.arguments["timeouts"]), ("probe", ADDRESS_TIMEOUTS)
+        )
+        self.answerAll()
+        self.assertEqual(watch.externalAddress, EXTERNAL)
+        self.assertEqual(watch.context.externalAddress, EXTERNAL)
+        self.assertTrue(verifyObject(IPortMapper, watch.mapper))
+
+    def test_healthCheck(self) -> None:
+        """
+        RFC 6886 s3.6: a probe every C{healthInterval}, on the health
+        schedule; one at a time.
+        """
+        self.mapped(UDP5000)
+        self.clock.advance(60)
+        [probe] = self.mapper.pending()
+        self.assertEqual(probe.arguments["timeouts"], HEALTH_TIMEOUTS)
+        self.clock.advance(60)
+        self.assertEqual(len(self.mapper.pending()), 1)
+
+    def test_addressAskedAgainOnGrant(self) -> None:
+        """
+        An address probe that failed is asked again once a mapping is
+        granted (the gateway answers now).
+        """
+        self.watch(UDP5000)
+        probe = self.mapper.pending("probe")[0]
+        probe.fail(NoResponseError(self.mapper.gateway, 3, 1.75))
+        self.mapper.pending("addMapping")[0].grant()
+        self.assertEqual(len(self.mapper.pending("probe")), 1)
+
+    def test_addressChangeRemaps(self) -> None:
+        """
+        A new external address re-maps everything after the hold-off.
+        """
+        watch = self.mapped(UDP5000)
+        with capturedLogs() as events:
+            watch.gotAddress(IPv4Address("192.0.2.2"))
+        self.assertIn(
+            "the external address changed from 192.0.2.1: re-mapping everything"
+            " in 2.00 s",
+            texts(events),
+        )
+
+    def test_privateWarned(self) -> None:
+        """
+        A private external address is a second NAT, warned about.
+        """
+        watch = self.mapped()
+        with capturedLogs() as events:
+            watch.gotAddress(IPv4Address("100.64.1.1"))
+        self.assertIn("behind a second NAT", " ".join(texts(events, "warn")))
+
+    def test_probeRefusedWarned(self) -> None:
+        """
+        A probe the gateway refused is warned about; one unanswered is only
+        told (the silence watch tells that).
+        """
+        self.watch()
+        with capturedLogs() as events:
+            self.mapper.pending()[0].fail(NotAuthorizedError(2))
+        self.assertEqual(len(texts(events, "warn")), 1)
+
+
+class RecoveryTests(WatchTestCase):
+    def test_stateLostRemapsOneAtATime(self) -> None:
+        """
+        RFC 6886 s3.7: after a loss of state, the hold-off, then the
+        address, then every mapping one request at a time, each suggesting
+        the port it held.
+        """
+        self.mapped(UDP5000, TCP8080)
+        self.mapper.requests.clear()
+        self.mapper.loseState()
+        self.clock.advance(1.9)
+        self.assertEqual(self.mapper.requests, [])
+        self.clock.advance(0.1)
+        [probe] = self.mapper.pending()
+        probe.succeed(Probe(self.mapper.protocolName, 1, EXTERNAL))
+        [first] = self.mapper.pending()
+        self.assertEqual(first.arguments["internalPort"], 5000)
+        self.assertEqual(first.arguments["externalPort"], 5000)
+        with capturedLogs() as events:
+            first.grant()
+            [second] = self.mapper.pending()
+            self.assertEqual(second.arguments["internalPort"], 8080)
+            second.grant()
+        self.assertIn("re-mapping done: states", texts(events))
+
+    def test_lossesCoalesced(self) -> None:
+        """
+        Losses while a re-mapping is due are covered by it; one while
+        mapping leads to one more round.
+        """
+        self.mapped(UDP5000)
+        self.mapper.requests.clear()
+        self.mapper.loseState()
+        self.mapper.loseState()
+        self.clock.advance(2)
+        self.answerAll()
+        self.assertEqual(
+            [r.method for r in self.mapper.requests], ["probe", "addMapping"]
+        )
+        self.mapper.requests.clear()
+        self.mapper.loseState()
+        self.clock.advance(2)
+        self.mapper.pending()[0].succeed(Probe(self.mapper.protocolName, 5, None))
+        self.mapper.loseState()
+        self.mapper.loseState()
+        with capturedLogs() as events:
+            self.answerAll()
+        self.assertIn(
+            "re-mapping done (2 more announcements or losses meanwhile): states",
+            texts(events),
+        )
+        self.clock.advance(2)
+        self.assertEqual(len(self.mapper.pending("probe")), 1)
+
+    def test_stopCancels(self) -> None:
+        """
+        Stopping the watch cancels the re-mapping and every request made
+        through it, and later ones fail at once.
+        """
+        watch = self.mapped(UDP5000)
+        self.mapper.loseState()
+        self.clock.advance(2)
+        [probe] = self.mapper.pending()
+        watch.stop()
+        self.assertTrue(probe.cancelled)
+        self.assertEqual(self.mapper.stateLossObservers, [])
+        self.failureResultOf(watch.mapper.probe(), CancelledError)
+        self.clock.advance(600)
+        self.assertEqual(self.mapper.pending(), [])
+
+
+class AnnouncementTests(WatchTestCase):
+    def test_copyConfirms(self) -> None:
+        """
+        A copy of an announcement from the run that granted the mappings,
+        late enough in it, costs nothing.
+        """
+        watch = self.mapped(UDP5000)
+        self.mapper.requests.clear()
+        watch.announced(announcement(1000))
+        self.clock.advance(10)
+        self.assertEqual(self.mapper.requests, [])
+
+    def test_newRunConfirmed(self) -> None:
+        """
+        An announcement that proves nothing (another run by its epoch, but
+        not lost by the s3.6 rule) confirms the mappings, at most once every
+        CONFIRM_SPACING seconds.
+        """
+        watch = self.mapped(UDP5000)
+        watch.announced(announcement(5000))
+        self.clock.advance(2)
+        self.answerAll()
+        self.mapper.requests.clear()
+        watch.announced(announcement(9000))
+        # The last re-mapping started 0 s ago.
+        self.clock.advance(CONFIRM_SPACING - 0.1)
+        self.assertEqual(self.mapper.requests, [])
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.mapper.pending("probe")), 1)
+
+    def test_lossByAnnouncement(self) -> None:
+        """
+        RFC 6886 s3.2.1, s3.6: an announcement whose epoch shows a loss of
+        state re-maps everything, through the mapper's judgement.
+        """
+        watch = self.mapped(UDP5000)
+        watch.announced(announcement(1000))
+        self.clock.advance(100)
+        with capturedLogs() as events:
+            watch.announced(announcement(3))
+        self.assertIn(
+            "the gateway lost its state (RFC 6886 s3.6): re-mapping everything in"
+            " 2.00 s",
+            texts(events),
+        )
+
+    def test_newAddressAnnounced(self) -> None:
+        """
+        A NAT-PMP announcement of a new external address re-maps.
+        """
+        watch = self.mapped(UDP5000)
+        with capturedLogs() as events:
+            watch.announced(announcement(1000, address=IPv4Address("192.0.2.9")))
+        self.assertIn(
+            "NAT-PMP announcement from 10.0.0.1: a new external address:"
+            " re-mapping everything in 2.00 s",
+            texts(events),
+        )
+
+    def test_pcpLossRateLimited(self) -> None:
+        """
+        A PCP announcement judged a loss (RFC 6887 s8.5) re-maps no sooner
+        than CONFIRM_SPACING after the last re-mapping started.
+        """
+        watch = self.mapped(UDP5000)
+        # The first PCP announcement is judged fine, and confirms.
+        watch.announced(announcement(10, AnnouncementKind.PCP))
+        self.clock.advance(2)
+        self.answerAll()
+        self.clock.advance(1)
+        with capturedLogs() as events:
+            watch.announced(announcement(0, AnnouncementKind.PCP))
+        self.assertIn(
+            "PCP announcement from 10.0.0.1: the gateway lost its state:"
+            " re-mapping everything in 4.00 s",
+            texts(events),
+        )
+
+    def test_firstRequestsAtOnce(self) -> None:
+        """
+        RFC 6886 s3.1: a mapping never granted, waiting to be retried, is
+        asked at once on an announcement, once per burst.
+        """
+        watch = self.watch(UDP5000)
+        self.mapper.pending("probe")[0].succeed(Probe(self.mapper.protocolName, 1))
+        self.mapper.pending("addMapping")[0].fail(NotAuthorizedError(2))
+        [keeper] = self.keepers
+        self.assertIs(keeper.phase, KeeperPhase.BACKING_OFF)
+        watch.announced(announcement(0))
+        self.assertIs(keeper.phase, KeeperPhase.REQUESTING)
+        self.mapper.pending("addMapping")[0].fail(NotAuthorizedError(2))
+        watch.announced(announcement(0))
+        self.assertIs(keeper.phase, KeeperPhase.BACKING_OFF)
+
+
+class SilenceTests(WatchTestCase):
+    def test_silenceWarnedAndAnswersAgain(self) -> None:
+        """
+        A gateway that does not answer for SILENCE_WARNING seconds is
+        warned about; when it answers again, every mapping waiting to be
+        retried is retried at once.
+        """
+        self.watch(UDP5000)
+        probe, asked = self.mapper.pending()
+        with capturedLogs() as events:
+            self.clock.advance(3)
+        self.assertEqual(
+            texts(events, "warn"),
+            ["no answer from gateway 10.0.0.1 yet; still trying"],
+        )
+        with capturedLogs() as events:
+            asked.fail(NoResponseError(self.mapper.gateway, 4, 3.75))
+        # Told already: the failure is said at info.
+        self.assertEqual(texts(events, "warn"), [])
+        [keeper] = self.keepers
+        self.assertIs(keeper.phase, KeeperPhase.BACKING_OFF)
+        probe.succeed(Probe(self.mapper.protocolName, 1000, EXTERNAL))
+        self.assertIs(keeper.phase, KeeperPhase.REQUESTING)
+
+
+class RecoveryMachineTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.steps: list[str] = []
+        self.address: Deferred[None] = Deferred()
+        self.remapping: Deferred[None] = Deferred()
+        self.finished: list[int] = []
+        self.recovery = Recovery(
+            self.clock,
+            lambda: 1.0,
+            self.clock.seconds,
+            self.askAddress,
+            self.remapEach,
+            self.finished.append,
+        )
+
+    def askAddress(self) -> Deferred[None]:
+        self.steps.append("address")
+        return self.address
+
+    def remapEach(self) -> Deferred[None]:
+        self.steps.append("remap")
+        return self.remapping
+
+    def test_states(self) -> None:
+        """
+        idle -> due -> asking -> mapping -> idle.
+        """
+        self.recovery.schedule("lost")
+        self.clock.advance(1)
+        self.assertEqual(self.steps, ["address"])
+        self.address.callback(None)
+        self.assertEqual(self.steps, ["address", "remap"])
+        self.remapping.callback(None)
+        self.assertEqual(self.finished, [0])
+        self.assertEqual(self.recovery.lastRemap, 1.0)
+
+    def test_cancelEachState(self) -> None:
+        """
+        Cancelling leaves each state, cancelling what it owns.
+        """
+        self.recovery.schedule("lost")
+        self.recovery.cancel()
+        self.clock.advance(10)
+        self.assertEqual(self.steps, [])
+        self.address = Deferred(lambda d: self.steps.append("address cancelled"))
+        self.recovery.schedule("lost")
+        self.clock.advance(1)
+        self.recovery.cancel()
+        self.address = succeed(None)
+        self.remapping = Deferred(lambda d: self.steps.append("remap cancelled"))
+        self.recovery.schedule("lost")
+        self.clock.advance(1)
+        self.recovery.cancel()
+        self.assertEqual(
+            self.steps,
+            ["address", "address cancelled", "address", "remap", "remap cancelled"],
+        )
+        self.assertEqual(self.finished, [])
+
+    def test_confirmSpaced(self) -> None:
+        """
+        A confirmation starts no sooner than CONFIRM_SPACING after the last
+        re-mapping started; one asked while mapping runs once done.
+        """
+        self.address = succeed(None)
+        self.recovery.schedule("lost")
+        self.clock.advance(1)
+        self.recovery.schedule("again", confirm=True)
+        self.remapping.callback(None)
+        self.remapping = Deferred()
+        self.clock.advance(CONFIRM_SPACING - 0.1)
+        self.assertEqual(self.steps, ["address", "remap"])
+        self.clock.advance(0.1)
+        self.assertEqual(self.steps, ["address", "remap", "address", "remap"])
