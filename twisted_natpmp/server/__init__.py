@@ -4,14 +4,14 @@ natpmp-gateway} runs, and what tests and benchmarks build directly.
 
   - L{GatewayService} (C{_service}): one listening port per internal
     address, one table, announcements on start and on address change.
-  - L{Gateway} (C{gateway}), also known as L{NATPMPGateway}: the
+  - L{Gateway} (C{gateway}), also known as C{NATPMPGateway}: the
     protocol-neutral core shared by all ports and protocols: the source
     checks (RFC 6886 s3.3), the table, the rate limit, the aggregated drop
     and refusal logs, the expiry timer.
   - L{VersionDispatcher} (C{dispatch}): picks the responder by version byte;
     the NAT-PMP responder is L{twisted_natpmp.natpmp.responder}.
   - L{GatewayProtocol} (C{_protocol}), also known as
-    L{NATPMPServerProtocol}: the C{DatagramProtocol} of one port.
+    C{NATPMPServerProtocol}: the C{DatagramProtocol} of one port.
   - L{MappingTable} (C{table}): the pure, protocol-neutral mapping table,
     with L{GatewayMapping}, L{TableEvent}, L{EventKind}, L{Refused} and
     L{checkLimits}.

@@ -95,7 +95,7 @@ class Gateway:
         """
         @param clock: schedules the expiry timer and the drop summaries.
         @param backend: makes mappings real; a
-            L{twisted_natpmp.server.backends.MemoryBackend} by default.
+            C{MemoryBackend} by default.
         @param maxMappings: the most mappings the gateway holds (L{None}: as
             many as the port range allows).
         @param requestRate: mapping requests (map, renew, delete: what

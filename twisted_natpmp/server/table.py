@@ -2,7 +2,7 @@
 """
 A gateway's port mapping table (RFC 6886 s3.3, s3.4, s3.6), protocol-neutral.
 
-It knows transports (L{Transport}), clients (IPv4 or IPv6 addresses) and
+It knows transports (C{Transport}), clients (IPv4 or IPv6 addresses) and
 ports, never a wire format: a refusal (L{Refused}) carries an error named by
 meaning (L{twisted_natpmp.errors.GatewayError} subclasses, without a code),
 which each protocol's responder translates into its own result code (for
@@ -22,7 +22,7 @@ Every operation costs O(1) or O(log n) in the number of mappings:
 
   - mappings are found by key (client, transport, internal port) and by
     external port in dictionaries;
-  - free external ports are found in a two-level bitmap (L{_PortPool}), so
+  - free external ports are found in a two-level bitmap (C{PortPool}), so
     a taken suggestion costs a few word operations, never a scan;
   - expiry pops a heap of deadlines; renewals and deletions leave stale heap
     entries behind that are skipped when they surface, and the heap is
