@@ -858,8 +858,8 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         self.assertEqual(client.epochTracker.lastEpoch, epoch)
         self.assertEqual(service.externalAddress, EXTERNAL)
         # Dropped and counted, not logged one by one (DropLog).
-        assert service._announcer is not None
-        self.assertEqual(service._announcer.drops.total, 8)
+        assert service._gateways.announcer is not None
+        self.assertEqual(service._gateways.announcer.drops.total, 8)
 
     def test_notListening(self) -> None:
         """
@@ -1386,7 +1386,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         # The gateway makes the mapping, but its mapping replies are lost.
         self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 16
         self.sendFrom(GATEWAY, pcpAnnounce(0))
-        keeper = service._keepers[UDP5000.key]
+        keeper = service._declared.keepers[UDP5000.key]
         for _ in range(40):
             if keeper.phase is KeeperPhase.RENEWING:
                 break
@@ -1510,7 +1510,7 @@ class ObserverTests(ServiceTestMixin, SynchronousTestCase):
                 raise RuntimeError("broken")
 
         service = self.makeService(UDP5000)
-        service._observers.insert(0, Broken())
+        service._declared.observers.insert(0, Broken())
         with capturedLogs() as events:
             service.startService()
             self.network.flush()
@@ -2088,12 +2088,12 @@ class PublicAddressTests(ServiceTestMixin, SynchronousTestCase):
         """
         service = self.start(UDP5000, clientFactory=self.publicClient)
         self.advance(1)
-        assert service._announcer is not None
-        self.assertEqual(service._announcer.gateway, IPv4Address(GATEWAY))
+        assert service._gateways.announcer is not None
+        self.assertEqual(service._gateways.announcer.gateway, IPv4Address(GATEWAY))
         with capturedLogs():
             self.sendFrom(GATEWAY, pcpAnnounce(0))
-        self.assertEqual(service._announcer.drops.total, 0)
-        self.assertEqual(service._announcer.heard, 1)
+        self.assertEqual(service._gateways.announcer.drops.total, 0)
+        self.assertEqual(service._gateways.announcer.heard, 1)
         self.assertEqual(self.mapRequests(), [])
 
     def test_allowed(self) -> None:

@@ -335,6 +335,6 @@ class GatewayTests(ServiceTestCase):
         announcement = Announcement(
             AnnouncementKind.PCP, 10, None, (str(GATEWAY), 5351)
         )
-        service._announced(announcement)
+        service._gateways.announced(announcement)
         self.assertEqual(self.mapper.announcements, [announcement])
         self.assertIs(self.mapper.protocolName, ProtocolName.NATPMP)

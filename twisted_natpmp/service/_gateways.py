@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
@@ -24,71 +24,61 @@ from ..announce import Announcement, AnnouncementProtocol, listenAnnouncements
 from ..discovery import isPrivateAddress, localAddress
 from ..errors import NoGatewayError
 from ..interfaces import IPortMapper, MappingKey
+from ._declared import Declared
 from .declarations import MappingDeclaration, PublicAddressError
 from .watch import GatewayWatch
-
-if TYPE_CHECKING:
-    from .keeper import MappingKeeper
 
 log = Logger()
 
 
-class _GatewayFollower:
+class GatewayFollower:
     """
     Finds the gateway, makes its mapper and watch, starts the keepers on it,
     and follows it when it changes.
+
+    @ivar gateway: the gateway in use, or L{None}.
+    @ivar client: the mapper of the gateway in use, if this host may use it.
+    @ivar watch: the watch of that mapper.
+    @ivar announcer: the announcement listener's protocol, while running.
     """
 
-    _reactor: IReactorTime
-    _monotonic: Callable[[], float]
-    _keepers: dict[MappingKey, MappingKeeper]
-    running: bool | int
-
-    def _changed(self, keeper: MappingKeeper, removed: bool = False) -> None:
-        raise NotImplementedError()
-
-    def _held(self) -> tuple[list[MappingDeclaration], set[MappingKey]]:
-        raise NotImplementedError()
-
-    def _deleteAll(
+    def __init__(
         self,
-        client: IPortMapper,
-        declarations: list[MappingDeclaration],
-        why: str,
-        unconfirmed: set[MappingKey],
-    ) -> Deferred[None]:
-        raise NotImplementedError()
-
-    def _announced(self, announcement: Announcement) -> None:
-        raise NotImplementedError()
-
-    def _releaseClient(self, client: IPortMapper | None) -> Deferred[None]:
-        raise NotImplementedError()
-
-    def _follow(
-        self,
+        reactor: IReactorTime,
+        declared: Declared,
+        *,
         gateway: IPv4Address | None,
         discoverGateway: Callable[[], IPv4Address],
-        clientFactory: Callable[[IPv4Address], IPortMapper],
+        clientFactory: Callable[[IPv4Address], IPortMapper] | None,
         announcements: Callable[[AnnouncementProtocol], IListeningPort | None] | None,
         holdOff: Callable[[], float],
         healthInterval: float,
         gatewayCheckInterval: float,
         allowPublicAddress: bool,
+        monotonic: Callable[[], float],
+        deleteAll: Callable[
+            [IPortMapper, list[MappingDeclaration], str, set[MappingKey]],
+            Deferred[None],
+        ],
+        running: Callable[[], bool],
     ) -> None:
-        self._fixedGateway = gateway
+        self._reactor = reactor
+        self._declared = declared
+        self.fixedGateway = gateway
         self._discoverGateway = discoverGateway
-        self._clientFactory = clientFactory
+        self.clientFactory = clientFactory or self._defaultClient
         self._announcements = announcements or self._defaultAnnouncements
         self._holdOff = holdOff
-        self._healthInterval = healthInterval
+        self.healthInterval = healthInterval
         self._gatewayCheckInterval = gatewayCheckInterval
         self._allowPublicAddress = allowPublicAddress
+        self._monotonic = monotonic
+        self._deleteAll = deleteAll
+        self._running = running
         self.gateway: IPv4Address | None = None
-        #: The mapper of the gateway in use, and its watch.
-        self._client: IPortMapper | None = None
-        self._watch: GatewayWatch | None = None
-        self._announcer: AnnouncementProtocol | None = None
+        self.client: IPortMapper | None = None
+        self.watch: GatewayWatch | None = None
+        self.announcer: AnnouncementProtocol | None = None
         self._announcePort: IListeningPort | None = None
         self._gatewayLoop: LoopingCall | None = None
         self._gatewayMissing = False
@@ -113,7 +103,7 @@ class _GatewayFollower:
             log.warn(
                 "the reactor cannot listen for gateway announcements; the health"
                 " check every {interval} s will notice a gateway reboot",
-                interval=self._healthInterval,
+                interval=self.healthInterval,
             )
             return None
         try:
@@ -123,18 +113,18 @@ class _GatewayFollower:
                 "not listening for gateway announcements ({error}); the health"
                 " check every {interval} s will notice a gateway reboot",
                 error=str(e),
-                interval=self._healthInterval,
+                interval=self.healthInterval,
             )
             return None
 
-    def _startFollowing(self) -> None:
-        self._announcer = AnnouncementProtocol(
+    def start(self) -> None:
+        self.announcer = AnnouncementProtocol(
             self.gateway,  # type: ignore[arg-type]
-            self._announced,
+            self.announced,
             clock=self._reactor,
         )
-        self._announcePort = self._announcements(self._announcer)
-        gateway = self._fixedGateway or self._discover()
+        self._announcePort = self._announcements(self.announcer)
+        gateway = self.fixedGateway or self._discover()
         if gateway is not None:
             self._useGateway(gateway)
         loop = self._gatewayLoop = LoopingCall(self._checkGateway)
@@ -143,36 +133,36 @@ class _GatewayFollower:
             lambda failure: log.failure("periodic check failed", failure)
         )
 
-    def _stopFollowing(self) -> Deferred[object]:
+    def stop(self) -> Deferred[object]:
         if self._gatewayLoop is not None and self._gatewayLoop.running:
             self._gatewayLoop.stop()
         self._gatewayLoop = None
         port, self._announcePort = self._announcePort, None
-        self._announcer = None
+        self.announcer = None
         if port is None:
             return succeed(None)
         return maybeDeferred(port.stopListening)
 
-    def _quiesce(self) -> None:
+    def quiesce(self) -> None:
         """
         Cancel everything scheduled or pending: every request made of the
         mapper (the last made first, so that cancelling the one in flight
         sends none of those queued behind it) and nothing more asked, the
         re-mapping and the probes, then the keepers' timers.
         """
-        if self._watch is not None:
-            self._watch.stop()
-        for keeper in self._keepers.values():
+        if self.watch is not None:
+            self.watch.stop()
+        for keeper in self._declared:
             keeper.pause()
 
-    def _forgetGateway(self) -> Deferred[None]:
+    def forget(self) -> Deferred[None]:
         self.gateway = None
-        client, self._client = self._client, None
-        self._watch = None
+        client, self.client = self.client, None
+        self.watch = None
         # A new run says again that there is no gateway.
         self._gatewayMissing = False
         self._refusedFrom = None
-        return self._releaseClient(client)
+        return _release(client)
 
     def _discover(self) -> IPv4Address | None:
         try:
@@ -181,9 +171,7 @@ class _GatewayFollower:
             if not self._gatewayMissing:
                 log.warn("no gateway: {error}", error=str(e))
                 self._gatewayMissing = True
-                for keeper in self._keepers.values():
-                    keeper.error = e
-                    self._changed(keeper)
+                self._declared.failAll(e)
             return None
         except Exception:
             log.failure("finding the default gateway failed")
@@ -195,33 +183,32 @@ class _GatewayFollower:
         if self._refusedFrom is None:
             log.info("using NAT-PMP gateway {gateway}", gateway=str(gateway))
         self.gateway = gateway
-        if self._announcer is not None:
+        if self.announcer is not None:
             # The gateway's announcements are its own even while this host
             # is refused (a public address): heard, not dropped as a
             # stranger's.
-            self._announcer.gateway = gateway
-        client = self._clientFactory(gateway)
+            self.announcer.gateway = gateway
+        client = self.clientFactory(gateway)
         if not self._privateHere(client, gateway):
-            self._releaseClient(client).addErrback(
+            _release(client).addErrback(
                 lambda f: log.failure("stopping the client failed", f)
             )
             return
-        self._client = client
-        watch = self._watch = GatewayWatch(
+        self.client = client
+        watch = self.watch = GatewayWatch(
             self._reactor,
             client,
-            self._keepers.values,
+            self._declared.keepers.values,
             holdOff=self._holdOff,
             monotonic=self._monotonic,
-            healthInterval=self._healthInterval,
-            changed=self._changed,
+            healthInterval=self.healthInterval,
+            changed=self._declared.changed,
             describe=lambda: "; ".join(
-                s.describe()
-                for s in self.states()  # type: ignore[attr-defined]
+                self._declared.state(keeper).describe() for keeper in self._declared
             ),
         )
         watch.start()
-        for keeper in list(self._keepers.values()):
+        for keeper in list(self._declared):
             keeper.start(watch.mapper, watch.context)
 
     def _privateHere(self, client: IPortMapper, gateway: IPv4Address) -> bool:
@@ -257,9 +244,7 @@ class _GatewayFollower:
             # Said already, and the states tell it.
             return False
         log.warn("{error}; mapping nothing", error=str(error))
-        for keeper in self._keepers.values():
-            keeper.error = error
-            self._changed(keeper)
+        self._declared.failAll(error)
         return False
 
     def _checkGateway(self) -> None:
@@ -268,7 +253,7 @@ class _GatewayFollower:
         fixed), and check again whether this host, refused for a public
         address (RFC 6886 s3), reaches the gateway from a private one now.
         """
-        gateway = self._fixedGateway or self._discover()
+        gateway = self.fixedGateway or self._discover()
         if gateway is None:
             return
         if gateway == self.gateway:
@@ -276,17 +261,17 @@ class _GatewayFollower:
                 self._useGateway(gateway)
             return
         self._refusedFrom = None
-        old, oldClient = self.gateway, self._client
-        held, unconfirmed = self._held()
+        old, oldClient = self.gateway, self.client
+        held, unconfirmed = self._declared.held()
         if old is not None:
             log.info(
                 "the default gateway changed from {old} to {new}: moving the mappings",
                 old=str(old),
                 new=str(gateway),
             )
-        self._quiesce()
-        self._client = self._watch = None
-        for keeper in self._keepers.values():
+        self.quiesce()
+        self.client = self.watch = None
+        for keeper in self._declared:
             keeper.forget(ports=True)
         if oldClient is not None:
             # The old gateway may still be reachable (a second router on the
@@ -294,10 +279,23 @@ class _GatewayFollower:
             # mapper.  An old gateway out of reach costs only the deletions'
             # few seconds, while the new one is already asked.
             deleted = self._deleteAll(oldClient, held, "leaving", unconfirmed)
-            deleted.addBoth(lambda _: self._releaseClient(oldClient)).addErrback(
+            deleted.addBoth(lambda _: _release(oldClient)).addErrback(
                 lambda f: log.failure("stopping the old client failed", f)
             )
         self.gateway = gateway
-        for keeper in self._keepers.values():
-            self._changed(keeper)
+        for keeper in self._declared:
+            self._declared.changed(keeper)
         self._useGateway(gateway)
+
+    def announced(self, announcement: Announcement) -> None:
+        """
+        An announcement from the gateway: the watch's to judge.
+        """
+        if self._running() and self.client is not None and self.watch is not None:
+            self.watch.announced(announcement)
+
+
+def _release(client: IPortMapper | None) -> Deferred[None]:
+    if client is None:
+        return succeed(None)
+    return maybeDeferred(client.stop).addCallback(lambda _: None)

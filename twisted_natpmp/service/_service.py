@@ -2,9 +2,9 @@
 """
 L{PortMapperService}: an L{IService <twisted.application.service.IService>}
 that keeps a declared set of ports mapped on the gateway for as long as it
-runs: one L{MappingKeeper} per declaration, one L{GatewayWatch} for the
-gateway in use (found and followed by L{_GatewayFollower}), and
-L{deleteAll} when it stops.
+runs: one L{MappingKeeper} per declaration (L{Declared}), one
+L{GatewayWatch} for the gateway in use (found and followed by
+L{GatewayFollower}), and L{deleteAll} when it stops.
 
 It talks to an L{IPortMapper} (the NAT-PMP client by default), never to
 packets, and asks it no protocol-specific question.
@@ -14,26 +14,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 
 from .._types import IPAddress, Transport
-from ..announce import Announcement, AnnouncementProtocol
+from ..announce import AnnouncementProtocol
 from ..discovery import defaultGateway
-from ..interfaces import IMappingObserver, IPortMapper, MappingKey
-from ._gateways import _GatewayFollower
+from ..interfaces import IMappingObserver, IPortMapper
+from ._declared import Declared
+from ._gateways import GatewayFollower
 from .declarations import (
     RECOMMENDED_LIFETIME,
     MappingDeclaration,
     MappingState,
     behindSecondNAT,
 )
-from .keeper import KeeperChange, MappingKeeper
 from .policy import (
     GATEWAY_CHECK_INTERVAL,
     HEALTH_INTERVAL,
@@ -44,13 +45,14 @@ from .policy import (
     randomHoldOff,
 )
 from .stop import deleteAll
+from .watch import GatewayWatch
 
 __all__ = ["PortMapperService"]
 
 log = Logger()
 
 
-class PortMapperService(_GatewayFollower, Service):
+class PortMapperService(Service):
     """
     Keep declared ports mapped on the gateway while the service runs.
 
@@ -120,26 +122,61 @@ class PortMapperService(_GatewayFollower, Service):
             (RFC 6886 s3 SHOULD), until the address is private.
         """
         self._reactor = reactor
-        self._backoff = backoff or defaultBackoff()
         self._stopTimeouts = tuple(stopTimeouts)
         self._stopDeadline = stopDeadline
-        self._mapTimeouts = tuple(mapTimeouts)
-        self._monotonic = monotonic
-        self._keepers: dict[MappingKey, MappingKeeper] = {}
-        self._waiters: dict[MappingKey, list[Deferred[MappingState]]] = {}
-        self._observers: list[IMappingObserver] = []
-        for declaration in mappings:
-            self._declare(declaration)
-        self._follow(
-            None if gateway is None else IPv4Address(gateway),
-            discoverGateway,
-            clientFactory or self._defaultClient,
-            announcements,
-            holdOff,
-            healthInterval,
-            gatewayCheckInterval,
-            allowPublicAddress,
+        self._declared = Declared(
+            reactor,
+            lambda: (self.gateway, self.externalAddress),
+            lambda: self._watch.granted() if self._watch is not None else None,
+            backoff=backoff or defaultBackoff(),
+            mapTimeouts=mapTimeouts,
+            deleteTimeouts=stopTimeouts,
+            monotonic=monotonic,
         )
+        for declaration in mappings:
+            self._declared.declare(declaration)
+        self._gateways = GatewayFollower(
+            reactor,
+            self._declared,
+            gateway=None if gateway is None else IPv4Address(gateway),
+            discoverGateway=discoverGateway,
+            clientFactory=clientFactory,
+            announcements=announcements,
+            holdOff=holdOff,
+            healthInterval=healthInterval,
+            gatewayCheckInterval=gatewayCheckInterval,
+            allowPublicAddress=allowPublicAddress,
+            monotonic=monotonic,
+            deleteAll=partial(
+                deleteAll, reactor, timeouts=self._stopTimeouts, deadline=stopDeadline
+            ),
+            running=lambda: bool(self.running),
+        )
+
+    # What the parts hold
+
+    @property
+    def gateway(self) -> IPv4Address | None:
+        """
+        The gateway in use, or L{None} before one is known.
+        """
+        return self._gateways.gateway
+
+    @property
+    def _watch(self) -> GatewayWatch | None:
+        return self._gateways.watch
+
+    @property
+    def _client(self) -> IPortMapper | None:
+        return self._gateways.client
+
+    @property
+    def _fixedGateway(self) -> IPv4Address | None:
+        return self._gateways.fixedGateway
+
+    @property
+    def _healthInterval(self) -> float:
+        return self._gateways.healthInterval
 
     # Declarations
 
@@ -161,7 +198,7 @@ class PortMapperService(_GatewayFollower, Service):
         """
         The state of every declaration, in the order declared.
         """
-        return [self._state(keeper) for keeper in self._keepers.values()]
+        return [self._declared.state(keeper) for keeper in self._declared]
 
     def state(self, protocol: Transport, internalPort: int) -> MappingState:
         """
@@ -170,7 +207,8 @@ class PortMapperService(_GatewayFollower, Service):
         @raise KeyError: nothing is declared for C{protocol} (the transport)
             and C{internalPort}.
         """
-        return self._state(self._keepers[(Transport(protocol), internalPort)])
+        key = (Transport(protocol), internalPort)
+        return self._declared.state(self._declared.keepers[key])
 
     def addMapping(
         self,
@@ -191,17 +229,13 @@ class PortMapperService(_GatewayFollower, Service):
             declaration = MappingDeclaration(
                 Transport(protocol), internalPort, externalPort, lifetime
             )
-            keeper = self._declare(declaration)
+            keeper = self._declared.declare(declaration)
         except ValueError as e:
             return fail(e)
         watch = self._watch
         if not self.running or self._client is None or watch is None:
-            return succeed(self._state(keeper))
-        waiters = self._waiters.setdefault(declaration.key, [])
-        waiter: Deferred[MappingState] = Deferred(
-            lambda d: waiters.remove(d) if d in waiters else None
-        )
-        waiters.append(waiter)
+            return succeed(self._declared.state(keeper))
+        waiter = self._declared.nextState(declaration.key)
         keeper.start(watch.mapper, watch.context)
         return waiter
 
@@ -214,33 +248,33 @@ class PortMapperService(_GatewayFollower, Service):
             L{KeyError} if nothing is declared for that port.
         """
         try:
-            keeper = self._keepers.pop((Transport(protocol), internalPort))
+            keeper = self._declared.keepers.pop((Transport(protocol), internalPort))
         except (KeyError, ValueError) as e:
             return fail(e)
         if not self.running or self._client is None:
             keeper.pause()
             keeper.forget()
         d = keeper.remove()
-        self._changed(keeper, removed=True)
+        self._declared.changed(keeper, removed=True)
         return d
 
     def addObserver(self, observer: IMappingObserver) -> None:
         """
         Call C{observer.mappingChanged(state)} on every change of state.
         """
-        self._observers.append(observer)
+        self._declared.observers.append(observer)
 
     def removeObserver(self, observer: IMappingObserver) -> None:
         """
         Stop calling C{observer}.
         """
-        self._observers.remove(observer)
+        self._declared.observers.remove(observer)
 
     # IService
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self._startFollowing()
+        self._gateways.start()
 
     def stopService(self) -> Deferred[None]:
         """
@@ -258,114 +292,30 @@ class PortMapperService(_GatewayFollower, Service):
         super().stopService()  # type: ignore[no-untyped-call]
         # What may be mapped on the gateway is known before anything is
         # cancelled: a request in flight may have been granted.
-        held, unconfirmed = self._held()
-        waits: list[Deferred[Any]] = [self._stopFollowing()]
+        held, unconfirmed = self._declared.held()
+        waits: list[Deferred[Any]] = [self._gateways.stop()]
         client = self._client
-        self._quiesce()
+        self._gateways.quiesce()
         if client is not None:
+            d = deleteAll(
+                self._reactor,
+                client,
+                held,
+                "stopping",
+                unconfirmed,
+                timeouts=self._stopTimeouts,
+                deadline=self._stopDeadline,
+            )
             waits.append(
-                self._deleteAll(client, held, "stopping", unconfirmed).addErrback(
-                    lambda f: log.failure("deleting the mappings failed", f)
-                )
+                d.addErrback(lambda f: log.failure("deleting the mappings failed", f))
             )
         return DeferredList(waits, consumeErrors=True).addCallback(self._stopped)
 
     # Internals
 
-    def _declare(self, declaration: MappingDeclaration) -> MappingKeeper:
-        if declaration.key in self._keepers:
-            raise ValueError(
-                f"{declaration.protocol.label} port {declaration.internalPort}"
-                " is already declared"
-            )
-        keeper = self._keepers[declaration.key] = MappingKeeper(
-            declaration,
-            self._reactor,
-            self._keeperChanged,
-            backoff=self._backoff,
-            mapTimeouts=self._mapTimeouts,
-            deleteTimeouts=self._stopTimeouts,
-            monotonic=self._monotonic,
-        )
-        return keeper
-
-    def _keeperChanged(self, keeper: MappingKeeper, change: KeeperChange) -> None:
-        if change is KeeperChange.GRANTED and self._watch is not None:
-            self._watch.granted()
-        self._changed(keeper)
-
-    def _held(self) -> tuple[list[MappingDeclaration], set[MappingKey]]:
-        """
-        What may be mapped on the gateway now, and the keys of those never
-        seen granted.
-        """
-        held, unconfirmed = [], set()
-        for keeper in self._keepers.values():
-            mayBe, never = keeper.mayBeHeld()
-            if mayBe:
-                held.append(keeper.declaration)
-            if never:
-                unconfirmed.add(keeper.declaration.key)
-        return held, unconfirmed
-
-    def _deleteAll(
-        self,
-        client: IPortMapper,
-        declarations: list[MappingDeclaration],
-        why: str,
-        unconfirmed: set[MappingKey],
-    ) -> Deferred[None]:
-        return deleteAll(
-            self._reactor,
-            client,
-            declarations,
-            why,
-            unconfirmed,
-            timeouts=self._stopTimeouts,
-            deadline=self._stopDeadline,
-        )
-
     def _stopped(self, result: object) -> Deferred[None]:
-        for keeper in self._keepers.values():
+        for keeper in self._declared:
             keeper.forget()
             keeper.error = None
-            self._changed(keeper, removed=True)
-        return self._forgetGateway()
-
-    def _state(self, keeper: MappingKeeper, removed: bool = False) -> MappingState:
-        mapping = keeper.mapping
-        address = self.externalAddress
-        if address is None and mapping is not None:
-            address = mapping.externalAddress
-        return MappingState(
-            declaration=keeper.declaration,
-            gateway=self.gateway,
-            externalAddress=address,
-            externalPort=None if mapping is None else mapping.externalPort,
-            # RFC 6886 s3.3: a longer grant than asked is not trusted.
-            lifetime=keeper.lifetime,
-            expires=keeper.expires,
-            error=keeper.error,
-            doubleNAT=behindSecondNAT(address),
-            removed=removed,
-        )
-
-    def _changed(self, keeper: MappingKeeper, removed: bool = False) -> None:
-        state = self._state(keeper, removed)
-        waiters = self._waiters.pop(keeper.declaration.key, [])
-        for waiter in waiters:
-            waiter.callback(state)
-        for observer in list(self._observers):
-            try:
-                observer.mappingChanged(state)
-            except Exception:
-                log.failure("observer {observer} failed", observer=repr(observer))
-
-    def _announced(self, announcement: Announcement) -> None:
-        if self.running and self._client is not None and self._watch is not None:
-            self._watch.announced(announcement)
-
-    def _releaseClient(self, client: IPortMapper | None) -> Deferred[None]:
-        if client is None:
-            return succeed(None)
-        return maybeDeferred(client.stop).addCallback(lambda _: None)
+            self._declared.changed(keeper, removed=True)
+        return self._gateways.forget()
