@@ -71,7 +71,7 @@ class GatewayFollower:
         self._holdOff = holdOff
         self.healthInterval = healthInterval
         self._gatewayCheckInterval = gatewayCheckInterval
-        self._allowPublicAddress = allowPublicAddress
+        self.allowPublicAddress = allowPublicAddress
         self._monotonic = monotonic
         self._deleteAll = deleteAll
         self._running = running
@@ -236,7 +236,7 @@ class GatewayFollower:
                 )
             return True
         error = PublicAddressError(address, gateway)
-        if self._allowPublicAddress:
+        if self.allowPublicAddress:
             log.warn("{error}; mapping anyway, as allowed", error=str(error))
             return True
         self._refusedFrom = address

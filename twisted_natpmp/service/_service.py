@@ -178,6 +178,10 @@ class PortMapperService(Service):
     def _healthInterval(self) -> float:
         return self._gateways.healthInterval
 
+    @property
+    def _allowPublicAddress(self) -> bool:
+        return self._gateways.allowPublicAddress
+
     # Declarations
 
     @property
