@@ -122,6 +122,21 @@ class IdleTests(KeeperTestCase):
         self.assertIs(keeper.phase, KeeperPhase.STOPPED)
         self.assertEqual(self.mapper.requests, [])
 
+    def test_startAgainKeepsExpiry(self) -> None:
+        """
+        idle -> requesting: started again after a pause, a grant still held
+        runs out when it was going to.
+        """
+        keeper = self.mapped()
+        self.clock.advance(100)
+        keeper.pause()
+        keeper.start(self.mapper)
+        self.clock.advance(7099)
+        self.assertIsNotNone(keeper.mapping)
+        self.clock.advance(1)
+        self.assertIsNone(keeper.mapping)
+        self.assertEqual(self.changes[-1], KeeperChange.EXPIRED)
+
     def test_removePausedHolding(self) -> None:
         """
         idle -> deleting: a paused keeper that still holds its grant deletes

@@ -267,8 +267,7 @@ def _granted(
 
 def _expired(c: KeeperInputs, s: KeeperCore, data: object = None) -> None:
     grant, s.grant = s.grant, None
-    if grant is None:
-        return
+    assert grant is not None, "only a grant's own timer says it expired"
     grant.expiry = None
     tiny = grant.mapping.lifetime / 2 < renewalFloor(s.declaration)
     # A gateway granting tiny lifetimes was warned about once.
@@ -325,7 +324,14 @@ def _build() -> Callable[[KeeperCore], KeeperInputs]:
         s.settle()
 
     # idle: nothing scheduled, nothing in flight.
-    idle.upon(KeeperInputs.begin).to(requesting).returns(None)
+    @idle.upon(KeeperInputs.begin).to(requesting)
+    def resume(c: KeeperInputs, s: KeeperCore, why: Why) -> None:
+        # A grant kept over a pause runs out when it was going to.
+        grant = s.grant
+        if grant is not None and grant.expiry is None:
+            left = max(0.0, grant.expires - s.clock.seconds())
+            grant.expiry = s.clock.callLater(left, c._expired)
+
     idle.upon(KeeperInputs.request).loop()(notAsking)
     idle.upon(KeeperInputs.retry).loop().returns(None)
     idle.upon(KeeperInputs.pause).loop().returns(None)
