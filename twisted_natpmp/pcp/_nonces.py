@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.logger import Logger
 
@@ -52,7 +52,14 @@ try:
 except ImportError:  # pragma: no cover (Windows)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["NonceKey", "NonceStore", "defaultPath", "newNonce"]
+__all__ = [
+    "MemoryNonceStore",
+    "NonceKeeper",
+    "NonceKey",
+    "NonceStore",
+    "defaultPath",
+    "newNonce",
+]
 
 _log = Logger()
 
@@ -335,3 +342,61 @@ def _syncDirectory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class NonceKeeper(Protocol):
+    """
+    What a PCP client needs of a nonce store: L{NonceStore}, or
+    L{MemoryNonceStore} where nothing should outlive the process.
+    """
+
+    def get(self, key: NonceKey) -> bytes | None: ...
+
+    def nonceFor(self, key: NonceKey) -> bytes: ...
+
+    def remember(self, key: NonceKey, nonce: bytes) -> None: ...
+
+    def forget(self, key: NonceKey) -> None: ...
+
+
+class MemoryNonceStore:
+    """
+    Nonces kept by this process only (for tests, benchmarks, and callers
+    that never hand a mapping to another process).
+
+    @ivar nonces: the nonce of each mapping.
+    """
+
+    def __init__(self) -> None:
+        self.nonces: dict[NonceKey, bytes] = {}
+
+    def get(self, key: NonceKey) -> bytes | None:
+        """
+        @return: the nonce kept for C{key}, or L{None}.
+        """
+        return self.nonces.get(key)
+
+    def nonceFor(self, key: NonceKey) -> bytes:
+        """
+        @return: the nonce kept for C{key}, or a new one, kept from now on.
+        """
+        nonce = self.nonces.get(key)
+        if nonce is None:
+            nonce = self.nonces[key] = newNonce()
+        return nonce
+
+    def remember(self, key: NonceKey, nonce: bytes) -> None:
+        """
+        Keep C{nonce} for C{key}.
+
+        @raise ValueError: C{nonce} is not 12 bytes.
+        """
+        if len(nonce) != NONCE_SIZE:
+            raise ValueError(f"nonce of {len(nonce)} bytes, not {NONCE_SIZE}")
+        self.nonces[key] = nonce
+
+    def forget(self, key: NonceKey) -> None:
+        """
+        Stop keeping C{key}'s nonce.
+        """
+        self.nonces.pop(key, None)
