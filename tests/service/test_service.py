@@ -146,7 +146,7 @@ class StartTests(ServiceTestCase):
     def test_addressFromMapping(self) -> None:
         """
         A mapper whose probe tells no external address (PCP's does not)
-        leaves the address to the mappings.
+        learns it from the mappings.
         """
         self.address = None
         self.autoAnswer = False
@@ -155,7 +155,7 @@ class StartTests(ServiceTestCase):
         address = IPv4Address("198.51.100.7")
         self.mapper.pending("addMapping")[0].grant(externalAddress=address)
         self.assertEqual(service.states()[0].externalAddress, address)
-        self.assertIsNone(service.externalAddress)
+        self.assertEqual(service.externalAddress, address)
 
     def test_doubleNAT(self) -> None:
         """

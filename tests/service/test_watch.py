@@ -74,7 +74,7 @@ class WatchTestCase(SynchronousTestCase):
         def report(keeper: MappingKeeper, change: KeeperChange) -> None:
             # As the service does.
             if change is KeeperChange.GRANTED:
-                watch.granted()
+                watch.granted(keeper.mapping)
 
         for declaration in declarations:
             keeper = MappingKeeper(
@@ -147,6 +147,15 @@ class AddressTests(WatchTestCase):
         probe.fail(NoResponseError(self.mapper.gateway, 3, 1.75))
         self.mapper.pending("addMapping")[0].grant()
         self.assertEqual(len(self.mapper.pending("probe")), 1)
+
+    def test_addressFromMapping(self) -> None:
+        """
+        A grant that tells the external address (PCP's do) tells the
+        gateway's.
+        """
+        self.mapper.mappingAddress = IPv4Address("198.51.100.1")
+        watch = self.mapped(UDP5000)
+        self.assertEqual(watch.externalAddress, IPv4Address("198.51.100.1"))
 
     def test_addressChangeRemaps(self) -> None:
         """

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from .._types import IPAddress
+from .._types import IPAddress, Mapping
 from ..interfaces import IMappingObserver, MappingKey
 from .declarations import MappingDeclaration, MappingState, behindSecondNAT
 from .keeper import KeeperChange, MappingKeeper
@@ -37,7 +37,7 @@ class Declared:
         self,
         clock: IReactorTime,
         where: Callable[[], tuple[IPAddress | None, IPAddress | None]],
-        granted: Callable[[], object],
+        granted: Callable[[Mapping | None], object],
         *,
         backoff: Callable[[int], float],
         mapTimeouts: Sequence[float] = MAP_TIMEOUTS,
@@ -47,7 +47,7 @@ class Declared:
         """
         @param where: returns the gateway in use and its external address,
             as the states tell them.
-        @param granted: called after each grant.
+        @param granted: called with the mapping after each grant.
         """
         self._clock = clock
         self._where = where
@@ -154,5 +154,5 @@ class Declared:
 
     def _keeperChanged(self, keeper: MappingKeeper, change: KeeperChange) -> None:
         if change is KeeperChange.GRANTED:
-            self._granted()
+            self._granted(keeper.mapping)
         self.changed(keeper)

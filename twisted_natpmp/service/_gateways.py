@@ -118,10 +118,12 @@ class GatewayFollower:
             return None
 
     def start(self) -> None:
+        """
+        Listen for announcements, use the gateway (given, or the default
+        one), and check the default gateway every C{gatewayCheckInterval}.
+        """
         self.announcer = AnnouncementProtocol(
-            self.gateway,  # type: ignore[arg-type]
-            self.announced,
-            clock=self._reactor,
+            self.gateway, self.announced, clock=self._reactor
         )
         self._announcePort = self._announcements(self.announcer)
         gateway = self.fixedGateway or self._discover()
@@ -134,6 +136,11 @@ class GatewayFollower:
         )
 
     def stop(self) -> Deferred[object]:
+        """
+        Check the gateway no more, and stop listening for announcements.
+
+        @return: fires once the listening port is closed.
+        """
         if self._gatewayLoop is not None and self._gatewayLoop.running:
             self._gatewayLoop.stop()
         self._gatewayLoop = None
@@ -156,6 +163,11 @@ class GatewayFollower:
             keeper.pause()
 
     def forget(self) -> Deferred[None]:
+        """
+        Let go of the gateway and its mapper, as when stopped.
+
+        @return: fires once the mapper is stopped.
+        """
         self.gateway = None
         client, self.client = self.client, None
         self.watch = None

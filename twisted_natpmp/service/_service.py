@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 
-from .._types import IPAddress, Transport
+from .._types import IPAddress, Mapping, Transport
 from ..announce import AnnouncementProtocol
 from ..discovery import defaultGateway
 from ..interfaces import IMappingObserver, IPortMapper
@@ -127,7 +127,7 @@ class PortMapperService(Service):
         self._declared = Declared(
             reactor,
             lambda: (self.gateway, self.externalAddress),
-            lambda: self._watch.granted() if self._watch is not None else None,
+            self._granted,
             backoff=backoff or defaultBackoff(),
             mapTimeouts=mapTimeouts,
             deleteTimeouts=stopTimeouts,
@@ -165,6 +165,10 @@ class PortMapperService(Service):
     @property
     def _watch(self) -> GatewayWatch | None:
         return self._gateways.watch
+
+    def _granted(self, mapping: Mapping | None) -> None:
+        if self._watch is not None:
+            self._watch.granted(mapping)
 
     @property
     def _client(self) -> IPortMapper | None:

@@ -38,7 +38,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .._types import Announcement, AnnouncementKind, IPAddress
+from .._types import Announcement, AnnouncementKind, IPAddress, Mapping
 from ..interfaces import IPortMapper, Probe
 from ._recovery import Recovery
 from ._silence import SilenceWatch, WatchedMapper
@@ -155,13 +155,16 @@ class GatewayWatch:
 
     # The external address and the health check
 
-    def granted(self) -> None:
+    def granted(self, mapping: Mapping | None = None) -> None:
         """
-        A mapping was granted: if the address is not known yet (the first
-        request went unanswered: it is short, not to hold up the mappings),
-        the gateway answers now: ask again.
+        A mapping was granted.  One that tells the external address (PCP's
+        do) tells the gateway's.  Otherwise, if the address is not known yet
+        (the first request went unanswered: it is short, not to hold up the
+        mappings), the gateway answers now: ask again.
         """
-        if self.externalAddress is None and self._address is None:
+        if mapping is not None and mapping.externalAddress is not None:
+            self.gotAddress(mapping.externalAddress)
+        elif self.externalAddress is None and self._address is None:
             self._address = self._askAddress(ADDRESS_TIMEOUTS)
             self._address.addBoth(self._forget, "_address")
 
