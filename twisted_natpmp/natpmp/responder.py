@@ -2,7 +2,8 @@
 """
 The NAT-PMP side of a gateway (RFC 6886): version-0 request bytes in,
 response bytes out, over the protocol-neutral gateway core
-(L{twisted_natpmp.server.gateway.Gateway}) and its mapping table.
+(L{twisted_natpmp.server.gateway.Gateway}, as a
+L{twisted_natpmp.server.dispatch.GatewayCore}) and its mapping table.
 
 The dispatcher (L{twisted_natpmp.server.dispatch.VersionDispatcher}) hands
 this responder the packets of version 0, and, until a PCP responder sits
@@ -61,7 +62,7 @@ from ._wire import (
 
 if TYPE_CHECKING:
     from .._types import IPAddress
-    from ..server.gateway import Gateway
+    from ..server.dispatch import GatewayCore
 
 __all__ = ["NATPMPResponder", "resultFor"]
 
@@ -91,14 +92,15 @@ class NATPMPResponder:
     """
     Answers NAT-PMP requests (RFC 6886) for a gateway.
 
-    @ivar gateway: the protocol-neutral core: the table, the external
+    @ivar gateway: the protocol-neutral core (a
+        L{twisted_natpmp.server.gateway.Gateway}): the table, the external
         address, the rate limit, the drop and refusal logs.
     """
 
     #: The protocol, as the refusal log names it.
     name = "NAT-PMP"
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayCore) -> None:
         self.gateway = gateway
 
     def respond(self, packet: bytes, client: IPAddress) -> bytes | None:

@@ -8,8 +8,10 @@ natpmp-gateway} runs, and what tests and benchmarks build directly.
     protocol-neutral core shared by all ports and protocols: the source
     checks (RFC 6886 s3.3), the table, the rate limit, the aggregated drop
     and refusal logs, the expiry timer.
-  - L{VersionDispatcher} (C{dispatch}): picks the responder by version byte;
-    the NAT-PMP responder is L{twisted_natpmp.natpmp.responder}.
+  - L{VersionDispatcher} (C{dispatch}): picks the responder
+    (L{Responder}) by version byte; the NAT-PMP responder is
+    L{twisted_natpmp.natpmp.responder}; what a responder may use of the
+    gateway is L{GatewayCore}.
   - L{GatewayProtocol} (C{_protocol}), also known as
     C{NATPMPServerProtocol}: the C{DatagramProtocol} of one port.
   - L{MappingTable} (C{table}): the pure, protocol-neutral mapping table,
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from ._service import GatewayService
     from .announcer import ANNOUNCE_INTERVALS, Announcer
     from .backends.memory import MemoryBackend
-    from .dispatch import Responder, VersionDispatcher
+    from .dispatch import GatewayCore, Responder, VersionDispatcher
     from .gateway import Gateway, NATPMPGateway
     from .table import (
         DEFAULT_MAX_LIFETIME,
@@ -61,6 +63,7 @@ _WHERE = {
     "ANNOUNCE_INTERVALS": ".announcer",
     "Announcer": ".announcer",
     "MemoryBackend": ".backends.memory",
+    "GatewayCore": ".dispatch",
     "Responder": ".dispatch",
     "VersionDispatcher": ".dispatch",
     "Gateway": ".gateway",
@@ -90,6 +93,7 @@ __all__ = [
     "DEFAULT_MIN_PORT",
     "EventKind",
     "Gateway",
+    "GatewayCore",
     "GatewayMapping",
     "GatewayProtocol",
     "GatewayService",

@@ -22,14 +22,84 @@ responder, which drops them and says why.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Protocol
 
 from .._droplog import DropLog
-from .._types import IPAddress
+from .._types import IPAddress, Transport
+from ._entries import GatewayMapping, Refused
 
-__all__ = ["Responder", "VersionDispatcher"]
+__all__ = ["GatewayCore", "Responder", "VersionDispatcher"]
 
 _RESPONSE_BIT = 0x80
+
+
+class GatewayCore(Protocol):
+    """
+    What a responder may use of the gateway
+    (L{twisted_natpmp.server.gateway.Gateway} provides it): the table's
+    operations, refusing by meaning, and the aggregated logs.
+
+    @ivar drops: where a responder counts the packets it drops.
+    """
+
+    drops: DropLog
+
+    @property
+    def externalAddress(self) -> IPv4Address | None:
+        """
+        The external address, or L{None} while there is none.
+        """
+
+    def epoch(self) -> int:
+        """
+        Seconds since the table's epoch began (RFC 6886 s3.6, RFC 6887
+        s8.5).
+        """
+
+    def admit(self, host: str) -> bool:
+        """
+        Whether a mapping request from C{host} is within its rate limit (if
+        not, it is counted as dropped).
+        """
+
+    def map(
+        self,
+        client: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        suggestedExternalPort: int,
+        lifetime: int,
+    ) -> GatewayMapping:
+        """
+        Create or renew a mapping.
+
+        @raise Refused: by meaning.
+        """
+
+    def delete(
+        self, client: IPAddress, transport: Transport, internalPort: int
+    ) -> GatewayMapping | None:
+        """
+        Delete a mapping; none to delete is success.
+
+        @raise Refused: by meaning.
+        """
+
+    def deleteAll(
+        self, client: IPAddress, transport: Transport
+    ) -> list[GatewayMapping]:
+        """
+        Delete every mapping of C{transport} that C{client} holds.
+
+        @raise Refused: for the first that could not be deleted.
+        """
+
+    def refused(self, client: IPAddress, refusal: Refused, answer: str) -> None:
+        """
+        Count and log, in aggregate, a request refused with C{answer} (in
+        the responder's protocol's words: C{"answered result 4"}).
+        """
 
 
 class Responder(Protocol):
