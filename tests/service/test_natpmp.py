@@ -300,7 +300,7 @@ class StartTests(ServiceTestMixin, SynchronousTestCase):
         service.startService()
         self.network.flush()
         self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
-        self.assertIsInstance(service._client, NATPMPClient)
+        self.assertIsInstance(service._gateways.client, NATPMPClient)
 
     def test_badDeclaration(self) -> None:
         self.assertRaises(ValueError, MappingDeclaration, Protocol.UDP, 0)

@@ -45,7 +45,6 @@ from .policy import (
     randomHoldOff,
 )
 from .stop import deleteAll
-from .watch import GatewayWatch
 
 __all__ = ["PortMapperService"]
 
@@ -121,9 +120,9 @@ class PortMapperService(Service):
             L{PublicAddressError <twisted_natpmp.service.PublicAddressError>}
             (RFC 6886 s3 SHOULD), until the address is private.
         """
-        self._reactor = reactor
-        self._stopTimeouts = tuple(stopTimeouts)
-        self._stopDeadline = stopDeadline
+        self._deleteAll = partial(
+            deleteAll, reactor, timeouts=tuple(stopTimeouts), deadline=stopDeadline
+        )
         self._declared = Declared(
             reactor,
             lambda: (self.gateway, self.externalAddress),
@@ -147,9 +146,7 @@ class PortMapperService(Service):
             gatewayCheckInterval=gatewayCheckInterval,
             allowPublicAddress=allowPublicAddress,
             monotonic=monotonic,
-            deleteAll=partial(
-                deleteAll, reactor, timeouts=self._stopTimeouts, deadline=stopDeadline
-            ),
+            deleteAll=self._deleteAll,
             running=lambda: bool(self.running),
         )
 
@@ -162,17 +159,9 @@ class PortMapperService(Service):
         """
         return self._gateways.gateway
 
-    @property
-    def _watch(self) -> GatewayWatch | None:
-        return self._gateways.watch
-
     def _granted(self, mapping: Mapping | None) -> None:
-        if self._watch is not None:
-            self._watch.granted(mapping)
-
-    @property
-    def _client(self) -> IPortMapper | None:
-        return self._gateways.client
+        if self._gateways.watch is not None:
+            self._gateways.watch.granted(mapping)
 
     @property
     def _fixedGateway(self) -> IPv4Address | None:
@@ -193,7 +182,8 @@ class PortMapperService(Service):
         """
         The gateway's external address, if known.
         """
-        return None if self._watch is None else self._watch.externalAddress
+        watch = self._gateways.watch
+        return None if watch is None else watch.externalAddress
 
     @property
     def doubleNAT(self) -> bool:
@@ -240,8 +230,8 @@ class PortMapperService(Service):
             keeper = self._declared.declare(declaration)
         except ValueError as e:
             return fail(e)
-        watch = self._watch
-        if not self.running or self._client is None or watch is None:
+        watch = self._gateways.watch
+        if not self.running or self._gateways.client is None or watch is None:
             return succeed(self._declared.state(keeper))
         waiter = self._declared.nextState(declaration.key)
         keeper.start(watch.mapper, watch.context)
@@ -259,7 +249,7 @@ class PortMapperService(Service):
             keeper = self._declared.keepers.pop((Transport(protocol), internalPort))
         except (KeyError, ValueError) as e:
             return fail(e)
-        if not self.running or self._client is None:
+        if not self.running or self._gateways.client is None:
             keeper.pause()
             keeper.forget()
         d = keeper.remove()
@@ -302,18 +292,10 @@ class PortMapperService(Service):
         # cancelled: a request in flight may have been granted.
         held, unconfirmed = self._declared.held()
         waits: list[Deferred[Any]] = [self._gateways.stop()]
-        client = self._client
+        client = self._gateways.client
         self._gateways.quiesce()
         if client is not None:
-            d = deleteAll(
-                self._reactor,
-                client,
-                held,
-                "stopping",
-                unconfirmed,
-                timeouts=self._stopTimeouts,
-                deadline=self._stopDeadline,
-            )
+            d = self._deleteAll(client, held, "stopping", unconfirmed)
             waits.append(
                 d.addErrback(lambda f: log.failure("deleting the mappings failed", f))
             )
