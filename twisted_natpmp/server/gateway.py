@@ -37,6 +37,7 @@ from ..interfaces import IMappingBackend
 from ..natpmp.responder import NATPMPResponder
 from ._clock import externalAddressOrNone, monotonicFor
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
+from .backends.memory import MemoryBackend
 from .dispatch import VersionDispatcher
 from .table import (
     DEFAULT_MAX_LIFETIME,
@@ -109,8 +110,6 @@ class Gateway:
             L{monotonicFor} C{clock} by default.
         """
         if backend is None:
-            from .backends.memory import MemoryBackend
-
             backend = MemoryBackend()
         self._clock = clock
         self._monotonic = monotonicFor(clock) if monotonic is None else monotonic
