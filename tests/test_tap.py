@@ -9,10 +9,12 @@ import subprocess
 import sys
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+import twisted_natpmp.service
 from twisted_natpmp._tap import Options, makeService, parseMap
 from twisted_natpmp._types import Transport
 from twisted_natpmp.service import MappingDeclaration, PortMapperService
@@ -158,6 +160,24 @@ class OptionsTests(SynchronousTestCase):
 
 
 class MakeServiceTests(SynchronousTestCase):
+    def build(self, options: Options) -> tuple[PortMapperService, dict[str, Any]]:
+        """
+        L{makeService}'s service for C{options}, and the keyword arguments
+        it was made with (its public constructor's, not its insides).
+        """
+        made: list[dict[str, Any]] = []
+
+        class Recording(PortMapperService):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                made.append(kwargs)
+                super().__init__(*args, **kwargs)
+
+        self.patch(twisted_natpmp.service, "PortMapperService", Recording)
+        service = makeService(options)
+        assert isinstance(service, PortMapperService)
+        (arguments,) = made
+        return service, arguments
+
     def test_makeService(self) -> None:
         """
         The service keeps the --map ports mapped with the --lifetime asked,
@@ -175,8 +195,7 @@ class MakeServiceTests(SynchronousTestCase):
             "--health-interval",
             "30",
         )
-        service = makeService(options)
-        assert isinstance(service, PortMapperService)
+        service, arguments = self.build(options)
         self.assertFalse(service.running)
         self.assertEqual(
             [s.declaration for s in service.states()],
@@ -185,8 +204,8 @@ class MakeServiceTests(SynchronousTestCase):
                 MappingDeclaration(Transport.TCP, 8080, 80, 600),
             ],
         )
-        self.assertEqual(service._fixedGateway, IPv4Address("10.77.0.1"))
-        self.assertEqual(service._healthInterval, 30.0)
+        self.assertEqual(arguments["gateway"], IPv4Address("10.77.0.1"))
+        self.assertEqual(arguments["healthInterval"], 30.0)
 
     def test_allowPublicAddress(self) -> None:
         """
@@ -194,17 +213,17 @@ class MakeServiceTests(SynchronousTestCase):
         from an address that is not private (RFC 6886 s3 SHOULD); by
         default it does not.
         """
-        default = makeService(parse("--map", "udp:5000"))
-        allowed = makeService(parse("--map", "udp:5000", "--allow-public"))
-        assert isinstance(default, PortMapperService)
-        assert isinstance(allowed, PortMapperService)
-        self.assertFalse(default._allowPublicAddress)
-        self.assertTrue(allowed._allowPublicAddress)
+        _, default = self.build(parse("--map", "udp:5000"))
+        _, allowed = self.build(parse("--map", "udp:5000", "--allow-public"))
+        self.assertIs(default["allowPublicAddress"], False)
+        self.assertIs(allowed["allowPublicAddress"], True)
 
     def test_discoversByDefault(self) -> None:
-        service = makeService(parse("--map", "udp:5000"))
-        assert isinstance(service, PortMapperService)
-        self.assertIsNone(service._fixedGateway)
+        """
+        Without --gateway, the service follows the default gateway.
+        """
+        _, arguments = self.build(parse("--map", "udp:5000"))
+        self.assertIsNone(arguments["gateway"])
 
 
 class TwistdTests(SynchronousTestCase):
