@@ -6,10 +6,12 @@ C{twistd natpmp-gateway}.
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+import twisted_natpmp.server
 from twisted_natpmp import _gatewaytap
 from twisted_natpmp._gatewaytap import Options, interfaceNetwork, makeService
 from twisted_natpmp.server import GatewayService
@@ -203,6 +205,24 @@ class OptionsTests(SynchronousTestCase):
 
 
 class MakeServiceTests(SynchronousTestCase):
+    def build(self, options: Options) -> tuple[GatewayService, dict[str, Any]]:
+        """
+        L{makeService}'s service for C{options}, and the keyword arguments
+        it was made with (its public constructor's, not its insides).
+        """
+        made: list[dict[str, Any]] = []
+
+        class Recording(GatewayService):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                made.append(kwargs)
+                super().__init__(*args, **kwargs)
+
+        self.patch(twisted_natpmp.server, "GatewayService", Recording)
+        service = makeService(options)
+        assert isinstance(service, GatewayService)
+        (arguments,) = made
+        return service, arguments
+
     def test_service(self) -> None:
         """
         L{makeService} builds a L{GatewayService} with the options' values,
@@ -222,23 +242,23 @@ class MakeServiceTests(SynchronousTestCase):
                 "--rate-burst=9",
             ]
         )
-        service = makeService(options)
-        assert isinstance(service, GatewayService)
+        service, arguments = self.build(options)
         self.assertFalse(service.running)
         self.assertEqual(service.listen, (IPv4Interface("10.77.0.1/24"),))
         self.assertEqual(service.externalAddress, IPv4Address("192.0.3.1"))
         self.assertEqual(service.port, 5351)
         self.assertEqual(
-            service._limits,
+            arguments,
             {
                 "minPort": 2000,
                 "maxPort": 3000,
                 "maxLifetime": 600,
                 "maxMappingsPerClient": 7,
                 "maxMappings": 100,
+                "requestRate": 5,
+                "requestBurst": 9,
             },
         )
-        self.assertEqual((service._requestRate, service._requestBurst), (5, 9))
 
     def test_defaultLimits(self) -> None:
         """
@@ -246,18 +266,14 @@ class MakeServiceTests(SynchronousTestCase):
         source's request rate; --rate-limit 0 turns the rate limit off.
         """
         self.patch(Options, "lookupNetwork", staticmethod(fakeNetworks))
-        options = parsed(["--listen=10.77.0.1"])
-        service = makeService(options)
-        assert isinstance(service, GatewayService)
-        self.assertEqual(service._limits["maxMappings"], DEFAULT_MAX_MAPPINGS)
+        _, arguments = self.build(parsed(["--listen=10.77.0.1"]))
+        self.assertEqual(arguments["maxMappings"], DEFAULT_MAX_MAPPINGS)
         self.assertEqual(
-            (service._requestRate, service._requestBurst),
+            (arguments["requestRate"], arguments["requestBurst"]),
             (DEFAULT_REQUEST_RATE, DEFAULT_REQUEST_BURST),
         )
-        options = parsed(["--listen=10.77.0.1", "--rate-limit=0"])
-        service = makeService(options)
-        assert isinstance(service, GatewayService)
-        self.assertIsNone(service._requestRate)
+        _, arguments = self.build(parsed(["--listen=10.77.0.1", "--rate-limit=0"]))
+        self.assertIsNone(arguments["requestRate"])
 
 
 class CannotListenTests(SynchronousTestCase):
