@@ -1,183 +1,32 @@
 # -*- test-case-name: tests.test_exchange -*-
 """
-The request engine under each protocol's client: it owns the UDP socket
-that talks to one gateway, the requests pending on it and their timers.
-
-An L{Exchange} knows no wire format.  A client hands it a request (the
-client's own value, kept for matching), the bytes to send and a
-retransmission schedule; the engine sends the bytes, resends them after
-each wait of the schedule, and fires the request's L{Deferred} with the
-decoded reply that answers it, or fails it with
-L{twisted_natpmp.errors.NoResponseError} once the schedule (or the caller's
-overall time limit) runs out.  Replies are decoded by the client's
-C{decode}, and matched to requests either by a predicate (C{matches},
-which NAT-PMP needs: a reply answers every identical request in flight) or
-by a key (C{keyOf}, as PCP's nonces allow).
-
-Requests wait their turn in a queue: with C{window=1} (serial mode) one is
-in flight at a time (RFC 6886 s3.1); a larger window lets that many be in
-flight at once.  A request submitted with C{queued=False} goes out at once,
-outside the queue and the window (a batch of deletions at stop).
-
-Twisted's names resolver is the model (C{DNSDatagramProtocol}'s table of
-pending requests, each a Deferred and a timer; the resolver's tuple of
-timeouts consumed by the resend loop); unlike it, cancelling a request's
-Deferred stops its retransmissions.
-
-ICMP port unreachable fails the requests in flight with
-L{twisted_natpmp.errors.NotSupportedError}, whether Twisted reports it as
-C{connectionRefused} or (the epoll reactor, on a connected UDP port) by
-closing the port; in the second case a fresh port is bound, so that later
-requests can still be made.
+The request engine proper: the queue, the requests in flight and their
+timers, matching replies to requests; see L{twisted_natpmp._exchange}.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
-from ipaddress import ip_address
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IListeningPort,
-    IReactorTime,
-    IReactorUDP,
-)
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from ._droplog import DropLog
-from ._types import IPAddress
-from .errors import NoResponseError, NotSupportedError, PortMappingError
+from .._droplog import DropLog
+from .._types import IPAddress
+from ..errors import NoResponseError, NotSupportedError, PortMappingError
+from ._pending import DEFAULT_TIMEOUTS, Pending, checkTimeouts, notifyObservers
+from ._socket import ExchangeProtocol, GatewaySocket
 
-__all__ = [
-    "DEFAULT_TIMEOUTS",
-    "Exchange",
-    "ExchangeProtocol",
-    "Pending",
-    "checkTimeouts",
-    "notifyObservers",
-]
+__all__ = ["Exchange"]
 
 log = Logger()
 
 _Q = TypeVar("_Q")
 _R = TypeVar("_R")
-
-#: RFC 6886 s3.1: wait 250 ms after the first send, doubling after each
-#: retransmission; after the 9th attempt and its 64 s wait, give up.
-DEFAULT_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
-
-
-def checkTimeouts(timeouts: Sequence[float]) -> tuple[float, ...]:
-    """
-    Check a retransmission schedule: one or more positive waits.
-
-    @return: the schedule as a C{tuple} of C{float}s.
-    @raise ValueError: it is empty or has a wait that is not positive.
-    """
-    schedule = tuple(float(t) for t in timeouts)
-    if not schedule or any(t <= 0 for t in schedule):
-        raise ValueError(f"retransmission timeouts must be positive: {timeouts!r}")
-    return schedule
-
-
-def notifyObservers(
-    observers: Iterable[Callable[..., object]], kind: str, *args: object
-) -> None:
-    """
-    Call each observer with C{args}; one that raises is logged, and the
-    others still called.
-
-    @param kind: what the observers observe, for the log line.
-    """
-    for observer in list(observers):
-        try:
-            observer(*args)
-        except Exception:
-            log.failure(
-                "{kind} observer {observer} failed", kind=kind, observer=repr(observer)
-            )
-
-
-@dataclass(eq=False)
-class Pending(Generic[_Q, _R]):
-    """
-    One request submitted and not yet settled.
-
-    @ivar request: the client's own value for it, given to C{matches}.
-    @ivar packet: the bytes sent.
-    @ivar timeouts: the wait after each send.
-    @ivar key: what matches its reply, in key mode.
-    @ivar queued: whether it waits its turn (else it was sent at once).
-    @ivar deferred: fires with the reply that answers it.
-    @ivar attempts: how many times it was sent.
-    @ivar submitted: the clock's time when it was submitted.
-    @ivar firstSent: the clock's time when it was first sent.
-    """
-
-    request: _Q
-    packet: bytes
-    timeouts: tuple[float, ...]
-    key: Hashable | None
-    queued: bool
-    deferred: Deferred[_R] = field(init=False)
-    attempts: int = 0
-    submitted: float = 0.0
-    firstSent: float | None = None
-    timer: IDelayedCall | None = None
-    limitTimer: IDelayedCall | None = None
-
-
-class ExchangeProtocol(DatagramProtocol):
-    """
-    The UDP side of an L{Exchange}: sends its packets to the gateway and
-    hands it what comes back.
-
-    Unless extra source addresses are accepted, the socket is connected to
-    the gateway, so that the kernel filters other sources and reports ICMP
-    port unreachable (RFC 6886 s3.1).
-    """
-
-    def __init__(self, exchange: Exchange[Any, Any]) -> None:
-        self.exchange = exchange
-
-    def startProtocol(self) -> None:
-        if self.exchange.connectSocket:
-            assert self.transport is not None
-            self.transport.connect(
-                str(self.exchange.gateway), self.exchange.gatewayPort
-            )
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        self.exchange._datagramReceived(datagram, addr)
-
-    def connectionRefused(self) -> None:
-        self.exchange._refused()
-
-    def stopProtocol(self) -> None:
-        self.exchange._portLost()
-
-    def send(self, packet: bytes) -> None:
-        """
-        Send C{packet} to the gateway.
-
-        @raise PortMappingError: the protocol is not listening.
-        """
-        exchange = self.exchange
-        if self.transport is None:
-            raise PortMappingError(
-                f"the {exchange.protocolName} client is not listening"
-            )
-        if exchange.connectSocket:
-            # A connected UDP port takes no address.
-            self.transport.write(packet, None)  # type: ignore[arg-type]
-        else:
-            self.transport.write(packet, (str(exchange.gateway), exchange.gatewayPort))
 
 
 class Exchange(Generic[_Q, _R]):
@@ -196,6 +45,7 @@ class Exchange(Generic[_Q, _R]):
         C{reactor.listenUDP(0, exchange.protocol)}; or use L{listen}.
     @ivar drops: counts and logs, in aggregate, the datagrams dropped:
         malformed, or from another source than the gateway.
+    @ivar socket: the L{GatewaySocket} it sends through.
     @ivar unanswered: counts and logs, in aggregate (at info: a late
         duplicate is normal), the replies that answer nothing pending.
     """
@@ -266,23 +116,26 @@ class Exchange(Generic[_Q, _R]):
         self._sent = sent
         self._unansweredHook = unanswered
         self._describe = describe
-        sources = {gateway, *(ip_address(str(a)) for a in extraSources)}
-        # Twisted reports a datagram's source as a string.
-        self._sourceHosts = frozenset(str(a) for a in sources)
-        self.connectSocket = len(sources) == 1
-        self.protocol = ExchangeProtocol(self)
+        self.socket = GatewaySocket(
+            clock,
+            gateway,
+            gatewayPort,
+            received=self._datagramReceived,
+            refused=self._refused,
+            lost=self._portLost,
+            extraSources=extraSources,
+            protocolName=protocolName,
+        )
+        self.protocol: ExchangeProtocol = self.socket.protocol
+        self.connectSocket = self.socket.connectSocket
+        self.drops = self.socket.drops
         what = f"{protocolName} client of {gateway}"
-        self.drops = DropLog(log, clock, what)
         self.unanswered = DropLog(log, clock, what, level=LogLevel.info)
         self._queue: deque[Pending[_Q, _R]] = deque()
         # Requests sent and waiting for their reply; a dict as an ordered set.
         self._inFlight: dict[Pending[_Q, _R], None] = {}
         self._retryObservers: list[Callable[[str, int, float], object]] = []
         self._stopped = False
-        self._stopping = False
-        self._port: IListeningPort | None = None
-        self._binding: tuple[IReactorUDP, str] | None = None
-        self._untrigger: Callable[[], object] = lambda: None
 
     # Requests
 
@@ -420,57 +273,37 @@ class Exchange(Generic[_Q, _R]):
 
     # The socket
 
+    @property
+    def port(self) -> IListeningPort | None:
+        """
+        The port L{listen} bound, if any.
+        """
+        return self.socket.port
+
     def listen(self, reactor: IReactorUDP, interface: str = "") -> IListeningPort:
         """
         Bind an ephemeral UDP port.  Should it be closed under the exchange
         (ICMP port unreachable, on the epoll reactor), a new one is bound
         the same way.
         """
-        self._binding = (reactor, interface)
-        self._port = self._bind()
-        # A reactor shutting down closes the port; that is no ICMP error.
-        addTrigger = getattr(reactor, "addSystemEventTrigger", None)
-        if addTrigger is not None:
-            trigger = addTrigger("before", "shutdown", self._reactorStopping)
-            remove = reactor.removeSystemEventTrigger  # type: ignore[attr-defined]
-            self._untrigger = lambda: remove(trigger)
-        return self._port
-
-    @property
-    def port(self) -> IListeningPort | None:
-        """
-        The port L{listen} bound, if any.
-        """
-        return self._port
+        return self.socket.listen(reactor, interface)
 
     def sourceAddress(self) -> IPAddress | None:
         """
         The local address of the socket (connected to the gateway, the
         kernel's choice), or L{None} if it has none or is not bound.
         """
-        transport = self.protocol.transport
-        try:
-            address = ip_address(transport.getHost().host)  # type: ignore[union-attr]
-        except (AttributeError, ValueError):
-            return None
-        return None if address.is_unspecified else address
+        return self.socket.sourceAddress()
 
     def stop(self) -> Deferred[None]:
         """
         Cancel every pending request and stop listening; later requests
         fail at once.  Fires when the port is closed.
         """
-        self._stopping = True
         self._stopped = True
-        self._untrigger()
-        self._untrigger = lambda: None
         self.cancelPending()
-        self.drops.stop()
         self.unanswered.stop()
-        port, self._port = self._port, None
-        if port is None:
-            return succeed(None)
-        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
+        return self.socket.close()
 
     @property
     def stopped(self) -> bool:
@@ -480,13 +313,6 @@ class Exchange(Generic[_Q, _R]):
         return self._stopped
 
     # Internals
-
-    def _bind(self) -> IListeningPort:
-        assert self._binding is not None
-        reactor, interface = self._binding
-        return reactor.listenUDP(
-            0, self.protocol, interface=interface, maxPacketSize=8192
-        )
 
     def _sendNext(self) -> None:
         while self._queue and self._flying() < self.window:
@@ -499,7 +325,7 @@ class Exchange(Generic[_Q, _R]):
 
     def _transmit(self, pending: Pending[_Q, _R]) -> None:
         try:
-            self.protocol.send(pending.packet)
+            self.socket.send(pending.packet)
         except Exception:
             self._finish(pending, Failure())
             return
@@ -604,47 +430,20 @@ class Exchange(Generic[_Q, _R]):
     def _notSupported(self) -> NotSupportedError:
         return NotSupportedError(self.gateway, self.protocolName)
 
-    def _reactorStopping(self) -> None:
-        self._stopping = True
-        self._untrigger = lambda: None  # the reactor has used it up
-
     def _portLost(self) -> None:
         """
-        The socket that L{listen} bound closed while neither the exchange
-        nor the reactor was stopping.  Twisted's epoll reactor closes a
-        connected UDP port on ICMP port unreachable (EPOLLERR without
-        EPOLLIN) instead of calling C{connectionRefused}; either way the
-        gateway does not speak the protocol now (RFC 6886 s3.1).  The
-        pending requests fail, and a fresh port is bound so that later
-        requests (a gateway that starts its server later) can still be made.
+        The socket's port closed under it (ICMP port unreachable, on the
+        epoll reactor; it bound a new one): the gateway does not speak the
+        protocol now (RFC 6886 s3.1), so every pending request fails.
         """
-        if self._stopping or self._port is None:
-            return
-        self._port = None
-        try:
-            self._port = self._bind()
-        except Exception:
-            log.failure(
-                "could not bind a new port for the {protocol} client of {gateway}",
-                protocol=self.protocolName,
-                gateway=str(self.gateway),
-            )
         pending = [*self._inFlight, *self._queue]
         self._queue.clear()
         for p in pending:
             if not p.deferred.called:
                 self._finish(p, Failure(self._notSupported()))
 
-    def _datagramReceived(self, datagram: bytes, addr: Any) -> None:
+    def _datagramReceived(self, datagram: bytes, source: str) -> None:
         if self._stopped:
-            # The port closes after stop returns; what still comes asks
-            # nothing of a stopped exchange (and must not restart its logs).
-            return
-        host, port = addr[0], addr[1]
-        source = f"{host}:{port}"
-        if host not in self._sourceHosts or port != self.gatewayPort:
-            # RFC 6886 s3.1: only replies from the gateway's port count.
-            self.drops.drop(source, "not the gateway", datagram.hex())
             return
         try:
             response = self._decode(datagram)
