@@ -157,7 +157,7 @@ class MapperTests(SynchronousTestCase):
         self.assertTrue(self.client.announced(natpmp(0)))
 
     def test_observersRemoved(self) -> None:
-        self.client.removeStateLossObserver(self.client._observers[0])
+        self.client.removeStateLossObserver(self.client.epochs.observers[0])
         self.client.announced(pcp(100))
         self.assertTrue(self.client.announced(pcp(0)))
         self.assertEqual(self.losses, [])

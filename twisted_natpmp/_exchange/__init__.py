@@ -34,7 +34,13 @@ requests can still be made.
 from __future__ import annotations
 
 from ._engine import Exchange
-from ._pending import DEFAULT_TIMEOUTS, Pending, checkTimeouts, notifyObservers
+from ._pending import (
+    DEFAULT_TIMEOUTS,
+    Pending,
+    checkTimeouts,
+    notifyObservers,
+    settleAll,
+)
 from ._socket import ExchangeProtocol, GatewaySocket
 
 __all__ = [
@@ -45,4 +51,5 @@ __all__ = [
     "Pending",
     "checkTimeouts",
     "notifyObservers",
+    "settleAll",
 ]

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-__all__ = ["DEFAULT_TIMEOUTS", "Pending", "checkTimeouts", "notifyObservers"]
+__all__ = [
+    "DEFAULT_TIMEOUTS",
+    "Pending",
+    "checkTimeouts",
+    "notifyObservers",
+    "settleAll",
+]
 
 log = Logger()
 
 _Q = TypeVar("_Q")
 _R = TypeVar("_R")
+_K = TypeVar("_K", bound=Hashable)
 
 #: RFC 6886 s3.1: wait 250 ms after the first send, doubling after each
 #: retransmission; after the 9th attempt and its 64 s wait, give up.
@@ -84,3 +92,38 @@ class Pending(Generic[_Q, _R]):
     firstSent: float | None = None
     timer: IDelayedCall | None = None
     limitTimer: IDelayedCall | None = None
+
+
+def settleAll(
+    deferreds: dict[_K, Deferred[Any]],
+) -> Deferred[dict[_K, Failure | None]]:
+    """
+    Wait for every one of C{deferreds} (a batch of requests) to settle.
+
+    @return: fires once all have, with a C{dict} from each key to L{None}
+        (succeeded) or the L{Failure} saying why not, in the keys' order;
+        cancelling it cancels every one still waiting (which then fail with
+        L{twisted.internet.defer.CancelledError}).
+    """
+    outcomes: dict[_K, Failure | None] = {}
+
+    def cancel(_: object) -> None:
+        # Fires every request's Deferred at once, and so this one.
+        for d in deferreds.values():
+            d.cancel()
+
+    done: Deferred[dict[_K, Failure | None]] = Deferred(cancel)
+
+    def settle(key: _K) -> Callable[[object], None]:
+        def settled(result: object) -> None:
+            outcomes[key] = result if isinstance(result, Failure) else None
+            if len(outcomes) == len(deferreds):
+                done.callback({key: outcomes[key] for key in deferreds})
+
+        return settled
+
+    for key, d in deferreds.items():
+        d.addBoth(settle(key))
+    if not deferreds:
+        done.callback({})
+    return done

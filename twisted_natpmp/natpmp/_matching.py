@@ -1,16 +1,16 @@
 # -*- test-case-name: tests.natpmp.test_client -*-
 """
 What the NAT-PMP client needs besides the codec and the request engine:
-which reply answers which request (RFC 6886 s3.3, s3.5), how a request is
-named for a person, and the aggregated log of the gateway's losses of state
-(RFC 6886 s3.6).
+which reply answers which request (RFC 6886 s3.3, s3.5), what a reply
+means, and how a request is named for a person.
 """
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from ipaddress import IPv4Address
 
+from .._types import Mapping, ProtocolName
+from ..errors import InvalidResponseError
 from ._wire import (
     RESPONSE_BIT,
     ErrorResponse,
@@ -21,13 +21,14 @@ from ._wire import (
     Request,
     Response,
     ResultCode,
+    errorForResult,
 )
 
 __all__ = [
     "LATE_REPLY_SECONDS",
-    "STATE_LOSS_INTERVAL",
-    "StateLossLog",
+    "checkResult",
     "describeRequest",
+    "mappingFrom",
     "matches",
 ]
 
@@ -35,12 +36,6 @@ __all__ = [
 #: same port is taken for that deletion's late duplicate reply rather than an
 #: invalid answer to a mapping request (RFC 6886 s3.3, s3.4).
 LATE_REPLY_SECONDS = 30.0
-
-#: Seconds between two summaries of the gateway's losses of state: the
-#: first loss of a quiet period is warned of at once, further ones (a flood
-#: of forged replies or announcements with lower epochs, or a gateway
-#: restarting again and again) in one line per interval.
-STATE_LOSS_INTERVAL = 60.0
 
 _UNSUPPORTED_VERSION = int(ResultCode.UNSUPPORTED_VERSION)
 _SUCCESS = int(ResultCode.SUCCESS)
@@ -85,6 +80,55 @@ def matches(request: Request, response: Response, lateDeletion: bool) -> bool:
     return response.lifetime != 0 or not lateDeletion
 
 
+def checkResult(response: Response) -> Response:
+    """
+    Pass a successful reply through; raise for any other.
+
+    @raise twisted_natpmp.errors.GatewayError: the error by meaning of the
+        reply's non-zero result code (RFC 6886 s3.5).
+    @raise InvalidResponseError: a success in a bare 8-byte header.
+    """
+    if response.resultCode != _SUCCESS:
+        raise errorForResult(response.resultCode)
+    if isinstance(response, ErrorResponse):
+        raise InvalidResponseError(
+            f"gateway answered success in a bare 8-byte header (opcode"
+            f" {response.opcode})"
+        )
+    return response
+
+
+def mappingFrom(
+    response: Response, request: MapRequest, externalAddress: IPv4Address | None
+) -> Mapping:
+    """
+    The L{Mapping} a successful reply to C{request} grants.
+
+    @param externalAddress: the gateway's external address, as last heard
+        (a map reply carries none).
+    @raise InvalidResponseError: the reply grants no port or no lifetime
+        (RFC 6886 s3.3).
+    """
+    assert isinstance(response, MapResponse)
+    if response.externalPort == 0 or response.lifetime == 0:
+        raise InvalidResponseError(
+            f"gateway granted external port {response.externalPort} for"
+            f" {response.lifetime} s: not a usable mapping"
+        )
+    return Mapping(
+        transport=request.transport,
+        internalPort=response.internalPort,
+        externalPort=response.externalPort,
+        lifetime=response.lifetime,
+        epoch=response.epoch,
+        externalAddress=externalAddress,
+        # RFC 6886 s3.3: renew at half the lifetime, reckoned with the one
+        # asked for if the gateway granted more.
+        renewAfter=min(response.lifetime, request.lifetime) / 2,
+        protocolName=ProtocolName.NATPMP,
+    )
+
+
 def describeRequest(request: Request) -> str:
     """
     Say what C{request} asks, for a log line or an error message.
@@ -100,81 +144,3 @@ def describeRequest(request: Request) -> str:
     if request.internalPort:
         return f"the {label} deletion of port {request.internalPort}"
     return f"the deletion of every {label} mapping"
-
-
-class StateLossLog:
-    """
-    Log a gateway's losses of state: the first of a quiet period at once,
-    further ones summarised every L{STATE_LOSS_INTERVAL} seconds, so that a
-    flood of forged packets with lower epochs (RFC 6886 s3.6) costs a line a
-    minute, not a line a packet.  (The lines are tested word for word, so
-    this keeps its own texts rather than L{twisted_natpmp._droplog.DropLog}'s.)
-    """
-
-    def __init__(self, log: Logger, clock: IReactorTime, gateway: str) -> None:
-        self._log = log
-        self._clock = clock
-        self._gateway = gateway
-        #: Losses of state not yet told, the last one's epoch, and the
-        #: summary that tells them (None: the next loss is told at once).
-        self._untold = 0
-        self._lastEpoch = 0
-        self._summary: IDelayedCall | None = None
-
-    def lost(self, epoch: int) -> None:
-        """
-        The gateway lost its state, by a packet with C{epoch}.
-        """
-        if self._summary is None:
-            self._log.warn(
-                "gateway {gateway} lost its mapping state (epoch {epoch});"
-                " further losses are summarised every {interval:.0f} s",
-                gateway=self._gateway,
-                epoch=epoch,
-                interval=STATE_LOSS_INTERVAL,
-            )
-            self._summary = self._clock.callLater(
-                STATE_LOSS_INTERVAL, self._intervalOver
-            )
-            return
-        # Not even a debug line each: a log that records debug (twistd's)
-        # would grow by a line a packet.
-        self._untold += 1
-        self._lastEpoch = epoch
-
-    def stop(self) -> None:
-        """
-        Say what is not yet said, and stop the summaries.
-        """
-        summary, self._summary = self._summary, None
-        if summary is not None and summary.active():
-            summary.cancel()
-        self._summarise()
-
-    def _intervalOver(self) -> None:
-        self._summary = None
-        if self._summarise():
-            self._summary = self._clock.callLater(
-                STATE_LOSS_INTERVAL, self._intervalOver
-            )
-
-    def _summarise(self) -> bool:
-        """
-        Say how many losses of state came since the last line, if any.
-
-        @return: whether there were any.
-        """
-        count, self._untold = self._untold, 0
-        if not count:
-            return False
-        self._log.warn(
-            "gateway {gateway} lost its mapping state {count} more {times} in"
-            " the last {interval:.0f} s (last epoch {epoch}): it restarts"
-            " often, or someone forges its packets",
-            gateway=self._gateway,
-            count=count,
-            times="time" if count == 1 else "times",
-            interval=STATE_LOSS_INTERVAL,
-            epoch=self._lastEpoch,
-        )
-        return True

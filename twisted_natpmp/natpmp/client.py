@@ -35,31 +35,32 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._epoch import EpochTracker, PCPEpochTracker
-from .._exchange import DEFAULT_TIMEOUTS, Exchange, ExchangeProtocol, notifyObservers
-from .._types import Announcement, AnnouncementKind, Mapping, ProtocolName, Transport
-from ..errors import InvalidResponseError
+from .._exchange import (
+    DEFAULT_TIMEOUTS,
+    Exchange,
+    ExchangeProtocol,
+    settleAll,
+)
+from .._types import Announcement, Mapping, ProtocolName, Transport
 from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
+from ._epochs import STATE_LOSS_INTERVAL, EpochWatch
 from ._matching import (
     LATE_REPLY_SECONDS,
-    STATE_LOSS_INTERVAL,
-    StateLossLog,
+    checkResult,
     describeRequest,
+    mappingFrom,
     matches,
 )
 from ._wire import (
     RECOMMENDED_LIFETIME,
     SERVER_PORT,
-    ErrorResponse,
     ExternalAddressRequest,
     ExternalAddressResponse,
     MapRequest,
-    MapResponse,
     Request,
     Response,
     ResultCode,
     decodeResponse,
-    errorForResult,
 )
 
 __all__ = [
@@ -153,15 +154,14 @@ class NATPMPClient:
             describe=describeRequest,
         )
         self.lastExternalAddress: IPv4Address | None = None
-        self.epochTracker = EpochTracker()
-        self.pcpEpochTracker = PCPEpochTracker()
+        self.epochs = EpochWatch(log, clock, str(self.gateway), monotonic)
+        self.epochTracker = self.epochs.natpmp
+        self.pcpEpochTracker = self.epochs.pcp
         self._monotonic = monotonic
         # When each mapping's deletion was last sent (clock seconds).
         self._deletionsSent: dict[MappingKey, float] = {}
         # The last reply judged by the epoch rule, and the verdict.
         self._judged: tuple[Response | None, bool] = (None, False)
-        self._losses = StateLossLog(log, clock, str(self.gateway))
-        self._observers: list[Callable[[], object]] = []
 
     def __repr__(self) -> str:
         return f"<NATPMPClient gateway={self.gateway}:{self.gatewayPort}>"
@@ -329,29 +329,8 @@ class NATPMPClient:
             )
         except Exception as e:
             return fail(e)
-        batch = dict(zip(requests, deferreds, strict=True))
-        outcomes: dict[MappingKey, Failure | None] = {}
-
-        def cancel(_: object) -> None:
-            # Fires every deletion's Deferred at once, and so this one.
-            for d in batch.values():
-                d.cancel()
-
-        done: Deferred[dict[MappingKey, Failure | None]] = Deferred(cancel)
-
-        def settle(key: MappingKey) -> Callable[[object], None]:
-            def settled(result: object) -> None:
-                outcomes[key] = result if isinstance(result, Failure) else None
-                if len(outcomes) == len(batch):
-                    done.callback({key: outcomes[key] for key in batch})
-
-            return settled
-
-        for key, d in batch.items():
-            d.addCallback(self._checkResult).addBoth(settle(key))
-        if not batch:
-            done.callback({})
-        return done
+        checked = [d.addCallback(checkResult) for d in deferreds]
+        return settleAll(dict(zip(requests, checked, strict=True)))
 
     def cancelPending(self) -> None:
         """
@@ -372,12 +351,7 @@ class NATPMPClient:
 
         @return: whether the gateway lost its state.
         """
-        if announcement.kind is AnnouncementKind.NATPMP:
-            return self._observeEpoch(announcement.epoch)
-        lost = self.pcpEpochTracker.update(announcement.epoch, self._monotonic())
-        if lost:
-            self._stateLost(announcement.epoch)
-        return lost
+        return self.epochs.judgeAnnouncement(announcement)
 
     def noteEpoch(self, epoch: int) -> bool:
         """
@@ -385,7 +359,7 @@ class NATPMPClient:
         s3.2.1, s3.6); observers hear of a loss of state.  The older name of
         L{announced} for NAT-PMP announcements.
         """
-        return self._observeEpoch(epoch)
+        return self.epochs.judge(epoch)
 
     def addRetryObserver(self, observer: Callable[[str, int, float], object]) -> None:
         """
@@ -410,13 +384,13 @@ class NATPMPClient:
         Call C{observer()} whenever the gateway is seen to have lost its
         state: by a reply's epoch, or an announcement's (L{announced}).
         """
-        self._observers.append(observer)
+        self.epochs.observers.append(observer)
 
     def removeStateLossObserver(self, observer: Callable[[], object]) -> None:
         """
         Stop calling an observer given to L{addStateLossObserver}.
         """
-        self._observers.remove(observer)
+        self.epochs.observers.remove(observer)
 
     def sourceAddress(self) -> IPv4Address | None:
         """
@@ -442,7 +416,7 @@ class NATPMPClient:
         later requests fail at once.
         """
         d = self.exchange.stop()
-        self._losses.stop()
+        self.epochs.stop()
         return d
 
     # Internals
@@ -460,7 +434,7 @@ class NATPMPClient:
         self, request: Request, timeouts: Sequence[float] | None
     ) -> Deferred[Response]:
         d = self.exchange.submit(request, request.encode(), timeouts=timeouts)
-        return d.addCallback(self._checkResult)
+        return d.addCallback(checkResult)
 
     def _sentRequest(self, request: Request) -> None:
         if isinstance(request, MapRequest) and request.lifetime == 0:
@@ -479,29 +453,7 @@ class NATPMPClient:
         return matches(request, response, lateDeletion)
 
     def _receivedResponse(self, response: Response) -> None:
-        self._judged = (response, self._observeEpoch(response.epoch))
-
-    def _observeEpoch(self, epoch: int) -> bool:
-        lost = self.epochTracker.update(epoch, self._monotonic())
-        if lost:
-            self._stateLost(epoch)
-        return lost
-
-    def _stateLost(self, epoch: int) -> None:
-        self._losses.lost(epoch)
-        # RFC 6886 s3.6: every loss is told to the observers, whatever the
-        # log says; the service coalesces its re-mappings.
-        notifyObservers(self._observers, "state-loss")
-
-    def _checkResult(self, response: Response) -> Response:
-        if response.resultCode != _SUCCESS:
-            raise errorForResult(response.resultCode)
-        if isinstance(response, ErrorResponse):
-            raise InvalidResponseError(
-                f"gateway answered success in a bare 8-byte header (opcode"
-                f" {response.opcode})"
-            )
-        return response
+        self._judged = (response, self.epochs.judge(response.epoch))
 
     def _gotExternalAddress(self, response: Response) -> IPv4Address:
         assert isinstance(response, ExternalAddressResponse)
@@ -519,24 +471,7 @@ class NATPMPClient:
         )
 
     def _gotMapping(self, response: Response, request: MapRequest) -> Mapping:
-        assert isinstance(response, MapResponse)
-        if response.externalPort == 0 or response.lifetime == 0:
-            raise InvalidResponseError(
-                f"gateway granted external port {response.externalPort} for"
-                f" {response.lifetime} s: not a usable mapping"
-            )
-        return Mapping(
-            transport=request.transport,
-            internalPort=response.internalPort,
-            externalPort=response.externalPort,
-            lifetime=response.lifetime,
-            epoch=response.epoch,
-            externalAddress=self.lastExternalAddress,
-            # RFC 6886 s3.3: renew at half the lifetime, reckoned with the
-            # one asked for if the gateway granted more.
-            renewAfter=min(response.lifetime, request.lifetime) / 2,
-            protocolName=ProtocolName.NATPMP,
-        )
+        return mappingFrom(response, request, self.lastExternalAddress)
 
 
 def listenClient(
