@@ -104,6 +104,14 @@ class NATPMPClient:
     @ivar gateway: the gateway's address.
     @ivar gatewayPort: the gateway's port (5351; other values are for tests).
     @ivar exchange: the request engine that owns the socket.
+    @ivar protocol: the datagram protocol to listen with, e.g.
+        C{reactor.listenUDP(0, client.protocol)}; or use L{listenClient}.
+    @ivar connectSocket: whether the socket is connected to the gateway (no
+        extra sources).
+    @ivar timeouts: the default retransmission schedule.
+    @ivar drops: the aggregated log of the datagrams dropped: malformed, or
+        from another source than the gateway.
+    @ivar epochs: the watch on the gateway's epochs.
     @ivar lastExternalAddress: the external address the gateway last
         reported, or L{None}.
     @ivar epochTracker: the RFC 6886 s3.6 judge of the gateway's epochs.
@@ -154,6 +162,10 @@ class NATPMPClient:
             describe=describeRequest,
         )
         self.lastExternalAddress: IPv4Address | None = None
+        self.protocol: ExchangeProtocol = self.exchange.protocol
+        self.connectSocket = self.exchange.connectSocket
+        self.timeouts = self.exchange.timeouts
+        self.drops = self.exchange.drops
         self.epochs = EpochWatch(log, clock, str(self.gateway), monotonic)
         self.epochTracker = self.epochs.natpmp
         self.pcpEpochTracker = self.epochs.pcp
@@ -165,36 +177,6 @@ class NATPMPClient:
 
     def __repr__(self) -> str:
         return f"<NATPMPClient gateway={self.gateway}:{self.gatewayPort}>"
-
-    @property
-    def protocol(self) -> ExchangeProtocol:
-        """
-        The datagram protocol to listen with, e.g.
-        C{reactor.listenUDP(0, client.protocol)}; or use L{listenClient}.
-        """
-        return self.exchange.protocol
-
-    @property
-    def connectSocket(self) -> bool:
-        """
-        Whether the socket is connected to the gateway (no extra sources).
-        """
-        return self.exchange.connectSocket
-
-    @property
-    def timeouts(self) -> tuple[float, ...]:
-        """
-        The default retransmission schedule.
-        """
-        return self.exchange.timeouts
-
-    @property
-    def drops(self) -> Any:
-        """
-        The aggregated log of the datagrams dropped: malformed, or from
-        another source than the gateway.
-        """
-        return self.exchange.drops
 
     # IPortMapper, IExternalAddressQuery
 
