@@ -13,19 +13,16 @@ import random as _random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
+from .._droplog import DropLog
 from .._epoch import EpochTracker, PCPEpochTracker
 from .._exchange import Exchange, notifyObservers
 from .._types import Announcement, AnnouncementKind, IPAddress
 from ..errors import PortMappingError, UnsupportedVersionError
-from ..interfaces import MappingKey
-from ..natpmp._matching import StateLossLog
 from ._fields import VERSION, Opcode
 from ._matching import (
     NATPMPUnsupportedVersion,
@@ -37,7 +34,7 @@ from ._matching import (
 from ._retransmit import CALL_LIMIT, retransmissionSchedule
 from ._wire import Request, Response, ResultCode, errorForResult
 
-__all__ = ["WINDOW", "Conversation", "checkResult", "settleAll"]
+__all__ = ["WINDOW", "Conversation", "checkResult"]
 
 log = Logger()
 
@@ -100,7 +97,15 @@ class Conversation:
         self.epochTracker = PCPEpochTracker()
         self.natpmpEpochTracker = EpochTracker()
         self._judged: tuple[Reply | None, bool] = (None, False)
-        self._losses = StateLossLog(log, clock, str(gateway))
+        # The first loss of a quiet period is warned of at once, further
+        # ones (a flood of forged responses, a gateway restarting again and
+        # again) summarised.
+        self._losses = DropLog(
+            log,
+            clock,
+            f"PCP client of {gateway}",
+            verb="saw a loss of the gateway's mapping state in",
+        )
         self._observers: list[Callable[[], object]] = []
 
     def clientAddress(self) -> IPAddress:
@@ -218,7 +223,7 @@ class Conversation:
         return isinstance(reply, Response) and reply.opcode is Opcode.ANNOUNCE
 
     def _stateLost(self, epoch: int) -> None:
-        self._losses.lost(epoch)
+        self._losses.drop(str(self.gateway), "epoch", f"epoch {epoch}")
         notifyObservers(self._observers, "state-loss")
 
 
@@ -238,35 +243,3 @@ def checkResult(reply: Reply) -> Response:
     if reply.resultCode != ResultCode.SUCCESS:
         raise errorForResult(reply.resultCode, reply.lifetime)
     return reply
-
-
-def settleAll(
-    deferreds: dict[MappingKey, Deferred[Any]],
-) -> Deferred[dict[MappingKey, Failure | None]]:
-    """
-    Wait for every one of C{deferreds}.
-
-    @return: fires with a C{dict} from each key to L{None} (succeeded) or
-        its L{Failure}; cancelling it cancels them all.
-    """
-    if not deferreds:
-        return succeed({})
-    outcomes: dict[MappingKey, Failure | None] = {}
-
-    def cancel(_: object) -> None:
-        for d in deferreds.values():
-            d.cancel()
-
-    done: Deferred[dict[MappingKey, Failure | None]] = Deferred(cancel)
-
-    def settle(key: MappingKey) -> Callable[[object], None]:
-        def settled(result: object) -> None:
-            outcomes[key] = result if isinstance(result, Failure) else None
-            if len(outcomes) == len(deferreds):
-                done.callback({k: outcomes[k] for k in deferreds})
-
-        return settled
-
-    for key, d in deferreds.items():
-        d.addBoth(settle(key))
-    return done

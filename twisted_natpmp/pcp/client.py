@@ -29,12 +29,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._exchange import Exchange
+from .._exchange import Exchange, settleAll
 from .._types import Announcement, IPAddress, Mapping, ProtocolName, Transport
 from ..errors import InvalidResponseError, NotAuthorizedError, PortMappingError
 from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
 from ._build import announceRequest, deleteRequest, grantedMapping, mapRequest
-from ._conversation import WINDOW, Conversation, checkResult, settleAll
+from ._conversation import WINDOW, Conversation, checkResult
 from ._fields import SERVER_PORT
 from ._matching import Reply
 from ._nonces import NonceKeeper, NonceKey, NonceStore, newNonce
