@@ -5,11 +5,11 @@ now lives in L{twisted_natpmp.natpmp._wire}.
 
 from __future__ import annotations
 
+from .natpmp._messages import _RESPONSE_BIT  # noqa: F401
 from .natpmp._wire import *  # noqa: F403
 from .natpmp._wire import (  # noqa: F401
     _ADDRESS_CACHE_SIZE,
     _ADDRESSES,
-    _RESPONSE_BIT,
     OPCODES,
     RESPONSE_BIT,
 )
