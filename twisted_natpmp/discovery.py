@@ -1,6 +1,7 @@
 """
-Find the gateway to talk to: the default IPv4 gateway (RFC 6886 s3), as the
-C{netifaces} module (from the C{netifaces-plus} distribution) reports it;
+Find the gateway to talk to: the default IPv4 gateway (RFC 6886 s3) and the
+default IPv6 gateway (L{defaultGateway6}, for PCP, RFC 6887 s8.1), as the
+C{netifaces} module (from the C{netifaces-plus} distribution) reports them;
 and check that NAT-PMP makes sense here: RFC 6886 s3 says a client SHOULD
 use it only when its primary IPv4 address is private (L{localAddress},
 L{isPrivateAddress}).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Any, Protocol
 
 from ._wire import SERVER_PORT
@@ -40,6 +41,22 @@ def _importNetifaces() -> NetifacesModule:
     import netifaces
 
     return netifaces
+
+
+class Netifaces6Module(Protocol):
+    """
+    The part of the C{netifaces} module that L{defaultGateway6} and
+    L{globalAddresses6} use.
+    """
+
+    @property
+    def AF_INET6(self) -> int: ...
+
+    def gateways(self) -> Mapping[Any, Any]: ...
+
+    def interfaces(self) -> list[str]: ...
+
+    def ifaddresses(self, interface: str, /) -> Mapping[int, Any]: ...
 
 
 def defaultGateway(netifacesModule: NetifacesModule | None = None) -> IPv4Address:
@@ -159,3 +176,64 @@ def unusableGateway(address: IPv4Address) -> str | None:
     if address == IPv4Address("255.255.255.255"):
         return "the broadcast address"
     return None
+
+
+def defaultGateway6(netifacesModule: Netifaces6Module | None = None) -> IPv6Address:
+    """
+    The default IPv6 gateway of this host, where a PCP client sends its
+    requests for IPv6 (RFC 6887 s8.1: the default router).  A link-local
+    gateway (the usual kind: routers advertise their link-local address)
+    carries its interface as the scope (C{fe80::1%eth0}), without which it
+    cannot be reached.
+
+    @param netifacesModule: the C{netifaces} module, or a stand-in for it;
+        L{None} imports the real one.
+    @return: the gateway's address.
+    @raise NoGatewayError: there is no default IPv6 gateway, or the routing
+        table cannot be read.
+    """
+    module: Any = _importNetifaces() if netifacesModule is None else netifacesModule
+    try:
+        gateways = module.gateways()
+    except OSError as e:
+        raise NoGatewayError(f"cannot read the routing table ({e}); {_ADVICE}") from e
+    default = gateways.get("default")
+    entry = default.get(module.AF_INET6) if isinstance(default, Mapping) else None
+    if not entry:
+        raise NoGatewayError(f"no default IPv6 gateway found; {_ADVICE}")
+    text, interface = str(entry[0]), str(entry[1]) if len(entry) > 1 else ""
+    try:
+        address = IPv6Address(text)
+        if address.is_link_local and address.scope_id is None and interface:
+            address = IPv6Address(f"{text}%{interface}")
+    except ValueError:
+        raise NoGatewayError(
+            f"the default IPv6 gateway {text!r} is not an IPv6 address; {_ADVICE}"
+        ) from None
+    if address.is_unspecified:
+        raise NoGatewayError(f"the default IPv6 route names no gateway; {_ADVICE}")
+    return address
+
+
+def globalAddresses6(
+    netifacesModule: Netifaces6Module | None = None,
+) -> list[IPv6Address]:
+    """
+    This host's global IPv6 addresses: each can have an inbound pinhole
+    opened by PCP (one mapping per address, the client bound to it).
+
+    @param netifacesModule: the C{netifaces} module, or a stand-in.
+    @return: the addresses, each once, in the order the interfaces list
+        them; not link-local, loopback, multicast or unique-local ones.
+    """
+    module: Any = _importNetifaces() if netifacesModule is None else netifacesModule
+    found: dict[IPv6Address, None] = {}
+    for interface in module.interfaces():
+        for entry in module.ifaddresses(interface).get(module.AF_INET6, []):
+            try:
+                address = IPv6Address(str(entry.get("addr", "")).split("%")[0])
+            except ValueError:
+                continue
+            if address.is_global:
+                found[address] = None
+    return list(found)
