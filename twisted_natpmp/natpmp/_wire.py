@@ -28,6 +28,7 @@ from ..errors import (
     UnsupportedOpcodeError,
     UnsupportedVersionError,
 )
+from . import _messages
 from ._messages import (
     _EXTERNAL_RESPONSE,
     _EXTERNAL_RESPONSE_OPCODE,
@@ -35,7 +36,6 @@ from ._messages import (
     _MAP_REQUEST,
     _MAP_RESPONSE,
     _OP_EXTERNAL_ADDRESS,
-    _PROTOCOLS,
     _RESPONSE_BIT,
     ANNOUNCE_GROUP,
     CLIENT_PORT,
@@ -61,6 +61,11 @@ from ._messages import (
     describeResult,
     encode,
 )
+
+# Bound by assignment, not by import: CPython 3.11 compiles a method call on
+# an imported name as an attribute load (it expects a module), which makes
+# the decoders' dict lookups slower.
+_PROTOCOLS = _messages._PROTOCOLS
 
 __all__ = [
     "ANNOUNCE_GROUP",
