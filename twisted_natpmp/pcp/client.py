@@ -29,17 +29,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._exchange import Exchange, settleAll
+from .._exchange import Exchange
 from .._types import Announcement, IPAddress, Mapping, ProtocolName, Transport
-from ..errors import InvalidResponseError, NotAuthorizedError, PortMappingError
+from ..errors import InvalidResponseError, PortMappingError
 from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
 from ._build import announceRequest, deleteRequest, grantedMapping, mapRequest
 from ._conversation import WINDOW, Conversation, checkResult
+from ._deletion import TAKEOVER_LIFETIME, Deletions
 from ._fields import SERVER_PORT
 from ._matching import Reply
 from ._nonces import NonceKeeper, NonceKey, NonceStore, newNonce
 from ._retransmit import CALL_LIMIT, renewalPoint
-from ._wire import Request, Response, ResultCode
+from ._wire import Request, Response
 
 __all__ = [
     "DELETION_TIMEOUTS",
@@ -58,9 +59,6 @@ DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
 #: The lifetime of the short-lived MAP by which L{PCPClient.externalAddress}
 #: learns the address (miniupnpd's least).
 EXTERNAL_QUERY_LIFETIME = 120
-#: The lifetime asked for when taking over a mapping whose nonce is lost,
-#: just before deleting it.
-TAKEOVER_LIFETIME = 120
 
 
 @implementer(IPortMapper, IExternalAddressQuery)
@@ -137,6 +135,9 @@ class PCPClient:
             extraSources=extraSources,
             random=random,
             monotonic=monotonic,
+        )
+        self._deletions = Deletions(
+            self.conversation, self.nonces, self._key, lambda: self.takeOver
         )
 
     def __repr__(self) -> str:
@@ -226,21 +227,7 @@ class PCPClient:
         with a new nonce is tried; refused as NOT_AUTHORIZED, the mapping
         is taken over with that nonce and then deleted, if L{takeOver}.
         """
-        if internalPort == 0:
-            return fail(ValueError("internal port 0 cannot be deleted by PCP MAP"))
-        try:
-            transport = Transport(transport)
-            key = self._key(transport, internalPort)
-            known = self.nonces.get(key)
-            client = self.conversation.clientAddress()
-        except (ValueError, PortMappingError) as e:
-            return fail(e)
-        nonce = newNonce() if known is None else known
-        request = deleteRequest(client, nonce, transport, internalPort)
-        d = self._delete(request, key, timeouts)
-        if known is None and self.takeOver:
-            d.addErrback(self._takeOver, key, nonce, timeouts)
-        return d
+        return self._deletions.delete(transport, internalPort, timeouts)
 
     def deleteMappings(
         self,
@@ -258,30 +245,7 @@ class PCPClient:
             deletions still waiting.  It fails only with C{ValueError} or
             L{PortMappingError} (a bad key, no socket), sending nothing.
         """
-        try:
-            client = self.conversation.clientAddress()
-            wanted = [(Transport(t), port) for t, port in keys]
-            if any(port == 0 for _, port in wanted):
-                raise ValueError("internal port 0 cannot be deleted by PCP MAP")
-            known: dict[MappingKey, Request] = {}
-            for transport, port in wanted:
-                nonce = self.nonces.get(self._key(transport, port))
-                if nonce is not None:
-                    known[(transport, port)] = deleteRequest(
-                        client, nonce, transport, port
-                    )
-            batch = self.exchange.submitBatch(
-                [(r, r.encode(), None) for r in known.values()], timeouts
-            )
-        except (ValueError, PortMappingError) as e:
-            return fail(e)
-        deferreds: dict[MappingKey, Deferred[Any]] = {}
-        for (key, request), d in zip(known.items(), batch, strict=True):
-            deferreds[key] = d.addCallback(self._deleted, request, self._key(*key))
-        for key in wanted:
-            if key not in known:
-                deferreds[key] = self.deleteMapping(key[0], key[1], timeouts)
-        return settleAll(deferreds)
+        return self._deletions.deleteAll(keys, timeouts)
 
     def cancelPending(self) -> None:
         """
@@ -397,49 +361,6 @@ class PCPClient:
         self, request: Request, timeouts: Sequence[float] | None
     ) -> Deferred[Response]:
         return self.conversation.submit(request, timeouts).addCallback(checkResult)
-
-    def _delete(
-        self, request: Request, key: NonceKey, timeouts: Sequence[float] | None
-    ) -> Deferred[None]:
-        d = self.conversation.submit(request, timeouts)
-        return d.addCallback(self._deleted, request, key)
-
-    def _deleted(self, reply: Reply, request: Request, key: NonceKey) -> None:
-        if isinstance(reply, Response) and reply.resultCode in (
-            ResultCode.SUCCESS,
-            ResultCode.NO_RESOURCES,
-        ):
-            # miniupnpd answers NO_RESOURCES to a deletion of nothing (a
-            # retransmitted deletion whose first copy was applied).
-            self.nonces.forget(key)
-            return
-        checkResult(reply)
-
-    def _takeOver(
-        self,
-        failure: Failure,
-        key: NonceKey,
-        nonce: bytes,
-        timeouts: Sequence[float] | None,
-    ) -> Deferred[None]:
-        failure.trap(NotAuthorizedError)
-        log.info(
-            "no PCP nonce kept for {transport} port {port} on {gateway}:"
-            " taking the mapping over with a new one to delete it",
-            transport=key.transport.label,
-            port=key.internalPort,
-            gateway=str(self.gateway),
-        )
-        client = self.conversation.clientAddress()
-        request = mapRequest(
-            client, nonce, key.transport, key.internalPort, TAKEOVER_LIFETIME
-        )
-        deletion = deleteRequest(client, nonce, key.transport, key.internalPort)
-
-        def delete(_: object) -> Deferred[None]:
-            return self._delete(deletion, key, timeouts)
-
-        return self._submit(request, timeouts).addCallback(delete)
 
     def _gotProbe(self, reply: Reply) -> Probe:
         response = checkResult(reply)
