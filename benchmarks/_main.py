@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from . import _cpus, clients, codec, gateway, peers, reliability, service
+from . import _cpus, clients, codec, gateway, pcp, peers, reliability, service
 from ._context import Context
 from ._report import Figure, Report, notMeasured
 from ._sizes import FULL, QUICK
@@ -42,6 +42,7 @@ SECTIONS: list[tuple[str, str, Section]] = [
         "6. reliability: a flood, and mapping under loss",
         reliability.run,
     ),
+    ("pcp", "7. PCP with its window vs NAT-PMP: map then delete", pcp.run),
 ]
 
 

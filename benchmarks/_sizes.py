@@ -25,6 +25,9 @@ class Sizes:
     @ivar reliabilityPorts: ports the service maps at each loss level.
     @ivar reliabilityLosses: the loss levels run (of 0, 0.3 and 0.6).
     @ivar reliabilityTimeout: seconds allowed to map them at one level.
+    @ivar pcpPorts: ports mapped then deleted on miniupnpd over each of PCP
+        and NAT-PMP (figure 7; miniupnpd deletes in time linear in its
+        table, so a few hundred at most).
     """
 
     codecCount: int
@@ -41,6 +44,7 @@ class Sizes:
     reliabilityPorts: int
     reliabilityLosses: tuple[int, ...]
     reliabilityTimeout: float
+    pcpPorts: int
 
 
 FULL = Sizes(
@@ -58,6 +62,7 @@ FULL = Sizes(
     reliabilityPorts=20,
     reliabilityLosses=(0, 30, 60),
     reliabilityTimeout=300.0,
+    pcpPorts=200,
 )
 
 QUICK = Sizes(
@@ -75,4 +80,5 @@ QUICK = Sizes(
     reliabilityPorts=2,
     reliabilityLosses=(0, 30),
     reliabilityTimeout=30.0,
+    pcpPorts=10,
 )

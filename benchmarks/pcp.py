@@ -90,7 +90,7 @@ async def _measure(lab: Lab, ports: Sequence[int]) -> dict[str, float]:
 
 
 async def run(context: Context) -> list[Figure]:
-    ports = range(FIRST_PORT, FIRST_PORT + context.sizes.bulkPorts)
+    ports = range(FIRST_PORT, FIRST_PORT + context.sizes.pcpPorts)
     what = f"map then delete {len(ports)} ports on miniupnpd"
     try:
         async with netLab(context.directory / "pcp") as lab:

@@ -41,6 +41,7 @@ SECTION_PREFIXES = (
     "service.",
     "peers.",
     "reliability.",
+    "pcp.",
 )
 #: Units of counts of things that should not happen: 0 is their best value.
 COUNT_UNITS = ("tracebacks", "mappings", "bytes")
@@ -171,11 +172,12 @@ class MissingPeerTests(SynchronousTestCase):
 
     def test_noPeerTools(self) -> None:
         """
-        With no natpmpc, ip or miniupnpd on the C{PATH}, their figures are
-        not measured, and their reasons name what is missing.
+        With no natpmpc, ip or miniupnpd on the C{PATH}, their figures (and
+        PCP's, measured on miniupnpd) are not measured, and their reasons
+        name what is missing.
         """
         env = dict(os.environ, PATH=os.path.dirname(sys.executable))
-        done, report = runBenchmarks("--only", "client,miniupnpd", env=env)
+        done, report = runBenchmarks("--only", "client,miniupnpd,pcp", env=env)
         self.assertEqual(done.returncode, 0, done.stderr)
         byName = {f["name"]: f for f in report["figures"]}
         natpmpc = byName["client.natpmpc.rate"]
@@ -183,11 +185,12 @@ class MissingPeerTests(SynchronousTestCase):
         self.assertIn("natpmpc", natpmpc["reason"])
         self.assertIsNone(byName["client.ours_vs_natpmpc"]["value"])
         self.assertIsNotNone(byName["client.ours.rate"]["value"])
-        peers = [f for f in report["figures"] if f["name"].startswith("peers.")]
-        self.assertTrue(peers)
-        for figure in peers:
-            self.assertIsNone(figure["value"])
-            self.assertRegex(figure["reason"], "needs .*(root|'ip'|'miniupnpd')")
+        for prefix in ("peers.", "pcp."):
+            peers = [f for f in report["figures"] if f["name"].startswith(prefix)]
+            self.assertTrue(peers, prefix)
+            for figure in peers:
+                self.assertIsNone(figure["value"])
+                self.assertRegex(figure["reason"], "needs .*(root|'ip'|'miniupnpd')")
 
 
 class CommandLineTests(SynchronousTestCase):
