@@ -29,6 +29,7 @@ from twisted_natpmp.negotiate import (
     NegotiatingMapper,
     ProtocolMemory,
     mapperFor,
+    processMemory,
 )
 from twisted_natpmp.pcp._nonces import MemoryNonceStore, NonceKey
 from twisted_natpmp.pcp.client import PCPClient
@@ -259,6 +260,12 @@ class MapperForTests(SynchronousTestCase):
         assert isinstance(mapper, NegotiatingMapper)
         self.assertIsNone(mapper.natpmp)
         self.assertIs(mapper.protocolName, ProtocolName.PCP)
+
+    def test_processMemory(self) -> None:
+        # Without a memory given, every mapper of the process shares one.
+        mapper = mapperFor(self.host, GATEWAY, nonces=MemoryNonceStore())
+        assert isinstance(mapper, NegotiatingMapper)
+        self.assertIs(mapper.memory, processMemory)
 
     def test_nonceKeyUsesGateway(self) -> None:
         nonces = MemoryNonceStore()

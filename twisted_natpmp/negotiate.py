@@ -53,6 +53,7 @@ __all__ = [
     "ProtocolMemory",
     "isNATPMPOnly",
     "mapperFor",
+    "processMemory",
 ]
 
 log = Logger()
@@ -109,6 +110,10 @@ class ProtocolMemory:
         Ask C{gateway} in PCP again next time (it restarted).
         """
         self._since.pop(gateway, None)
+
+
+#: What this process found out about its gateways (see L{mapperFor}).
+processMemory = ProtocolMemory()
 
 
 @implementer(IPortMapper, IExternalAddressQuery)
@@ -421,7 +426,9 @@ def mapperFor(
     @param protocol: C{"auto"} (PCP, falling back to NAT-PMP), C{"pcp"} or
         C{"natpmp"}.
     @param interface: the local address to bind.
-    @param memory: the L{ProtocolMemory} for C{"auto"}.
+    @param memory: the L{ProtocolMemory} for C{"auto"}; by default this
+        process's own (L{processMemory}), so that every mapper made here
+        remembers what any of them found.
     @param kwargs: for both clients: C{monotonic}, C{extraSources},
         C{gatewayPort}; for PCP only: C{nonces}, C{internalAddress},
         C{window}, C{random}, C{takeOver}, C{limit}; C{timeouts} for both.
@@ -445,4 +452,6 @@ def mapperFor(
     natpmp = None
     if isinstance(address, IPv4Address):
         natpmp = listenClient(reactor, address, interface=interface, **shared)
-    return NegotiatingMapper(reactor, pcp, natpmp, memory)
+    return NegotiatingMapper(
+        reactor, pcp, natpmp, processMemory if memory is None else memory
+    )
