@@ -19,9 +19,6 @@ from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from ._types import Mapping, ProtocolName, Transport
-    from ._wire import Protocol, ResultCode
-    from .backends import MemoryBackend
-    from .client import NATPMPClient, listenClient
     from .discovery import defaultGateway
     from .errors import (
         GatewayError,
@@ -41,18 +38,21 @@ if TYPE_CHECKING:
         IPortMapper,
         Probe,
     )
+    from .natpmp._wire import Protocol, ResultCode
+    from .natpmp.client import NATPMPClient, listenClient
     from .server import GatewayService
+    from .server.backends import MemoryBackend
     from .service import MappingDeclaration, MappingState, PortMapperService
 
 _WHERE = {
     "Mapping": "._types",
     "ProtocolName": "._types",
     "Transport": "._types",
-    "Protocol": "._wire",
-    "ResultCode": "._wire",
-    "MemoryBackend": ".backends",
-    "NATPMPClient": ".client",
-    "listenClient": ".client",
+    "Protocol": ".natpmp._wire",
+    "ResultCode": ".natpmp._wire",
+    "MemoryBackend": ".server.backends",
+    "NATPMPClient": ".natpmp.client",
+    "listenClient": ".natpmp.client",
     "defaultGateway": ".discovery",
     "GatewayError": ".errors",
     "NATPMPError": ".errors",
