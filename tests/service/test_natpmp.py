@@ -18,7 +18,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_natpmp._wire import (
+from twisted_natpmp.errors import (
+    NetworkFailureError,
+    NoGatewayError,
+    NoResponseError,
+    NotAuthorizedError,
+)
+from twisted_natpmp.interfaces import IMappingObserver, IPortMapper
+from twisted_natpmp.natpmp._wire import (
     ExternalAddressRequest,
     ExternalAddressResponse,
     MapRequest,
@@ -27,16 +34,9 @@ from twisted_natpmp._wire import (
     ResultCode,
     decodeRequest,
 )
-from twisted_natpmp.backends import MemoryBackend
-from twisted_natpmp.errors import (
-    NetworkFailureError,
-    NoGatewayError,
-    NoResponseError,
-    NotAuthorizedError,
-)
-from twisted_natpmp.interfaces import IMappingObserver, IPortMapper
 from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
 from twisted_natpmp.server import GatewayService
+from twisted_natpmp.server.backends.memory import MemoryBackend
 from twisted_natpmp.service import (
     CONFIRM_SPACING,
     MappingDeclaration,
