@@ -13,9 +13,7 @@ from typing import Any
 from twisted.internet.protocol import DatagramProtocol
 from zope.interface import implementer
 
-from twisted_natpmp.errors import (
-    NotAuthorizedError,
-)
+from twisted_natpmp.errors import NotAuthorizedError
 from twisted_natpmp.interfaces import IMappingObserver, IPortMapper
 from twisted_natpmp.natpmp._wire import (
     ExternalAddressRequest,

@@ -14,9 +14,7 @@ from twisted_natpmp.errors import (
     NoResponseError,
 )
 from twisted_natpmp.interfaces import IPortMapper
-from twisted_natpmp.natpmp._wire import (
-    Protocol,
-)
+from twisted_natpmp.natpmp._wire import Protocol
 from twisted_natpmp.natpmp.client import listenClient
 from twisted_natpmp.service import (
     PublicAddressError,

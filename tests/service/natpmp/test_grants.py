@@ -12,9 +12,7 @@ from typing import Any
 from twisted.logger import capturedLogs, eventAsJSON
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp.errors import (
-    NotAuthorizedError,
-)
+from twisted_natpmp.errors import NotAuthorizedError
 from twisted_natpmp.interfaces import IPortMapper
 from twisted_natpmp.natpmp._wire import (
     ExternalAddressResponse,

@@ -15,9 +15,7 @@ from twisted_natpmp.natpmp._wire import (
     Protocol,
     decodeRequest,
 )
-from twisted_natpmp.service import (
-    MappingDeclaration,
-)
+from twisted_natpmp.service import MappingDeclaration
 from twisted_natpmp.service.keeper import KeeperPhase
 from twisted_natpmp.testing import Datagram
 
