@@ -236,6 +236,7 @@ class RequestingTests(KeeperTestCase):
         requesting -> deleting: removing cancels the request and deletes the
         mapping, which the request may have made (RFC 6886 s3.4).
         """
+        # RFC 6886 s3.4
         keeper = self.keeper()
         keeper.start(self.mapper)
         request = self.asked()
@@ -254,6 +255,7 @@ class MappedTests(KeeperTestCase):
         mapped -> renewing: renewed at half the granted lifetime, suggesting
         the port held (RFC 6886 s3.3).
         """
+        # RFC 6886 s3.3
         keeper = self.mapped(externalPort=15000, lifetime=3600)
         self.clock.advance(1799)
         self.assertEqual(self.mapper.pending(), [])
@@ -278,6 +280,7 @@ class MappedTests(KeeperTestCase):
         RFC 6886 s3.3: a gateway SHOULD NOT grant more than asked; a longer
         grant is renewed and expires as if granted the lifetime asked for.
         """
+        # RFC 6886 s3.3
         keeper = self.mapped(lifetime=100000)
         self.assertEqual((keeper.lifetime, keeper.expires), (7200, 7200.0))
         self.clock.advance(3600)
@@ -340,6 +343,7 @@ class MappedTests(KeeperTestCase):
         mapped -> deleting -> stopped: removing deletes the mapping (RFC 6886
         s3.4); the deletion's failure reaches the caller.
         """
+        # RFC 6886 s3.4
         keeper = self.mapped()
         self.assertEqual(keeper.mayBeHeld(), (True, False))
         d = keeper.remove()

@@ -130,6 +130,7 @@ class FakePortMapperTests(SynchronousTestCase):
         RFC 6886 s3.6: an announcement's epoch is judged against the one
         before it of the same protocol; a loss tells the observers.
         """
+        # RFC 6886 s3.6
         now = [0.0]
         mapper = FakePortMapper(now=lambda: now[0])
         losses: list[None] = []

@@ -227,6 +227,7 @@ class StopTests(ServiceTestCase):
         RFC 6886 s3.4: stopping deletes every mapping held, in one batch,
         and stops the mapper; every state says removed.
         """
+        # RFC 6886 s3.4
         service = self.start(UDP5000, TCP8080)
         self.successResultOf(service.stopService())
         [batch] = self.mapper.calls("deleteMappings")

@@ -45,6 +45,7 @@ class DeleteAllTests(SynchronousTestCase):
         Every deletion goes in one batch, on the schedule given; what was
         deleted is said.
         """
+        # RFC 6886 s3.1, s3.4
         d = deleteAll(
             self.clock, self.mapper, [UDP5000, TCP8080], "stopping", timeouts=(1.0,)
         )
@@ -93,6 +94,7 @@ class DeleteAllTests(SynchronousTestCase):
         """
         At the deadline the deletions still unanswered are given up.
         """
+        # RFC 6886 s3.1
         d = deleteAll(self.clock, self.mapper, [UDP5000], "stopping", deadline=2.0)
         self.clock.advance(1.9)
         self.assertNoResult(d)

@@ -130,6 +130,7 @@ class AddressTests(WatchTestCase):
         RFC 6886 s3.6: a probe every C{healthInterval}, on the health
         schedule; one at a time.
         """
+        # RFC 6886 s3.6
         self.mapped(UDP5000)
         self.clock.advance(60)
         [probe] = self.mapper.pending()
@@ -197,6 +198,7 @@ class RecoveryTests(WatchTestCase):
         address, then every mapping one request at a time, each suggesting
         the port it held.
         """
+        # RFC 6886 s3.7
         self.mapped(UDP5000, TCP8080)
         self.mapper.requests.clear()
         self.mapper.loseState()
@@ -296,6 +298,7 @@ class AnnouncementTests(WatchTestCase):
         RFC 6886 s3.2.1, s3.6: an announcement whose epoch shows a loss of
         state re-maps everything, through the mapper's judgement.
         """
+        # RFC 6886 s3.2.1
         watch = self.mapped(UDP5000)
         watch.announced(announcement(1000))
         self.clock.advance(100)
@@ -325,6 +328,7 @@ class AnnouncementTests(WatchTestCase):
         A PCP announcement judged a loss (RFC 6887 s8.5) re-maps no sooner
         than CONFIRM_SPACING after the last re-mapping started.
         """
+        # RFC 6887 s8.5
         watch = self.mapped(UDP5000)
         # The first PCP announcement is judged fine, and confirms.
         watch.announced(announcement(10, AnnouncementKind.PCP))
@@ -344,6 +348,7 @@ class AnnouncementTests(WatchTestCase):
         RFC 6886 s3.1: a mapping never granted, waiting to be retried, is
         asked at once on an announcement, once per burst.
         """
+        # RFC 6886 s3.1
         watch = self.watch(UDP5000)
         self.mapper.pending("probe")[0].succeed(Probe(self.mapper.protocolName, 1))
         self.mapper.pending("addMapping")[0].fail(NotAuthorizedError(2))

@@ -86,6 +86,7 @@ class GatewayChangeTests(ServiceTestMixin, SynchronousTestCase):
         is still reachable, the mappings there are deleted (RFC 6886 s3.4),
         not left until they expire.
         """
+        # RFC 6886 s3.4
         self.start(UDP5000, TCP8080, gateway=None, discoverGateway=self.discover)
         self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
         self.current = IPv4Address(OTHER_GATEWAY)
@@ -161,6 +162,7 @@ class GatewayChangeTests(ServiceTestMixin, SynchronousTestCase):
         The old gateway's PCP epoch is not judged against the new one's
         (RFC 6887 s8.5 as RFC 6886 s3.6).
         """
+        # RFC 6887 s8.5, RFC 6886 s3.6
         service = self.start(
             UDP5000, gateway=None, discoverGateway=self.discover, healthInterval=10**6
         )
@@ -249,6 +251,7 @@ class RuntimeTests(ServiceTestMixin, SynchronousTestCase):
         Removing a declaration deletes its mapping on the gateway (RFC 6886
         s3.4) and stops its renewals.
         """
+        # RFC 6886 s3.4
         service = self.start(UDP5000, TCP8080)
         d = service.removeMapping(Protocol.UDP, 5000)
         self.network.flush()
@@ -272,6 +275,7 @@ class RuntimeTests(ServiceTestMixin, SynchronousTestCase):
         Removing while the gateway is away fails quickly (a deletion is tried
         only briefly, RFC 6886 s3.1), and the declaration is gone anyway.
         """
+        # RFC 6886 s3.1
         service = self.start(UDP5000)
         self.gatewayGone()
         d = service.removeMapping(Protocol.UDP, 5000)
@@ -371,6 +375,7 @@ class PublicAddressTests(ServiceTestMixin, SynchronousTestCase):
         gateway's announcements as the gateway's (RFC 6886 s3.2.1), never
         drops them as a stranger's.
         """
+        # RFC 6886 s3.2.1
         service = self.start(UDP5000, clientFactory=self.publicClient)
         self.advance(1)
         assert service._gateways.announcer is not None

@@ -60,6 +60,7 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
         the mapping is renewed and expires by the lifetime asked for, which
         its state reports as its lifetime.
         """
+        # RFC 6886 s3.3
         # The gateway's own replies to mapping requests are lost.
         self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 16
         service = self.start(UDP5000, healthInterval=10**6)
@@ -110,6 +111,7 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
         6886 s3.3), the grants every 10 s are logged at debug, not a
         "mapped" info line each.
         """
+        # RFC 6886 s3.3
         events = self.runWithOneSecondGrants()
         self.assertEqual(
             [t for t in texts(events, "info") if "udp:5000 ->" in t],
@@ -124,6 +126,7 @@ class GrantTests(ServiceTestMixin, SynchronousTestCase):
         The floor applies to a gateway's short grant only: a lifetime of 3 s
         asked for is renewed every 1.5 s, as asked (RFC 6886 s3.3).
         """
+        # RFC 6886 s3.3
         with capturedLogs() as events:
             self.start(MappingDeclaration(Protocol.UDP, 5000, lifetime=3))
             self.advance(4.5)
@@ -216,6 +219,7 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
         request, not a renewal, so the RFC 6886 s3.7 hold-off is not for it
         (s3.1: an announcement is the signal to try again).
         """
+        # RFC 6886 s3.7
         refused = MappingDeclaration(Protocol.UDP, 6000)
         service = self.start(refused, backoff=lambda n: 300.0, holdOff=lambda: 1.0)
         self.assertIsInstance(service.states()[0].error, NotAuthorizedError)
@@ -235,6 +239,7 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
         one it granted keeps the s3.7 random hold-off, as a renewal after a
         loss of state.  Still one request at a time (s3.1).
         """
+        # RFC 6886 s3.1
         refused = MappingDeclaration(Protocol.UDP, 6000)
         other = MappingDeclaration(Protocol.UDP, 6001)
         self.backend.refused.add(6001)
@@ -268,6 +273,7 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
         CONFIRM_SPACING seconds: the first is asked at once (RFC 6886
         s3.1), the others wait for the rate-limited re-mapping.
         """
+        # RFC 6886 s3.1
         refused = MappingDeclaration(Protocol.UDP, 6000)
         self.start(refused, backoff=lambda n: 300.0, holdOff=lambda: 1.0)
         for i in range(40):
@@ -284,6 +290,7 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
         copies of its announcement, RFC 6886 s3.2.1) retries it once, not
         once per copy, and its backoff is bypassed once.
         """
+        # RFC 6886 s3.2.1
         refused = MappingDeclaration(Protocol.UDP, 6000)
         self.start(UDP5000, refused, backoff=lambda n: 300.0, holdOff=lambda: 3.0)
         self.advance(10)
@@ -306,6 +313,7 @@ class AnnouncementRetryTests(ServiceTestMixin, SynchronousTestCase):
         confirm them, L{COPY_SLACK}) bypasses a waiting mapping's backoff
         only once.
         """
+        # RFC 6886 s3.2.1
         self.backend.refused.clear()
         service = self.start(
             UDP5000,
@@ -340,6 +348,7 @@ class AuditTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6886 s3.2: the address in an external-address response with a
         non-zero result is to be ignored, solicited or announced.
         """
+        # RFC 6886 s3.2
         # The gateway's replies to the external address request are lost.
         self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 12
         service = self.start(UDP5000, healthInterval=10**6)
@@ -357,6 +366,7 @@ class MonotonicTests(ServiceTestMixin, SynchronousTestCase):
         clock given to the service (and by it to its default client): a
         step of the wall clock does not look like a gateway reboot.
         """
+        # RFC 6886 s3.6
         monotonic = [0.0]
         reactor = self.network.host(HOST)
         service = PortMapperService(
@@ -386,6 +396,7 @@ class MonotonicTests(ServiceTestMixin, SynchronousTestCase):
         clock, so a step of the wall clock (the reactor's) between two
         announcements of one run of the gateway is no reboot.
         """
+        # RFC 6887 s8.5, RFC 6886 s3.6
         monotonic = [0.0]
 
         def clientFactory(gateway: IPv4Address) -> IPortMapper:

@@ -44,6 +44,7 @@ class RecoveryTests(ServiceTestMixin, SynchronousTestCase):
         is found by the periodic external-address request, and every mapping
         is renewed after the s3.7 hold-off.
         """
+        # RFC 6886 s3.6
         self.gateway.stopService()
         self.gateway = self.startGateway(GATEWAY, EXTERNAL, announceTo=None)
         service = self.start(UDP5000, TCP8080, holdOff=lambda: 2.5)
@@ -77,6 +78,7 @@ class RecoveryTests(ServiceTestMixin, SynchronousTestCase):
         """
         RFC 6886 s3.7: the default hold-off is uniform in 0-5 s.
         """
+        # RFC 6886 s3.7
         calls = []
 
         def uniform(low: float, high: float) -> float:
@@ -100,6 +102,7 @@ class RecoveryTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6886 s3.7: after a loss of state each mapping is requested again
         suggesting the external port it held, not the one first declared.
         """
+        # RFC 6886 s3.7
         neighbour = listenClient(self.network.host(NEIGHBOUR), GATEWAY)
         neighbour.addMapping(Protocol.UDP, 5000)
         self.network.flush()
@@ -118,6 +121,7 @@ class RecoveryTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6886 s3.7: the renewals after a loss of state go one at a time:
         each request is answered before the next is sent.
         """
+        # RFC 6886 s3.7
         declarations = [MappingDeclaration(Protocol.UDP, p) for p in range(5000, 5006)]
         self.start(*declarations)
         self.advance(10)
@@ -143,6 +147,7 @@ class RecoveryTests(ServiceTestMixin, SynchronousTestCase):
         (RFC 6886 s3.1); the service keeps trying, and re-maps when the
         gateway is back and announces itself.
         """
+        # RFC 6886 s3.1
         service = self.start(UDP5000, TCP8080, holdOff=lambda: 1.0)
         self.advance(10)
         self.gateway.stopService()
@@ -161,6 +166,7 @@ class RecoveryTests(ServiceTestMixin, SynchronousTestCase):
         unreachable (RFC 6886 s3.1); the requests that failed with it are
         retried.
         """
+        # RFC 6886 s3.1
         service = self.start(UDP5000, TCP8080, healthInterval=10**6)
         self.gatewayGone()
         service.addMapping(Protocol.UDP, 6000)
@@ -184,6 +190,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         service re-maps everything after the hold-off, without waiting for
         the health check.
         """
+        # RFC 6886 s3.2.1
         self.start(UDP5000, holdOff=lambda: 3.0)
         self.advance(10)
         self.gateway.stopService()
@@ -199,6 +206,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6886 s3.2.1: an announcement carries the external address; when
         the service could not learn it by asking, it takes it from there.
         """
+        # RFC 6886 s3.2.1
         # External-address replies and the gateway's own announcements (12
         # bytes) are lost.
         self.network.drop = lambda d: d.source == (GATEWAY, 5351) and len(d.data) == 12
@@ -216,6 +224,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         about two minutes; the copies that bring nothing new do not cause
         more re-mapping.
         """
+        # RFC 6886 s3.2.1
         self.start(UDP5000, TCP8080, holdOff=lambda: 3.0)
         self.advance(10)
         self.gateway.stopService()
@@ -253,6 +262,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6886 s3.2) is no new external address: nothing is re-mapped for
         it, and the address known stays; its epoch is still judged (s3.6).
         """
+        # RFC 6886 s3.2
         self.advance(10)
         service = self.start(UDP5000, healthInterval=10**6)
         self.advance(10)
@@ -272,6 +282,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6886 s3.2.1: a new external address is announced; the service
         re-maps and reports the new address.
         """
+        # RFC 6886 s3.2.1
         service = self.start(UDP5000)
         self.advance(10)
         self.gateway.setExternalAddress(OTHER_EXTERNAL)
@@ -286,6 +297,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6887 s14.1: miniupnpd multicasts a PCP ANNOUNCE (not a NAT-PMP
         announcement) when it starts; it triggers the RFC 6886 s3.7 re-map.
         """
+        # RFC 6887 s14.1, RFC 6886 s3.7
         self.start(UDP5000, holdOff=lambda: 2.0)
         self.advance(10)
         self.rebootGateway()
@@ -304,6 +316,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         gateway lost its state again, RFC 6886 s3.6) is followed by another
         re-mapping once the one under way is done.
         """
+        # RFC 6886 s3.6
         declarations = [MappingDeclaration(Protocol.UDP, p) for p in (5000, 5001)]
         self.start(*declarations, holdOff=lambda: 1.0)
         self.advance(10)
@@ -351,6 +364,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         second: every announcement leads to the mappings being confirmed,
         after the s3.7 hold-off and at most one re-mapping every 5 s.
         """
+        # RFC 6886 s3.6
         self.start(UDP5000, holdOff=lambda: 0.5)
         self.advance(10)
         for _ in range(3):
@@ -373,6 +387,7 @@ class AnnouncementTests(ServiceTestMixin, SynchronousTestCase):
         gateway are ignored, whatever they say; so is anything that is not
         an announcement.
         """
+        # RFC 6886 s3.2.1
         service = self.start(UDP5000)
         self.advance(100)
         client = self.clients[0]

@@ -34,6 +34,7 @@ class SilentGatewayTests(ServiceTestMixin, SynchronousTestCase):
         request goes out within 2 s, not behind the external address
         request's 127.75 s schedule (RFC 6886 s3.1, one request at a time).
         """
+        # RFC 6886 s3.1
         self.gatewayGone()
         self.start(UDP5000, healthInterval=10**6)
         self.advance(2)
@@ -138,6 +139,7 @@ class SilenceAfterAnswerTests(ServiceTestMixin, SynchronousTestCase):
         queued or in flight is warned about C{SILENCE_WARNING} seconds
         after its last answer, not only once a later request is made.
         """
+        # RFC 6886 s3.1
         # Only the external address request is answered.
         self.network.drop = lambda d: isinstance(
             decodeRequest(d.data) if d.destination == (GATEWAY, 5351) else None,
@@ -166,6 +168,7 @@ class OutageRecoveryTests(ServiceTestMixin, SynchronousTestCase):
         once; a 120 s mapping does not expire or sit unmapped for long.
         The link is down from 50 to 93 s.
         """
+        # RFC 6886 s3.3
         lifetime = MappingDeclaration(Protocol.UDP, 5000, lifetime=120)
         service = self.start(lifetime, backoff=defaultBackoff(lambda: 0.0))
         self.advance(50)

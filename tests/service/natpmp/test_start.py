@@ -123,6 +123,7 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6886 s3.3: a mapping is renewed halfway to its expiry, suggesting
         the external port it holds.
         """
+        # RFC 6886 s3.3
         service = self.start(TCP8080)
         self.advance(3599.75, step=0.25)
         self.assertEqual(len(self.mapRequests()), 1)
@@ -148,6 +149,7 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
         RFC 6886 s3.3: renewal follows the lifetime the gateway granted, not
         the one requested (some gateways grant 60 s whatever is asked).
         """
+        # RFC 6886 s3.3
         self.gateway.stopService()
         self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=60)
         service = self.start(UDP5000)
@@ -192,6 +194,7 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
         behind the others: here at once, as the gateway answers again after
         more than 3 s without an answer (issue 10, items 4 and 11).
         """
+        # RFC 6886 s3.1
 
         def lostFor5000(datagram: Datagram) -> bool:
             if datagram.destination != (GATEWAY, 5351):
@@ -260,6 +263,7 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
         A gateway error (here result 3, no external address yet) is retried
         too (RFC 6886 s3.5).
         """
+        # RFC 6886 s3.5
         self.gateway.stopService()
         self.gateway = self.startGateway(GATEWAY, None)
         service = self.start(UDP5000)
@@ -276,6 +280,7 @@ class RenewalTests(ServiceTestMixin, SynchronousTestCase):
         never the declaration; once the gateway is back, the port held is
         suggested again (RFC 6886 s3.3).
         """
+        # RFC 6886 s3.3
         self.gateway.stopService()
         self.gateway = self.startGateway(GATEWAY, EXTERNAL, maxLifetime=400)
         service = self.start(TCP8080, healthInterval=10**6)

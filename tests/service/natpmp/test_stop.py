@@ -36,6 +36,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         Stopping deletes every mapping held (RFC 6886 s3.4) and fires once
         the gateway confirmed.
         """
+        # RFC 6886 s3.4
         service = self.start(UDP5000, TCP8080)
         d = service.stopService()
         self.network.flush()
@@ -64,6 +65,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         doubling schedule, given up sooner), fires after 4.75 s, within the
         5 s deadline, and names each mapping left behind with the reason.
         """
+        # RFC 6886 s3.1
         service = self.start(UDP5000, TCP8080)
         self.gatewayGone()
         with capturedLogs() as events:
@@ -172,6 +174,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         reached the gateway (RFC 6886 s3.4), but the log says it I{may} be
         left, never that it was made.
         """
+        # RFC 6886 s3.4
         self.gatewayGone()
         service = self.start(UDP5000)
         self.advance(1)
@@ -222,6 +225,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         deletes that mapping too: the gateway may have made it although no
         reply came back.
         """
+        # RFC 6886 s3.7
         service = self.start(UDP5000, healthInterval=10**6, holdOff=lambda: 1.0)
         self.assertTrue(service.states()[0].mapped)
         # The gateway makes the mapping, but its mapping replies are lost.
@@ -286,6 +290,7 @@ class StopTests(ServiceTestMixin, SynchronousTestCase):
         (RFC 6887 s8.5 as RFC 6886 s3.6): a gateway that restarted while
         the service was stopped is no loss of state of the new run.
         """
+        # RFC 6887 s8.5, RFC 6886 s3.6
         service = self.start(UDP5000, healthInterval=10**6)
         self.advance(10)
         self.sendFrom(GATEWAY, pcpAnnounce(1000))
