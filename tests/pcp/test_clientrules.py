@@ -9,6 +9,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.defer import CancelledError
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -247,3 +249,42 @@ class LossLogTests(ClientTestsMixin, SynchronousTestCase):
         warnings = [e for e in events if e["log_level"] is LogLevel.warn]
         self.assertEqual(len(warnings), 2, [formatEvent(e) for e in warnings])
         self.assertIn("39 packets", formatEvent(warnings[1]))
+
+
+class WellFormedTests(SynchronousTestCase):
+    @given(
+        st.sampled_from(Transport),
+        st.integers(1, 65535),
+        st.one_of(st.none(), st.integers(1, 65535)),
+        st.integers(1, 2**32 - 1),
+        st.booleans(),
+    )
+    def test_neverMalformed(
+        self,
+        transport: Transport,
+        internalPort: int,
+        externalPort: int | None,
+        lifetime: int,
+        exactPort: bool,
+    ) -> None:
+        # PROTOCOL.md A2.12: miniupnpd answers a malformed request (not a
+        # multiple of 4, too short) with a version-0 packet, so the client
+        # never sends one (RFC 6887 s7, s8.3): whatever it is asked, each
+        # request decodes as a version-2 request of 24 to 1100 bytes.
+        helper = ClientTestsMixin()
+        helper.setUpNetwork()
+        client = helper.makeClient()
+        client.addMapping(
+            transport, internalPort, externalPort, lifetime, (1,), exactPort=exactPort
+        )
+        client.deleteMapping(transport, internalPort, (1,))
+        client.probe((1,))
+        helper.network.flush()
+        helper.clock.advance(1)
+        packets = [d.data for d in helper.network.sentTo((GATEWAY, 5351))]
+        self.assertGreaterEqual(len(packets), 3)
+        for packet in packets:
+            self.assertEqual(len(packet) % 4, 0)
+            self.assertTrue(24 <= len(packet) <= 1100)
+            self.assertEqual(packet[0], 2)
+            decodeRequest(packet)
