@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -261,6 +262,37 @@ class RecoveryTests(WatchTestCase):
         self.failureResultOf(watch.mapper.probe(), CancelledError)
         self.clock.advance(600)
         self.assertEqual(self.mapper.pending(), [])
+
+
+class WatchedMapperTests(WatchTestCase):
+    def test_closeCancelsLastFirst(self) -> None:
+        """
+        Closing cancels the requests made through the wrapper, the last made
+        first (RFC 6886 s3.1: requests go one at a time, so cancelling the
+        one in flight first would send the next).
+        """
+        # RFC 6886 s3.1
+        watch = self.watch()
+        order: list[int] = []
+
+        def cancelled(failure: Failure, n: int) -> None:
+            order.append(n)
+
+        for n in range(3):
+            watch.mapper.addMapping(Transport.UDP, 5000 + n).addErrback(cancelled, n)
+        watch.stop()
+        self.assertEqual(order, [2, 1, 0])
+
+    def test_deleteMappingsNotWatched(self) -> None:
+        """
+        The batch deletions of a stop go straight to the mapper, untold to
+        the silence watch.
+        """
+        watch = self.watch()
+        watch.mapper.deleteMappings([UDP5000.key])
+        self.assertEqual(len(self.mapper.pending("deleteMappings")), 1)
+        self.assertEqual(watch.mapper.gateway, self.mapper.gateway)
+        self.assertEqual(watch.mapper.sourceAddress(), self.mapper.sourceAddress())
 
 
 class AnnouncementTests(WatchTestCase):
