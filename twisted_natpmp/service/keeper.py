@@ -86,7 +86,8 @@ class MappingKeeper:
         @param report: called with the keeper and the L{KeeperChange} after
             each grant, failure and expiry.
         @param backoff: given the failures so far, the seconds to wait before
-            retrying (L{defaultBackoff} by default).
+            retrying (by default
+            L{defaultBackoff <twisted_natpmp.service.policy.defaultBackoff>}).
         @param mapTimeouts: the retransmission schedule of one request.
         @param deleteTimeouts: the retransmission schedule of the deletion.
         @param monotonic: a clock that never steps, to place each grant in
@@ -118,7 +119,9 @@ class MappingKeeper:
     def phase(self) -> KeeperPhase:
         """
         The keeper's state.  (Not to be asked from within the keeper's own
-        report callback: read the other attributes there.)
+        report callback, while it changes state: Automat refuses a
+        re-entrant input that returns a value.  Read the other attributes
+        there.)
         """
         return self._machine.phase()
 
@@ -197,6 +200,8 @@ class MappingKeeper:
     def mayBeHeld(self) -> tuple[bool, bool]:
         """
         May the gateway hold the mapping now, and was it never seen granted?
+        (Like L{phase}, not to be asked from within the keeper's own report
+        callback.)
 
         @return: C{(held, unconfirmed)}: C{held} if a mapping is held or a
             request is in flight (which may have been granted);
