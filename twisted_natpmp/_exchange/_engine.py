@@ -1,14 +1,16 @@
 # -*- test-case-name: tests.test_exchange -*-
 """
-The request engine proper: the queue, the requests in flight and their
-timers, matching replies to requests; see L{twisted_natpmp._exchange}.
+The request engine proper: the requests queued and in flight, the window
+between them, and how a request is settled; see L{twisted_natpmp._exchange}.
+Its resend timers are in L{twisted_natpmp._exchange._resend}, the matching
+of replies in L{twisted_natpmp._exchange._replies}.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
@@ -17,8 +19,10 @@ from twisted.python.failure import Failure
 
 from .._droplog import DropLog
 from .._types import IPAddress
-from ..errors import NoResponseError, NotSupportedError, PortMappingError
-from ._pending import DEFAULT_TIMEOUTS, Pending, checkTimeouts, notifyObservers
+from ..errors import PortMappingError
+from ._pending import DEFAULT_TIMEOUTS, Pending, checkTimeouts
+from ._replies import ReplyMixin
+from ._resend import ResendMixin
 from ._socket import ExchangeProtocol, GatewaySocket
 
 __all__ = ["Exchange"]
@@ -29,9 +33,11 @@ _Q = TypeVar("_Q")
 _R = TypeVar("_R")
 
 
-class Exchange(Generic[_Q, _R]):
+class Exchange(ResendMixin[_Q, _R], ReplyMixin[_Q, _R]):
     """
-    Requests to one gateway over one UDP socket, with their timers.
+    Requests to one gateway over one UDP socket, with their timers: the
+    queue, the window and the flight here; the sending and resending in
+    L{ResendMixin}, the replies and refusals in L{ReplyMixin}.
 
     @ivar gateway: the gateway's address.
     @ivar gatewayPort: the gateway's UDP port.
@@ -175,7 +181,7 @@ class Exchange(Generic[_Q, _R]):
             return fail(e)
         pending = self._newPending(request, packet, schedule, key, queued)
         if limit is not None:
-            pending.limitTimer = self._clock.callLater(limit, self._limited, pending)
+            self._limit(pending, limit)
         if queued:
             self._queue.append(pending)
             self._sendNext()
@@ -253,24 +259,6 @@ class Exchange(Generic[_Q, _R]):
         ]:
             p.deferred.cancel()
 
-    # Observers
-
-    def addRetryObserver(self, observer: Callable[[str, int, float], object]) -> None:
-        """
-        Call C{observer(what, attempt, elapsed)} at each retransmission:
-        what the request asks, the attempt now sent (2 or more) and the
-        seconds since the first.
-        """
-        self._retryObservers.append(observer)
-
-    def removeRetryObserver(
-        self, observer: Callable[[str, int, float], object]
-    ) -> None:
-        """
-        Stop calling an observer given to L{addRetryObserver}.
-        """
-        self._retryObservers.remove(observer)
-
     # The socket
 
     @property
@@ -323,68 +311,6 @@ class Exchange(Generic[_Q, _R]):
     def _flying(self) -> int:
         return sum(1 for p in self._inFlight if p.queued)
 
-    def _transmit(self, pending: Pending[_Q, _R]) -> None:
-        try:
-            self.socket.send(pending.packet)
-        except Exception:
-            self._finish(pending, Failure())
-            return
-        if pending not in self._inFlight:
-            # Finished during the send: Twisted's UDP port reports an ICMP
-            # refusal (ECONNREFUSED on write) by calling connectionRefused
-            # at once, which fails every request in flight, this one too.
-            return
-        now = self._clock.seconds()
-        self._sent(pending.request)
-        if pending.firstSent is None:
-            pending.firstSent = now
-        wait = pending.timeouts[pending.attempts]
-        pending.attempts += 1
-        if pending.attempts > 1:
-            # Only retransmissions: a log event per request costs as much as
-            # the rest of the request's work.
-            elapsed = now - pending.firstSent
-            what = self._describe(pending.request)
-            log.debug(
-                "sent {request} to {gateway} again (attempt {attempt}, next"
-                " wait {wait} s)",
-                request=what,
-                gateway=str(self.gateway),
-                attempt=pending.attempts,
-                wait=wait,
-            )
-            notifyObservers(
-                self._retryObservers, "retry", what, pending.attempts, elapsed
-            )
-        pending.timer = self._clock.callLater(wait, self._timedOut, pending)
-
-    def _timedOut(self, pending: Pending[_Q, _R]) -> None:
-        pending.timer = None
-        if pending.attempts < len(pending.timeouts):
-            self._transmit(pending)
-            return
-        log.info(
-            "gateway {gateway} did not answer {request} after {attempts} attempts",
-            gateway=str(self.gateway),
-            request=self._describe(pending.request),
-            attempts=pending.attempts,
-        )
-        elapsed = self._clock.seconds() - (pending.firstSent or 0.0)
-        error = NoResponseError(self.gateway, pending.attempts, elapsed)
-        self._finish(pending, Failure(error))
-
-    def _limited(self, pending: Pending[_Q, _R]) -> None:
-        pending.limitTimer = None
-        elapsed = self._clock.seconds() - pending.submitted
-        log.info(
-            "gateway {gateway} did not answer {request} within {limit} s",
-            gateway=str(self.gateway),
-            request=self._describe(pending.request),
-            limit=round(elapsed, 2),
-        )
-        error = NoResponseError(self.gateway, pending.attempts, elapsed)
-        self._finish(pending, Failure(error))
-
     def _release(self, pending: Pending[_Q, _R]) -> bool:
         """
         Forget C{pending}: stop its timers, take it out of the queue or the
@@ -392,10 +318,7 @@ class Exchange(Generic[_Q, _R]):
 
         @return: whether it was in flight.
         """
-        for timer in (pending.timer, pending.limitTimer):
-            if timer is not None and timer.active():
-                timer.cancel()
-        pending.timer = pending.limitTimer = None
+        self._stopTimers(pending)
         if pending in self._inFlight:
             del self._inFlight[pending]
             return True
@@ -414,61 +337,3 @@ class Exchange(Generic[_Q, _R]):
     def _cancel(self, pending: Pending[_Q, _R]) -> None:
         if self._release(pending) and pending.queued:
             self._sendNext()
-
-    def _refused(self) -> None:
-        waiting = [*self._inFlight]
-        if waiting:
-            log.warn(
-                "gateway {gateway} refused {protocol}",
-                gateway=str(self.gateway),
-                protocol=self.protocolName,
-            )
-        for pending in waiting:
-            if pending in self._inFlight:
-                self._finish(pending, Failure(self._notSupported()))
-
-    def _notSupported(self) -> NotSupportedError:
-        return NotSupportedError(self.gateway, self.protocolName)
-
-    def _portLost(self) -> None:
-        """
-        The socket's port closed under it (ICMP port unreachable, on the
-        epoll reactor; it bound a new one): the gateway does not speak the
-        protocol now (RFC 6886 s3.1), so every pending request fails.
-        """
-        pending = [*self._inFlight, *self._queue]
-        self._queue.clear()
-        for p in pending:
-            if not p.deferred.called:
-                self._finish(p, Failure(self._notSupported()))
-
-    def _datagramReceived(self, datagram: bytes, source: str) -> None:
-        if self._stopped:
-            return
-        try:
-            response = self._decode(datagram)
-        except ValueError as e:
-            reason = getattr(e, "reason", str(e))
-            self.drops.drop(source, "malformed", f"{reason} ({datagram.hex()})")
-            return
-        self._received(response)
-        if self._keyOf is not None:
-            key = self._keyOf(response)
-            answered = [p for p in self._inFlight if key is not None and p.key == key]
-        else:
-            matches = self._matches
-            assert matches is not None
-            answered = [p for p in self._inFlight if matches(p.request, response)]
-        if not answered:
-            if not self._unansweredHook(response, source):
-                # A late duplicate is normal (a retransmission crossed the
-                # reply), so these are counted at info level, not warned of.
-                self.unanswered.drop(
-                    source, "answers no pending request", repr(response)
-                )
-            return
-        # Identical requests (NAT-PMP: a queued deletion and a batched one
-        # of the same port) take the same reply.
-        for pending in answered:
-            if pending in self._inFlight:  # not cancelled by an earlier one's
-                self._finish(pending, response)
