@@ -32,10 +32,11 @@ class KeeperTestCase(SynchronousTestCase):
         self.mapper = FakePortMapper()
         self.changes: list[KeeperChange] = []
         self.waits: list[int] = []
+        self.retryDelay = 10.0
 
     def backoff(self, failures: int) -> float:
         self.waits.append(failures)
-        return 10.0 * (failures + 1)
+        return self.retryDelay * (failures + 1)
 
     def keeper(self, declaration: MappingDeclaration = UDP5000) -> MappingKeeper:
         return MappingKeeper(
@@ -317,11 +318,13 @@ class MappedTests(KeeperTestCase):
 
     def test_retryNowIgnored(self) -> None:
         """
-        mapped: retryNow asks nothing.
+        mapped: retryNow, and starting again, ask nothing.
         """
         keeper = self.mapped()
         keeper.retryNow()
+        keeper.start(self.mapper)
         self.assertIs(keeper.phase, KeeperPhase.MAPPED)
+        self.assertEqual(self.mapper.pending(), [])
 
     def test_pause(self) -> None:
         """
@@ -419,7 +422,37 @@ class RenewingTests(KeeperTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
+class RenewingRemoveTests(KeeperTestCase):
+    def test_remove(self) -> None:
+        """
+        renewing -> deleting: the renewal is cancelled and the mapping
+        deleted.
+        """
+        # RFC 6886 s3.4
+        keeper = self.mapped()
+        self.clock.advance(3600)
+        renewal = self.asked()
+        keeper.remove()
+        self.assertTrue(renewal.cancelled)
+        self.assertIs(keeper.phase, KeeperPhase.DELETING)
+        self.assertEqual(len(self.mapper.pending("deleteMapping")), 1)
+
+
 class BackingOffTests(KeeperTestCase):
+    def test_expiresWhileBackingOff(self) -> None:
+        """
+        backingOff: a grant kept after a failed renewal runs out on time,
+        and the retry still comes.
+        """
+        self.retryDelay = 10000.0
+        keeper = self.backingOff(mapped=True)
+        self.clock.advance(3600)
+        self.assertIsNone(keeper.mapping)
+        self.assertEqual(self.changes[-1], KeeperChange.EXPIRED)
+        self.assertIs(keeper.phase, KeeperPhase.BACKING_OFF)
+        keeper.start(self.mapper)
+        self.assertIs(keeper.phase, KeeperPhase.BACKING_OFF)
+
     def test_backoffGrows(self) -> None:
         """
         backingOff -> requesting: each failure in a row counts for the
