@@ -39,18 +39,13 @@ from .._exchange import (
     DEFAULT_TIMEOUTS,
     Exchange,
     ExchangeProtocol,
-    settleAll,
 )
-from .._types import Announcement, Mapping, ProtocolName, Transport
+from .._types import Mapping, ProtocolName, Transport
 from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
+from ._deletion import DELETION_TIMEOUTS, SentDeletions, deleteBatch
 from ._epochs import STATE_LOSS_INTERVAL, EpochWatch
-from ._matching import (
-    LATE_REPLY_SECONDS,
-    checkResult,
-    describeRequest,
-    mappingFrom,
-    matches,
-)
+from ._matching import checkResult, describeRequest, mappingFrom
+from ._observers import ObserversMixin
 from ._wire import (
     RECOMMENDED_LIFETIME,
     SERVER_PORT,
@@ -80,15 +75,6 @@ log = Logger()
 #: retransmission; after the 9th attempt and its 64 s wait, give up.
 RETRANSMIT_TIMEOUTS: tuple[float, ...] = DEFAULT_TIMEOUTS
 
-#: The waits after each send of a batch of deletions at stop
-#: (L{NATPMPClient.deleteMappings}).  RFC 6886 s3.1, s3.4: a deletion is
-#: retransmitted like any request (250 ms, doubling), but a client MAY give
-#: up sooner, and SHOULD send it at least once.  So each deletion is sent at
-#: 0, 0.25, 0.75, 1.75 and 3.75 s until answered, and given up at 4.75 s,
-#: within the 5 s a stopping service has
-#: (L{twisted_natpmp.service.STOP_DEADLINE}).
-DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
-
 #: The old name of the engine's datagram protocol, which a client's
 #: C{protocol} attribute is.
 NATPMPClientProtocol = ExchangeProtocol
@@ -97,7 +83,7 @@ _SUCCESS = int(ResultCode.SUCCESS)
 
 
 @implementer(IPortMapper, IExternalAddressQuery)
-class NATPMPClient:
+class NATPMPClient(ObserversMixin):
     """
     Ask one NAT-PMP gateway for its external address and for port mappings.
 
@@ -148,14 +134,15 @@ class NATPMPClient:
         self._clock = clock
         self.gateway = IPv4Address(gateway)
         self.gatewayPort = gatewayPort
+        self._deletions = SentDeletions(clock)
         self.exchange: Exchange[Request, Response] = Exchange(
             clock,
             self.gateway,
             gatewayPort,
             decode=decodeResponse,
-            matches=self._answers,
+            matches=self._deletions.answers,
             received=self._receivedResponse,
-            sent=self._sentRequest,
+            sent=self._deletions.sent,
             timeouts=timeouts,
             extraSources=[IPv4Address(a) for a in extraSources],
             protocolName=self.protocolName.display,
@@ -170,8 +157,6 @@ class NATPMPClient:
         self.epochTracker = self.epochs.natpmp
         self.pcpEpochTracker = self.epochs.pcp
         self._monotonic = monotonic
-        # When each mapping's deletion was last sent (clock seconds).
-        self._deletionsSent: dict[MappingKey, float] = {}
         # The last reply judged by the epoch rule, and the verdict.
         self._judged: tuple[Response | None, bool] = (None, False)
 
@@ -270,17 +255,8 @@ class NATPMPClient:
         reply is matched by opcode, transport and internal port.
 
         Sending the deletions together departs from the one request at a
-        time of s3.1 and s3.7 on purpose.  At stop, time is short (a
-        service manager waits a few seconds), and a deletion left unsent
-        holds a port on the gateway until its lifetime runs out, up to
-        hours; one at a time, twenty deletions over a 600 ms round trip do
-        not fit in 5 s.  The burst is small and bounded: one 12-byte packet
-        per mapping this host made, each resent on the s3.1 doubling schedule
-        only until answered (s3.1 lets a client give up on a deletion sooner
-        than on other requests), no more than the serial schedule would
-        send; and the one-at-a-time rule of s3.7 protects a
-        gateway just rebooted from every host re-mapping at once, which a
-        host leaving does not do.
+        time of s3.1 and s3.7 on purpose, and within bounds: see
+        L{twisted_natpmp.natpmp._deletion}.
 
         @param keys: the mappings, as C{(transport, internalPort)}; internal
             port 0 (delete all) is refused, use L{deleteAllMappings}.
@@ -296,23 +272,7 @@ class NATPMPClient:
             or schedule, sending nothing.  Cancelling it cancels every
             deletion still waiting.
         """
-        try:
-            requests: dict[MappingKey, MapRequest] = {}
-            for transport, internalPort in keys:
-                if internalPort == 0:
-                    raise ValueError(
-                        "internal port 0 deletes all; use deleteAllMappings"
-                    )
-                key = (Transport(transport), internalPort)
-                requests[key] = MapRequest(key[0], internalPort, 0, 0)
-            deferreds = self.exchange.submitBatch(
-                [(r, r.encode(), None) for r in requests.values()],
-                timeouts,
-            )
-        except Exception as e:
-            return fail(e)
-        checked = [d.addCallback(checkResult) for d in deferreds]
-        return settleAll(dict(zip(requests, checked, strict=True)))
+        return deleteBatch(self.exchange, keys, timeouts)
 
     def cancelPending(self) -> None:
         """
@@ -322,57 +282,6 @@ class NATPMPClient:
         send the next.  The client stays usable.
         """
         self.exchange.cancelPending()
-
-    def announced(self, announcement: Announcement) -> bool:
-        """
-        Judge an announcement from the gateway: a NAT-PMP one by the RFC
-        6886 s3.6 rule, with the epochs of this client's replies (s3.2.1); a
-        PCP ANNOUNCE by the RFC 6887 s8.5 rule, against the epochs of the
-        gateway's earlier PCP announcements only.  The state-loss observers
-        hear of a loss either way.
-
-        @return: whether the gateway lost its state.
-        """
-        return self.epochs.judgeAnnouncement(announcement)
-
-    def noteEpoch(self, epoch: int) -> bool:
-        """
-        Judge an epoch that arrived in a NAT-PMP announcement (RFC 6886
-        s3.2.1, s3.6); observers hear of a loss of state.  The older name of
-        L{announced} for NAT-PMP announcements.
-        """
-        return self.epochs.judge(epoch)
-
-    def addRetryObserver(self, observer: Callable[[str, int, float], object]) -> None:
-        """
-        Hear of every retransmission: C{observer(request, attempt, elapsed)}
-        is called when a request goes unanswered and is sent again, with
-        what it asks (C{"the external address request"}), the number of
-        the attempt now sent (2 or more) and the seconds since the first.
-        For a person waiting: "no answer yet; still trying".
-        """
-        self.exchange.addRetryObserver(observer)
-
-    def removeRetryObserver(
-        self, observer: Callable[[str, int, float], object]
-    ) -> None:
-        """
-        Stop calling an observer given to L{addRetryObserver}.
-        """
-        self.exchange.removeRetryObserver(observer)
-
-    def addStateLossObserver(self, observer: Callable[[], object]) -> None:
-        """
-        Call C{observer()} whenever the gateway is seen to have lost its
-        state: by a reply's epoch, or an announcement's (L{announced}).
-        """
-        self.epochs.observers.append(observer)
-
-    def removeStateLossObserver(self, observer: Callable[[], object]) -> None:
-        """
-        Stop calling an observer given to L{addStateLossObserver}.
-        """
-        self.epochs.observers.remove(observer)
 
     def sourceAddress(self) -> IPv4Address | None:
         """
@@ -417,22 +326,6 @@ class NATPMPClient:
     ) -> Deferred[Response]:
         d = self.exchange.submit(request, request.encode(), timeouts=timeouts)
         return d.addCallback(checkResult)
-
-    def _sentRequest(self, request: Request) -> None:
-        if isinstance(request, MapRequest) and request.lifetime == 0:
-            key = (request.transport, request.internalPort)
-            self._deletionsSent[key] = self._clock.seconds()
-
-    def _answers(self, request: Request, response: Response) -> bool:
-        lateDeletion = False
-        if isinstance(request, MapRequest):
-            key = (request.transport, request.internalPort)
-            sent = self._deletionsSent.get(key)
-            if sent is not None:
-                lateDeletion = self._clock.seconds() - sent < LATE_REPLY_SECONDS
-                if not lateDeletion:
-                    del self._deletionsSent[key]
-        return matches(request, response, lateDeletion)
 
     def _receivedResponse(self, response: Response) -> None:
         self._judged = (response, self.epochs.judge(response.epoch))
