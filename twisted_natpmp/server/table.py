@@ -55,7 +55,7 @@ from ._entries import (
     backendRefused,
     checkLimits,
 )
-from ._portpool import PortPool
+from ._index import MappingIndex, otherTransport
 
 __all__ = [
     "DEFAULT_MAX_LIFETIME",
@@ -82,12 +82,14 @@ def _ignore(event: TableEvent) -> None:
     pass
 
 
-class MappingTable:
+class MappingTable(MappingIndex):
     """
     The mappings of one gateway, with their expiry, limits and epoch.
 
-    Mutating methods first expire whatever is due, so an expired mapping
-    never blocks a request even when nobody called L{expire}.
+    Its indices, and the lookups by client and by deadline, are those of
+    L{MappingIndex}; here are its policy and its changes.  Mutating methods
+    first expire whatever is due, so an expired mapping never blocks a
+    request even when nobody called L{expire}.
 
     Besides its limits, a client may not take a mapping while it already
     holds as many as the gateway has left (mappings below L{maxMappings},
@@ -125,23 +127,13 @@ class MappingTable:
         self._clock = clock
         self._backend = backend
         self._observer = observer
-        self.minPort = minPort
-        self.maxPort = maxPort
+        super().__init__(minPort, maxPort)
         self.maxLifetime = maxLifetime
         self.maxMappingsPerClient = maxMappingsPerClient
         self.maxMappings = maxMappings
-        self._byKey: dict[Key, GatewayMapping] = {}
-        self._byExternal: dict[tuple[Transport, int], Key] = {}
-        self._byClient: dict[IPAddress, dict[Key, GatewayMapping]] = {}
-        self._free = PortPool(minPort, maxPort)
-        self._deadlines: list[tuple[float, int, Key]] = []
-        self._sequence = 0
         self._started = clock.seconds()
 
     # Reading
-
-    def __len__(self) -> int:
-        return len(self._byKey)
 
     def epoch(self) -> int:
         """
@@ -161,19 +153,6 @@ class MappingTable:
         if mapping is None or mapping.expires <= self._clock.seconds():
             return None
         return mapping
-
-    def mappingsOf(self, client: IPAddress) -> list[GatewayMapping]:
-        """
-        Every mapping C{client} holds, in both transports.
-        """
-        return list(self._byClient.get(client, {}).values())
-
-    def nextExpiry(self) -> float | None:
-        """
-        When L{expire} may next have work to do (possibly earlier than any
-        mapping really expires), or L{None} for an empty table.
-        """
-        return self._deadlines[0][0] if self._deadlines else None
 
     # Changing
 
@@ -240,7 +219,7 @@ class MappingTable:
                     f"gateway at its limit of {self.maxMappings} mappings",
                 )
         externalPort = self._choosePort(client, transport, suggestedExternalPort)
-        if (_other(transport), externalPort) not in self._byExternal:
+        if (otherTransport(transport), externalPort) not in self._byExternal:
             left = min(left, self._free.free)  # it takes a free port
         if held >= left:
             raise Refused(
@@ -342,56 +321,6 @@ class MappingTable:
 
     # Internals
 
-    def _available(self, client: IPAddress, transport: Transport, port: int) -> bool:
-        """
-        Whether C{client} may have C{port} for C{transport}: nobody holds it
-        for C{transport}, and nobody else holds it for the other transport
-        (the companion port is reserved for its holder, RFC 6886 s3.3).
-        """
-        if not self.minPort <= port <= self.maxPort:
-            return False
-        if (transport, port) in self._byExternal:
-            return False
-        companion = self._byExternal.get((_other(transport), port))
-        return companion is None or companion[0] == client
-
-    def _choosePort(
-        self, client: IPAddress, transport: Transport, suggested: int
-    ) -> int:
-        if self._available(client, transport, suggested):
-            return suggested
-        start = suggested if self.minPort <= suggested <= self.maxPort else HIGH_PORT
-        port = self._free.nextFree(start)
-        if port is None:
-            raise Refused(OutOfResourcesError(), "no external port is free")
-        return port
-
-    def _store(self, mapping: GatewayMapping) -> None:
-        key = mapping.key
-        if key not in self._byKey:
-            external = mapping.externalPort
-            if (_other(mapping.transport), external) not in self._byExternal:
-                self._free.take(external)
-            self._byExternal[(mapping.transport, external)] = key
-        self._byKey[key] = mapping
-        self._byClient.setdefault(mapping.client, {})[key] = mapping
-        self._sequence += 1
-        heapq.heappush(self._deadlines, (mapping.expires, self._sequence, key))
-        if len(self._deadlines) > 2 * len(self._byKey) + 64:
-            self._rebuildDeadlines()
-
-    def _forget(self, mapping: GatewayMapping) -> None:
-        key = mapping.key
-        del self._byKey[key]
-        external = mapping.externalPort
-        del self._byExternal[(mapping.transport, external)]
-        if (_other(mapping.transport), external) not in self._byExternal:
-            self._free.release(external)
-        held = self._byClient[mapping.client]
-        del held[key]
-        if not held:
-            del self._byClient[mapping.client]
-
     def _removeForwarding(self, mapping: GatewayMapping, keepOnFailure: bool) -> None:
         """
         Ask the backend to remove C{mapping}.  On failure, report it, and
@@ -408,15 +337,3 @@ class MappingTable:
             self._observer(TableEvent(EventKind.REMOVE_FAILED, mapping, e))
             if keepOnFailure:
                 raise backendRefused(e, "remove the mapping") from e
-
-    def _rebuildDeadlines(self) -> None:
-        self._deadlines = [
-            (mapping.expires, index, key)
-            for index, (key, mapping) in enumerate(self._byKey.items())
-        ]
-        heapq.heapify(self._deadlines)
-        self._sequence = len(self._deadlines)
-
-
-def _other(transport: Transport) -> Transport:
-    return Transport.TCP if transport is Transport.UDP else Transport.UDP
