@@ -6,10 +6,10 @@ that talks to one gateway, the requests pending on it and their timers.
 An L{Exchange} knows no wire format.  A client hands it a request (the
 client's own value, kept for matching), the bytes to send and a
 retransmission schedule; the engine sends the bytes, resends them after
-each wait of the schedule, and fires the request's L{Deferred} with the
-decoded reply that answers it, or fails it with
-L{twisted_natpmp.errors.NoResponseError} once the schedule (or the caller's
-overall time limit) runs out.  Replies are decoded by the client's
+each wait of the schedule, and fires the request's L{Deferred
+<twisted.internet.defer.Deferred>} with the decoded reply that answers it,
+or fails it with L{twisted_natpmp.errors.NoResponseError} once the schedule
+(or the caller's overall time limit) runs out.  Replies are decoded by the client's
 C{decode}, and matched to requests either by a predicate (C{matches},
 which NAT-PMP needs: a reply answers every identical request in flight) or
 by a key (C{keyOf}, as PCP's nonces allow).
