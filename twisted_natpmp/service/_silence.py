@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from .._types import Announcement, IPAddress, Mapping, ProtocolName, Transport
 from ..interfaces import IPortMapper, MappingKey, Probe
-from .keeper import unanswered
+from ._keeping import unanswered
 from .policy import SILENCE_REMINDER, SILENCE_WARNING
 
 __all__ = ["SilenceWatch", "WatchedMapper"]
