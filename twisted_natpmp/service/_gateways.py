@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_natpmp,tests.service.test_service -*-
+# -*- test-case-name: tests.service.natpmp,tests.service.test_service -*-
 """
 The part of L{PortMapperService <twisted_natpmp.service.PortMapperService>}
 that finds the gateway and follows it: discovery and the periodic check of

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_keeper -*-
+# -*- test-case-name: tests.service.test_keeper,tests.service.test_keeperretry -*-
 """
 The state machine of L{MappingKeeper <twisted_natpmp.service.keeper.MappingKeeper>}:
 its inputs, its core, each state's data (the timer or L{Deferred} it owns)

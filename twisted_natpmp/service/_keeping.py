@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_keeper -*-
+# -*- test-case-name: tests.service.test_keeper,tests.service.test_keeperretry -*-
 """
 What a L{MappingKeeper <twisted_natpmp.service.keeper.MappingKeeper>} is
 told and tells: its phases, why it asks, what it reports, the context the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_watch -*-
+# -*- test-case-name: tests.service.test_recovery,tests.service.test_watch -*-
 """
 L{Recovery}: the re-mapping of everything after the gateway lost its state
 or announced itself (RFC 6886 s3.7), as an Automat machine whose states own

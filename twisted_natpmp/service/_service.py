@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_service,tests.service.test_natpmp -*-
+# -*- test-case-name: tests.service.natpmp,tests.service.test_service -*-
 """
 L{PortMapperService}: an L{IService <twisted.application.service.IService>}
 that keeps a declared set of ports mapped on the gateway for as long as it

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_keeper -*-
+# -*- test-case-name: tests.service.test_keeper,tests.service.test_keeperretry -*-
 """
 L{MappingKeeper}: the life of one declared mapping, as an Automat state
 machine (as Twisted's C{ClientService} is), each state owning its timer or
