@@ -13,6 +13,13 @@ the machine falls on both; each rate is the best round.  miniupnpd does
 the firewall work of each mapping (iptables) before it answers, one
 request at a time, so the window hides the round trip, not that work.
 
+miniupnpd deletes in time linear in its table (PROTOCOL.md Part B), and
+each slow answer draws retransmissions that cost as much again: 1,000
+mappings took over ten minutes without finishing the first round (most of
+it deleting), so fewer are mapped here (C{Sizes.pcpPorts}).  The 1,000-port
+figure waits for a gateway that speaks both and deletes in constant time:
+our own, once it answers PCP (issue 15).
+
 Target: PCP with its window at least 3x NAT-PMP.
 """
 
