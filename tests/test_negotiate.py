@@ -226,6 +226,48 @@ class NegotiationTests(SynchronousTestCase):
         lifetimes = [r.lifetime for r in requests if isinstance(r, MapRequest)]
         self.assertEqual(lifetimes, [7200, 0])
 
+    def test_deleteUnknownFallsBack(self) -> None:
+        # A mapping of unknown origin (no memory, no nonce) is deleted in
+        # the protocol chosen, with the same fallback.
+        self.successResultOf(self.flushed(self.mapper.deleteMapping(Transport.UDP, 9)))
+        self.assertEqual(self.gateway.versions, [2, 0])
+        [(request, _)] = self.gateway.natpmp.requests
+        assert isinstance(request, MapRequest)
+        self.assertEqual((request.internalPort, request.lifetime), (9, 0))
+
+    def test_announcementsByKind(self) -> None:
+        # RFC 6886 s3.6 and RFC 6887 s8.5: each announcement is judged by
+        # the client of its protocol, and a loss heard by either reaches
+        # the observers.
+        losses: list[None] = []
+        self.mapper.addStateLossObserver(lambda: losses.append(None))
+        nat = AnnouncementKind.NATPMP
+        self.assertFalse(
+            self.mapper.announced(Announcement(nat, 5000, None, (GATEWAY, 5351)))
+        )
+        self.assertTrue(
+            self.mapper.announced(Announcement(nat, 1, None, (GATEWAY, 5351)))
+        )
+        assert self.mapper.natpmp is not None
+        self.assertEqual(self.mapper.natpmp.epochTracker.lastEpoch, 1)
+        pcp = AnnouncementKind.PCP
+        self.assertFalse(
+            self.mapper.announced(Announcement(pcp, 9000, None, (GATEWAY, 5351)))
+        )
+        self.assertEqual(self.mapper.pcp.conversation.epochTracker.lastEpoch, 9000)
+        self.assertEqual(losses, [None])
+
+    def test_retryObservers(self) -> None:
+        # Retransmissions of either client are heard.
+        retries: list[tuple[str, int]] = []
+        self.mapper.addRetryObserver(lambda what, n, _: retries.append((what, n)))
+        self.network.drop = lambda datagram: True
+        d = self.mapper.probe(timeouts=(1, 1))
+        self.clock.advance(1)
+        self.clock.advance(1)
+        self.failureResultOf(d, errors.NoResponseError)
+        self.assertEqual(retries, [("the PCP ANNOUNCE request", 2)])
+
     def test_stop(self) -> None:
         self.successResultOf(self.mapper.stop())
         self.assertEqual(self.network.ports.get((HOST, 40000)), None)
