@@ -268,6 +268,12 @@ class NegotiationTests(SynchronousTestCase):
         self.failureResultOf(d, errors.NoResponseError)
         self.assertEqual(retries, [("the PCP ANNOUNCE request", 2)])
 
+    def test_badTransport(self) -> None:
+        # A bad argument fails the Deferred; nothing is sent.
+        self.failureResultOf(self.mapper.addMapping("sctp", 1), ValueError)  # type: ignore[arg-type]
+        self.failureResultOf(self.mapper.deleteMapping("sctp", 1), ValueError)  # type: ignore[arg-type]
+        self.assertEqual(self.network.log, [])
+
     def test_stop(self) -> None:
         self.successResultOf(self.mapper.stop())
         self.assertEqual(self.network.ports.get((HOST, 40000)), None)

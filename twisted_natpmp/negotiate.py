@@ -184,7 +184,10 @@ class NegotiatingMapper:
         PREFER_FAILURE; NAT-PMP has no such thing, so a grant of another
         port is deleted again and fails with L{CannotProvideExternalError}.
         """
-        key = (Transport(transport), internalPort)
+        try:
+            key = (Transport(transport), internalPort)
+        except ValueError as e:
+            return fail(e)
 
         def mapped(mapping: Mapping) -> Mapping:
             self._madeBy[key] = mapping.protocolName
@@ -220,7 +223,10 @@ class NegotiatingMapper:
         Delete with the protocol that made the mapping (see the module
         docstring); one of unknown origin with the protocol chosen.
         """
-        key = (Transport(transport), internalPort)
+        try:
+            key = (Transport(transport), internalPort)
+        except ValueError as e:
+            return fail(e)
         madeBy = self._origin(key)
 
         def forget(result: _T) -> _T:
