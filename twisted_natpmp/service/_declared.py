@@ -17,7 +17,7 @@ from .._types import IPAddress, Mapping
 from ..interfaces import IMappingObserver, MappingKey
 from .declarations import MappingDeclaration, MappingState, behindSecondNAT
 from .keeper import KeeperChange, MappingKeeper
-from .policy import MAP_TIMEOUTS, STOP_TIMEOUTS
+from .policy import STOP_TIMEOUTS
 
 __all__ = ["Declared"]
 
@@ -40,7 +40,7 @@ class Declared:
         granted: Callable[[Mapping | None], object],
         *,
         backoff: Callable[[int], float],
-        mapTimeouts: Sequence[float] = MAP_TIMEOUTS,
+        mapTimeouts: Sequence[float] | None = None,
         deleteTimeouts: Sequence[float] = STOP_TIMEOUTS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -53,7 +53,7 @@ class Declared:
         self._where = where
         self._granted = granted
         self._backoff = backoff
-        self._mapTimeouts = tuple(mapTimeouts)
+        self._mapTimeouts = None if mapTimeouts is None else tuple(mapTimeouts)
         self._deleteTimeouts = tuple(deleteTimeouts)
         self._monotonic = monotonic
         self.keepers: dict[MappingKey, MappingKeeper] = {}
@@ -137,6 +137,7 @@ class Declared:
             error=keeper.error,
             doubleNAT=behindSecondNAT(address),
             removed=removed,
+            protocolName=None if mapping is None else mapping.protocolName,
         )
 
     def changed(self, keeper: MappingKeeper, removed: bool = False) -> None:

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorMulticast, IReac
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .._types import IPAddress
+from .._types import IPAddress, ProtocolName
 from ..announce import Announcement, AnnouncementProtocol, listenAnnouncements
 from ..discovery import isPrivateAddress, localAddress
 from ..errors import NoGatewayError
@@ -47,9 +47,9 @@ class GatewayFollower:
         reactor: IReactorTime,
         declared: Declared,
         *,
-        gateway: IPv4Address | None,
-        discoverGateway: Callable[[], IPv4Address],
-        clientFactory: Callable[[IPv4Address], IPortMapper] | None,
+        gateway: IPAddress | None,
+        discoverGateway: Callable[[], IPAddress],
+        clientFactory: Callable[[IPAddress], IPortMapper],
         announcements: Callable[[AnnouncementProtocol], IListeningPort | None] | None,
         holdOff: Callable[[], float],
         healthInterval: float,
@@ -66,7 +66,7 @@ class GatewayFollower:
         self._declared = declared
         self.fixedGateway = gateway
         self._discoverGateway = discoverGateway
-        self.clientFactory = clientFactory or self._defaultClient
+        self.clientFactory = clientFactory
         self._announcements = announcements or self._defaultAnnouncements
         self._holdOff = holdOff
         self.healthInterval = healthInterval
@@ -75,7 +75,7 @@ class GatewayFollower:
         self._monotonic = monotonic
         self._deleteAll = deleteAll
         self._running = running
-        self.gateway: IPv4Address | None = None
+        self.gateway: IPAddress | None = None
         self.client: IPortMapper | None = None
         self.watch: GatewayWatch | None = None
         self.announcer: AnnouncementProtocol | None = None
@@ -86,15 +86,6 @@ class GatewayFollower:
         #: it was refused for it (RFC 6886 s3); checked again with the
         #: gateway.
         self._refusedFrom: IPAddress | None = None
-
-    def _defaultClient(self, gateway: IPv4Address) -> IPortMapper:
-        from ..natpmp.client import listenClient
-
-        return listenClient(
-            self._reactor,  # type: ignore[arg-type]
-            gateway,
-            monotonic=self._monotonic,
-        )
 
     def _defaultAnnouncements(
         self, protocol: AnnouncementProtocol
@@ -122,8 +113,10 @@ class GatewayFollower:
         Listen for announcements, use the gateway (given, or the default
         one), and check the default gateway every C{gatewayCheckInterval}.
         """
+        # (An IPv6 gateway is set on it once in use.)
+        known = self.gateway if isinstance(self.gateway, IPv4Address) else None
         self.announcer = AnnouncementProtocol(
-            self.gateway, self.announced, clock=self._reactor
+            known, self.announced, clock=self._reactor
         )
         self._announcePort = self._announcements(self.announcer)
         gateway = self.fixedGateway or self._discover()
@@ -176,7 +169,7 @@ class GatewayFollower:
         self._refusedFrom = None
         return _release(client)
 
-    def _discover(self) -> IPv4Address | None:
+    def _discover(self) -> IPAddress | None:
         try:
             gateway = self._discoverGateway()
         except NoGatewayError as e:
@@ -191,16 +184,30 @@ class GatewayFollower:
         self._gatewayMissing = False
         return gateway
 
-    def _useGateway(self, gateway: IPv4Address) -> None:
-        if self._refusedFrom is None:
-            log.info("using NAT-PMP gateway {gateway}", gateway=str(gateway))
+    def _useGateway(self, gateway: IPAddress) -> None:
         self.gateway = gateway
         if self.announcer is not None:
             # The gateway's announcements are its own even while this host
             # is refused (a public address): heard, not dropped as a
             # stranger's.
-            self.announcer.gateway = gateway
-        client = self.clientFactory(gateway)
+            self.announcer.gateway = gateway  # type: ignore[assignment]
+        try:
+            client = self.clientFactory(gateway)
+        except ValueError as e:
+            # NAT-PMP asked of an IPv6 gateway, for one.
+            log.warn(
+                "cannot use gateway {gateway}: {error}",
+                gateway=str(gateway),
+                error=str(e),
+            )
+            self._declared.failAll(e)
+            return
+        if self._refusedFrom is None:
+            log.info(
+                "using {protocol} gateway {gateway}",
+                gateway=str(gateway),
+                protocol=ProtocolName(client.protocolName).display,
+            )
         if not self._privateHere(client, gateway):
             _release(client).addErrback(
                 lambda f: log.failure("stopping the client failed", f)
@@ -223,7 +230,7 @@ class GatewayFollower:
         for keeper in list(self._declared):
             keeper.start(watch.mapper, watch.context)
 
-    def _privateHere(self, client: IPortMapper, gateway: IPv4Address) -> bool:
+    def _privateHere(self, client: IPortMapper, gateway: IPAddress) -> bool:
         """
         RFC 6886 s3: a client SHOULD use NAT-PMP only when its primary IPv4
         address, here the one it reaches the gateway from, is private.
@@ -233,6 +240,8 @@ class GatewayFollower:
         """
         address = client.sourceAddress()
         if address is None:
+            if not isinstance(gateway, IPv4Address):
+                return True
             try:
                 address = localAddress(gateway)
             except OSError:

@@ -30,28 +30,29 @@ to retry after a failed renewal).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._types import Mapping
-from ..interfaces import IPortMapper
+from ..errors import GatewayError
+from ._keepercore import Deletion as _Deletion
+from ._keepercore import Grant as _Grant
+from ._keepercore import KeeperCore
+from ._keepercore import Request as _Request
+from ._keepercore import Timer as _Timer
 from ._keeping import (
     KeeperChange,
-    KeeperContext,
     KeeperPhase,
     Why,
     logGrant,
     renewalFloor,
     unanswered,
 )
-from .declarations import MappingDeclaration
 
 log = Logger(namespace="twisted_natpmp.service.keeper")
 
@@ -97,90 +98,6 @@ class KeeperInputs(Protocol):
         "The deletion was answered, given up, or not needed."
 
 
-@dataclass
-class _Grant:
-    """
-    The mapping held, and when it runs out.
-
-    @ivar lifetime: the effective lifetime: granted, or asked for if less.
-    @ivar expires: when it runs out, on the keeper's clock.
-    @ivar run: when the gateway's run that granted it began (monotonic
-        seconds), and C{epoch} the epoch of the grant.
-    """
-
-    mapping: Mapping
-    lifetime: int
-    expires: float
-    run: float
-    expiry: IDelayedCall | None = None
-
-    def cancel(self) -> None:
-        expiry, self.expiry = self.expiry, None
-        if expiry is not None and expiry.active():
-            expiry.cancel()
-
-
-@dataclass
-class KeeperCore:
-    declaration: MappingDeclaration
-    clock: IReactorTime
-    report: Callable[[KeeperChange], object]
-    backoff: Callable[[int], float]
-    mapTimeouts: Sequence[float]
-    deleteTimeouts: Sequence[float]
-    monotonic: Callable[[], float]
-    context: KeeperContext
-    mapper: IPortMapper | None = None
-    grant: _Grant | None = None
-    heldPort: int | None = None
-    error: BaseException | None = None
-    failures: int = 0
-    #: Fired once the outcome of the request in flight (or of none) is
-    #: handled.
-    settling: list[Deferred[None]] = field(default_factory=list)
-    #: Fired with the outcome of the deletion.
-    removing: list[Deferred[None]] = field(default_factory=list)
-
-    def settle(self) -> None:
-        waiting, self.settling = self.settling, []
-        for d in waiting:
-            d.callback(None)
-
-    def finishRemoving(self, result: Failure | None) -> None:
-        waiting, self.removing = self.removing, []
-        for d in waiting:
-            d.callback(result)
-
-
-@dataclass
-class _Request:
-    """
-    A request in flight (requesting, renewing).
-    """
-
-    deferred: Deferred[None]
-    why: Why
-    suggested: int | None
-
-
-@dataclass
-class _Timer:
-    """
-    A renewal (mapped) or retry (backingOff).
-    """
-
-    call: IDelayedCall
-
-    def cancel(self) -> None:
-        if self.call.active():
-            self.call.cancel()
-
-
-@dataclass
-class _Deletion:
-    deferred: Deferred[None] | None = None
-
-
 def _ask(c: KeeperInputs, s: KeeperCore, why: Why) -> _Request:
     assert s.mapper is not None, "a keeper asks only once started"
     declaration = s.declaration
@@ -190,7 +107,7 @@ def _ask(c: KeeperInputs, s: KeeperCore, why: Why) -> _Request:
         declaration.internalPort,
         suggested,
         declaration.lifetime,
-        timeouts=s.mapTimeouts,
+        timeouts=s.timeouts(),
     )
 
     def failed(failure: Failure) -> None:
@@ -217,19 +134,30 @@ def _renewLater(c: KeeperInputs, s: KeeperCore, mapping: Mapping) -> _Timer:
 
 def _waitToRetry(c: KeeperInputs, s: KeeperCore, failure: Failure) -> _Timer:
     s.error = failure.value
-    delay = s.backoff(s.failures)
+    # RFC 6887 s7.4, s11.2.1: an error's lifetime, a renewal's retry point,
+    # or else the backoff.
+    wait = s.retryWait(failure)
     s.failures += 1
     fields = dict(
         what=str(s.declaration),
         gateway=s.context.gateway,
+        protocol=s.protocolName.display,
         error=failure.getErrorMessage(),
-        delay=delay,
+        delay=wait.delay,
+        reason=wait.reason,
     )
     text = "could not map {what} via {gateway}: {error}; next attempt in {delay:.1f} s"
-    # A silent gateway is the watch's to tell, at a sensible interval.
-    quiet = unanswered(failure) and s.context.gatewaySilent()
+    if wait.reason != "backoff":
+        text += " ({protocol} {reason})"
+    error = failure.value
+    if isinstance(error, GatewayError) and wait.reason == "error lifetime":
+        if not error.shortLived:
+            text += "; not asking again soon"
+    # A silent gateway is the watch's to tell, at a sensible interval; a
+    # long-lived error was told once.
+    quiet = (unanswered(failure) and s.context.gatewaySilent()) or wait.repeated
     (log.info if quiet else log.warn)(text, **fields)
-    timer = _Timer(s.clock.callLater(delay, c._due, Why.RETRY))
+    timer = _Timer(s.clock.callLater(wait.delay, c._due, Why.RETRY))
     s.report(KeeperChange.FAILED)
     return timer
 
@@ -252,6 +180,7 @@ def _granted(
     s.heldPort = mapping.externalPort
     s.error = None
     s.failures = 0
+    s.toldLongError = None
     logGrant(
         declaration,
         s.context,

@@ -6,8 +6,10 @@ runs: one L{MappingKeeper} per declaration (L{Declared}), one
 L{GatewayWatch} for the gateway in use (found and followed by
 L{GatewayFollower}), and L{deleteAll} when it stops.
 
-It talks to an L{IPortMapper} (the NAT-PMP client by default), never to
-packets, and asks it no protocol-specific question.
+It talks to an L{IPortMapper}, never to packets: by default the one
+L{mapperFor <twisted_natpmp.negotiate.mapperFor>} makes for the protocol
+chosen (C{"auto"}: PCP first, NAT-PMP if the gateway speaks only that), and
+asks it no protocol-specific question.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from ipaddress import IPv4Address
-from typing import Any
+from ipaddress import ip_address
+from typing import Any, Literal
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
@@ -27,6 +29,7 @@ from .._types import IPAddress, Mapping, Transport
 from ..announce import AnnouncementProtocol
 from ..discovery import defaultGateway
 from ..interfaces import IMappingObserver, IPortMapper
+from ..pcp._nonces import NonceKeeper
 from ._declared import Declared
 from ._gateways import GatewayFollower
 from .declarations import (
@@ -38,7 +41,6 @@ from .declarations import (
 from .policy import (
     GATEWAY_CHECK_INTERVAL,
     HEALTH_INTERVAL,
-    MAP_TIMEOUTS,
     STOP_DEADLINE,
     STOP_TIMEOUTS,
     defaultBackoff,
@@ -67,9 +69,10 @@ class PortMapperService(Service):
         reactor: IReactorTime,
         mappings: Iterable[MappingDeclaration] = (),
         *,
-        gateway: IPv4Address | str | None = None,
-        discoverGateway: Callable[[], IPv4Address] = defaultGateway,
-        clientFactory: Callable[[IPv4Address], IPortMapper] | None = None,
+        gateway: IPAddress | str | None = None,
+        discoverGateway: Callable[[], IPAddress] = defaultGateway,
+        clientFactory: Callable[[IPAddress], IPortMapper] | None = None,
+        protocol: Literal["auto", "pcp", "natpmp"] | str = "auto",
         announcements: Callable[[AnnouncementProtocol], IListeningPort | None]
         | None = None,
         holdOff: Callable[[], float] = randomHoldOff,
@@ -78,22 +81,28 @@ class PortMapperService(Service):
         backoff: Callable[[int], float] | None = None,
         stopTimeouts: Sequence[float] = STOP_TIMEOUTS,
         stopDeadline: float = STOP_DEADLINE,
-        mapTimeouts: Sequence[float] = MAP_TIMEOUTS,
+        mapTimeouts: Sequence[float] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         allowPublicAddress: bool = False,
+        nonces: NonceKeeper | None = None,
     ) -> None:
         """
         @param reactor: the clock; also the UDP and multicast reactor of the
             default C{clientFactory} and C{announcements}.
         @param mappings: the initial declarations.
-        @param gateway: the gateway to use; L{None} finds the default
-            gateway with C{discoverGateway} and follows it as it changes.
+        @param gateway: the gateway to use, IPv4 or IPv6 (PCP only); L{None}
+            finds the default gateway with C{discoverGateway} and follows it
+            as it changes.
         @param discoverGateway: returns the default gateway, or raises
             L{NoGatewayError <twisted_natpmp.errors.NoGatewayError>}.
         @param clientFactory: makes a listening L{IPortMapper} for a gateway
-            (one per gateway, stopped when done with); by default a
-            L{twisted_natpmp.natpmp.client.NATPMPClient} that judges epochs
-            on C{monotonic}.
+            (one per gateway, stopped when done with); by default
+            L{mapperFor <twisted_natpmp.negotiate.mapperFor>}'s mapper for
+            C{protocol}, judging epochs on C{monotonic}.
+        @param protocol: the protocol of the default C{clientFactory}:
+            C{"auto"} (PCP, falling back to NAT-PMP at once on a NAT-PMP-only
+            gateway's reply, RFC 6887 s9), C{"pcp"} or C{"natpmp"}.
+            Ignored when a C{clientFactory} is given.
         @param announcements: starts listening with an L{AnnouncementProtocol}
             and returns the port, or L{None} for none; by default it binds
             224.0.0.1:5350 (a failure to bind is logged, not fatal).
@@ -111,7 +120,9 @@ class PortMapperService(Service):
         @param stopDeadline: the longest L{stopService} waits for deletions.
         @param mapTimeouts: the retransmission schedule of one mapping
             attempt; after it, the attempt fails and is retried after the
-            C{backoff}.
+            C{backoff}.  By default the protocol's: NAT-PMP's short
+            L{MAP_TIMEOUTS <twisted_natpmp.service.policy.MAP_TIMEOUTS>}, the
+            PCP client's own RFC 6887 s8.1.1 schedule.
         @param monotonic: returns the seconds of a clock that never steps,
             for the RFC 6886 s3.6 judgement of epochs.
         @param allowPublicAddress: map even when this host reaches the
@@ -119,7 +130,14 @@ class PortMapperService(Service):
             service then maps nothing and each state carries a
             L{PublicAddressError <twisted_natpmp.service.PublicAddressError>}
             (RFC 6886 s3 SHOULD), until the address is private.
+        @param nonces: where the default PCP client keeps its mappings'
+            nonces (RFC 6887 s11.1); by default the per-user file
+            (L{defaultPath <twisted_natpmp.pcp._nonces.defaultPath>}).
+        @raise ValueError: C{protocol} is not C{"auto"}, C{"pcp"} or
+            C{"natpmp"}.
         """
+        if clientFactory is None:
+            clientFactory = _defaultClientFactory(reactor, protocol, monotonic, nonces)
         self._deleteAll = partial(
             deleteAll, reactor, timeouts=tuple(stopTimeouts), deadline=stopDeadline
         )
@@ -137,7 +155,7 @@ class PortMapperService(Service):
         self._gateways = GatewayFollower(
             reactor,
             self._declared,
-            gateway=None if gateway is None else IPv4Address(gateway),
+            gateway=None if gateway is None else ip_address(str(gateway)),
             discoverGateway=discoverGateway,
             clientFactory=clientFactory,
             announcements=announcements,
@@ -153,7 +171,7 @@ class PortMapperService(Service):
     # What the parts hold
 
     @property
-    def gateway(self) -> IPv4Address | None:
+    def gateway(self) -> IPAddress | None:
         """
         The gateway in use, or L{None} before one is known.
         """
@@ -164,7 +182,7 @@ class PortMapperService(Service):
             self._gateways.watch.granted(mapping)
 
     @property
-    def _fixedGateway(self) -> IPv4Address | None:
+    def _fixedGateway(self) -> IPAddress | None:
         return self._gateways.fixedGateway
 
     @property
@@ -309,3 +327,26 @@ class PortMapperService(Service):
             keeper.error = None
             self._declared.changed(keeper, removed=True)
         return self._gateways.forget()
+
+
+def _defaultClientFactory(
+    reactor: IReactorTime,
+    protocol: str,
+    monotonic: Callable[[], float],
+    nonces: NonceKeeper | None,
+) -> Callable[[IPAddress], IPortMapper]:
+    """
+    The default C{clientFactory}: L{mapperFor}'s listening mapper for
+    C{protocol}.
+
+    @raise ValueError: C{protocol} is not one of L{PROTOCOLS}.
+    """
+    from ..negotiate import PROTOCOLS, mapperFor
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r} is not auto, pcp or natpmp")
+
+    def clientFactory(gateway: IPAddress) -> IPortMapper:
+        return mapperFor(reactor, gateway, protocol, monotonic=monotonic, nonces=nonces)
+
+    return clientFactory

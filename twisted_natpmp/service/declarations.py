@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from .._types import IPAddress, Transport
+from .._types import IPAddress, ProtocolName, Transport
 from ..discovery import isPrivateAddress
 from ..errors import NATPMPError
 
@@ -117,6 +117,8 @@ class MappingState:
         second NAT and the mapping does not make it reachable from the
         Internet.
     @ivar removed: the declaration was removed, or the service stopped.
+    @ivar protocolName: the protocol that made the mapping held, or
+        L{None} if none is held.
     """
 
     declaration: MappingDeclaration
@@ -128,6 +130,7 @@ class MappingState:
     error: BaseException | None = None
     doubleNAT: bool = False
     removed: bool = False
+    protocolName: ProtocolName | None = None
 
     @property
     def mapped(self) -> bool:

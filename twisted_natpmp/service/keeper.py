@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_keeper,tests.service.test_keeperretry -*-
+# -*- test-case-name: tests.service.test_keeper,tests.service.test_keeperpcp -*-
 """
 L{MappingKeeper}: the life of one declared mapping, as an Automat state
 machine (as Twisted's C{ClientService} is), each state owning its timer or
@@ -17,6 +17,15 @@ request after the capped, jittered backoff
 (L{defaultBackoff <twisted_natpmp.service.policy.defaultBackoff>}), for as long
 as it runs: the declaration is never forgotten.
 
+Where the protocol says more, the keeper follows it without knowing the
+protocol (the rules are looked up by C{mapper.protocolName} and
+C{Mapping.protocolName} in L{twisted_natpmp.service.policy}): a gateway's
+error that carries a lifetime (PCP, RFC 6887 s7.4) is retried after it, a
+long-lived one not sooner than half an hour and told once; a PCP renewal
+that fails is tried again at the RFC 6887 s11.2.1 points (3/4, 7/8 ... of
+the lifetime), at least 4 s apart; and a PCP request keeps its client's own
+s8.1.1 retransmission schedule.
+
 The keeper knows nothing of the service: it takes the mapper, the clock and
 the policies as arguments and reports each change to a callback, so that
 the mapper service and the C{natpmp:} endpoint both use it.
@@ -24,6 +33,7 @@ the mapper service and the C{natpmp:} endpoint both use it.
 
 from __future__ import annotations
 
+import random as _random
 import time
 from collections.abc import Callable, Sequence
 
@@ -32,7 +42,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from .._types import Mapping
 from ..interfaces import IPortMapper
-from ._keepermachine import KeeperCore, KeeperMachine
+from ._keepercore import KeeperCore
+from ._keepermachine import KeeperMachine
 from ._keeping import (
     KeeperChange,
     KeeperContext,
@@ -42,7 +53,7 @@ from ._keeping import (
     unanswered,
 )
 from .declarations import MappingDeclaration
-from .policy import COPY_SLACK, MAP_TIMEOUTS, STOP_TIMEOUTS
+from .policy import COPY_SLACK, STOP_TIMEOUTS
 from .policy import defaultBackoff as _defaultBackoff
 
 __all__ = [
@@ -75,10 +86,11 @@ class MappingKeeper:
         report: Callable[[MappingKeeper, KeeperChange], object] = lambda k, c: None,
         *,
         backoff: Callable[[int], float] | None = None,
-        mapTimeouts: Sequence[float] = MAP_TIMEOUTS,
+        mapTimeouts: Sequence[float] | None = None,
         deleteTimeouts: Sequence[float] = STOP_TIMEOUTS,
         monotonic: Callable[[], float] = time.monotonic,
         context: KeeperContext | None = None,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         """
         @param declaration: the mapping to keep.
@@ -88,10 +100,18 @@ class MappingKeeper:
         @param backoff: given the failures so far, the seconds to wait before
             retrying (by default
             L{defaultBackoff <twisted_natpmp.service.policy.defaultBackoff>}).
-        @param mapTimeouts: the retransmission schedule of one request.
+        @param mapTimeouts: the retransmission schedule of one request; by
+            default the protocol's
+            (L{mapTimeoutsFor <twisted_natpmp.service.policy.mapTimeoutsFor>}:
+            L{MAP_TIMEOUTS <twisted_natpmp.service.policy.MAP_TIMEOUTS>} for
+            NAT-PMP, the PCP client's own RFC 6887
+            s8.1.1 schedule).
         @param deleteTimeouts: the retransmission schedule of the deletion.
         @param monotonic: a clock that never steps, to place each grant in
             the gateway's run (L{confirmedBy}).
+        @param random: a source of floats in [0, 1), for the random points
+            at which a failed PCP renewal is tried again (RFC 6887
+            s11.2.1).
         @param context: what the keepers of one gateway share (for their
             log lines); a new one by default.
         """
@@ -103,10 +123,11 @@ class MappingKeeper:
             clock,
             lambda change: report(self, change),
             backoff or _defaultBackoff(),
-            tuple(mapTimeouts),
+            None if mapTimeouts is None else tuple(mapTimeouts),
             tuple(deleteTimeouts),
             monotonic,
             self.context,
+            random=random,
         )
         self._machine = KeeperMachine(self._core)
 

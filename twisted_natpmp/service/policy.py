@@ -12,6 +12,10 @@ from collections.abc import Callable
 
 from twisted.application.internet import backoffPolicy
 
+from .._types import ProtocolName
+from ..errors import GatewayError
+from ..pcp._retransmit import errorRetryDelay, renewalPoint
+
 __all__ = [
     "ADDRESS_TIMEOUTS",
     "CONFIRM_SPACING",
@@ -26,8 +30,12 @@ __all__ = [
     "SILENCE_WARNING",
     "STOP_DEADLINE",
     "STOP_TIMEOUTS",
+    "RENEWAL_SPACING",
     "defaultBackoff",
+    "errorWait",
+    "mapTimeoutsFor",
     "randomHoldOff",
+    "renewalRetryPoint",
 ]
 
 #: RFC 6886 s3.7: wait a random time, uniform in 0-5 s, before re-mapping.
@@ -75,6 +83,9 @@ ADDRESS_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0)
 #: requests.  Requests still go one at a time (s3.1), so one unlucky request
 #: on a lossy link no longer holds up every other mapping for minutes.
 MAP_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+#: RFC 6887 s11.2.1: two renewals of one mapping are never sent less than
+#: this many seconds apart.
+RENEWAL_SPACING = 4.0
 #: However many mappings remain, stopping gives up on them after this long.
 STOP_DEADLINE = 5.0
 #: Seconds without an answer from the gateway, while asking, before a person
@@ -103,3 +114,51 @@ def defaultBackoff(
     flooded.)
     """
     return backoffPolicy(initialDelay=1.0, maxDelay=300.0, factor=2.0, jitter=jitter)
+
+
+def mapTimeoutsFor(protocol: ProtocolName) -> tuple[float, ...] | None:
+    """
+    The retransmission schedule the keeper gives one mapping attempt in
+    C{protocol}: NAT-PMP's short L{MAP_TIMEOUTS}, retried after the backoff;
+    for PCP L{None}, so that the client's own RFC 6887 s8.1.1 schedule (and
+    its overall limit) applies.
+    """
+    return MAP_TIMEOUTS if protocol is ProtocolName.NATPMP else None
+
+
+def renewalRetryPoint(
+    protocol: ProtocolName,
+    lifetime: float,
+    attempt: int,
+    random: Callable[[], float] = random.random,
+) -> float | None:
+    """
+    When to try again to renew a mapping held in C{protocol} after
+    C{attempt} renewals of it failed, in seconds after its grant: RFC 6887
+    s11.2.1's points for PCP (in [3/4, 3/4 + 1/16] of the lifetime after
+    the first failure, [7/8, 7/8 + 1/32] after the second, and so on);
+    L{None} for NAT-PMP, whose failed renewals are retried after the
+    backoff (RFC 6886 s3.3 says no more).
+
+    @param lifetime: the effective lifetime of the grant.
+    @param attempt: the failed renewals so far, at least 1.
+    """
+    if protocol is not ProtocolName.PCP:
+        return None
+    return renewalPoint(lifetime, attempt, random)
+
+
+def errorWait(error: BaseException | None) -> float | None:
+    """
+    How long to wait after a gateway's error that says how long it holds
+    (PCP's error lifetime, RFC 6887 s7.4): a short-lived one for its
+    lifetime, a long-lived one for at least half an hour (miniupnpd puts 0
+    in those: "not soon", never "now"), by
+    L{errorRetryDelay <twisted_natpmp.pcp._retransmit.errorRetryDelay>}.
+
+    @return: the seconds, or L{None} for an error that carries no lifetime
+        (NAT-PMP's, the transport's, no answer): the backoff applies.
+    """
+    if isinstance(error, GatewayError) and error.lifetime is not None:
+        return errorRetryDelay(error)
+    return None

@@ -11,6 +11,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from twisted_natpmp._types import ProtocolName
 from twisted_natpmp.errors import (
     NetworkFailureError,
     NoResponseError,
@@ -22,6 +23,9 @@ from twisted_natpmp.natpmp._wire import (
     decodeRequest,
 )
 from twisted_natpmp.natpmp.client import NATPMPClient
+from twisted_natpmp.negotiate import NegotiatingMapper
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
+from twisted_natpmp.pcp.client import PCPClient
 from twisted_natpmp.service import (
     MappingDeclaration,
     PortMapperService,
@@ -102,13 +106,75 @@ class StartTests(ServiceTestMixin, SynchronousTestCase):
 
     def test_defaultClient(self) -> None:
         """
-        By default the service makes a L{NATPMPClient} on its reactor.
+        With C{protocol="natpmp"} the service makes a L{NATPMPClient} on its
+        reactor.
         """
-        service = PortMapperService(self.network.host(HOST), [UDP5000], gateway=GATEWAY)
+        service = PortMapperService(
+            self.network.host(HOST), [UDP5000], gateway=GATEWAY, protocol="natpmp"
+        )
         service.startService()
         self.network.flush()
         self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
         self.assertIsInstance(service._gateways.client, NATPMPClient)
+        self.assertEqual(service.states()[0].protocolName, ProtocolName.NATPMP)
+
+    def test_defaultAuto(self) -> None:
+        """
+        By default (C{protocol="auto"}) the service asks in PCP and, the
+        gateway answering with NAT-PMP's "unsupported version", maps in
+        NAT-PMP at once (RFC 6887 s9); the state and the log say which.
+        """
+        # RFC 6887 s9
+        service = PortMapperService(
+            self.network.host(HOST),
+            [UDP5000],
+            gateway=GATEWAY,
+            nonces=MemoryNonceStore(),
+        )
+        with capturedLogs() as events:
+            service.startService()
+            self.network.flush()
+        client = service._gateways.client
+        self.assertIsInstance(client, NegotiatingMapper)
+        self.assertEqual(self.onGateway(Protocol.UDP, 5000), 5000)
+        state = service.states()[0]
+        self.assertEqual(state.protocolName, ProtocolName.NATPMP)
+        texts = [e["log_format"].format(**e) for e in events]
+        self.assertIn(f"using PCP gateway {GATEWAY}", texts)
+        self.assertIn(f"gateway {GATEWAY} speaks only NAT-PMP: using NAT-PMP", texts)
+        d = service.stopService()
+        self.network.flush()
+        self.successResultOf(d)
+        self.assertIsNone(self.onGateway(Protocol.UDP, 5000))
+
+    def test_protocolPCP(self) -> None:
+        """
+        With C{protocol="pcp"} the service makes a L{PCPClient}.
+        """
+        service = PortMapperService(
+            self.network.host(HOST),
+            [UDP5000],
+            gateway=GATEWAY,
+            protocol="pcp",
+            nonces=MemoryNonceStore(),
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertIsInstance(service._gateways.client, PCPClient)
+
+    def test_badProtocol(self) -> None:
+        """
+        An unknown protocol is refused at once, naming it.
+        """
+        e = self.assertRaises(
+            ValueError,
+            PortMapperService,
+            self.network.host(HOST),
+            [UDP5000],
+            gateway=GATEWAY,
+            protocol="upnp",
+        )
+        self.assertIn("'upnp'", str(e))
 
     def test_badDeclaration(self) -> None:
         self.assertRaises(ValueError, MappingDeclaration, Protocol.UDP, 0)
