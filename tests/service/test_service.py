@@ -7,7 +7,7 @@ tests, with the real client and gateway, are in L{tests.service.test_natpmp}.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from twisted.internet.interfaces import IListeningPort
@@ -68,7 +68,7 @@ class ServiceTestCase(SynchronousTestCase):
         self.address: str | None = "192.0.2.1"
         self.observer = RecordingObserver()
 
-    def clientFactory(self, gateway: IPv4Address) -> IPortMapper:
+    def clientFactory(self, gateway: IPv4Address | IPv6Address) -> IPortMapper:
         mapper = FakePortMapper(
             gateway,
             autoAnswer=self.autoAnswer,

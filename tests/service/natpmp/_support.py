@@ -96,7 +96,8 @@ class ServiceTestMixin:
             announcer.stop()
         return gateway
 
-    def clientFactory(self, gateway: IPv4Address) -> IPortMapper:
+    def clientFactory(self, gateway: IPv4Address | IPv6Address) -> IPortMapper:
+        assert isinstance(gateway, IPv4Address), "NAT-PMP speaks only IPv4"
         client = listenClient(
             self.network.host(HOST), gateway, monotonic=self.clock.seconds
         )
