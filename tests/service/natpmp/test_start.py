@@ -11,6 +11,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from twisted_natpmp import negotiate
 from twisted_natpmp._types import ProtocolName
 from twisted_natpmp.errors import (
     NetworkFailureError,
@@ -23,7 +24,7 @@ from twisted_natpmp.natpmp._wire import (
     decodeRequest,
 )
 from twisted_natpmp.natpmp.client import NATPMPClient
-from twisted_natpmp.negotiate import NegotiatingMapper
+from twisted_natpmp.negotiate import NegotiatingMapper, ProtocolMemory
 from twisted_natpmp.pcp._nonces import MemoryNonceStore
 from twisted_natpmp.pcp.client import PCPClient
 from twisted_natpmp.service import (
@@ -125,6 +126,9 @@ class StartTests(ServiceTestMixin, SynchronousTestCase):
         NAT-PMP at once (RFC 6887 s9); the state and the log say which.
         """
         # RFC 6887 s9
+        # (What the process learnt of this gateway in other tests is not
+        # this one's.)
+        self.patch(negotiate, "processMemory", ProtocolMemory())
         service = PortMapperService(
             self.network.host(HOST),
             [UDP5000],
