@@ -13,7 +13,7 @@ natpmp-gateway} runs, and what tests build directly::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, ip_network
 from typing import Any, cast
 
 from twisted.application.service import Service
@@ -31,11 +31,13 @@ from twisted.python.failure import Failure
 
 from ..interfaces import IMappingBackend
 from ..natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT, SERVER_PORT
+from ..pcp._serverchecks import Network
+from ..pcp.responder import DEFAULT_MIN_LIFETIME
 from ._clock import MonotonicClock, externalAddressOrNone
 from ._internalport import InterfaceCheckingPort, LocalInterface, interfaceHolding
 from ._protocol import GatewayProtocol
 from ._ratelimit import DEFAULT_REQUEST_BURST, checkRate
-from .announcer import Announcer
+from .announcer import Announcer, PCPAnnouncements
 from .backends.memory import MemoryBackend
 from .gateway import Endpoint, Gateway
 from .table import (
@@ -57,9 +59,12 @@ def _cannotAnnounce(failure: Failure, address: str) -> None:
 
 class GatewayService(Service):
     """
-    A NAT-PMP gateway: listens on port 5351 of each internal address,
-    serves one mapping table, and announces its external address when it
-    starts and when the address changes (RFC 6886 s3.2.1).
+    A NAT-PMP gateway, and with C{pcp=True} a PCP one too on the same port
+    and table: listens on port 5351 of each internal address, serves one
+    mapping table, and announces its external address when it starts and
+    when the address changes (RFC 6886 s3.2.1), and with PCP an unsolicited
+    ANNOUNCE on the same schedule beside it (RFC 6887 s14.1), the epoch
+    restarting with each new address (RFC 6887 s8.5).
 
     Each start begins a new epoch with an empty table; stopping removes
     every mapping from the backend.
@@ -90,6 +95,9 @@ class GatewayService(Service):
         interfaceOf: Callable[[IPv4Address], LocalInterface | None] = (
             interfaceHolding
         ),
+        pcp: bool = False,
+        minLifetime: int = DEFAULT_MIN_LIFETIME,
+        allowThirdParty: Iterable[Network | str] = (),
     ) -> None:
         """
         @param reactor: provides
@@ -125,6 +133,14 @@ class GatewayService(Service):
             clock beside a real reactor).
         @param interfaceOf: finds the interface that holds an internal
             address (replaced in tests).
+        @param pcp: whether to answer PCP (RFC 6887) too (C{twistd
+            natpmp-gateway} does by default; this class, for its existing
+            callers, does not).
+        @param minLifetime: the shortest PCP lifetime granted (RFC 6887
+            s15), or C{maxLifetime} if that is shorter; the longest is
+            C{maxLifetime}.
+        @param allowThirdParty: the networks whose hosts may use PCP's
+            THIRD_PARTY option (RFC 6887 s13.1).
         """
         self._reactor = reactor
         self._clock = reactor if clock is None else clock
@@ -152,6 +168,14 @@ class GatewayService(Service):
         self._announcer: Announcer | None = None
         self._interfaceOf = interfaceOf
         self._monotonic = monotonic
+        if minLifetime < 1:
+            raise ValueError(f"bad minimum lifetime {minLifetime}")
+        self._pcp: dict[str, Any] = {
+            "pcp": pcp,
+            "minLifetime": minLifetime,
+            "allowThirdParty": tuple(ip_network(n) for n in allowThirdParty),
+        }
+        self._pcpAnnouncer: Announcer | None = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -164,6 +188,7 @@ class GatewayService(Service):
             requestRate=self._requestRate,
             requestBurst=self._requestBurst,
             **self._limits,
+            **self._pcp,
         )
         transports: list[IUDPTransport] = []
         try:
@@ -178,6 +203,14 @@ class GatewayService(Service):
                 self._clock, self.gateway, transports, self.announceTo
             )
             self._announcer.start()
+            if self.gateway.pcp is not None:
+                self._pcpAnnouncer = Announcer(
+                    self._clock,
+                    PCPAnnouncements(self.gateway),
+                    transports,
+                    self.announceTo,
+                )
+                self._pcpAnnouncer.start()
 
     def _listen(self, interface: IPv4Interface, gateway: Gateway) -> IUDPTransport:
         """
@@ -217,8 +250,9 @@ class GatewayService(Service):
         if isinstance(setting, Deferred):
             setting.addErrback(_cannotAnnounce, address)
         log.info(
-            "NAT-PMP gateway serving {network} on {address}:{port} {arriving},"
+            "{protocols} gateway serving {network} on {address}:{port} {arriving},"
             " external address {external}",
+            protocols="NAT-PMP and PCP" if gateway.pcp is not None else "NAT-PMP",
             network=str(interface.network),
             address=address,
             port=port.getHost().port,
@@ -242,12 +276,17 @@ class GatewayService(Service):
             )
         if self._announcer is not None:
             self._announcer.start()
+        if self._pcpAnnouncer is not None:
+            self._pcpAnnouncer.start()
 
     def stopService(self) -> Deferred[object]:
         super().stopService()  # type: ignore[no-untyped-call]
         if self._announcer is not None:
             self._announcer.stop()
             self._announcer = None
+        if self._pcpAnnouncer is not None:
+            self._pcpAnnouncer.stop()
+            self._pcpAnnouncer = None
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None

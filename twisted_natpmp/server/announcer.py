@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.server.test_announcer -*-
 """
-A gateway's announcements of its external address (RFC 6886 s3.2.1).
+A gateway's announcements of its external address (RFC 6886 s3.2.1), and
+of its new epoch in PCP's unsolicited ANNOUNCE (RFC 6887 s14.1), sent on
+the same schedule beside them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from twisted.logger import Logger
 
 from ..natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT
 
-__all__ = ["ANNOUNCE_INTERVALS", "AnnouncementSource", "Announcer"]
+__all__ = ["ANNOUNCE_INTERVALS", "AnnouncementSource", "Announcer", "PCPAnnouncements"]
 
 log = Logger()
 
@@ -27,7 +29,7 @@ Endpoint = tuple[str, int]
 class AnnouncementSource(Protocol):
     """
     What makes the packet to announce: the gateway (NAT-PMP's op-128
-    packet), or a protocol's responder (a PCP ANNOUNCE, some day).
+    packet), or L{PCPAnnouncements} (PCP's ANNOUNCE).
     """
 
     def announcement(self) -> bytes | None:
@@ -35,6 +37,33 @@ class AnnouncementSource(Protocol):
         The packet to send now, with the epoch of this moment, or L{None}
         to send nothing (no external address).
         """
+
+
+class PCPGateway(Protocol):
+    """
+    A gateway that can make PCP's unsolicited ANNOUNCE.
+    """
+
+    def pcpAnnouncement(self) -> bytes | None:
+        """
+        The ANNOUNCE response to multicast now, or L{None}.
+        """
+
+
+class PCPAnnouncements:
+    """
+    The L{AnnouncementSource} of a gateway's unsolicited PCP ANNOUNCE
+    (RFC 6887 s14.1): a 24-byte ANNOUNCE success response with the epoch of
+    its moment.  It goes to the same group and port as NAT-PMP's
+    announcements (224.0.0.1:5350, RFC 6887 s14.1.3), which clients tell
+    apart by the version byte.
+    """
+
+    def __init__(self, gateway: PCPGateway) -> None:
+        self._gateway = gateway
+
+    def announcement(self) -> bytes | None:
+        return self._gateway.pcpAnnouncement()
 
 
 class Announcer:

@@ -9,12 +9,14 @@ is dropped, whatever its version (RFC 6886 s3.3, RFC 6887 s8.3).  The rest
 go to the responder registered for their version, or to the fallback, which
 answers Unsupported Version.
 
-Today NAT-PMP's responder is registered for version 0 and is the fallback
-too: it answers every other version with its Unsupported Version reply
-(RFC 6886 s1.1, s3.5 with Errata 3618).  A PCP responder registers for
-version 2 and becomes the fallback, so that 0 is NAT-PMP, 2 is PCP and any
-other version gets PCP's UNSUPP_VERSION (RFC 6887 s9), except 1, which is
-never PCP (RFC 6887 s9) and stays with NAT-PMP's answer.
+With PCP on (L{twisted_natpmp.server.gateway.Gateway} arranges it), PCP's
+responder is the fallback and is registered for version 2, and NAT-PMP's
+for 0 and 1: 0 is NAT-PMP, 2 is PCP, any version above 2 gets PCP's
+UNSUPP_VERSION naming 2 (RFC 6887 s9), and 1, which is never used (RFC 6886
+s1.1), gets NAT-PMP's Unsupported Version: the highest version below 1 we
+speak is 0.  With PCP off, NAT-PMP's responder is the fallback and answers
+every other version with its Unsupported Version reply (RFC 6886 s1.1,
+s3.5 with Errata 3618).
 
 Packets too short to hold a version and an opcode go to the version-0
 responder, which drops them and says why.
@@ -57,6 +59,11 @@ class GatewayCore(Protocol):
         s8.5).
         """
 
+    def isInternal(self, address: IPAddress) -> bool:
+        """
+        Whether C{address} is in the internal networks served.
+        """
+
     def admit(self, host: str) -> bool:
         """
         Whether a mapping request from C{host} is within its rate limit (if
@@ -70,20 +77,34 @@ class GatewayCore(Protocol):
         internalPort: int,
         suggestedExternalPort: int,
         lifetime: int,
+        *,
+        owner: bytes | None = None,
+        exact: bool = False,
     ) -> GatewayMapping:
         """
         Create or renew a mapping.
 
+        @param owner: who may change or delete it (PCP's nonce), L{None} for
+            a protocol without one (NAT-PMP).
+        @param exact: refuse (L{twisted_natpmp.errors.CannotProvideExternalError})
+            rather than grant another external port than the one suggested.
         @raise Refused: by meaning.
         """
 
     def delete(
-        self, client: IPAddress, transport: Transport, internalPort: int
+        self,
+        client: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        *,
+        owner: bytes | None = None,
     ) -> GatewayMapping | None:
         """
         Delete a mapping; none to delete is success.
 
-        @raise Refused: by meaning.
+        @param owner: the requester's owner token (see L{map}).
+        @raise Refused: by meaning (another owner's mapping: not
+            authorized).
         """
 
     def deleteAll(

@@ -6,10 +6,13 @@ shares.
 L{Gateway} holds the mapping table (L{twisted_natpmp.server.table}), the
 external address, the internal networks, the per-source rate limit, the
 aggregated drop and refusal logs, and the expiry timer.  It checks where
-each datagram comes from (RFC 6886 s3.3) and hands it to a
-L{VersionDispatcher}, which picks the responder by version byte: today
-NAT-PMP's (L{twisted_natpmp.natpmp.responder.NATPMPResponder}) for every
-version; a PCP responder registers beside it for version 2.
+each datagram comes from (RFC 6886 s3.3, RFC 6887 s8.3) and hands it to a
+L{VersionDispatcher}, which picks the responder by version byte: NAT-PMP's
+(L{twisted_natpmp.natpmp.responder.NATPMPResponder}) for 0 and 1 (1 is
+never used, RFC 6886 s1.1, and gets NAT-PMP's Unsupported Version), PCP's
+(L{twisted_natpmp.pcp.responder.PCPResponder}) for 2 and for every other
+version (UNSUPP_VERSION naming 2, RFC 6887 s9); without PCP, NAT-PMP's
+for all.  IPv6 sources speak PCP only (NAT-PMP is IPv4's, RFC 6886 s1).
 
 A responder asks the core to L{Gateway.map}, L{Gateway.delete} or
 L{Gateway.deleteAll}; those raise L{Refused}, by meaning, and the responder
@@ -26,7 +29,7 @@ own line.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -35,8 +38,11 @@ from .._droplog import DropLog
 from .._types import IPAddress, Transport
 from ..interfaces import IMappingBackend
 from ..natpmp.responder import NATPMPResponder
+from ..pcp._serverchecks import Network
+from ..pcp.responder import DEFAULT_MIN_LIFETIME, PCPResponder
 from ._clock import externalAddressOrNone, monotonicFor
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
+from ._shared import SharedTable
 from .backends.memory import MemoryBackend
 from .dispatch import VersionDispatcher
 from .table import (
@@ -46,7 +52,6 @@ from .table import (
     DEFAULT_MIN_PORT,
     EventKind,
     GatewayMapping,
-    MappingTable,
     MonotonicClock,
     Refused,
     TableEvent,
@@ -74,6 +79,7 @@ class Gateway:
     @ivar refusals: every request refused with a result code, counted by
         client and reason.
     @ivar natpmp: the NAT-PMP responder.
+    @ivar pcp: the PCP responder, or L{None} when PCP is off.
     @ivar dispatcher: picks the responder for each packet by version.
     """
 
@@ -81,7 +87,7 @@ class Gateway:
         self,
         clock: IReactorTime,
         externalAddress: IPv4Address | str | None,
-        internalNetworks: Iterable[IPv4Network | str],
+        internalNetworks: Iterable[Network | str],
         *,
         backend: IMappingBackend | None = None,
         minPort: int = DEFAULT_MIN_PORT,
@@ -92,6 +98,9 @@ class Gateway:
         requestRate: float | None = None,
         requestBurst: int = DEFAULT_REQUEST_BURST,
         monotonic: MonotonicClock | None = None,
+        pcp: bool = False,
+        minLifetime: int = DEFAULT_MIN_LIFETIME,
+        allowThirdParty: Iterable[Network | str] = (),
     ) -> None:
         """
         @param clock: schedules the expiry timer and the drop summaries.
@@ -108,14 +117,23 @@ class Gateway:
         @param monotonic: the time of the epoch and of expiry (RFC 6886
             s3.6, s3.3), which a step of the wall clock must not move;
             L{monotonicFor} C{clock} by default.
+        @param pcp: whether to answer PCP (RFC 6887) beside NAT-PMP (off
+            by default here, for existing callers; C{twistd natpmp-gateway}
+            turns it on).
+        @param minLifetime: the shortest PCP lifetime granted (RFC 6887
+            s15); the longest is C{maxLifetime}.  NAT-PMP grants what it is
+            asked, up to C{maxLifetime} (RFC 6886 s3.3 sets no minimum).
+        @param allowThirdParty: the networks whose hosts may ask for
+            mappings for other internal hosts with PCP's THIRD_PARTY option
+            (RFC 6887 s13.1); nobody by default.
         """
         if backend is None:
             backend = MemoryBackend()
         self._clock = clock
         self._monotonic = monotonicFor(clock) if monotonic is None else monotonic
         self.externalAddress = externalAddress
-        self.internalNetworks = tuple(IPv4Network(n) for n in internalNetworks)
-        self.table = MappingTable(
+        self.internalNetworks = tuple(ip_network(n) for n in internalNetworks)
+        self.table = SharedTable(
             self._monotonic,
             backend,
             minPort=minPort,
@@ -132,10 +150,23 @@ class Gateway:
         )
         self._expiryCall: IDelayedCall | None = None
         self._expiryDue = 0.0
-        self.drops = DropLog(log, clock, "NAT-PMP gateway")
-        self.refusals = DropLog(log, clock, "NAT-PMP gateway", verb="refused")
+        name = "NAT-PMP and PCP gateway" if pcp else "NAT-PMP gateway"
+        self.drops = DropLog(log, clock, name)
+        self.refusals = DropLog(log, clock, name, verb="refused")
         self.natpmp = NATPMPResponder(self)
-        self.dispatcher = VersionDispatcher(self.natpmp, self.drops)
+        self.pcp: PCPResponder | None = None
+        if pcp:
+            self.pcp = PCPResponder(
+                self,
+                minLifetime=min(minLifetime, maxLifetime),
+                maxLifetime=maxLifetime,
+                allowThirdParty=allowThirdParty,
+            )
+            self.dispatcher = VersionDispatcher(self.pcp, self.drops)
+            self.dispatcher.register(0, self.natpmp)
+            self.dispatcher.register(1, self.natpmp)
+        else:
+            self.dispatcher = VersionDispatcher(self.natpmp, self.drops)
 
     @property
     def externalAddress(self) -> IPv4Address | None:
@@ -143,7 +174,12 @@ class Gateway:
 
     @externalAddress.setter
     def externalAddress(self, address: IPv4Address | str | None) -> None:
-        self._external = externalAddressOrNone(address)
+        new = externalAddressOrNone(address)
+        if getattr(self, "_external", new) != new:
+            # RFC 6887 s8.5: the epoch restarts when the external address
+            # changes (NAT-PMP's clients then learn it too, RFC 6886 s3.6).
+            self.table.newEpoch()
+        self._external = new
 
     # Serving
 
@@ -164,10 +200,18 @@ class Gateway:
         """
         host = str(source[0])
         try:
-            client = IPv4Address(host)
+            client: IPAddress = ip_address(host.partition("%")[0])
         except ValueError:
-            self.drops.drop(host, "not an IPv4 source")
+            self.drops.drop(host, "not an IP source")
             return None
+        if isinstance(client, IPv6Address):
+            if client.ipv4_mapped is not None:
+                # A dual-stack socket's form of an IPv4 source.
+                client = client.ipv4_mapped
+            elif not packet[:1] or packet[0] in (0, 1) or self.pcp is None:
+                # RFC 6886 s1: NAT-PMP is IPv4 only; PCP serves IPv6.
+                self.drops.drop(host, "NAT-PMP (or nothing) from an IPv6 source")
+                return None
         if not self.isInternal(client):
             self.drops.drop(host, "outside the internal networks")
             return None
@@ -179,6 +223,13 @@ class Gateway:
         current epoch; L{None} without an external address.
         """
         return self.natpmp.announcement()
+
+    def pcpAnnouncement(self) -> bytes | None:
+        """
+        The unsolicited PCP ANNOUNCE to multicast now (RFC 6887 s14.1), with
+        the current epoch; L{None} when PCP is off.
+        """
+        return None if self.pcp is None else self.pcp.announcement()
 
     # What responders call
 
@@ -206,46 +257,67 @@ class Gateway:
         internalPort: int,
         suggestedExternalPort: int,
         lifetime: int,
+        *,
+        owner: bytes | None = None,
+        exact: bool = False,
     ) -> GatewayMapping:
         """
         Create or renew a mapping (L{MappingTable.map}) and keep the expiry
         timer in step.
 
+        @param owner: who may change and delete it (PCP's nonce); L{None}
+            for NAT-PMP.
+        @param exact: refuse rather than grant another port than the one
+            suggested (PCP's PREFER_FAILURE).
         @raise Refused: the table or its backend refused, by meaning.
         """
         try:
             return self.table.map(
-                client, transport, internalPort, suggestedExternalPort, lifetime
+                client,
+                transport,
+                internalPort,
+                suggestedExternalPort,
+                lifetime,
+                owner=owner,
+                exact=exact,
             )
         finally:
             self._scheduleExpiry()
 
     def delete(
-        self, client: IPAddress, transport: Transport, internalPort: int
+        self,
+        client: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        *,
+        owner: bytes | None = None,
     ) -> GatewayMapping | None:
         """
         Delete one mapping (L{MappingTable.delete}); deleting one that does
-        not exist succeeds (RFC 6886 s3.4).
+        not exist succeeds (RFC 6886 s3.4, RFC 6887 s15).
 
-        @raise Refused: the backend could not remove it.
+        @param owner: the requester's PCP nonce, L{None} for NAT-PMP.
+        @raise Refused: the mapping has another owner, or the backend could
+            not remove it.
         """
         try:
-            return self.table.delete(client, transport, internalPort)
+            return self.table.delete(client, transport, internalPort, owner=owner)
         finally:
             self._scheduleExpiry()
 
     def deleteAll(
-        self, client: IPAddress, transport: Transport
+        self, client: IPAddress, transport: Transport, *, owner: bytes | None = None
     ) -> list[GatewayMapping]:
         """
         Delete every mapping of C{transport} that C{client} holds (RFC 6886
-        s3.4), as many as can be.
+        s3.4), as many as can be: those of another owner (PCP-made, for a
+        NAT-PMP request) are kept.
 
         @return: the mappings deleted.
         @raise Refused: for the first that could not be (those are kept).
         """
         try:
-            deleted, error = self.table.deleteAll(client, transport)
+            deleted, error = self.table.deleteAll(client, transport, owner=owner)
         finally:
             self._scheduleExpiry()
         if error is not None:

@@ -10,11 +10,14 @@ Backends that make a gateway's mappings real
 A backend is called by the table with (internal address, transport,
 internal port, external port); it raises a
 L{twisted_natpmp.errors.GatewayError} subclass, without a code, to refuse
-(the responder gives it its protocol's code).
+(the responder gives it its protocol's code).  A backend that also
+provides L{IPinholeBackend} opens IPv6 pinholes (PCP MAP from an IPv6
+host); without it, such requests are refused.
 """
 
 from __future__ import annotations
 
+from ._pinhole import IPinholeBackend
 from .memory import MemoryBackend
 
-__all__ = ["MemoryBackend"]
+__all__ = ["IPinholeBackend", "MemoryBackend"]

@@ -9,26 +9,33 @@ writes real forwarding rules.
 
 from __future__ import annotations
 
+from ipaddress import IPv6Address
+
 from zope.interface import implementer
 
 from ..._types import IPAddress, Transport
 from ...errors import NotAuthorizedError, OutOfResourcesError
 from ...interfaces import IMappingBackend
+from ._pinhole import IPinholeBackend
 
 
-@implementer(IMappingBackend)
+@implementer(IMappingBackend, IPinholeBackend)
 class MemoryBackend:
     """
-    Forwarding "rules" kept in memory.
+    Forwarding "rules" and IPv6 pinholes kept in memory.
 
     @ivar forwards: (transport, external port) -> (internal address,
         internal port) for every mapping in force.
-    @ivar capacity: the most mappings it accepts (L{None}: no limit);
-        beyond it L{addMapping} raises L{OutOfResourcesError}.
+    @ivar pinholes: (IPv6 address, transport, port) of every pinhole in
+        force (L{IPinholeBackend}).
+    @ivar capacity: the most mappings (forwards and pinholes) it accepts
+        (L{None}: no limit); beyond it L{addMapping} and L{addPinhole} raise
+        L{OutOfResourcesError}.
     """
 
     def __init__(self, capacity: int | None = None) -> None:
         self.forwards: dict[tuple[Transport, int], tuple[IPAddress, int]] = {}
+        self.pinholes: set[tuple[IPv6Address, Transport, int]] = set()
         self.capacity = capacity
 
     def addMapping(
@@ -47,9 +54,31 @@ class MemoryBackend:
         """
         if (transport, externalPort) in self.forwards:
             raise NotAuthorizedError()
-        if self.capacity is not None and len(self.forwards) >= self.capacity:
-            raise OutOfResourcesError()
+        self._checkCapacity()
         self.forwards[(transport, externalPort)] = (internalAddress, internalPort)
+
+    def _checkCapacity(self) -> None:
+        held = len(self.forwards) + len(self.pinholes)
+        if self.capacity is not None and held >= self.capacity:
+            raise OutOfResourcesError()
+
+    def addPinhole(self, address: IPv6Address, transport: Transport, port: int) -> None:
+        """
+        Record a pinhole.
+
+        @raise OutOfResourcesError: L{capacity} is reached.
+        """
+        if (address, transport, port) not in self.pinholes:
+            self._checkCapacity()
+            self.pinholes.add((address, transport, port))
+
+    def removePinhole(
+        self, address: IPv6Address, transport: Transport, port: int
+    ) -> None:
+        """
+        Forget a pinhole; forgetting one that is not there does nothing.
+        """
+        self.pinholes.discard((address, transport, port))
 
     def removeMapping(
         self,
