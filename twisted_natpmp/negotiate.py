@@ -32,6 +32,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._negotiation import BothClientsMixin
+from ._protocolmemory import (
+    PROTOCOLS,
+    REPROBE_INTERVAL,
+    ProtocolMemory,
+    isNATPMPOnly,
+    processMemory,
+)
 from ._types import (
     Announcement,
     AnnouncementKind,
@@ -40,7 +48,7 @@ from ._types import (
     ProtocolName,
     Transport,
 )
-from .errors import CannotProvideExternalError, UnsupportedVersionError
+from .errors import CannotProvideExternalError
 from .interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
 from .natpmp.client import NATPMPClient, listenClient
 from .pcp._nonces import NonceKey
@@ -60,64 +68,9 @@ log = Logger()
 
 _T = TypeVar("_T")
 
-#: The protocol names L{mapperFor} takes.
-PROTOCOLS = ("auto", "pcp", "natpmp")
-#: Seconds after which a gateway found to speak only NAT-PMP is asked in PCP
-#: again (at most every half hour, as RFC 6887 s9 is read by PROTOCOL.md).
-REPROBE_INTERVAL = 1800.0
-
-
-def isNATPMPOnly(failure: Failure) -> bool:
-    """
-    Whether a PCP request failed because the gateway speaks only NAT-PMP:
-    the L{UnsupportedVersionError} that L{PCPClient} raises, with
-    C{protocol="natpmp"}, on the 8-byte version-0 result-1 reply.
-    """
-    error = failure.value
-    return isinstance(error, UnsupportedVersionError) and error.protocol == "natpmp"
-
-
-class ProtocolMemory:
-    """
-    Which gateways were found to speak only NAT-PMP, and when.
-    """
-
-    def __init__(self, reprobeAfter: float = REPROBE_INTERVAL) -> None:
-        self.reprobeAfter = reprobeAfter
-        self._since: dict[IPAddress, float] = {}
-
-    def speaksOnlyNATPMP(self, gateway: IPAddress, now: float) -> bool:
-        """
-        Whether C{gateway} was found to speak only NAT-PMP less than
-        L{reprobeAfter} seconds before C{now}.
-        """
-        since = self._since.get(gateway)
-        if since is None:
-            return False
-        if now - since >= self.reprobeAfter:
-            del self._since[gateway]
-            return False
-        return True
-
-    def rememberNATPMP(self, gateway: IPAddress, now: float) -> None:
-        """
-        C{gateway} answered PCP with NAT-PMP's "unsupported version".
-        """
-        self._since[gateway] = now
-
-    def forget(self, gateway: IPAddress) -> None:
-        """
-        Ask C{gateway} in PCP again next time (it restarted).
-        """
-        self._since.pop(gateway, None)
-
-
-#: What this process found out about its gateways (see L{mapperFor}).
-processMemory = ProtocolMemory()
-
 
 @implementer(IPortMapper, IExternalAddressQuery)
-class NegotiatingMapper:
+class NegotiatingMapper(BothClientsMixin):
     """
     The C{auto} mapper: a L{PCPClient} first, its L{NATPMPClient} after the
     gateway said it speaks only NAT-PMP.
@@ -277,14 +230,6 @@ class NegotiatingMapper:
         d = gatherResults(batches, consumeErrors=True)
         return d.addCallback(merged)
 
-    def cancelPending(self) -> None:
-        """
-        Cancel every request of either client.
-        """
-        self.pcp.cancelPending()
-        if self.natpmp is not None:
-            self.natpmp.cancelPending()
-
     def externalAddress(  # type: ignore[override]
         self, timeouts: Sequence[float] | None = None
     ) -> Deferred[IPAddress]:
@@ -311,53 +256,13 @@ class NegotiatingMapper:
             return self.natpmp.announced(announcement)
         return self.pcp.announced(announcement)
 
-    def addStateLossObserver(self, observer: Callable[[], object]) -> None:
-        """
-        Hear of a loss of state seen by either client.
-        """
-        for client in self._clients():
-            client.addStateLossObserver(observer)
-
-    def removeStateLossObserver(self, observer: Callable[[], object]) -> None:
-        """
-        Stop calling C{observer}.
-        """
-        for client in self._clients():
-            client.removeStateLossObserver(observer)
-
-    def addRetryObserver(self, observer: Callable[[str, int, float], object]) -> None:
-        """
-        Hear of every retransmission of either client.
-        """
-        for client in self._clients():
-            client.addRetryObserver(observer)
-
-    def removeRetryObserver(
-        self, observer: Callable[[str, int, float], object]
-    ) -> None:
-        """
-        Stop calling C{observer}.
-        """
-        for client in self._clients():
-            client.removeRetryObserver(observer)
-
     def sourceAddress(self) -> IPAddress | None:
         """
         The source address of the client of the protocol chosen.
         """
         return self._active().sourceAddress()
 
-    def stop(self) -> Deferred[None]:
-        """
-        Stop both clients.
-        """
-        d = gatherResults([c.stop() for c in self._clients()], consumeErrors=True)
-        return d.addCallback(lambda _: None)
-
     # Internals
-
-    def _clients(self) -> list[PCPClient | NATPMPClient]:
-        return [self.pcp] if self.natpmp is None else [self.pcp, self.natpmp]
 
     def _active(self) -> PCPClient | NATPMPClient:
         if self.protocolName is ProtocolName.NATPMP and self.natpmp is not None:
