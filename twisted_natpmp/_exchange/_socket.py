@@ -4,12 +4,20 @@ The UDP socket of an exchange: bound to an ephemeral port, connected to the
 gateway (so that the kernel filters other sources and reports ICMP port
 unreachable, RFC 6886 s3.1), rebound when the reactor closes it under us,
 and the first filter of what arrives: only the gateway's port counts.
+
+A gateway at a scoped IPv6 address (a link-local one, C{fe80::1%eth0}, as
+routers advertise their default route) is the exception: Twisted's UDP
+C{connect()} hands the socket a C{(host, port)} pair, which cannot carry
+the scope (the kernel answers EINVAL).  Such a socket is left unconnected:
+every packet is sent to the C{(host, port, flowinfo, scope)} 4-tuple that
+C{getaddrinfo} makes of the address, and the sources are filtered here.
 """
 
 from __future__ import annotations
 
+import socket as _socket
 from collections.abc import Callable, Iterable
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -21,9 +29,41 @@ from .._droplog import DropLog
 from .._types import IPAddress
 from ..errors import PortMappingError
 
-__all__ = ["ExchangeProtocol", "GatewaySocket"]
+__all__ = ["ExchangeProtocol", "GatewaySocket", "scopedDestination"]
 
 log = Logger()
+
+#: A socket address for C{sendto}: C{(host, port)}, or for IPv6 C{(host,
+#: port, flowinfo, scope_id)}.
+SocketAddress = tuple[Any, ...]
+
+
+def scopedDestination(gateway: IPAddress, port: int) -> SocketAddress | None:
+    """
+    The 4-tuple to send to C{gateway}'s C{port}, if C{gateway} is an IPv6
+    address with a scope (C{fe80::1%eth0}); L{None} for any other.
+    No name is looked up: the address is numeric.
+
+    @raise ValueError: the scope names no interface of this host.
+    """
+    if not isinstance(gateway, IPv6Address) or not gateway.scope_id:
+        return None
+    try:
+        infos = _socket.getaddrinfo(
+            str(gateway),
+            port,
+            _socket.AF_INET6,
+            _socket.SOCK_DGRAM,
+            0,
+            _socket.AI_NUMERICHOST,
+        )
+    except _socket.gaierror as e:
+        raise ValueError(f"cannot reach {gateway}: {e.strerror}") from None
+    return tuple(infos[0][4])
+
+
+def _unscoped(host: str) -> str:
+    return host.split("%", 1)[0]
 
 
 class ExchangeProtocol(DatagramProtocol):
@@ -62,7 +102,7 @@ class ExchangeProtocol(DatagramProtocol):
             # A connected UDP port takes no address.
             self.transport.write(packet, None)  # type: ignore[arg-type]
         else:
-            self.transport.write(packet, (str(socket.gateway), socket.gatewayPort))
+            self.transport.write(packet, socket.destination)  # type: ignore[arg-type]
 
 
 class GatewaySocket:
@@ -73,7 +113,10 @@ class GatewaySocket:
     @ivar gatewayPort: the gateway's UDP port.
     @ivar protocolName: the protocol's name, for messages.
     @ivar connectSocket: whether the socket is connected to the gateway
-        (only when no extra source is accepted).
+        (only when no extra source is accepted, and the gateway's address
+        has no scope).
+    @ivar destination: the socket address packets are sent to when the
+        socket is not connected (a 4-tuple for a scoped IPv6 gateway).
     @ivar protocol: the L{ExchangeProtocol} to listen with.
     @ivar drops: counts and logs, in aggregate, the datagrams dropped.
     """
@@ -98,6 +141,7 @@ class GatewaySocket:
             was bound (or could not be).
         @param extraSources: other addresses the gateway may answer from;
             then the socket is not connected.
+        @raise ValueError: the gateway's scope names no interface.
         """
         self.gateway = gateway
         self.gatewayPort = gatewayPort
@@ -106,9 +150,12 @@ class GatewaySocket:
         self._onRefused = refused
         self._onLost = lost
         sources = {gateway, *(ip_address(str(a)) for a in extraSources)}
-        # Twisted reports a datagram's source as a string.
-        self._sourceHosts = frozenset(str(a) for a in sources)
-        self.connectSocket = len(sources) == 1
+        # Twisted reports a datagram's source as a string, and an IPv6
+        # source without its scope: the kernel delivered it to this socket.
+        self._sourceHosts = frozenset(_unscoped(str(a)) for a in sources)
+        scoped = scopedDestination(gateway, gatewayPort)
+        self.destination: SocketAddress = scoped or (str(gateway), gatewayPort)
+        self.connectSocket = len(sources) == 1 and scoped is None
         self.protocol = ExchangeProtocol(self)
         self.drops = DropLog(log, clock, f"{protocolName} client of {gateway}")
         self.closed = False
@@ -218,7 +265,7 @@ class GatewaySocket:
             return
         host, port = addr[0], addr[1]
         source = f"{host}:{port}"
-        if host not in self._sourceHosts or port != self.gatewayPort:
+        if _unscoped(host) not in self._sourceHosts or port != self.gatewayPort:
             # RFC 6886 s3.1: only replies from the gateway's port count.
             self.drops.drop(source, "not the gateway", datagram.hex())
             return
