@@ -25,7 +25,7 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from twisted.internet import udp
 from twisted.internet.error import CannotListenError
@@ -45,7 +45,12 @@ OtherInterface = Callable[[bytes, Endpoint, "int | None"], object]
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 #: struct in_pktinfo: interface index, local address, header destination.
 _PKTINFO = struct.Struct("@i4s4s")
-_ANCILLARY_SIZE = socket.CMSG_SPACE(_PKTINFO.size)
+#: IPv6's (RFC 3542): the socket option asking for it, and the option the
+#: ancillary data comes as; struct in6_pktinfo: address, interface index.
+_IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+_IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+_PKTINFO6 = struct.Struct("@16sI")
+_ANCILLARY_SIZE = socket.CMSG_SPACE(max(_PKTINFO.size, _PKTINFO6.size))
 #: recvmsg errors that mean "nothing more to read now" (as Twisted's own UDP
 #: port treats them), and the refusal an unconnected socket can ignore.
 _NOTHING_TO_READ = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
@@ -55,7 +60,8 @@ _REFUSED = frozenset({errno.ECONNREFUSED})
 @dataclass(frozen=True, slots=True)
 class LocalInterface:
     """
-    One IPv4 address of a network interface of this host.
+    One address (IPv4, or IPv6 for PCP) of a network interface of this
+    host.
 
     @ivar name: the interface's name (C{"br0"}).
     @ivar index: its index, as C{IP_PKTINFO} reports it.
@@ -64,31 +70,47 @@ class LocalInterface:
 
     name: str
     index: int
-    address: IPv4Interface
+    address: IPv4Interface | IPv6Interface
+
+
+def _ipv6Interface(entry: dict[str, str]) -> IPv6Interface:
+    # netifaces: "fe80::1%eth0", netmask "ffff:ffff:ffff:ffff::/64".
+    address = entry["addr"].partition("%")[0]
+    prefix = entry["netmask"].rpartition("/")[2]
+    if not prefix.isdigit():
+        prefix = str(bin(int(IPv6Address(entry["netmask"]))).count("1"))
+    return IPv6Interface(f"{address}/{prefix}")
 
 
 def localInterfaces() -> list[LocalInterface]:
     """
-    Every IPv4 address of every interface of this host, from C{netifaces}.
+    Every IPv4 and IPv6 address of every interface of this host, from
+    C{netifaces}.
     """
     import netifaces
 
     found = []
     for name in netifaces.interfaces():
-        for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
+        index = socket.if_nametoindex(name)
+        addresses = netifaces.ifaddresses(name)
+        for entry in addresses.get(netifaces.AF_INET, []):
             if entry.get("addr") and entry.get("netmask"):
                 found.append(
                     LocalInterface(
                         name,
-                        socket.if_nametoindex(name),
+                        index,
                         IPv4Interface(f"{entry['addr']}/{entry['netmask']}"),
                     )
                 )
+        for entry in addresses.get(netifaces.AF_INET6, []):
+            if entry.get("addr") and entry.get("netmask"):
+                found.append(LocalInterface(name, index, _ipv6Interface(entry)))
     return found
 
 
 def interfaceWith(
-    address: IPv4Address, interfaces: list[LocalInterface] | None = None
+    address: IPv4Address | IPv6Address,
+    interfaces: list[LocalInterface] | None = None,
 ) -> LocalInterface | None:
     """
     The interface that has C{address} as one of its own, if any.
@@ -99,7 +121,7 @@ def interfaceWith(
     return None
 
 
-def interfaceHolding(address: IPv4Address) -> LocalInterface | None:
+def interfaceHolding(address: IPv4Address | IPv6Address) -> LocalInterface | None:
     """
     The interface a datagram sent to C{address} arrives on: the one that
     has the address, or else the one whose network holds it (so 127.0.86.1
@@ -110,7 +132,7 @@ def interfaceHolding(address: IPv4Address) -> LocalInterface | None:
     if exact is not None:
         return exact
     for interface in interfaces:
-        if address in interface.address.network:
+        if address in interface.address.network:  # type: ignore[operator]
             return interface
     return None
 
@@ -119,13 +141,17 @@ def arrivalInterface(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     """
     The index of the interface a datagram arrived on, from the ancillary
     data C{recvmsg} returned with it, or L{None} if it holds no
-    C{IP_PKTINFO}.
+    C{IP_PKTINFO} (or, on an IPv6 socket, C{IPV6_PKTINFO}).
     """
     for level, kind, data in ancillary:
         if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
             if len(data) >= _PKTINFO.size:
                 index: int = _PKTINFO.unpack_from(data)[0]
                 return index
+        if level == socket.IPPROTO_IPV6 and kind == _IPV6_PKTINFO:
+            if len(data) >= _PKTINFO6.size:
+                index6: int = _PKTINFO6.unpack_from(data)[1]
+                return index6
     return None
 
 
@@ -170,7 +196,14 @@ class InterfaceCheckingPort(udp.MulticastPort):
                 OSError("cannot check the arriving interface on this platform"),
             )
         skt: socket.socket = super().createInternetSocket()
-        skt.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+        if self.addressFamily == socket.AF_INET6:
+            skt.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVPKTINFO, 1)
+            # PCP's ANNOUNCE to ff02::1 leaves by this interface.
+            skt.setsockopt(
+                socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.interfaceIndex
+            )
+        else:
+            skt.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
         return skt
 
     def doRead(self) -> None:
@@ -189,6 +222,8 @@ class InterfaceCheckingPort(udp.MulticastPort):
                     return
                 raise
             read += len(data)
+            if self.addressFamily == socket.AF_INET6:
+                addr = addr[:2]  # as Twisted's own port: no flow, no scope
             index = arrivalInterface(ancillary)
             try:
                 if index == self.interfaceIndex:

@@ -13,7 +13,13 @@ natpmp-gateway} runs, and what tests build directly::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Address, IPv4Interface, ip_network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Interface,
+    ip_interface,
+    ip_network,
+)
 from typing import Any, cast
 
 from twisted.application.service import Service
@@ -21,14 +27,17 @@ from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
+    IMulticastTransport,
     IReactorFDSet,
     IReactorMulticast,
     IReactorTime,
+    IReactorUDP,
     IUDPTransport,
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._types import IPAddress
 from ..interfaces import IMappingBackend
 from ..natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT, SERVER_PORT
 from ..pcp._serverchecks import Network
@@ -48,7 +57,11 @@ from .table import (
     checkLimits,
 )
 
-__all__ = ["GatewayService"]
+__all__ = ["ANNOUNCE_GROUP6", "GatewayService"]
+
+#: Where PCP's unsolicited ANNOUNCE goes on IPv6 interfaces (RFC 6887
+#: s14.1): all nodes on the link.
+ANNOUNCE_GROUP6 = "ff02::1"
 
 log = Logger()
 
@@ -77,7 +90,7 @@ class GatewayService(Service):
     def __init__(
         self,
         reactor: IReactorTime,
-        listen: Iterable[IPv4Interface | str],
+        listen: Iterable[IPv4Interface | IPv6Interface | str],
         externalAddress: IPv4Address | str | None,
         *,
         port: int = SERVER_PORT,
@@ -92,9 +105,7 @@ class GatewayService(Service):
         announceTo: Endpoint | None = (ANNOUNCE_GROUP, CLIENT_PORT),
         clock: IReactorTime | None = None,
         monotonic: MonotonicClock | None = None,
-        interfaceOf: Callable[[IPv4Address], LocalInterface | None] = (
-            interfaceHolding
-        ),
+        interfaceOf: Callable[[IPAddress], LocalInterface | None] = (interfaceHolding),
         pcp: bool = False,
         minLifetime: int = DEFAULT_MIN_LIFETIME,
         allowThirdParty: Iterable[Network | str] = (),
@@ -111,6 +122,8 @@ class GatewayService(Service):
         @param listen: the internal addresses with their networks, e.g.
             C{"10.77.0.1/24"}: requests are served on C{port} of each
             address, from clients in any of the networks (RFC 6886 s3.3).
+            With C{pcp}, IPv6 ones too (C{"2001:db8:77::1/64"}), for PCP
+            only.
         @param externalAddress: the address to report; L{None} (or 0.0.0.0)
             answers every request but a deletion with result 3 until
             L{setExternalAddress} gives one (RFC 6886 s3.2, s3.5).
@@ -144,9 +157,12 @@ class GatewayService(Service):
         """
         self._reactor = reactor
         self._clock = reactor if clock is None else clock
-        self.listen = tuple(IPv4Interface(i) for i in listen)
+        self.listen = tuple(ip_interface(i) for i in listen)
         if not self.listen:
             raise ValueError("a gateway needs at least one internal address")
+        if not pcp and any(isinstance(i, IPv6Interface) for i in self.listen):
+            # RFC 6886 is IPv4's; PCP serves IPv6 (RFC 6887 s1).
+            raise ValueError("IPv6 internal addresses are served by PCP only")
         self.externalAddress = externalAddressOrNone(externalAddress)
         self.port = port
         self.backend = MemoryBackend() if backend is None else backend
@@ -176,6 +192,7 @@ class GatewayService(Service):
             "allowThirdParty": tuple(ip_network(n) for n in allowThirdParty),
         }
         self._pcpAnnouncer: Announcer | None = None
+        self._pcpAnnouncer6: Announcer | None = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -191,9 +208,14 @@ class GatewayService(Service):
             **self._pcp,
         )
         transports: list[IUDPTransport] = []
+        transports6: list[IUDPTransport] = []
         try:
             for interface in self.listen:
-                transports.append(self._listen(interface, self.gateway))
+                listening = self._listen(interface, self.gateway)
+                if isinstance(interface, IPv6Interface):
+                    transports6.append(listening)
+                else:
+                    transports.append(listening)
         except BaseException:
             # Do not leave the first addresses bound when a later one fails.
             self.stopService()
@@ -211,12 +233,25 @@ class GatewayService(Service):
                     self.announceTo,
                 )
                 self._pcpAnnouncer.start()
+                if transports6:
+                    # RFC 6887 s14.1: on IPv6 interfaces, to [ff02::1]:5350.
+                    self._pcpAnnouncer6 = Announcer(
+                        self._clock,
+                        PCPAnnouncements(self.gateway),
+                        transports6,
+                        (ANNOUNCE_GROUP6, self.announceTo[1]),
+                    )
+                    self._pcpAnnouncer6.start()
 
-    def _listen(self, interface: IPv4Interface, gateway: Gateway) -> IUDPTransport:
+    def _listen(
+        self, interface: IPv4Interface | IPv6Interface, gateway: Gateway
+    ) -> IUDPTransport:
         """
         Serve on one internal address: a multicast port bound to it, so that
         announcements leave by its interface, and, on real sockets, deaf to
-        what arrives on another interface (RFC 6886 s3.3).
+        what arrives on another interface (RFC 6886 s3.3).  An IPv6 address
+        gets a plain UDP port (on real sockets the same interface check, and
+        its multicast interface set), for PCP.
 
         @raise CannotListenError: the address cannot be bound, or no
             interface holds it.
@@ -242,13 +277,22 @@ class GatewayService(Service):
             checking.startListening()  # type: ignore[no-untyped-call]
             port = checking
             arriving = f"arriving on {local.name}"
+        elif isinstance(interface, IPv6Interface):
+            port = cast(
+                IUDPTransport,
+                cast(IReactorUDP, reactor).listenUDP(
+                    self.port, protocol, interface=address, maxPacketSize=8192
+                ),
+            )
+            arriving = "(without an interface check)"
         else:
             port = reactor.listenMulticast(self.port, protocol, interface=address)
             arriving = "(in-memory network)"
         self.ports.append(cast(IListeningPort, port))
-        setting = port.setOutgoingInterface(address)
-        if isinstance(setting, Deferred):
-            setting.addErrback(_cannotAnnounce, address)
+        if not isinstance(interface, IPv6Interface):
+            setting = cast(IMulticastTransport, port).setOutgoingInterface(address)
+            if isinstance(setting, Deferred):
+                setting.addErrback(_cannotAnnounce, address)
         log.info(
             "{protocols} gateway serving {network} on {address}:{port} {arriving},"
             " external address {external}",
@@ -278,6 +322,8 @@ class GatewayService(Service):
             self._announcer.start()
         if self._pcpAnnouncer is not None:
             self._pcpAnnouncer.start()
+        if self._pcpAnnouncer6 is not None:
+            self._pcpAnnouncer6.start()
 
     def stopService(self) -> Deferred[object]:
         super().stopService()  # type: ignore[no-untyped-call]
@@ -287,6 +333,9 @@ class GatewayService(Service):
         if self._pcpAnnouncer is not None:
             self._pcpAnnouncer.stop()
             self._pcpAnnouncer = None
+        if self._pcpAnnouncer6 is not None:
+            self._pcpAnnouncer6.stop()
+            self._pcpAnnouncer6 = None
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
