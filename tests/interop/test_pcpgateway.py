@@ -207,3 +207,61 @@ class PCPGatewayLabTests(TestCase):
         await waitUntil(lambda: len(inbox.received) > len(cases), "ANNOUNCE reply", 5.0)
         self.assertEqual(len(inbox.received[-1][0]), 24)
         self.assertEqual(len(inbox.received), len(cases) + 1)
+
+
+#: The IPv6 addresses this module adds to the lab (it has none of its own):
+#: the LAN on the router's bridge and on the first LAN host.
+ROUTER_LAN6 = "2001:db8:77::1"
+LAN_HOST6 = "2001:db8:77::2"
+
+
+class PCPGatewayIPv6LabTests(TestCase):
+    """
+    Our gateway serving PCP on an internal IPv6 address of the router, and
+    our PCP client on a LAN host's global IPv6 address.
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = lab = buildLab(self)
+        lab.check(
+            lab.router,
+            ["ip", "-6", "address", "add", f"{ROUTER_LAN6}/64", "dev", "br0", "nodad"],
+        )
+        lab.check(
+            lab.lans[0],
+            ["ip", "-6", "address", "add", f"{LAN_HOST6}/64", "dev", "eth0", "nodad"],
+        )
+        self.backend = MemoryBackend()
+        self.service = GatewayService(
+            lab.reactorIn(lab.router),
+            [f"{ROUTER_LAN}/24", f"{ROUTER_LAN6}/64"],
+            ROUTER_WAN,
+            backend=self.backend,
+            pcp=True,
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    async def test_pinhole(self) -> None:
+        """
+        A MAP from the LAN host's global IPv6 address opens a pinhole: the
+        external address and port are its own (RFC 6887 s11.3); the delete
+        closes it.
+        """
+        # RFC 6887 s11.3
+        nonces = NonceStore(Path(self.mktemp()) / "nonces.json")
+        client = listenPCPClient(
+            self.lab.reactorIn(self.lab.lans[0]), ROUTER_LAN6, nonces=nonces
+        )
+        self.addCleanup(client.stop)
+        mapping = await client.addMapping(TCP, 8080, lifetime=600)
+        self.assertEqual(
+            (str(mapping.externalAddress), mapping.externalPort),
+            (LAN_HOST6, 8080),
+        )
+        self.assertEqual(
+            {(str(a), t, p) for a, t, p in self.backend.pinholes},
+            {(LAN_HOST6, TCP, 8080)},
+        )
+        await client.deleteMapping(TCP, 8080)
+        self.assertEqual(self.backend.pinholes, set())
