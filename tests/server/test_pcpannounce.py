@@ -102,3 +102,15 @@ class PCPAnnounceTests(GatewayTestsMixin, SynchronousTestCase):
         sent = len(self.pcpAnnouncements())
         self.clock.advance(1000)
         self.assertEqual(len(self.pcpAnnouncements()), sent)
+
+    def test_natpmpAloneKeepsEpoch(self) -> None:
+        """
+        Without PCP a new external address keeps the epoch: NAT-PMP's
+        clients learn the address from the announcements and keep their
+        mappings (RFC 6886 s3.2.1).
+        """
+        # RFC 6886 s3.2.1
+        service = self.startGateway()
+        self.clock.advance(50)
+        service.setExternalAddress("192.0.3.99")
+        self.assertEqual(epochOf(self.ask(b"\x00\x00") or b""), 50)

@@ -212,3 +212,20 @@ class PinholeTests(PCPGatewayMixin):
         self.gateway = self.makeGateway(backend=ForwardsOnly())
         response = self.ask(mapPacket(443, 600, client=CLIENT6), CLIENT6)
         self.assertEqual(response.resultCode, ResultCode.NOT_AUTHORIZED)
+
+    def test_pinholeLimits(self) -> None:
+        """
+        Pinholes count against the per-client and the gateway's mapping
+        limits, as forwards do; the refusal is NO_RESOURCES (RFC 6887
+        s7.4).
+        """
+        # RFC 6887 s7.4
+        self.gateway = self.makeGateway(maxMappingsPerClient=1)
+        self.ask(mapPacket(443, 600, client=CLIENT6), CLIENT6)
+        refused = self.ask(mapPacket(444, 600, client=CLIENT6), CLIENT6)
+        self.assertEqual(refused.resultCode, ResultCode.NO_RESOURCES)
+        self.gateway = self.makeGateway(maxMappings=1)
+        self.ask(mapPacket(443, 600, client=CLIENT6), CLIENT6)
+        other = "2001:db8:77::3"
+        refused = self.ask(mapPacket(443, 600, client=other), other)
+        self.assertEqual(refused.resultCode, ResultCode.NO_RESOURCES)

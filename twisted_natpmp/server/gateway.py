@@ -175,9 +175,12 @@ class Gateway:
     @externalAddress.setter
     def externalAddress(self, address: IPv4Address | str | None) -> None:
         new = externalAddressOrNone(address)
-        if getattr(self, "_external", new) != new:
-            # RFC 6887 s8.5: the epoch restarts when the external address
-            # changes (NAT-PMP's clients then learn it too, RFC 6886 s3.6).
+        if getattr(self, "pcp", None) is not None and self._external != new:
+            # RFC 6887 s8.5: with PCP the epoch restarts when the external
+            # address changes; NAT-PMP shares the epoch, and its clients
+            # then map again (RFC 6886 s3.6).  NAT-PMP alone keeps it: RFC
+            # 6886 s3.2.1 has its clients learn the address from the
+            # announcement, their mappings kept.
             self.table.newEpoch()
         self._external = new
 
