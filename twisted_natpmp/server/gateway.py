@@ -168,6 +168,8 @@ class Gateway:
         else:
             self.dispatcher = VersionDispatcher(self.natpmp, self.drops)
 
+    _external: IPv4Address | None
+
     @property
     def externalAddress(self) -> IPv4Address | None:
         return self._external
