@@ -18,7 +18,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from . import _cpus, clients, codec, gateway, pcp, peers, reliability, service
+from . import (
+    _cpus,
+    clients,
+    codec,
+    gateway,
+    pcp,
+    pcpgateway,
+    peers,
+    reliability,
+    service,
+)
 from ._context import Context
 from ._report import Figure, Report, notMeasured
 from ._sizes import FULL, QUICK
@@ -43,6 +53,11 @@ SECTIONS: list[tuple[str, str, Section]] = [
         reliability.run,
     ),
     ("pcp", "7. PCP with its window vs NAT-PMP: map then delete", pcp.run),
+    (
+        "pcpgateway",
+        "8. our gateway over PCP: MAP/delete requests/s by table size",
+        pcpgateway.run,
+    ),
 ]
 
 

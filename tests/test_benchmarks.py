@@ -42,6 +42,7 @@ SECTION_PREFIXES = (
     "peers.",
     "reliability.",
     "pcp.",
+    "pcpgateway.",
 )
 #: Units of counts of things that should not happen: 0 is their best value.
 COUNT_UNITS = ("tracebacks", "mappings", "bytes")
