@@ -198,10 +198,20 @@ class InterfaceCheckingPort(udp.MulticastPort):
         skt: socket.socket = super().createInternetSocket()
         if self.addressFamily == socket.AF_INET6:
             skt.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVPKTINFO, 1)
-            # PCP's ANNOUNCE to ff02::1 leaves by this interface.
-            skt.setsockopt(
-                socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.interfaceIndex
-            )
+            try:
+                # PCP's ANNOUNCE to ff02::1 leaves by this interface.
+                skt.setsockopt(
+                    socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.interfaceIndex
+                )
+            except OSError as e:
+                # Requests are still served; announcements will say why not.
+                log.warn(
+                    "cannot send multicast from {address} by interface index"
+                    " {index}: {error}",
+                    address=self.interface,
+                    index=self.interfaceIndex,
+                    error=str(e),
+                )
         else:
             skt.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
         return skt
