@@ -7,8 +7,10 @@ protocol, on a L{Clock}, against L{FakePortMapper}.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, eventAsJSON
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._types import ProtocolName, Transport
@@ -114,6 +116,37 @@ class TimeoutsTests(PCPKeeperTestCase):
     def test_mapTimeoutsFor(self) -> None:
         self.assertEqual(mapTimeoutsFor(ProtocolName.NATPMP), MAP_TIMEOUTS)
         self.assertIsNone(mapTimeoutsFor(ProtocolName.PCP))
+
+
+class LogTests(PCPKeeperTestCase):
+    def test_grantNamesProtocol(self) -> None:
+        """
+        The grant's log event names the protocol that made the mapping, as
+        a string (JSON-safe); the state says it too.
+        """
+        with capturedLogs() as events:
+            keeper = self.mapped()
+        [event] = [e for e in events if "mapped" in e["log_format"]]
+        self.assertEqual(event["protocol"], "PCP")
+        self.assertIn('"protocol": "PCP"', eventAsJSON(_fields(event)))
+        assert keeper.mapping is not None
+        self.assertIs(keeper.mapping.protocolName, ProtocolName.PCP)
+
+    def test_failureNamesProtocol(self) -> None:
+        """
+        A failure's log event names the protocol of the mapper asked.
+        """
+        keeper = self.keeper()
+        keeper.start(self.mapper)
+        with capturedLogs() as events:
+            self.asked().fail(NetworkFailureError(7, protocol="pcp", lifetime=30))
+        [event] = [e for e in events if "could not map" in e["log_format"]]
+        self.assertEqual(event["protocol"], "PCP")
+        eventAsJSON(_fields(event))
+
+
+def _fields(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in ("log_logger", "log_legacy")}
 
 
 class RenewalRetryTests(PCPKeeperTestCase):

@@ -135,6 +135,9 @@ def logGrant(
         port=mapping.externalPort,
         lifetime=mapping.lifetime,
         gateway=context.gateway,
+        # Which protocol made it, for JSON logs (the "using ... gateway"
+        # line and a fallback's line say it for a person).
+        protocol=mapping.protocolName.display,
     )
     asked = declaration.internalPort if suggested is None else suggested
     notes = []
