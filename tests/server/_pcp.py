@@ -10,8 +10,10 @@ from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from twisted_natpmp._types import IPAddress, Transport
+from twisted_natpmp.interfaces import IMappingBackend
 from twisted_natpmp.pcp._wire import (
     MapData,
     Opcode,
@@ -64,6 +66,26 @@ def mapPacket(
     )
     field = address if clientField is None else ip_address(clientField)
     return Request(Opcode.MAP, lifetime, field, data, options).encode()
+
+
+@implementer(IMappingBackend)
+class ForwardsOnly:
+    """
+    A backend that makes port forwards only: no pinholes, no filters.
+    """
+
+    def __init__(self) -> None:
+        self.forwards: set[tuple[IPAddress, Transport, int, int]] = set()
+
+    def addMapping(
+        self, address: IPAddress, transport: Transport, internal: int, external: int
+    ) -> None:
+        self.forwards.add((address, transport, internal, external))
+
+    def removeMapping(
+        self, address: IPAddress, transport: Transport, internal: int, external: int
+    ) -> None:
+        self.forwards.discard((address, transport, internal, external))
 
 
 def announcePacket(client: str = CLIENT) -> bytes:

@@ -24,6 +24,7 @@ from ._pcp import (
     EXTERNAL_ADDRESS,
     NONCE,
     OTHER_NONCE,
+    ForwardsOnly,
     PCPGatewayMixin,
     announcePacket,
     mapPacket,
@@ -309,14 +310,55 @@ class MapTests(PCPGatewayMixin):
 
     def test_filterRefused(self) -> None:
         """
-        FILTER is refused with UNSUPP_OPTION, never accepted and ignored:
-        no backend here can enforce it (RFC 6887 s13.3).
+        With a backend that cannot enforce it, FILTER is refused with
+        UNSUPP_OPTION, never accepted and ignored (RFC 6887 s13.3).
         """
         # RFC 6887 s13.3
+        self.gateway = self.makeGateway(backend=ForwardsOnly())
         option = FilterOption(128, 0, IPv4Address("198.51.100.7"))
-        response = self.ask(mapPacket(80, options=(option,)))
+        response = self.ask(mapPacket(8080, options=(option,)))
         self.assertEqual(response.resultCode, ResultCode.UNSUPP_OPTION)
-        self.assertEqual(self.forwards(), {})
+        self.assertEqual(len(self.gateway.table), 0)
+
+    def test_filterEnforced(self) -> None:
+        """
+        With a backend that enforces it, FILTER limits the mapping to its
+        remote peers, several FILTERs add up, and they are echoed (RFC 6887
+        s13.3, s7.3).
+        """
+        # RFC 6887 s13.3
+        options = (
+            FilterOption(128, 0, IPv4Address("198.51.100.7")),
+            FilterOption(120, 443, IPv4Address("203.0.113.0")),
+        )
+        response = self.ask(mapPacket(8080, options=options))
+        self.assertEqual(response.options, options)
+        client = IPv4Address(CLIENT)
+
+        def permits(remote: str, port: int) -> bool:
+            return self.backend.permits(client, TCP, 8080, IPv4Address(remote), port)
+
+        self.assertTrue(permits("198.51.100.7", 1234))
+        self.assertFalse(permits("198.51.100.8", 1234))
+        self.assertTrue(permits("203.0.113.9", 443))
+        self.assertFalse(permits("203.0.113.9", 80))
+
+    def test_filterCleared(self) -> None:
+        """
+        A FILTER of prefix length 0 removes every filter; a renewal without
+        FILTER keeps them; the mapping's deletion removes them (RFC 6887
+        s13.3).
+        """
+        # RFC 6887 s13.3
+        only = (FilterOption(128, 0, IPv4Address("198.51.100.7")),)
+        self.ask(mapPacket(8080, options=only))
+        self.ask(mapPacket(8080))
+        self.assertEqual(len(self.backend.filters), 1)
+        self.ask(mapPacket(8080, options=(FilterOption(0, 0, IPv4Address(0)),)))
+        self.assertEqual(self.backend.filters, {})
+        self.ask(mapPacket(8080, options=only))
+        self.ask(mapPacket(8080, 0))
+        self.assertEqual(self.backend.filters, {})
 
     def test_unknownOptions(self) -> None:
         """

@@ -10,7 +10,14 @@ from ipaddress import IPv4Address, IPv6Address
 from twisted_natpmp.pcp._wire import MapData, PreferFailureOption, ResultCode
 
 from ._helpers import CLIENT, TCP, UDP, mapRequest, parseMap
-from ._pcp import CLIENT6, NONCE, OTHER_NONCE, PCPGatewayMixin, mapPacket
+from ._pcp import (
+    CLIENT6,
+    NONCE,
+    OTHER_NONCE,
+    ForwardsOnly,
+    PCPGatewayMixin,
+    mapPacket,
+)
 
 
 class SharedTableTests(PCPGatewayMixin):
@@ -197,17 +204,6 @@ class PinholeTests(PCPGatewayMixin):
         """
         A backend that cannot open pinholes: IPv6 MAP is NOT_AUTHORIZED.
         """
-        from zope.interface import implementer
-
-        from twisted_natpmp.interfaces import IMappingBackend
-
-        @implementer(IMappingBackend)
-        class ForwardsOnly:
-            def addMapping(self, *args: object) -> None:
-                pass
-
-            def removeMapping(self, *args: object) -> None:
-                pass
 
         self.gateway = self.makeGateway(backend=ForwardsOnly())
         response = self.ask(mapPacket(443, 600, client=CLIENT6), CLIENT6)

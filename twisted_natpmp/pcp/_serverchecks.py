@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from .._types import IPAddress, Transport
+from ..server.backends._filters import RemoteFilter
 from ._wire import (
     ALL_PROTOCOLS,
     FilterOption,
@@ -28,7 +29,10 @@ from ._wire import (
     UnknownOption,
 )
 
-__all__ = ["MapPlan", "Rejected", "planMap"]
+__all__ = ["MapPlan", "Rejected", "planMap", "remoteFilter"]
+
+# RFC 6887 s13.3: an IPv4 remote prefix is counted in the 128-bit form.
+_MAPPED_PREFIX_BITS = 96
 
 Network = IPv4Network | IPv6Network
 
@@ -58,14 +62,34 @@ class MapPlan:
     @ivar transport: the transport mapped.
     @ivar preferFailure: whether PREFER_FAILURE was given (RFC 6887 s13.2).
     @ivar echoed: the options acted on, to echo in a success response
-        (RFC 6887 s7.3): THIRD_PARTY and PREFER_FAILURE; unknown optional
-        options are ignored and not echoed.
+        (RFC 6887 s7.3): THIRD_PARTY, PREFER_FAILURE and FILTER; unknown
+        optional options are ignored and not echoed.
+    @ivar filters: the remote peers the mapping is limited to, from its
+        FILTER options (empty: a FILTER of prefix length 0 removed them
+        all); L{None} without FILTER options (the filters stay as they are).
     """
 
     client: IPAddress
     transport: Transport
     preferFailure: bool
     echoed: tuple[Option, ...]
+    filters: tuple[RemoteFilter, ...] | None = None
+
+
+def remoteFilter(option: FilterOption) -> RemoteFilter | None:
+    """
+    The remote peers a FILTER option allows (RFC 6887 s13.3), or L{None}
+    for prefix length 0, which removes every filter.
+    """
+    if option.prefixLength == 0:
+        return None
+    address = option.remoteAddress
+    if isinstance(address, IPv4Address):
+        prefix = max(option.prefixLength - _MAPPED_PREFIX_BITS, 0)
+        network: Network = IPv4Network((address, prefix), strict=False)
+    else:
+        network = IPv6Network((address, option.prefixLength), strict=False)
+    return RemoteFilter(network, option.remotePort)
 
 
 def _transport(data: MapData) -> Transport:
@@ -90,12 +114,16 @@ def planMap(
     request: Request,
     source: IPAddress,
     thirdPartyFrom: Sequence[Network],
+    filtering: bool = False,
 ) -> MapPlan:
     """
     Check a decoded MAP request from C{source}.
 
     @param thirdPartyFrom: the networks whose hosts may ask for others with
         THIRD_PARTY (RFC 6887 s13.1); empty: nobody (UNSUPP_OPTION).
+    @param filtering: whether the backend enforces FILTER (RFC 6887 s13.3);
+        if not, FILTER is refused with UNSUPP_OPTION, never accepted and
+        ignored as miniupnpd does.
     @raise Rejected: with the code to answer.
     """
     data = request.data
@@ -103,6 +131,7 @@ def planMap(
     client = source
     preferFailure = False
     echoed: list[Option] = []
+    filters: list[RemoteFilter] | None = None
     for option in request.options:
         if isinstance(option, ThirdPartyOption):
             if not any(source in network for network in thirdPartyFrom):
@@ -119,13 +148,18 @@ def planMap(
             preferFailure = True
             echoed.append(option)
         elif isinstance(option, FilterOption):
-            # RFC 6887 s13.3: no backend behind this gateway (the
-            # IMappingBackend interface) can limit a mapping to some remote
-            # peers, so FILTER is refused, never accepted and ignored as
-            # miniupnpd does.
-            raise Rejected(
-                ResultCode.UNSUPP_OPTION, "FILTER not enforced by the backend"
-            )
+            if not filtering:
+                raise Rejected(
+                    ResultCode.UNSUPP_OPTION, "FILTER not enforced by the backend"
+                )
+            if filters is None:
+                filters = []
+            allowed = remoteFilter(option)
+            if allowed is None:
+                filters.clear()  # RFC 6887 s13.3: prefix length 0
+            else:
+                filters.append(allowed)
+            echoed.append(option)
         else:
             # RFC 6887 s7.3: the codec refused unknown mandatory options;
             # the optional ones are ignored.
@@ -143,4 +177,10 @@ def planMap(
     if preferFailure and request.lifetime == 0:
         # RFC 6887 s13.2: a deletion has nothing to prefer.
         raise Rejected(ResultCode.MALFORMED_OPTION, "PREFER_FAILURE on a deletion")
-    return MapPlan(client, transport, preferFailure, tuple(echoed))
+    return MapPlan(
+        client,
+        transport,
+        preferFailure,
+        tuple(echoed),
+        None if filters is None else tuple(filters),
+    )

@@ -73,8 +73,10 @@ def _isUnspecified(address: IPAddress) -> bool:
 
 class PCPResponder:
     """
-    Answers PCP requests (RFC 6887) for a gateway: ANNOUNCE and MAP; PEER
-    is answered UNSUPP_OPCODE (the backends make inbound forwards only).
+    Answers PCP requests (RFC 6887) for a gateway: ANNOUNCE and MAP (with
+    THIRD_PARTY when allowed, PREFER_FAILURE, and FILTER when the backend
+    enforces it); PEER is answered UNSUPP_OPCODE (the backends make inbound
+    forwards only).
 
     @ivar gateway: the protocol-neutral core.
     @ivar minLifetime: the shortest lifetime granted, in seconds.
@@ -146,7 +148,7 @@ class PCPResponder:
         if not gateway.admit(str(client)):
             return None
         try:
-            plan = planMap(request, client, self.thirdPartyFrom)
+            plan = planMap(request, client, self.thirdPartyFrom, gateway.canFilter())
         except Rejected as e:
             return self._error(client, packet, e.resultCode, e.reason)
         if plan.client != client and not gateway.isInternal(plan.client):
@@ -231,6 +233,9 @@ class PCPResponder:
                 owner=data.nonce,
                 exact=plan.preferFailure,
             )
+            if plan.filters is not None:
+                # RFC 6887 s13.3: enforced by the backend.
+                gateway.setFilters(mapping, plan.filters)
         except Refused as refusal:
             code = resultForError(refusal.error)
             gateway.refused(source, refusal, f"answered PCP result {int(code)}")

@@ -23,7 +23,8 @@ benchmarks build directly.
   - L{Announcer} (C{announcer}), L{ANNOUNCE_INTERVALS} and
     L{PCPAnnouncements}: RFC 6886 s3.2.1, RFC 6887 s14.1.
   - L{twisted_natpmp.server.backends}: what makes mappings real
-    (L{MemoryBackend}; L{IPinholeBackend} for IPv6 pinholes).
+    (L{MemoryBackend}; L{IPinholeBackend} for IPv6 pinholes,
+    L{IFilteringBackend} and L{RemoteFilter} for PCP's FILTER).
 
 Where the PCP side departs from miniupnpd 2.3.1, or chooses where RFC 6887
 leaves a choice (each tested in C{tests/server}):
@@ -62,10 +63,13 @@ leaves a choice (each tested in C{tests/server}):
     only make inbound forwards: an outbound mapping's external port is the
     kernel NAT's, which they can neither read nor extend.  miniupnpd
     answers PEER with success.
-  - FILTER is refused with UNSUPP_OPTION (RFC 6887 s13.3): no backend here
-    can limit a forward to some remote peers, and accepting it unenforced
-    (as miniupnpd does) would leave the mapping open to everyone while the
-    client believes it filtered.
+  - FILTER (RFC 6887 s13.3) is enforced by a backend that provides
+    L{IFilteringBackend} (the memory backend records the filters and
+    answers L{MemoryBackend.permits}); several FILTERs add up, prefix
+    length 0 removes them all, a renewal without FILTER keeps them.  With
+    any other backend FILTER is refused with UNSUPP_OPTION: accepting it
+    unenforced (as miniupnpd does) would leave the mapping open to everyone
+    while the client believes it filtered.
   - THIRD_PARTY is refused with UNSUPP_OPTION unless the sender is in a
     network allowed by configuration (RFC 6887 s13.1); naming the sender
     itself is MALFORMED_REQUEST, naming a host outside the internal
@@ -105,6 +109,7 @@ if TYPE_CHECKING:
     from ._service import GatewayService
     from ._shared import SharedTable
     from .announcer import ANNOUNCE_INTERVALS, Announcer, PCPAnnouncements
+    from .backends._filters import IFilteringBackend, RemoteFilter
     from .backends._pinhole import IPinholeBackend
     from .backends.memory import MemoryBackend
     from .dispatch import GatewayCore, Responder, VersionDispatcher
@@ -136,6 +141,8 @@ _WHERE = {
     "PCPAnnouncements": ".announcer",
     "SharedTable": "._shared",
     "IPinholeBackend": ".backends._pinhole",
+    "IFilteringBackend": ".backends._filters",
+    "RemoteFilter": ".backends._filters",
     "MemoryBackend": ".backends.memory",
     "GatewayCore": ".dispatch",
     "Responder": ".dispatch",
@@ -172,6 +179,7 @@ __all__ = [
     "GatewayProtocol",
     "GatewayService",
     "HIGH_PORT",
+    "IFilteringBackend",
     "IPinholeBackend",
     "MappingTable",
     "MemoryBackend",
@@ -180,6 +188,7 @@ __all__ = [
     "NATPMPServerProtocol",
     "PCPAnnouncements",
     "Refused",
+    "RemoteFilter",
     "Responder",
     "SharedTable",
     "TableEvent",

@@ -30,6 +30,7 @@ from typing import Protocol
 from .._droplog import DropLog
 from .._types import IPAddress, Transport
 from ._entries import GatewayMapping, Refused
+from .backends._filters import RemoteFilter
 
 __all__ = ["GatewayCore", "Responder", "VersionDispatcher"]
 
@@ -62,6 +63,20 @@ class GatewayCore(Protocol):
     def isInternal(self, address: IPAddress) -> bool:
         """
         Whether C{address} is in the internal networks served.
+        """
+
+    def canFilter(self) -> bool:
+        """
+        Whether the backend can limit a mapping to some remote peers.
+        """
+
+    def setFilters(
+        self, mapping: GatewayMapping, filters: tuple[RemoteFilter, ...]
+    ) -> None:
+        """
+        Limit C{mapping} to the remote peers of C{filters} (none: all).
+
+        @raise Refused: the backend could not.
         """
 
     def admit(self, host: str) -> bool:

@@ -36,13 +36,16 @@ from twisted.logger import Logger
 
 from .._droplog import DropLog
 from .._types import IPAddress, Transport
+from ..errors import UnsupportedOptionError
 from ..interfaces import IMappingBackend
 from ..natpmp.responder import NATPMPResponder
 from ..pcp._serverchecks import Network
 from ..pcp.responder import DEFAULT_MIN_LIFETIME, PCPResponder
 from ._clock import externalAddressOrNone, monotonicFor
+from ._entries import backendRefused
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
 from ._shared import SharedTable
+from .backends._filters import IFilteringBackend, RemoteFilter
 from .backends.memory import MemoryBackend
 from .dispatch import VersionDispatcher
 from .table import (
@@ -129,6 +132,7 @@ class Gateway:
         """
         if backend is None:
             backend = MemoryBackend()
+        self._backend = backend
         self._clock = clock
         self._monotonic = monotonicFor(clock) if monotonic is None else monotonic
         self.externalAddress = externalAddress
@@ -244,6 +248,35 @@ class Gateway:
         6886 s3.6, RFC 6887 s8.5).
         """
         return self.table.epoch()
+
+    def canFilter(self) -> bool:
+        """
+        Whether the backend enforces remote-peer filters
+        (L{IFilteringBackend}, for PCP's FILTER).
+        """
+        return IFilteringBackend.providedBy(self._backend)
+
+    def setFilters(
+        self, mapping: GatewayMapping, filters: tuple[RemoteFilter, ...]
+    ) -> None:
+        """
+        Have the backend let only C{filters}' remote peers use C{mapping}.
+
+        @raise Refused: the backend refused or failed (the mapping stays).
+        """
+        backend = self._backend
+        if not IFilteringBackend.providedBy(backend):
+            raise Refused(UnsupportedOptionError(), "the backend cannot filter")
+        try:
+            backend.setFilters(
+                mapping.client,
+                mapping.transport,
+                mapping.internalPort,
+                mapping.externalPort,
+                filters,
+            )
+        except Exception as e:
+            raise backendRefused(e, "set the filters") from e
 
     def admit(self, host: str) -> bool:
         """

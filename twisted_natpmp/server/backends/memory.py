@@ -16,10 +16,11 @@ from zope.interface import implementer
 from ..._types import IPAddress, Transport
 from ...errors import NotAuthorizedError, OutOfResourcesError
 from ...interfaces import IMappingBackend
+from ._filters import IFilteringBackend, RemoteFilter
 from ._pinhole import IPinholeBackend
 
 
-@implementer(IMappingBackend, IPinholeBackend)
+@implementer(IMappingBackend, IPinholeBackend, IFilteringBackend)
 class MemoryBackend:
     """
     Forwarding "rules" and IPv6 pinholes kept in memory.
@@ -28,6 +29,9 @@ class MemoryBackend:
         internal port) for every mapping in force.
     @ivar pinholes: (IPv6 address, transport, port) of every pinhole in
         force (L{IPinholeBackend}).
+    @ivar filters: (internal address, transport, internal port) -> the
+        remote peers allowed, for every filtered mapping
+        (L{IFilteringBackend}); see L{permits}.
     @ivar capacity: the most mappings (forwards and pinholes) it accepts
         (L{None}: no limit); beyond it L{addMapping} and L{addPinhole} raise
         L{OutOfResourcesError}.
@@ -36,6 +40,9 @@ class MemoryBackend:
     def __init__(self, capacity: int | None = None) -> None:
         self.forwards: dict[tuple[Transport, int], tuple[IPAddress, int]] = {}
         self.pinholes: set[tuple[IPv6Address, Transport, int]] = set()
+        self.filters: dict[
+            tuple[IPAddress, Transport, int], tuple[RemoteFilter, ...]
+        ] = {}
         self.capacity = capacity
 
     def addMapping(
@@ -79,6 +86,40 @@ class MemoryBackend:
         Forget a pinhole; forgetting one that is not there does nothing.
         """
         self.pinholes.discard((address, transport, port))
+        self.filters.pop((address, transport, port), None)
+
+    def setFilters(
+        self,
+        internalAddress: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        externalPort: int,
+        filters: tuple[RemoteFilter, ...],
+    ) -> None:
+        """
+        Record which remote peers may use a mapping (none: all).
+        """
+        key = (internalAddress, transport, internalPort)
+        if filters:
+            self.filters[key] = filters
+        else:
+            self.filters.pop(key, None)
+
+    def permits(
+        self,
+        internalAddress: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        remote: IPAddress,
+        remotePort: int,
+    ) -> bool:
+        """
+        Whether traffic from C{remote:remotePort} would be let through to
+        C{internalAddress:internalPort}, as a filtering firewall would
+        judge it (the mapping itself is not checked).
+        """
+        filters = self.filters.get((internalAddress, transport, internalPort))
+        return filters is None or any(f.permits(remote, remotePort) for f in filters)
 
     def removeMapping(
         self,
@@ -95,3 +136,4 @@ class MemoryBackend:
             internalPort,
         ):
             del self.forwards[(transport, externalPort)]
+            self.filters.pop((internalAddress, transport, internalPort), None)
