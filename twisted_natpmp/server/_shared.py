@@ -40,6 +40,7 @@ from ..errors import (
     CannotProvideExternalError,
     NotAuthorizedError,
     OutOfResourcesError,
+    UnsupportedOptionError,
 )
 from ._entries import (
     EventKind,
@@ -49,6 +50,7 @@ from ._entries import (
     TableEvent,
     backendRefused,
 )
+from .backends._filters import IFilteringBackend, RemoteFilter
 from .backends._pinhole import IPinholeBackend
 from .table import MappingTable
 
@@ -81,6 +83,36 @@ class SharedTable(MappingTable):
         The owner of C{mapping}, or L{None} if it has none.
         """
         return self._owners.get(mapping.key)
+
+    def canFilter(self) -> bool:
+        """
+        Whether the backend enforces remote-peer filters
+        (L{IFilteringBackend}).
+        """
+        return IFilteringBackend.providedBy(self._backend)
+
+    def setFilters(
+        self, mapping: GatewayMapping, filters: tuple[RemoteFilter, ...]
+    ) -> None:
+        """
+        Have the backend let only C{filters}' remote peers use C{mapping}.
+
+        @raise Refused: the backend cannot filter, refused or failed (the
+            mapping stays).
+        """
+        backend = self._backend
+        if not IFilteringBackend.providedBy(backend):
+            raise Refused(UnsupportedOptionError(), "the backend cannot filter")
+        try:
+            backend.setFilters(
+                mapping.client,
+                mapping.transport,
+                mapping.internalPort,
+                mapping.externalPort,
+                filters,
+            )
+        except Exception as e:
+            raise backendRefused(e, "set the filters") from e
 
     def newEpoch(self) -> None:
         """

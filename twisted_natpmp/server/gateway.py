@@ -36,16 +36,15 @@ from twisted.logger import Logger
 
 from .._droplog import DropLog
 from .._types import IPAddress, Transport
-from ..errors import UnsupportedOptionError
 from ..interfaces import IMappingBackend
 from ..natpmp.responder import NATPMPResponder
 from ..pcp._serverchecks import Network
 from ..pcp.responder import DEFAULT_MIN_LIFETIME, PCPResponder
 from ._clock import externalAddressOrNone, monotonicFor
-from ._entries import backendRefused
+from ._eventlog import logEvent
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
 from ._shared import SharedTable
-from .backends._filters import IFilteringBackend, RemoteFilter
+from .backends._filters import RemoteFilter
 from .backends.memory import MemoryBackend
 from .dispatch import VersionDispatcher
 from .table import (
@@ -53,14 +52,12 @@ from .table import (
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
     DEFAULT_MAX_PORT,
     DEFAULT_MIN_PORT,
-    EventKind,
     GatewayMapping,
     MonotonicClock,
     Refused,
-    TableEvent,
 )
 
-__all__ = ["Endpoint", "Gateway", "NATPMPGateway"]
+__all__ = ["Endpoint", "Gateway", "NATPMPGateway", "logEvent"]
 
 log = Logger()
 
@@ -132,7 +129,6 @@ class Gateway:
         """
         if backend is None:
             backend = MemoryBackend()
-        self._backend = backend
         self._clock = clock
         self._monotonic = monotonicFor(clock) if monotonic is None else monotonic
         self.externalAddress = externalAddress
@@ -251,10 +247,9 @@ class Gateway:
 
     def canFilter(self) -> bool:
         """
-        Whether the backend enforces remote-peer filters
-        (L{IFilteringBackend}, for PCP's FILTER).
+        Whether the backend enforces remote-peer filters (for PCP's FILTER).
         """
-        return IFilteringBackend.providedBy(self._backend)
+        return self.table.canFilter()
 
     def setFilters(
         self, mapping: GatewayMapping, filters: tuple[RemoteFilter, ...]
@@ -264,19 +259,7 @@ class Gateway:
 
         @raise Refused: the backend refused or failed (the mapping stays).
         """
-        backend = self._backend
-        if not IFilteringBackend.providedBy(backend):
-            raise Refused(UnsupportedOptionError(), "the backend cannot filter")
-        try:
-            backend.setFilters(
-                mapping.client,
-                mapping.transport,
-                mapping.internalPort,
-                mapping.externalPort,
-                filters,
-            )
-        except Exception as e:
-            raise backendRefused(e, "set the filters") from e
+        self.table.setFilters(mapping, filters)
 
     def admit(self, host: str) -> bool:
         """
@@ -417,43 +400,3 @@ class Gateway:
 
 #: The first name of L{Gateway}, kept for existing callers.
 NATPMPGateway = Gateway
-
-
-def logEvent(event: TableEvent) -> None:
-    """
-    Log one change to the table on a line of its own, with JSON-safe
-    fields.
-    """
-    mapping = event.mapping
-    if event.kind is EventKind.REMOVE_FAILED:
-        log.error(
-            "backend failed to remove {protocol} mapping of {client}:{internalPort}"
-            " from external port {externalPort}: {error}",
-            protocol=mapping.transport.label,
-            client=str(mapping.client),
-            internalPort=mapping.internalPort,
-            externalPort=mapping.externalPort,
-            error=repr(event.error),
-        )
-        return
-    if event.kind is EventKind.CLEARED:
-        log.debug(
-            "mapping cleared: {protocol} external port {externalPort}"
-            " -> {client}:{internalPort}",
-            event=event.kind.value,
-            protocol=mapping.transport.label,
-            externalPort=mapping.externalPort,
-            client=str(mapping.client),
-            internalPort=mapping.internalPort,
-        )
-        return
-    log.info(
-        "mapping {event}: {protocol} external port {externalPort}"
-        " -> {client}:{internalPort}, lifetime {lifetime} s",
-        event=event.kind.value,
-        protocol=mapping.transport.label,
-        externalPort=mapping.externalPort,
-        client=str(mapping.client),
-        internalPort=mapping.internalPort,
-        lifetime=mapping.lifetime,
-    )
