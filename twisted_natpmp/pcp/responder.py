@@ -60,6 +60,17 @@ SHORT_ERROR_LIFETIME = 30
 LONG_ERROR_LIFETIME = 1800
 
 
+# The fixed reasons the refusal log adds up decoding errors by (the codec's
+# own words, which vary, go in the detail).
+_REASONS = {
+    ResultCode.UNSUPP_VERSION: "unsupported version",
+    ResultCode.MALFORMED_REQUEST: "malformed request",
+    ResultCode.UNSUPP_OPCODE: "unsupported opcode",
+    ResultCode.UNSUPP_OPTION: "unsupported option",
+    ResultCode.MALFORMED_OPTION: "malformed option",
+}
+
+
 def errorLifetime(code: int) -> int:
     """
     The lifetime an error response carries (RFC 6887 s7.4).
@@ -127,7 +138,13 @@ class PCPResponder:
             # RFC 6887 s8.3: answered in a copy of the request, padded to a
             # multiple of 4 and at least 24 bytes; UNSUPP_VERSION carries 2
             # (s9).
-            return self._error(client, packet, e.resultCode, e.reason)
+            return self._error(
+                client,
+                packet,
+                e.resultCode,
+                _REASONS.get(e.resultCode, "malformed"),
+                e.reason,
+            )
         if request.clientAddress != client:
             # RFC 6887 s8.2: a NAT between the client and us.
             return self._error(
@@ -173,12 +190,17 @@ class PCPResponder:
     # Internals
 
     def _error(
-        self, client: IPAddress, packet: bytes, code: ResultCode, reason: str
+        self,
+        client: IPAddress,
+        packet: bytes,
+        code: ResultCode,
+        reason: str,
+        detail: str = "",
     ) -> bytes:
         lifetime = errorLifetime(code)
         self.gateway.refused(
             client,
-            Refused(errorForResult(code), reason),
+            Refused(errorForResult(code), reason, detail),
             f"answered PCP result {int(code)}",
         )
         return errorResponse(packet, code, lifetime, self.gateway.epoch())
