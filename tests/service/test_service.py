@@ -24,6 +24,7 @@ from twisted_natpmp._types import (
     Transport,
 )
 from twisted_natpmp.announce import AnnouncementProtocol
+from twisted_natpmp.discovery import defaultGateway, defaultGateway6
 from twisted_natpmp.errors import NoGatewayError, NotAuthorizedError
 from twisted_natpmp.interfaces import IMappingObserver, IPortMapper, Probe
 from twisted_natpmp.service import (
@@ -339,3 +340,46 @@ class GatewayTests(ServiceTestCase):
         service._gateways.announced(announcement)
         self.assertEqual(self.mapper.announcements, [announcement])
         self.assertIs(self.mapper.protocolName, ProtocolName.NATPMP)
+
+
+class IPv6Tests(ServiceTestCase):
+    """
+    The service with an IPv6 gateway (PCP only, RFC 6887 s8.1): the mapper
+    is made for it, and the host's own IPv6 address is not refused as
+    public (RFC 6886 s3's rule is NAT-PMP's, for IPv4).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.source = "2001:db8::2"
+        self.address = None
+
+    def test_ipv6Gateway(self) -> None:
+        """
+        An IPv6 gateway given as a string is used as such, and its mappings
+        made.
+        """
+        # RFC 6887 s8.1
+        service = self.start(UDP5000, gateway="2001:db8::1")
+        self.assertEqual(service.gateway, IPv6Address("2001:db8::1"))
+        self.assertEqual(self.mapper.gateway, IPv6Address("2001:db8::1"))
+        self.assertTrue(service.states()[0].mapped)
+
+    def test_scopedGateway(self) -> None:
+        """
+        A link-local gateway keeps its scope.
+        """
+        service = self.start(UDP5000, gateway="fe80::1%eth0")
+        self.assertEqual(str(service.gateway), "fe80::1%eth0")
+
+    def test_discoversIPv6GatewayForIPv6Address(self) -> None:
+        """
+        With an IPv6 internal address and no discovery given, the service
+        looks for the default IPv6 gateway.
+        """
+        service = self.makeService(
+            UDP5000, gateway=None, discoverGateway=None, internalAddress="2001:db8::2"
+        )
+        self.assertIs(service._gateways._discoverGateway, defaultGateway6)
+        service = self.makeService(UDP5000, gateway=None, discoverGateway=None)
+        self.assertIs(service._gateways._discoverGateway, defaultGateway)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address
 from typing import Any, Literal
 
 from twisted.application.service import Service
@@ -27,7 +27,7 @@ from twisted.logger import Logger
 
 from .._types import IPAddress, Mapping, Transport
 from ..announce import AnnouncementProtocol
-from ..discovery import defaultGateway
+from ..discovery import defaultGateway, defaultGateway6
 from ..interfaces import IMappingObserver, IPortMapper
 from ..pcp._nonces import NonceKeeper
 from ._declared import Declared
@@ -70,7 +70,7 @@ class PortMapperService(Service):
         mappings: Iterable[MappingDeclaration] = (),
         *,
         gateway: IPAddress | str | None = None,
-        discoverGateway: Callable[[], IPAddress] = defaultGateway,
+        discoverGateway: Callable[[], IPAddress] | None = None,
         clientFactory: Callable[[IPAddress], IPortMapper] | None = None,
         protocol: Literal["auto", "pcp", "natpmp"] | str = "auto",
         announcements: Callable[[AnnouncementProtocol], IListeningPort | None]
@@ -85,6 +85,7 @@ class PortMapperService(Service):
         monotonic: Callable[[], float] = time.monotonic,
         allowPublicAddress: bool = False,
         nonces: NonceKeeper | None = None,
+        internalAddress: IPAddress | str | None = None,
     ) -> None:
         """
         @param reactor: the clock; also the UDP and multicast reactor of the
@@ -94,7 +95,12 @@ class PortMapperService(Service):
             finds the default gateway with C{discoverGateway} and follows it
             as it changes.
         @param discoverGateway: returns the default gateway, or raises
-            L{NoGatewayError <twisted_natpmp.errors.NoGatewayError>}.
+            L{NoGatewayError <twisted_natpmp.errors.NoGatewayError>}; by
+            default the default IPv4 gateway
+            (L{defaultGateway <twisted_natpmp.discovery.defaultGateway>}),
+            or the IPv6 one
+            (L{defaultGateway6 <twisted_natpmp.discovery.defaultGateway6>})
+            when C{internalAddress} is IPv6.
         @param clientFactory: makes a listening L{IPortMapper} for a gateway
             (one per gateway, stopped when done with); by default
             L{mapperFor <twisted_natpmp.negotiate.mapperFor>}'s mapper for
@@ -133,11 +139,23 @@ class PortMapperService(Service):
         @param nonces: where the default PCP client keeps its mappings'
             nonces (RFC 6887 s11.1); by default the per-user file
             (L{defaultPath <twisted_natpmp.pcp._nonces.defaultPath>}).
+        @param internalAddress: the address the default PCP client maps
+            for and binds to: for IPv6, the global address to open an
+            inbound pinhole for (RFC 6887 s8.2: the client address is the
+            source of the packets); by default the kernel's choice.  Not
+            for NAT-PMP.
         @raise ValueError: C{protocol} is not C{"auto"}, C{"pcp"} or
-            C{"natpmp"}.
+            C{"natpmp"}, or C{internalAddress} is not an address.
         """
+        internal = None if internalAddress is None else ip_address(str(internalAddress))
         if clientFactory is None:
-            clientFactory = _defaultClientFactory(reactor, protocol, monotonic, nonces)
+            clientFactory = _defaultClientFactory(
+                reactor, protocol, monotonic, nonces, internal
+            )
+        if discoverGateway is None:
+            discoverGateway = (
+                defaultGateway6 if isinstance(internal, IPv6Address) else defaultGateway
+            )
         self._deleteAll = partial(
             deleteAll, reactor, timeouts=tuple(stopTimeouts), deadline=stopDeadline
         )
@@ -334,6 +352,7 @@ def _defaultClientFactory(
     protocol: str,
     monotonic: Callable[[], float],
     nonces: NonceKeeper | None,
+    internalAddress: IPAddress | None,
 ) -> Callable[[IPAddress], IPortMapper]:
     """
     The default C{clientFactory}: L{mapperFor}'s listening mapper for
@@ -347,6 +366,13 @@ def _defaultClientFactory(
         raise ValueError(f"protocol {protocol!r} is not auto, pcp or natpmp")
 
     def clientFactory(gateway: IPAddress) -> IPortMapper:
-        return mapperFor(reactor, gateway, protocol, monotonic=monotonic, nonces=nonces)
+        return mapperFor(
+            reactor,
+            gateway,
+            protocol,
+            monotonic=monotonic,
+            nonces=nonces,
+            internalAddress=internalAddress,
+        )
 
     return clientFactory
