@@ -39,7 +39,12 @@ def interfaceNetwork(address: IPv4Address) -> IPv4Network | None:
     from .server._internalport import interfaceWith
 
     interface = interfaceWith(address)
-    return None if interface is None else interface.address.network
+    if interface is None:
+        return None
+    network = interface.address.network
+    # An IPv4 address is only ever an IPv4 interface's.
+    assert isinstance(network, IPv4Network)
+    return network
 
 
 def _integer(option: str, value: str, low: int, high: int) -> int:
