@@ -109,6 +109,23 @@ class ScopedSocketTests(SynchronousTestCase):
         deliver(b"wrong port", ("fe80::1%lo", 5350))
         self.assertEqual([datagram for datagram, _ in self.received], [b"one", b"two"])
 
+    def test_unknownScopeRefusedWhenBound(self) -> None:
+        """
+        A scope that names no interface where the port is bound is refused
+        then, in one line naming the address.
+        """
+        gateway = GatewaySocket(
+            Clock(),
+            IPv6Address("fe80::1%nosuchinterface0"),
+            5351,
+            received=lambda datagram, source: None,
+            refused=lambda: None,
+            lost=lambda: None,
+        )
+        gateway.protocol.transport = RecordingTransport()  # type: ignore[assignment]
+        e = self.assertRaises(ValueError, gateway.protocol.startProtocol)
+        self.assertIn("fe80::1%nosuchinterface0", str(e))
+
     def test_unscopedStillConnects(self) -> None:
         """
         A gateway at a global IPv6 address is connected to, as before.

@@ -11,6 +11,8 @@ C{connect()} hands the socket a C{(host, port)} pair, which cannot carry
 the scope (the kernel answers EINVAL).  Such a socket is left unconnected:
 every packet is sent to the C{(host, port, flowinfo, scope)} 4-tuple that
 C{getaddrinfo} makes of the address, and the sources are filtered here.
+The 4-tuple is made when the port is bound, in the network namespace the
+socket is made in (where the scope's interface name has its index).
 """
 
 from __future__ import annotations
@@ -76,6 +78,13 @@ class ExchangeProtocol(DatagramProtocol):
         self.socket = socket
 
     def startProtocol(self) -> None:
+        socket = self.socket
+        if socket.scoped:
+            # Here, while the port is bound: the scope's interface index is
+            # the socket's network namespace's.
+            destination = scopedDestination(socket.gateway, socket.gatewayPort)
+            assert destination is not None
+            socket.destination = destination
         if self.socket.connectSocket:
             assert self.transport is not None
             self.transport.connect(str(self.socket.gateway), self.socket.gatewayPort)
@@ -115,8 +124,10 @@ class GatewaySocket:
     @ivar connectSocket: whether the socket is connected to the gateway
         (only when no extra source is accepted, and the gateway's address
         has no scope).
+    @ivar scoped: whether the gateway's address is IPv6 with a scope.
     @ivar destination: the socket address packets are sent to when the
-        socket is not connected (a 4-tuple for a scoped IPv6 gateway).
+        socket is not connected (for a scoped gateway, the 4-tuple made
+        when the port was bound).
     @ivar protocol: the L{ExchangeProtocol} to listen with.
     @ivar drops: counts and logs, in aggregate, the datagrams dropped.
     """
@@ -141,7 +152,6 @@ class GatewaySocket:
             was bound (or could not be).
         @param extraSources: other addresses the gateway may answer from;
             then the socket is not connected.
-        @raise ValueError: the gateway's scope names no interface.
         """
         self.gateway = gateway
         self.gatewayPort = gatewayPort
@@ -153,9 +163,9 @@ class GatewaySocket:
         # Twisted reports a datagram's source as a string, and an IPv6
         # source without its scope: the kernel delivered it to this socket.
         self._sourceHosts = frozenset(_unscoped(str(a)) for a in sources)
-        scoped = scopedDestination(gateway, gatewayPort)
-        self.destination: SocketAddress = scoped or (str(gateway), gatewayPort)
-        self.connectSocket = len(sources) == 1 and scoped is None
+        self.scoped = isinstance(gateway, IPv6Address) and bool(gateway.scope_id)
+        self.destination: SocketAddress = (str(gateway), gatewayPort)
+        self.connectSocket = len(sources) == 1 and not self.scoped
         self.protocol = ExchangeProtocol(self)
         self.drops = DropLog(log, clock, f"{protocolName} client of {gateway}")
         self.closed = False
@@ -175,6 +185,8 @@ class GatewaySocket:
         """
         Bind an ephemeral UDP port.  Should it be closed under us (ICMP port
         unreachable, on the epoll reactor), a new one is bound the same way.
+
+        @raise ValueError: the gateway's scope names no interface.
         """
         self._binding = (reactor, interface)
         self._port = self._bind()
