@@ -15,7 +15,6 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-import tools.netlab._lab as netlab
 from twisted_natpmp import Transport
 from twisted_natpmp._types import ProtocolName
 from twisted_natpmp.errors import CannotProvideExternalError, NotAuthorizedError
@@ -222,10 +221,7 @@ class LeaseFileTests(TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
         self.lab = buildLab(self)
         self.leases = self.lab.directory / "miniupnpd.leases"
-        plain = self.plainConfig = netlab.miniupnpdConfig
-        self.patch(
-            netlab, "miniupnpdConfig", lambda: plain() + f"lease_file={self.leases}\n"
-        )
+        self.lab.miniupnpdOptions.append(f"lease_file={self.leases}")
         await self.lab.startMiniupnpd()
 
     async def test_described(self) -> None:
@@ -329,142 +325,3 @@ class ServiceOverPCPTests(TestCase):
         )
         await service.stopService()
         self.assertEqual(self.lab.rulesFor(LAN_HOSTS[0]), {})
-
-
-#: The lab's IPv6 addresses, added by L{IPv6PinholeTests} itself (the lab
-#: has none): the LAN on the bridge, the WAN on wan0.
-ROUTER_LAN6 = "2001:db8:77::1"
-LAN_HOST6 = "2001:db8:77::2"
-ROUTER_WAN6 = "2001:db8:3::1"
-
-_CHAINS6 = """\
-*filter
-:MINIUPNPD - [0:0]
--A FORWARD -i wan0 ! -o wan0 -j MINIUPNPD
-COMMIT
-"""
-
-
-class IPv6PinholeTests(TestCase):
-    """
-    PCP over IPv6 to miniupnpd: a MAP from a global address opens an
-    inbound pinhole for it (RFC 6887 s11: the external address is the
-    internal one), seen as an C{ip6tables} rule in miniupnpd's chain.
-    """
-
-    async def setUp(self) -> None:  # type: ignore[override]
-        self.lab = buildLab(self)
-        lab = self.lab
-        for namespace, commands in (
-            (
-                lab.router,
-                [
-                    [
-                        "ip",
-                        "-6",
-                        "address",
-                        "add",
-                        f"{ROUTER_LAN6}/64",
-                        "dev",
-                        "br0",
-                        "nodad",
-                    ],
-                    [
-                        "ip",
-                        "-6",
-                        "address",
-                        "add",
-                        f"{ROUTER_WAN6}/64",
-                        "dev",
-                        "wan0",
-                        "nodad",
-                    ],
-                    ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
-                ],
-            ),
-            (
-                lab.lans[0],
-                [
-                    [
-                        "ip",
-                        "-6",
-                        "address",
-                        "add",
-                        f"{LAN_HOST6}/64",
-                        "dev",
-                        "eth0",
-                        "nodad",
-                    ],
-                    ["ip", "-6", "route", "add", "default", "via", ROUTER_LAN6],
-                ],
-            ),
-        ):
-            for argv in commands:
-                lab.check(namespace, argv)
-        lab.check(
-            lab.router, ["ip6tables-legacy-restore", "-w", "5", "--noflush"], _CHAINS6
-        )
-        plain = self.plainConfig = netlab.miniupnpdConfig
-        self.patch(
-            netlab,
-            "miniupnpdConfig",
-            lambda: plain() + f"ipv6_listening_ip={ROUTER_LAN6}\n",
-        )
-        await lab.startMiniupnpd()
-
-    def pinholes(self) -> str:
-        return self.lab.check(
-            self.lab.router, ["ip6tables-legacy", "-w", "5", "-S", "MINIUPNPD"]
-        )
-
-    async def test_pinhole(self) -> None:
-        client = listenPCPClient(
-            self.lab.reactorIn(self.lab.lans[0]),
-            ROUTER_LAN6,
-            internalAddress=LAN_HOST6,
-            nonces=NonceStore(nonceFile(self)),
-        )
-        self.addCleanup(client.stop)
-        mapping = await client.addMapping(TCP, 8443, lifetime=600)
-        self.assertEqual(str(mapping.externalAddress), LAN_HOST6)
-        self.assertEqual(mapping.externalPort, 8443)
-        rules = self.pinholes()
-        self.assertIn(LAN_HOST6, rules, rules)
-        self.assertIn("8443", rules, rules)
-        await client.deleteMapping(TCP, 8443)
-        self.assertNotIn("8443", self.pinholes())
-
-    async def test_linkLocalGateway(self) -> None:
-        """
-        Routers advertise their link-local address as the default IPv6
-        gateway: the client reaches it through the interface's scope, bound
-        to the global address it opens (so that is the client address).
-        """
-        lab = self.lab
-
-        def linkLocal() -> str | None:
-            shown = lab.check(
-                lab.router, ["ip", "-6", "-o", "address", "show", "dev", "br0"]
-            )
-            for line in shown.splitlines():
-                if "scope link" in line and "tentative" not in line:
-                    return line.split()[3].split("/")[0]
-            return None
-
-        await waitUntil(lambda: linkLocal() is not None, "br0's link-local", 5.0, 0.1)
-        gateway = f"{linkLocal()}%eth0"
-        client = listenPCPClient(
-            lab.reactorIn(lab.lans[0]),
-            gateway,
-            internalAddress=LAN_HOST6,
-            nonces=NonceStore(nonceFile(self)),
-        )
-        self.addCleanup(client.stop)
-        # The IPv6 socket on every address of the router, so on the
-        # link-local one too (setUp bound it to the global address).
-        self.patch(netlab, "miniupnpdConfig", self.plainConfig)
-        await lab.restartMiniupnpd()
-        mapping = await client.addMapping(TCP, 8444, lifetime=600)
-        self.assertEqual(str(mapping.externalAddress), LAN_HOST6)
-        self.assertIn("8444", self.pinholes())
-        await client.deleteMapping(TCP, 8444)

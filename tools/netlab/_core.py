@@ -85,6 +85,9 @@ class LabCore:
     @ivar wan: the WAN host's namespace.
     @ivar directory: the lab's own directory for configs, pid files, logs.
     @ivar miniupnpd: miniupnpd, once started (L{tools.netlab.Lab}).
+    @ivar miniupnpdOptions: lines added to miniupnpd's configuration
+        (L{tools.netlab.miniupnpdConfig}) at each of its starts, restarts
+        included, e.g. C{lease_file=...}.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -96,6 +99,7 @@ class LabCore:
         self._base = base
         self.directory = directory
         self.miniupnpd: Daemon | None = None
+        self.miniupnpdOptions: list[str] = []
         self._daemons: list[Daemon] = []
         self._count = 0
 

@@ -175,7 +175,8 @@ class Lab(LabCore):
     async def startMiniupnpd(self) -> Daemon:
         """
         Start miniupnpd in the router namespace (foreground, logging to its
-        log file) and wait until it listens on port 5351.
+        log file) with the lab's configuration and L{miniupnpdOptions}, and
+        wait until it listens on port 5351.
 
         It runs in a private mount namespace where /dev/console is /dev/null:
         with no /dev/log its syslog lines would otherwise go to the console,
@@ -184,7 +185,9 @@ class Lab(LabCore):
         if self.miniupnpd is not None and not self.miniupnpd.ended:
             raise LabError("miniupnpd is already running")
         conf = self.directory / "miniupnpd.conf"
-        conf.write_text(miniupnpdConfig())
+        conf.write_text(
+            miniupnpdConfig() + "".join(f"{o}\n" for o in self.miniupnpdOptions)
+        )
         pidfile = self.directory / "miniupnpd.pid"
         pidfile.unlink(missing_ok=True)
         # (A machine without /dev/console has nothing to flood.)
