@@ -2,7 +2,7 @@
 """
 A scripted NAT-PMP gateway for a L{twisted_natpmp.testing.MemoryUDPNetwork}:
 it answers like a well-behaved gateway (RFC 6886) unless the test replaces
-its C{reply}, so that a test can make it slow, silent, wrong or rebooted.
+its C{reply}, so that a test can make it slow, silent, wrong or rebooted::
 
     network = MemoryUDPNetwork()
     gateway = ScriptedGateway()

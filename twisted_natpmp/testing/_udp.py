@@ -5,7 +5,7 @@ fake reactor (L{HostReactor}) that provides C{listenUDP}, C{listenMulticast}
 and the time methods of one shared L{Clock}.  Datagrams are delivered
 through the clock (a zero delay by default), so nothing re-enters a protocol
 while it sends; call L{MemoryUDPNetwork.flush} (or advance the clock) to
-deliver them.
+deliver them::
 
     network = MemoryUDPNetwork()
     gateway = ScriptedGateway()
