@@ -15,18 +15,11 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tools.impair.mutations import MAX_LENGTH
 from twisted_natpmp.announce import AnnouncementKind, AnnouncementProtocol
 
-from ..interop._relay import MAX_LENGTH
-from ._fuzzing import (
-    FUZZ,
-    GATEWAY,
-    OTHER,
-    LogWatch,
-    announcementOf,
-    corpus,
-    everyVersionAndOpcode,
-)
+from .._fuzzing import FUZZ, GATEWAY, OTHER, LogWatch, corpus, everyVersionAndOpcode
+from ._fuzzing import announcementOf
 
 
 class AnnouncementTests(SynchronousTestCase):

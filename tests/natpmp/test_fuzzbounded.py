@@ -7,8 +7,6 @@ Deterministic, on a L{Clock}.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,20 +15,8 @@ from twisted_natpmp.natpmp._wire import Protocol
 from twisted_natpmp.natpmp.client import listenClient
 from twisted_natpmp.testing import MemoryUDPNetwork
 
-from ._fuzzing import (
-    BAD_PACKETS,
-    GATEWAY,
-    HOST,
-    MAX_GROWTH,
-    MAX_LOUD_LINES,
-    OTHER,
-    WARM_UP,
-    LogWatch,
-    badPackets,
-    measureGrowth,
-    notAnnouncement,
-    responseKind,
-)
+from .._fuzzing import GATEWAY, HOST, OTHER, LogWatch, checkBounded
+from ._fuzzing import notAnnouncement, responseKind
 
 
 class BoundedTests(SynchronousTestCase):
@@ -43,32 +29,6 @@ class BoundedTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1000)
         self.logs = LogWatch(self)
-
-    def checkBounded(
-        self,
-        deliver: Callable[[bytes, int], None],
-        bad: Callable[[bytes], bool],
-        memory: bool = True,
-    ) -> None:
-        """
-        Deliver L{BAD_PACKETS} packets for which C{bad} is true; check that
-        (with C{memory}) memory stays flat, that nothing raised, and that
-        the log stayed quiet.
-        """
-        packets = badPackets(6, BAD_PACKETS, bad)
-        if memory:
-            growth = measureGrowth(deliver, packets, WARM_UP)
-            self.assertLess(growth, MAX_GROWTH, f"{growth} bytes more")
-        else:
-            for i, packet in enumerate(packets):
-                deliver(packet, i)
-        self.assertEqual(self.logs.failures, [])
-        self.assertLessEqual(
-            self.logs.loud,
-            MAX_LOUD_LINES,
-            f"{self.logs.loud} loud lines, {self.logs.loudBytes} bytes,"
-            f" e.g. {self.logs.examples}",
-        )
 
     def test_client(self) -> None:
         """
@@ -84,7 +44,7 @@ class BoundedTests(SynchronousTestCase):
             self.clock.advance(0.005)
             client.protocol.datagramReceived(packet, (GATEWAY, 5351))
 
-        self.checkBounded(deliver, lambda p: responseKind(p) == "drop")
+        checkBounded(self, self.logs, deliver, lambda p: responseKind(p) == "drop")
         self.assertNoResult(pending)
         client.cancelPending()
 
@@ -101,5 +61,5 @@ class BoundedTests(SynchronousTestCase):
             host = GATEWAY if i % 2 else OTHER
             protocol.datagramReceived(packet, (host, 5351))
 
-        self.checkBounded(deliver, notAnnouncement)
+        checkBounded(self, self.logs, deliver, notAnnouncement)
         self.assertEqual(received, [])

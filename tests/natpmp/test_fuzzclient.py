@@ -16,12 +16,13 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tools.impair.mutations import validResponses
 from twisted_natpmp.natpmp._wire import Protocol
 from twisted_natpmp.natpmp.client import listenClient
 from twisted_natpmp.testing import MemoryUDPNetwork
 
-from ..interop._relay import validResponses
-from ._fuzzing import FUZZ, GATEWAY, HOST, OTHER, LogWatch, corpus, responseKind
+from .._fuzzing import FUZZ, GATEWAY, HOST, OTHER, LogWatch, corpus
+from ._fuzzing import responseKind
 
 
 class ClientTests(SynchronousTestCase):

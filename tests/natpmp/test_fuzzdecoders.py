@@ -2,25 +2,25 @@
 Bounded in-memory fuzzing of NAT-PMP's packet readers on the client side,
 here the codec's decoders (the client, the announcement listener and their
 bounds in C{tests.natpmp.test_fuzzclient}, C{test_fuzzannounce} and
-C{test_fuzzbounded}; copied from C{tests.test_fuzz}, whose gateway and
-service parts live with their packages' tests).
+C{test_fuzzbounded}; the gateway's in C{tests.server.test_fuzz}, the
+service's in C{tests.service.natpmp.test_fuzz}).
 
 Arbitrary bytes of every length 0-1100, every version and opcode byte,
 seeded mutations of valid messages and their edge values (ports 0 and
 65535, lifetimes 0, 1 and 2**32-1), checked against oracles written from
-RFC 6886 here, not from the code under test.  Everything is deterministic
-(seeded generators; Hypothesis derandomized, no example database) and runs
-on a L{Clock}, in a few seconds.
+RFC 6886 (in L{tests._fuzzing} and L{tests.natpmp._fuzzing}), not from the
+code under test.  Everything is deterministic (seeded generators;
+Hypothesis derandomized, no example database) and runs on a L{Clock}, in a
+few seconds.
 """
 
 from __future__ import annotations
-
-import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from tools.impair.mutations import EDGE_LIFETIMES, EDGE_PORTS, MAX_LENGTH
 from twisted_natpmp.natpmp._wire import (
     OPCODES,
     ErrorResponse,
@@ -36,17 +36,15 @@ from twisted_natpmp.natpmp._wire import (
     encode,
 )
 
-from ..interop._relay import EDGE_LIFETIMES, EDGE_PORTS, MAX_LENGTH
-from ._fuzzing import (
+from .._fuzzing import (
     FUZZ,
+    MAP_REQUEST,
+    MAP_RESPONSE,
     corpus,
     everyVersionAndOpcode,
     requestKind,
-    responseKind,
 )
-
-_MAP_REQUEST = struct.Struct("!BBHHHI")
-_MAP_RESPONSE = struct.Struct("!BBHIHHI")
+from ._fuzzing import responseKind
 
 
 class DecoderTests(SynchronousTestCase):
@@ -75,9 +73,7 @@ class DecoderTests(SynchronousTestCase):
         else:
             self.assertIsInstance(request, MapRequest)
             self.assertEqual(kind, "map", packet.hex())
-            _, opcode, _, internal, external, lifetime = _MAP_REQUEST.unpack_from(
-                packet
-            )
+            _, opcode, _, internal, external, lifetime = MAP_REQUEST.unpack_from(packet)
             self.assertEqual(
                 (OPCODES[request.protocol], request.internalPort), (opcode, internal)
             )
@@ -145,10 +141,10 @@ class DecoderTests(SynchronousTestCase):
         """
         Requests and responses with edge values round-trip.
         """
-        packet = _MAP_REQUEST.pack(0, opcode, 0, internal, external, lifetime)
+        packet = MAP_REQUEST.pack(0, opcode, 0, internal, external, lifetime)
         self.checkRequest(packet + tail)
         self.checkResponse(
-            _MAP_RESPONSE.pack(
+            MAP_RESPONSE.pack(
                 0, opcode | 128, 0, lifetime, internal, external, lifetime
             )
             + tail
