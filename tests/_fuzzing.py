@@ -21,6 +21,7 @@ from ipaddress import IPv4Address
 from typing import Any, cast
 
 from hypothesis import HealthCheck, settings
+from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -212,6 +213,19 @@ def measureGrowth(
     finally:
         tracemalloc.stop()
     return after - before
+
+
+def underFire(
+    testCase: SynchronousTestCase,
+    capture: Callable[[SynchronousTestCase, ILogObserver], object] | None = None,
+) -> tuple[Clock, LogWatch]:
+    """
+    What a memory test starts with: a clock 1000 s on, and a watch on the
+    log for the rest of C{testCase} (with C{capture}, as L{LogWatch}).
+    """
+    clock = Clock()
+    clock.advance(1000)
+    return clock, LogWatch(testCase, capture)
 
 
 def checkFlat(

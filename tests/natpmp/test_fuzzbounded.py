@@ -7,7 +7,6 @@ Deterministic, on a L{Clock}.
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp.announce import AnnouncementProtocol
@@ -15,7 +14,7 @@ from twisted_natpmp.natpmp._wire import Protocol
 from twisted_natpmp.natpmp.client import listenClient
 from twisted_natpmp.testing import MemoryUDPNetwork
 
-from .._fuzzing import GATEWAY, HOST, OTHER, LogWatch, checkBounded
+from .._fuzzing import GATEWAY, HOST, OTHER, checkBounded, underFire
 from ._fuzzing import notAnnouncement, responseKind
 
 
@@ -26,9 +25,7 @@ class BoundedTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.logs = LogWatch(self)
+        self.clock, self.logs = underFire(self)
 
     def test_client(self) -> None:
         """

@@ -32,6 +32,7 @@ from .._fuzzing import (
     corpus,
     everyVersionAndOpcode,
     requestKind,
+    underFire,
 )
 from ._fuzzing import SOURCES, Capture
 from ._helpers import captureLogs
@@ -210,12 +211,10 @@ class BoundedTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1000)
         # The gateway's log goes to this test's watch alone: an observer of
         # the global log that keeps events (another test's, the runner's)
         # would otherwise count as the gateway's memory.
-        self.logs = LogWatch(self, captureLogs)
+        self.clock, self.logs = underFire(self, captureLogs)
 
     def gatewayUnderFire(
         self,
