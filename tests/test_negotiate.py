@@ -79,7 +79,7 @@ class NegotiationTests(SynchronousTestCase):
         self.network = MemoryUDPNetwork()
         self.clock = self.network.clock
         self.gateway = Gateway()
-        self.network.host(GATEWAY).listenUDP(5351, self.gateway)
+        self.gatewayPort = self.network.host(GATEWAY).listenUDP(5351, self.gateway)
         self.memory = ProtocolMemory()
         self.nonces = MemoryNonceStore()
         self.mapper = self.make()
@@ -205,6 +205,19 @@ class NegotiationTests(SynchronousTestCase):
         d = self.mapper.addMapping(Transport.TCP, 1, timeouts=(1,))
         self.clock.advance(1)
         self.failureResultOf(d, errors.NoResponseError)
+        self.assertIs(self.mapper.protocolName, ProtocolName.PCP)
+
+    def test_refusedNamesBoth(self) -> None:
+        # RFC 6886 s3.5: a NAT-PMP gateway answers PCP with "unsupported
+        # version"; ICMP port unreachable means neither is spoken, and the
+        # error says both.
+        self.gatewayPort.stopListening()
+        d = self.flushed(self.mapper.addMapping(Transport.TCP, 1))
+        error = self.failureResultOf(d, errors.NotSupportedError).value
+        self.assertEqual(
+            str(error),
+            f"gateway {GATEWAY} does not speak PCP or NAT-PMP (ICMP port unreachable)",
+        )
         self.assertIs(self.mapper.protocolName, ProtocolName.PCP)
 
     def test_exactPortOverNATPMP(self) -> None:

@@ -48,7 +48,7 @@ from ._types import (
     ProtocolName,
     Transport,
 )
-from .errors import CannotProvideExternalError
+from .errors import CannotProvideExternalError, NotSupportedError
 from .interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
 from .natpmp.client import NATPMPClient, listenClient
 from .pcp._nonces import NonceKey
@@ -287,6 +287,10 @@ class NegotiatingMapper(BothClientsMixin):
             return d
 
         def fellBack(failure: Failure) -> Deferred[_T]:
+            if failure.check(NotSupportedError):
+                # Port 5351 refused outright: a NAT-PMP gateway would have
+                # answered PCP (RFC 6886 s3.5), so neither is spoken.
+                return fail(NotSupportedError(self.gateway, "PCP or NAT-PMP"))
             if not isNATPMPOnly(failure):
                 return fail(failure)
             if not self.memory.speaksOnlyNATPMP(self.gateway, self._clock.seconds()):
