@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.service.test_keeper,tests.service.test_keeperretry -*-
 """
 The state machine of L{MappingKeeper <twisted_natpmp.service.keeper.MappingKeeper>}:
-its inputs, its core, each state's data (the timer or L{Deferred} it owns)
+its inputs, its core, each state's data (the timer or L{Deferred <twisted.internet.defer.Deferred>} it owns)
 and every transition, read off this one file.
 
 The states, and what leads out of each::
