@@ -20,7 +20,7 @@ from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import TYPE_CHECKING
 
 from ..errors import CannotProvideExternalError, NetworkFailureError
-from ..server._entries import Refused
+from ..server._entries import DEFAULT_MAX_LIFETIME, DEFAULT_MIN_LIFETIME, Refused
 from ._serverchecks import MapPlan, Network, Rejected, planMap
 from ._wire import (
     MalformedPacket,
@@ -49,10 +49,6 @@ __all__ = [
     "errorLifetime",
 ]
 
-#: The shortest mapping lifetime granted by default (RFC 6887 s15: 120 s).
-DEFAULT_MIN_LIFETIME = 120
-#: The longest by default (RFC 6887 s15: at most 24 hours).
-DEFAULT_MAX_LIFETIME = 86400
 #: The lifetime of a short-lived error (RFC 6887 s7.4: 30 s).
 SHORT_ERROR_LIFETIME = 30
 #: The lifetime of a long-lived error (RFC 6887 s7.4: 30 minutes;

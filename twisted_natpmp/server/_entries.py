@@ -23,6 +23,9 @@ DEFAULT_MAX_PORT = 65535
 #: The longest lifetime granted by default, in seconds (a day, the maximum
 #: RFC 6887 s15 suggests for PCP).
 DEFAULT_MAX_LIFETIME = 86400
+#: The shortest lifetime granted to PCP by default, in seconds (RFC 6887
+#: s15: 120 s); NAT-PMP has no minimum.
+DEFAULT_MIN_LIFETIME = 120
 #: How many mappings (TCP and UDP together) one client may hold by default.
 DEFAULT_MAX_MAPPINGS_PER_CLIENT = 512
 #: How many mappings the whole gateway holds at most, as C{twistd
