@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.service.test_keeper,tests.service.test_keeperretry -*-
 """
 The state machine of L{MappingKeeper <twisted_natpmp.service.keeper.MappingKeeper>}:
-its inputs, its core, each state's data (the timer or L{Deferred <twisted.internet.defer.Deferred>} it owns)
-and every transition, read off this one file.
+its inputs, each state's data (the timer or
+L{Deferred <twisted.internet.defer.Deferred>} it owns; the core and the
+data's classes are in L{twisted_natpmp.service._keepercore}) and every
+transition, read off this one file.
 
 The states, and what leads out of each::
 
