@@ -6,7 +6,7 @@ one-line messages.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,8 +19,10 @@ from twisted_natpmp._parse import (
     optionMessage,
     optionValue,
     parseGateway,
+    parseGateway46,
     parseInteger,
     parseLifetime,
+    parseMappingProtocol,
     parseNumber,
     parsePort,
     parseSeconds,
@@ -135,6 +137,59 @@ class GatewayTests(SynchronousTestCase):
             self.assertEqual(
                 str(error), f"gateway {text!r} cannot be a gateway's address ({why})"
             )
+
+
+class Gateway46Tests(SynchronousTestCase):
+    def test_both(self) -> None:
+        """
+        An IPv4 gateway as L{parseGateway} takes it; an IPv6 one for PCP
+        (RFC 6887 s8.1), a link-local one with its scope.
+        """
+        self.assertEqual(parseGateway46("g", "10.0.0.1"), IPv4Address("10.0.0.1"))
+        self.assertEqual(parseGateway46("g", "2001:db8::1"), IPv6Address("2001:db8::1"))
+        self.assertEqual(str(parseGateway46("g", "fe80::1%eth0")), "fe80::1%eth0")
+
+    def test_bad(self) -> None:
+        """
+        Each refusal is one line naming the value.
+        """
+        for text, message in [
+            ("nonsense:", "--gateway 'nonsense:' is not an IPv4 or IPv6 address"),
+            (
+                "fe80::1",
+                "--gateway 'fe80::1' is link-local: name its interface too, as in"
+                " fe80::1%eth0",
+            ),
+            (
+                "::",
+                "--gateway '::' cannot be a gateway's address (the unspecified"
+                " address)",
+            ),
+            (
+                "ff02::1",
+                "--gateway 'ff02::1' cannot be a gateway's address (the"
+                " multicast address)",
+            ),
+            (
+                "0.0.0.0",
+                "--gateway '0.0.0.0' cannot be a gateway's address (the"
+                " unspecified address)",
+            ),
+        ]:
+            error = self.assertRaises(ValueError, parseGateway46, "--gateway", text)
+            self.assertEqual(str(error), message)
+
+
+class MappingProtocolTests(SynchronousTestCase):
+    def test_names(self) -> None:
+        self.assertEqual(
+            [parseMappingProtocol("p", t) for t in ("auto", "PCP", "NatPmp")],
+            ["auto", "pcp", "natpmp"],
+        )
+
+    def test_bad(self) -> None:
+        error = self.assertRaises(ValueError, parseMappingProtocol, "--protocol", "x")
+        self.assertEqual(str(error), "--protocol 'x' is not auto, pcp or natpmp")
 
 
 class MessageTests(SynchronousTestCase):

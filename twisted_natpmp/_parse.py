@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
 
 from twisted.python.usage import UsageError
 
 __all__ = [
+    "MAPPING_PROTOCOLS",
     "MAX_PORT",
     "MAX_UINT32",
     "ParseError",
@@ -33,6 +34,8 @@ __all__ = [
     "optionMessage",
     "optionValue",
     "parseGateway",
+    "parseGateway46",
+    "parseMappingProtocol",
     "parseInteger",
     "parseLifetime",
     "parseNumber",
@@ -176,6 +179,50 @@ def parseGateway(name: str, text: str) -> IPv4Address:
     if why is not None:
         raise ValueError(f"{name} {text!r} cannot be a gateway's address ({why})")
     return address
+
+
+def parseGateway46(name: str, text: str) -> IPv4Address | IPv6Address:
+    """
+    A gateway's IPv4 address (as L{parseGateway} takes it) or IPv6 address,
+    for PCP (RFC 6887 s8.1), a link-local one with its scope
+    (C{fe80::1%eth0}); never the unspecified or a multicast address.
+
+    @param name: how the command names the value.
+    @raise ValueError: the one-line message, naming the value.
+    """
+    if ":" not in text:
+        return parseGateway(name, text)
+    try:
+        address = IPv6Address(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not an IPv4 or IPv6 address") from None
+    if address.is_link_local and address.scope_id is None:
+        raise ValueError(
+            f"{name} {text!r} is link-local: name its interface too, as in {text}%eth0"
+        )
+    if address.is_unspecified or address.is_multicast:
+        kind = "unspecified" if address.is_unspecified else "multicast"
+        raise ValueError(
+            f"{name} {text!r} cannot be a gateway's address (the {kind} address)"
+        )
+    return address
+
+
+#: The names C{--protocol} takes: L{twisted_natpmp.negotiate.PROTOCOLS}.
+MAPPING_PROTOCOLS = ("auto", "pcp", "natpmp")
+
+
+def parseMappingProtocol(name: str, text: str) -> str:
+    """
+    A port-mapping protocol's name: C{auto} (PCP, falling back to NAT-PMP),
+    C{pcp} or C{natpmp}, in any case.
+
+    @param name: how the command names the value, e.g. C{"--protocol"}.
+    @raise ValueError: the one-line message, naming the value.
+    """
+    if text.lower() not in MAPPING_PROTOCOLS:
+        raise ValueError(f"{name} {text!r} is not auto, pcp or natpmp")
+    return text.lower()
 
 
 def _number(value: float) -> str:
