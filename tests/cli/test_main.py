@@ -50,12 +50,16 @@ class MainTests(SynchronousTestCase):
         raise SystemExit(0)
 
     def test_success(self) -> None:
-        self.assertEqual(main(["--gateway", GATEWAY, "external"]), 0)
+        self.assertEqual(
+            main(["--protocol", "natpmp", "--gateway", GATEWAY, "external"]), 0
+        )
         self.assertIn(str(EXTERNAL), self.stdout.getvalue())
 
     def test_refused(self) -> None:
         self.gateway.reply = refuse(2)
-        self.assertEqual(main(["--gateway", GATEWAY, "external"]), 1)
+        self.assertEqual(
+            main(["--protocol", "natpmp", "--gateway", GATEWAY, "external"]), 1
+        )
         self.assertIn("result code 2", self.stderr.getvalue())
 
     def test_usageError(self) -> None:
@@ -92,7 +96,9 @@ class MainTests(SynchronousTestCase):
         code is 130 and the reason one line.
         """
         self.network.drop = lambda datagram: True
-        self.assertEqual(main(["--gateway", GATEWAY, "external"]), 130)
+        self.assertEqual(
+            main(["--protocol", "natpmp", "--gateway", GATEWAY, "external"]), 130
+        )
         self.assertEqual(self.stderr.getvalue(), "natpmp: interrupted\n")
         self.assertEqual(self.stdout.getvalue(), "")
 
@@ -192,6 +198,8 @@ class MainTests(SynchronousTestCase):
             raise ZeroDivisionError("a bug")
 
         self.patch(_run, "perform", broken)
-        self.assertEqual(main(["--gateway", GATEWAY, "external"]), 1)
+        self.assertEqual(
+            main(["--protocol", "natpmp", "--gateway", GATEWAY, "external"]), 1
+        )
         self.assertIn("Traceback", self.stderr.getvalue())
         self.assertIn("ZeroDivisionError", self.stderr.getvalue())

@@ -77,6 +77,8 @@ class RunTests(RunCase):
                 "gateway": GATEWAY,
                 "externalAddress": str(EXTERNAL),
                 "epoch": 100,
+                "how": "NAT-PMP external-address request",
+                "mappingProtocol": "natpmp",
             },
         )
 
@@ -141,6 +143,7 @@ class RunTests(RunCase):
                 "requestedLifetime": 3600,
                 "epoch": 100,
                 "externalAddress": str(EXTERNAL),
+                "mappingProtocol": "natpmp",
             },
         )
 
@@ -241,6 +244,7 @@ class RunTests(RunCase):
                 "gateway": GATEWAY,
                 "protocol": "tcp",
                 "note": note,
+                "mappingProtocol": "natpmp",
             },
         )
 

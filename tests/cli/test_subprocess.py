@@ -49,7 +49,15 @@ class SubprocessTests(TestCase):
         return result
 
     async def mapAndUnmap(self) -> None:
-        common = ["--gateway", "127.0.0.1", "--gateway-port", str(self.gatewayPort)]
+        # (This scripted gateway speaks only NAT-PMP, and answers no PCP.)
+        common = [
+            "--protocol",
+            "natpmp",
+            "--gateway",
+            "127.0.0.1",
+            "--gateway-port",
+            str(self.gatewayPort),
+        ]
         out, err, code = await self.natpmp(
             *common, "--timeout", "30", "--json", "map", "udp", "5000"
         )
@@ -67,6 +75,7 @@ class SubprocessTests(TestCase):
                 "requestedLifetime": 7200,
                 "epoch": 100,
                 "externalAddress": str(EXTERNAL),
+                "mappingProtocol": "natpmp",
             },
         )
         out, err, code = await self.natpmp(*common, "unmap", "udp", "5000")
@@ -89,6 +98,8 @@ class SubprocessTests(TestCase):
     async def refused(self) -> None:
         self.gateway.reply = refuse(2)
         out, err, code = await self.natpmp(
+            "--protocol",
+            "natpmp",
             "--gateway",
             "127.0.0.1",
             "--gateway-port",
@@ -139,7 +150,8 @@ class SubprocessTests(TestCase):
         self.reactor.spawnProcess(
             child,
             sys.executable,
-            [sys.executable, "-m", "twisted_natpmp", "--gateway", "127.0.0.1",
+            [sys.executable, "-m", "twisted_natpmp", "--protocol", "natpmp",
+             "--gateway", "127.0.0.1",
              "--gateway-port", str(self.gatewayPort), "--timeout", "60", *options,
              "external"],
             env=environment(),

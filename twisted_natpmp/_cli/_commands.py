@@ -12,11 +12,19 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from .._types import IPAddress, Mapping, Transport
+from .._types import IPAddress, Mapping, ProtocolName, Transport
 from ..errors import NATPMPError
-from ..natpmp.client import RETRANSMIT_TIMEOUTS, NATPMPClient
+from ..interfaces import IPortMapper
+from ..natpmp.client import RETRANSMIT_TIMEOUTS
 from ._options import Options
 from ._output import Outcome
+from ._protocols import (
+    addMapping,
+    deleteAll,
+    externalAddress,
+    lastEpoch,
+    pcpSchedule,
+)
 
 log = Logger()
 
@@ -102,50 +110,52 @@ def unmappedAll(transport: Transport) -> Outcome:
 
 
 async def external(
-    client: NATPMPClient, clock: Any, options: Options, schedule: tuple[float, ...]
+    client: IPortMapper, clock: Any, options: Options, schedule: tuple[float, ...]
 ) -> Outcome:
     """
-    C{natpmp external}: the gateway's external address (RFC 6886 s3.2).
+    C{natpmp external}: the gateway's external address: NAT-PMP's
+    external-address request (RFC 6886 s3.2); PCP, which has none, learns it
+    from a short MAP of the client's own port, deleted again (RFC 6887 s11),
+    and says so.
     """
-    address = await client.externalAddress(timeouts=schedule)
+    address, how = await externalAddress(client, schedule)
+    text = f"external address {address}"
+    if client.protocolName is ProtocolName.PCP:
+        text += f" ({how})"
     return Outcome(
-        f"external address {address}",
-        {"externalAddress": str(address), "epoch": client.epochTracker.lastEpoch},
+        text,
+        {"externalAddress": str(address), "epoch": lastEpoch(client), "how": how},
     )
 
 
 async def mapPort(
-    client: NATPMPClient, clock: Any, options: Options, schedule: tuple[float, ...]
+    client: IPortMapper, clock: Any, options: Options, schedule: tuple[float, ...]
 ) -> Outcome:
     """
-    C{natpmp map}: map a port (RFC 6886 s3.3), then ask for the external
-    address to show it, within what is left of C{--timeout}.
+    C{natpmp map}: map a port (RFC 6886 s3.3, RFC 6887 s11; with
+    C{--exact}, PREFER_FAILURE, s13.2), then, if the grant did not say it
+    (NAT-PMP's does not), ask for the external address to show it, within
+    what is left of C{--timeout}.
     """
     started = clock.seconds()
     assert options.protocol is not None
-    mapping = await client.addMapping(
-        options.protocol,
-        options.internalPort,
-        options.externalPort,
-        options.lifetime,
-        timeouts=schedule,
-    )
+    mapping = await addMapping(client, options, schedule)
     address = mapping.externalAddress
     left = math.inf if options.timeout is None else options.timeout
     left -= clock.seconds() - started
     if address is None and left > 0:
         # Worth showing, not worth failing for: the mapping exists.
         try:
-            address = await client.externalAddress(
-                timeouts=cappedSchedule(FOLLOW_UP_TIMEOUTS, left)
+            address, _ = await externalAddress(
+                client, cappedSchedule(FOLLOW_UP_TIMEOUTS, left)
             )
-        except NATPMPError as e:
+        except (NATPMPError, TypeError) as e:
             log.info("external address unknown: {error}", error=str(e))
     return describeMapping(mapping, options, address)
 
 
 async def unmap(
-    client: NATPMPClient, clock: Any, options: Options, schedule: tuple[float, ...]
+    client: IPortMapper, clock: Any, options: Options, schedule: tuple[float, ...]
 ) -> Outcome:
     """
     C{natpmp unmap}: delete one mapping (RFC 6886 s3.4).
@@ -161,19 +171,27 @@ async def unmap(
 
 
 async def unmapAll(
-    client: NATPMPClient, clock: Any, options: Options, schedule: tuple[float, ...]
+    client: IPortMapper, clock: Any, options: Options, schedule: tuple[float, ...]
 ) -> Outcome:
     """
     C{natpmp unmap-all}: delete every mapping of a transport (RFC 6886
-    s3.4).
+    s3.4); PCP has no such request, so over PCP the mappings whose nonces
+    the nonce file keeps for the gateway are deleted one by one.
     """
     assert options.protocol is not None
-    await client.deleteAllMappings(options.protocol, timeouts=schedule)
-    return unmappedAll(options.protocol)
+    ports = await deleteAll(client, options.protocol, schedule)
+    if ports is None:
+        return unmappedAll(options.protocol)
+    label = options.protocol.label
+    listed = ", ".join(str(port) for port in ports) or "none"
+    return Outcome(
+        f"unmapped the {label} ports whose PCP nonces the nonce file kept: {listed}",
+        {"protocol": label, "internalPorts": ports},
+    )
 
 
 #: Each command's function: (client, clock, options, schedule) to outcome.
-Command = Callable[[NATPMPClient, Any, Options, tuple[float, ...]], Awaitable[Outcome]]
+Command = Callable[[IPortMapper, Any, Options, tuple[float, ...]], Awaitable[Outcome]]
 
 COMMANDS: dict[str, Command] = {
     "external": external,
@@ -183,10 +201,14 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-async def perform(client: NATPMPClient, clock: Any, options: Options) -> Outcome:
+async def perform(client: IPortMapper, clock: Any, options: Options) -> Outcome:
     """
-    Do what C{options} asks of the gateway, within C{--timeout}: the RFC
-    6886 s3.1 retransmission schedule cut there.
+    Do what C{options} asks of the gateway, within C{--timeout}: the
+    protocol's retransmission schedule (RFC 6886 s3.1, RFC 6887 s8.1.1)
+    cut there.
     """
-    schedule = cappedSchedule(RETRANSMIT_TIMEOUTS, options.timeout)
+    if client.protocolName is ProtocolName.PCP:
+        schedule = pcpSchedule(options.timeout)
+    else:
+        schedule = cappedSchedule(RETRANSMIT_TIMEOUTS, options.timeout)
     return await COMMANDS[options.command](client, clock, options, schedule)

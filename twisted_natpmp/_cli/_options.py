@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from pathlib import Path
 from typing import NoReturn
 
 from twisted.python.usage import UsageError
@@ -17,12 +17,13 @@ from twisted.python.usage import UsageError
 from .._parse import (
     ParseError,
     commandMessage,
-    parseGateway,
+    parseGateway46,
     parseLifetime,
+    parseMappingProtocol,
     parsePort,
     parseSeconds,
 )
-from .._types import Transport
+from .._types import IPAddress, Transport
 from ..natpmp._wire import RECOMMENDED_LIFETIME, SERVER_PORT
 
 #: The commands, as typed.
@@ -35,7 +36,8 @@ class Options:
     A parsed C{natpmp} command line.
 
     @ivar command: C{"external"}, C{"map"}, C{"unmap"} or C{"unmap-all"}.
-    @ivar gateway: the gateway to ask; L{None} finds the default gateway.
+    @ivar gateway: the gateway to ask (IPv6 for PCP only); L{None} finds
+        the default IPv4 gateway.
     @ivar gatewayPort: the gateway's UDP port.
     @ivar timeout: the most seconds to wait for an answer; L{None} waits as
         long as the RFC 6886 s3.1 schedule (127.75 s).
@@ -47,10 +49,16 @@ class Options:
     @ivar lifetime: the lifetime to request, in seconds.
     @ivar allowPublic: ask the gateway even when this host's address is
         public (RFC 6886 s3 says a client SHOULD NOT).
+    @ivar mappingProtocol: C{"auto"} (PCP, falling back to NAT-PMP at once
+        when the gateway speaks only that), C{"pcp"} or C{"natpmp"}.
+    @ivar exact: fail rather than accept another external port than the
+        one asked for (PCP's PREFER_FAILURE, RFC 6887 s13.2).
+    @ivar nonceFile: where PCP mapping nonces are kept; L{None}: the
+        per-user default (L{twisted_natpmp.pcp._nonces.defaultPath}).
     """
 
     command: str
-    gateway: IPv4Address | None = None
+    gateway: IPAddress | None = None
     gatewayPort: int = SERVER_PORT
     timeout: float | None = None
     json: bool = False
@@ -59,6 +67,9 @@ class Options:
     externalPort: int | None = None
     lifetime: int = RECOMMENDED_LIFETIME
     allowPublic: bool = False
+    mappingProtocol: str = "auto"
+    exact: bool = False
+    nonceFile: Path | None = None
 
 
 def _argument(what: str, parse: Callable[[str], int]) -> Callable[[str], int]:
@@ -100,9 +111,16 @@ def _timeout(text: str) -> float:
         raise argparse.ArgumentTypeError(commandMessage("timeout", e)) from None
 
 
-def _gateway(text: str) -> IPv4Address:
+def _gateway(text: str) -> IPAddress:
     try:
-        return parseGateway("gateway", text)
+        return parseGateway46("gateway", text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _mappingProtocol(text: str) -> str:
+    try:
+        return parseMappingProtocol("protocol", text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -127,9 +145,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 _DESCRIPTION = """\
-Ask a NAT-PMP (RFC 6886) gateway for its external address, or to map or
-unmap a port of this host.
+Ask a PCP (RFC 6887) or NAT-PMP (RFC 6886) gateway for its external
+address, or to map or unmap a port of this host.  By default PCP is asked
+first and NAT-PMP used at once if the gateway speaks only that.
 """
+
+#: Where PCP nonces are kept unless --nonce-file says otherwise.
+NONCE_FILE_HELP = (
+    "where the nonces of PCP mappings are kept, so that a later unmap (another"
+    " process) can delete what map made (default:"
+    " $XDG_STATE_HOME/twisted-natpmp/pcp-nonces.json, else"
+    " ~/.local/state/twisted-natpmp/pcp-nonces.json)"
+)
 
 _EPILOG = """\
 exit codes: 0 success; 1 the gateway refused, did not answer, or could not
@@ -171,7 +198,8 @@ def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
         type=_gateway,
         metavar="IP",
         default=argparse.SUPPRESS,
-        help="the gateway to ask (default: this host's default IPv4 gateway)",
+        help="the gateway to ask, IPv4, or IPv6 for PCP (default: this host's"
+        " default IPv4 gateway)",
     )
     parser.add_argument(
         "--gateway-port",
@@ -186,8 +214,9 @@ def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
         type=_timeout,
         metavar="SECONDS",
         default=argparse.SUPPRESS,
-        help="give up after this many seconds (default and most: the RFC 6886"
-        " retransmission schedule, 127.75 s)",
+        help="give up after this many seconds (default and most: the"
+        " protocol's retransmission schedule, NAT-PMP's 127.75 s (RFC 6886"
+        " s3.1), PCP's 128 s (RFC 6887 s8.1.1))",
     )
     parser.add_argument(
         "--json",
@@ -202,6 +231,23 @@ def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="ask the gateway even if this host's address is public (RFC 6886"
         " s3: NAT-PMP is for hosts behind a NAT)",
+    )
+    parser.add_argument(
+        "--protocol",
+        type=_mappingProtocol,
+        dest="mappingProtocol",
+        metavar="{auto,pcp,natpmp}",
+        default=argparse.SUPPRESS,
+        help="the port-mapping protocol (default: auto, PCP first and NAT-PMP"
+        " if the gateway speaks only that)",
+    )
+    parser.add_argument(
+        "--nonce-file",
+        type=Path,
+        dest="nonceFile",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help=NONCE_FILE_HELP,
     )
 
 
@@ -226,6 +272,8 @@ def _buildParser() -> _Parser:
         timeout=None,
         json=False,
         allowPublic=False,
+        mappingProtocol="auto",
+        nonceFile=None,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -234,7 +282,7 @@ def _buildParser() -> _Parser:
         _addCommonOptions(sub)
         return sub
 
-    command("external", "show the gateway's external IPv4 address")
+    command("external", "show the gateway's external address")
 
     def protocolArgument(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -260,6 +308,13 @@ def _buildParser() -> _Parser:
         metavar="SECONDS",
         help=f"the lifetime to ask for (default: {RECOMMENDED_LIFETIME}; the"
         " gateway may grant another)",
+    )
+    mapCommand.add_argument(
+        "--exact",
+        action="store_true",
+        help="fail rather than accept another external port (PCP:"
+        " PREFER_FAILURE, the gateway answers CANNOT_PROVIDE_EXTERNAL; NAT-PMP:"
+        " another port granted is deleted again)",
     )
 
     unmapCommand = command("unmap", "delete this host's mapping of a port")

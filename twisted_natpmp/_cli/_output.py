@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from typing import IO
+
+from .._types import IPAddress, ProtocolName
 
 #: The attempt from which a person waiting at a terminal is told that the
 #: gateway has not answered yet: the 4th is sent 1.75 s after the first
@@ -71,7 +72,7 @@ class Output:
         if self.interactive:
             print(f"natpmp: {message}", file=self._stderr, flush=True)
 
-    def retryObserver(self, gateway: IPv4Address) -> Callable[[str, int, float], None]:
+    def retryObserver(self, gateway: IPAddress) -> Callable[[str, int, float], None]:
         """
         A retry observer for a client (its C{addRetryObserver}) that tells a
         person at a terminal, from the L{PROGRESS_FROM_ATTEMPT}th attempt
@@ -95,16 +96,22 @@ class Output:
         self._warnings.append(message)
         print(f"natpmp: warning: {message}", file=self._stderr)
 
-    def succeed(self, outcome: Outcome, gateway: IPv4Address) -> None:
+    def succeed(
+        self,
+        outcome: Outcome,
+        gateway: IPAddress,
+        protocol: ProtocolName = ProtocolName.NATPMP,
+    ) -> None:
         """
-        Success: the outcome's line (naming C{gateway}) or its JSON object
-        on standard output.
+        Success: the outcome's line (naming C{gateway}, and C{protocol} if it
+        is PCP) or its JSON object on standard output.
         """
         self._finish()
         if self._json:
             self._writeJSON(outcome.record)
         else:
-            print(f"{outcome.text} (gateway {gateway})", file=self._stdout)
+            via = ", PCP" if protocol is ProtocolName.PCP else ""
+            print(f"{outcome.text} (gateway {gateway}{via})", file=self._stdout)
 
     def fail(
         self,

@@ -17,12 +17,15 @@ from typing import IO, Any
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 
+from .._types import IPAddress
 from ..discovery import defaultGateway, isPrivateAddress, localAddress
 from ..errors import GatewayError, NATPMPError, NoGatewayError, NoResponseError
+from ..interfaces import IPortMapper
 from ..natpmp.client import NATPMPClient, listenClient
 from ._commands import perform
 from ._options import Options
 from ._output import Output
+from ._protocols import listen as listenFor
 
 #: Exit codes of the command.
 EXIT_OK = 0
@@ -31,7 +34,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 #: A callable making a listening client: (reactor, gateway, gatewayPort).
-ClientFactory = Callable[[Any, IPv4Address, int], NATPMPClient]
+ClientFactory = Callable[[Any, Any, int], IPortMapper]
 #: A callable returning the gateway to ask when none was given.
 GatewayFinder = Callable[[], IPv4Address]
 #: A callable returning this host's address towards a gateway
@@ -41,28 +44,32 @@ LocalAddressFinder = Callable[[IPv4Address], IPv4Address]
 
 def listen(reactor: Any, gateway: IPv4Address, gatewayPort: int) -> NATPMPClient:
     """
-    The default L{ClientFactory}: a client listening on the reactor.
+    A L{ClientFactory} of NAT-PMP clients listening on the reactor (the
+    command's own, L{_protocols.listen <twisted_natpmp._cli._protocols.listen>},
+    follows C{--protocol}).
     """
     return listenClient(reactor, gateway, gatewayPort=gatewayPort)
 
 
-def describeError(
-    error: Exception, gateway: IPv4Address | None, options: Options
-) -> str:
+def describeError(error: Exception, gateway: IPAddress | None, options: Options) -> str:
     """
     The one line saying why the command failed.
     """
     if isinstance(error, GatewayError):
-        return (
-            f"gateway {gateway} refused: result code {error.resultCode}"
-            f" ({error.meaning})"
-        )
+        # (NAT-PMP's codes, the first, are said as before.)
+        code = "PCP result code" if error.protocol == "pcp" else "result code"
+        if error.resultCode is None:
+            return f"gateway {gateway} refused: {error.meaning}"
+        return f"gateway {gateway} refused: {code} {error.resultCode} ({error.meaning})"
     if isinstance(error, NoResponseError):
         limit = "" if options.timeout is None else f" (--timeout {options.timeout:g})"
         return (
             f"no response from gateway {error.gateway} after {error.attempts}"
             f" attempt(s) in {round(error.seconds, 2):g} s{limit}"
         )
+    if isinstance(error, ValueError):
+        # A mapper that cannot be made (NAT-PMP to an IPv6 gateway).
+        return str(error)
     if isinstance(error, NoGatewayError):
         return f"{error} (--gateway IP)"
     if isinstance(error, NATPMPError):
@@ -112,7 +119,7 @@ def run(
     options: Options,
     *,
     findGateway: GatewayFinder = defaultGateway,
-    clientFactory: ClientFactory = listen,
+    clientFactory: ClientFactory | None = None,
     findLocalAddress: LocalAddressFinder | None = None,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
@@ -124,7 +131,8 @@ def run(
         L{twisted.internet.interfaces.IReactorTime}.
     @param options: the command.
     @param findGateway: finds the gateway when C{options} names none.
-    @param clientFactory: makes a listening L{NATPMPClient}.
+    @param clientFactory: makes a listening L{IPortMapper}; by default
+        the mapper of C{--protocol}, its PCP nonces in C{--nonce-file}.
     @param findLocalAddress: finds this host's address towards the gateway
         (default: L{twisted_natpmp.discovery.localAddress}).
     @param stdout: where the outcome goes (default C{sys.stdout}).
@@ -147,7 +155,7 @@ def start(
     options: Options,
     output: Output,
     findGateway: GatewayFinder = defaultGateway,
-    clientFactory: ClientFactory = listen,
+    clientFactory: ClientFactory | None = None,
     findLocalAddress: LocalAddressFinder | None = None,
 ) -> Deferred[int]:
     """
@@ -170,26 +178,41 @@ async def _run(
     options: Options,
     output: Output,
     findGateway: GatewayFinder,
-    clientFactory: ClientFactory,
+    clientFactory: ClientFactory | None,
     findLocalAddress: LocalAddressFinder,
 ) -> int:
     gateway = options.gateway
+    client: IPortMapper | None = None
     try:
         if gateway is None:
             gateway = findGateway()
         output.header["gateway"] = str(gateway)
-        checkPrivate(gateway, options, findLocalAddress, output)
-        client = clientFactory(reactor, gateway, options.gatewayPort)
+        if isinstance(gateway, IPv4Address) and options.mappingProtocol != "pcp":
+            # RFC 6886 s3 is NAT-PMP's rule (auto may fall back to it).
+            checkPrivate(gateway, options, findLocalAddress, output)
+        if clientFactory is None:
+            client = listenFor(
+                reactor,
+                gateway,
+                options.gatewayPort,
+                options.mappingProtocol,
+                options.nonceFile,
+            )
+        else:
+            client = clientFactory(reactor, gateway, options.gatewayPort)
         client.addRetryObserver(output.retryObserver(gateway))
         try:
             outcome = await perform(client, reactor, options)
         finally:
             await client.stop()
-    except (NATPMPError, OSError, CannotListenError) as e:
+    except (NATPMPError, OSError, CannotListenError, ValueError) as e:
         fields: dict[str, object] = {}
+        if client is not None:
+            fields["mappingProtocol"] = client.protocolName.value
         if isinstance(e, GatewayError):
             fields["resultCode"] = e.resultCode
         output.fail(describeError(e, gateway, options), fields)
         return EXIT_FAILED
-    output.succeed(outcome, gateway)
+    outcome.record["mappingProtocol"] = client.protocolName.value
+    output.succeed(outcome, gateway, client.protocolName)
     return EXIT_OK
