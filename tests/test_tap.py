@@ -159,24 +159,30 @@ class OptionsTests(SynchronousTestCase):
             self.assertIn("from 1 to 4294967295", str(caught.exception))
 
 
+def built(
+    case: SynchronousTestCase, options: Options
+) -> tuple[PortMapperService, dict[str, Any]]:
+    """
+    L{makeService}'s service for C{options}, and the keyword arguments it
+    was made with (its public constructor's, not its insides).
+    """
+    made: list[dict[str, Any]] = []
+
+    class Recording(PortMapperService):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    case.patch(twisted_natpmp.service, "PortMapperService", Recording)
+    service = makeService(options)
+    assert isinstance(service, PortMapperService)
+    (arguments,) = made
+    return service, arguments
+
+
 class MakeServiceTests(SynchronousTestCase):
     def build(self, options: Options) -> tuple[PortMapperService, dict[str, Any]]:
-        """
-        L{makeService}'s service for C{options}, and the keyword arguments
-        it was made with (its public constructor's, not its insides).
-        """
-        made: list[dict[str, Any]] = []
-
-        class Recording(PortMapperService):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                made.append(kwargs)
-                super().__init__(*args, **kwargs)
-
-        self.patch(twisted_natpmp.service, "PortMapperService", Recording)
-        service = makeService(options)
-        assert isinstance(service, PortMapperService)
-        (arguments,) = made
-        return service, arguments
+        return built(self, options)
 
     def test_makeService(self) -> None:
         """
@@ -224,6 +230,65 @@ class MakeServiceTests(SynchronousTestCase):
         """
         _, arguments = self.build(parse("--map", "udp:5000"))
         self.assertIsNone(arguments["gateway"])
+
+
+class ProtocolTests(SynchronousTestCase):
+    """
+    C{--protocol} and C{--nonce-file}: the service maps in the protocol
+    chosen (auto by default: PCP first, RFC 6887 s9), its PCP nonces in
+    the file named.
+    """
+
+    def build(self, options: Options) -> tuple[PortMapperService, dict[str, Any]]:
+        return built(self, options)
+
+    def test_defaultAuto(self) -> None:
+        """
+        By default the service negotiates, its nonces in the per-user file.
+        """
+        # RFC 6887 s9
+        options = parse("--map", "udp:5000")
+        self.assertEqual((options["protocol"], options["nonce-file"]), ("auto", None))
+        _, arguments = self.build(options)
+        self.assertEqual(arguments["protocol"], "auto")
+        self.assertIsNone(arguments["nonces"])
+
+    def test_given(self) -> None:
+        """
+        C{--protocol} in any case; C{--nonce-file} made a nonce store.
+        """
+        _, arguments = self.build(
+            parse("--map", "udp:5000", "--protocol", "PCP", "--nonce-file", "n.json")
+        )
+        self.assertEqual(arguments["protocol"], "pcp")
+        self.assertEqual(arguments["nonces"].path, Path("n.json"))
+
+    def test_badProtocol(self) -> None:
+        """
+        An unknown protocol is refused in one line naming it.
+        """
+        e = self.assertRaises(
+            usage.UsageError, parse, "--map", "udp:5000", "--protocol", "upnp"
+        )
+        self.assertEqual(str(e), "--protocol 'upnp' is not auto, pcp or natpmp")
+
+    def test_ipv6Gateway(self) -> None:
+        """
+        An IPv6 gateway is taken for PCP, refused in one line for NAT-PMP.
+        """
+        options = parse("--map", "udp:5000", "--gateway", "2001:db8::1")
+        self.assertEqual(str(options["gateway"]), "2001:db8::1")
+        e = self.assertRaises(
+            usage.UsageError,
+            parse,
+            "--map",
+            "udp:5000",
+            "--gateway",
+            "2001:db8::1",
+            "--protocol",
+            "natpmp",
+        )
+        self.assertEqual(str(e), "--gateway '2001:db8::1': NAT-PMP speaks only IPv4")
 
 
 class TwistdTests(SynchronousTestCase):

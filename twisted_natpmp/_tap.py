@@ -1,9 +1,11 @@
 # -*- test-case-name: tests.test_tap -*-
 """
-C{twistd natpmp}: keep ports of this host mapped on the NAT-PMP gateway for
-as long as it runs, and delete them when it stops::
+C{twistd natpmp}: keep ports of this host mapped on the gateway, in PCP
+(RFC 6887) or NAT-PMP (RFC 6886), for as long as it runs, and delete them
+when it stops::
 
     twistd -n natpmp --map udp:5000 --map tcp:8080:80
+    twistd -n natpmp --protocol pcp --map tcp:8443
 
 This module is imported when C{twistd} lists its plugins' options, so it
 imports only what option parsing needs; the service is imported by
@@ -19,8 +21,9 @@ from twisted.python import usage
 from ._parse import (
     MAX_UINT32,
     optionValue,
-    parseGateway,
+    parseGateway46,
     parseInteger,
+    parseMappingProtocol,
     parseNumber,
     parsePort,
 )
@@ -71,10 +74,13 @@ class Options(usage.Options):
 
     synopsis = (
         "--map PROTO:INTERNAL[:EXTERNAL] [--map ...] [--gateway IP]"
-        " [--lifetime S] [--health-interval S] [--allow-public]"
+        " [--protocol auto|pcp|natpmp] [--nonce-file PATH] [--lifetime S]"
+        " [--health-interval S] [--allow-public]"
     )
     longdesc = (
-        "Keep ports of this host mapped on the NAT-PMP (RFC 6886) gateway:"
+        "Keep ports of this host mapped on the PCP (RFC 6887) or NAT-PMP"
+        " (RFC 6886) gateway (by default PCP, falling back to NAT-PMP at once"
+        " when the gateway speaks only that):"
         " renew them, re-map them when the gateway reboots or announces a new"
         " address, follow a change of default gateway, and delete them on exit."
     )
@@ -92,8 +98,23 @@ class Options(usage.Options):
             "gateway",
             "g",
             None,
-            "The gateway's IPv4 address (default: the default gateway, followed"
-            " as it changes).",
+            "The gateway's IPv4 address, or IPv6 for PCP (default: the default"
+            " gateway, followed as it changes).",
+        ],
+        [
+            "protocol",
+            None,
+            "auto",
+            "The port-mapping protocol: auto (PCP first, NAT-PMP if the gateway"
+            " speaks only that), pcp or natpmp.",
+        ],
+        [
+            "nonce-file",
+            None,
+            None,
+            "Where the nonces of PCP mappings are kept (default:"
+            " $XDG_STATE_HOME/twisted-natpmp/pcp-nonces.json, else"
+            " ~/.local/state/twisted-natpmp/pcp-nonces.json).",
         ],
         [
             "lifetime",
@@ -142,7 +163,12 @@ class Options(usage.Options):
             raise usage.UsageError("give at least one --map PROTO:INTERNAL")
         try:
             if self["gateway"] is not None:
-                self["gateway"] = parseGateway("--gateway", self["gateway"])
+                self["gateway"] = parseGateway46("--gateway", self["gateway"])
+            self["protocol"] = parseMappingProtocol("--protocol", self["protocol"])
+            if self["protocol"] == "natpmp" and ":" in str(self["gateway"] or ""):
+                raise ValueError(
+                    f"--gateway {str(self['gateway'])!r}: NAT-PMP speaks only IPv4"
+                )
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
         self["lifetime"] = optionValue(
@@ -159,8 +185,11 @@ def makeService(config: Options) -> IService:
     """
     The L{PortMapperService} for C{config}, on the global reactor.
     """
+    from pathlib import Path
+
     from twisted.internet import reactor
 
+    from .pcp._nonces import NonceStore
     from .service import MappingDeclaration, PortMapperService
 
     declarations = [
@@ -173,4 +202,8 @@ def makeService(config: Options) -> IService:
         gateway=config["gateway"],
         healthInterval=config["health-interval"],
         allowPublicAddress=bool(config["allow-public"]),
+        protocol=config["protocol"],
+        nonces=None
+        if config["nonce-file"] is None
+        else NonceStore(Path(config["nonce-file"])),
     )

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_plugins,tests.test_packaging -*-
 """
-twistd plugins of twisted-natpmp: C{twistd natpmp} keeps ports mapped,
-C{twistd natpmp-gateway} serves NAT-PMP as a gateway.
+twistd plugins of twisted-natpmp: C{twistd natpmp} keeps ports mapped (by
+PCP or NAT-PMP), C{twistd natpmp-gateway} serves NAT-PMP as a gateway.
 
 twistd imports this module to list its plugins, so it imports nothing of
 the library: each plugin's options and service come from the module it
@@ -42,7 +42,7 @@ class _VersionedServiceMaker(ServiceMaker):
 natpmp = _VersionedServiceMaker(
     "NAT-PMP port mapper",
     "twisted_natpmp._tap",
-    "Keep ports mapped on the NAT-PMP (RFC 6886) gateway.",
+    "Keep ports mapped on the PCP (RFC 6887) or NAT-PMP (RFC 6886) gateway.",
     "natpmp",
 )
 natpmpGateway = _VersionedServiceMaker(
