@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp import negotiate
 from twisted_natpmp._cli import parseArguments, run
+from twisted_natpmp._cli._protocols import pcpSchedule
 from twisted_natpmp._types import Transport
 from twisted_natpmp.natpmp._wire import ExternalAddressRequest, MapRequest, MapResponse
 from twisted_natpmp.negotiate import ProtocolMemory
@@ -275,3 +276,19 @@ class NATPMPCommandTests(CommandCase):
             stderr.getvalue(),
             "natpmp: NAT-PMP speaks only IPv4, not to 2001:db8::1\n",
         )
+
+
+class ScheduleTests(SynchronousTestCase):
+    def test_pcpSchedule(self) -> None:
+        """
+        Over PCP the command waits on the RFC 6887 s8.1.1 schedule (3 s,
+        doubling, +-10 %), cut at C{--timeout}, and at most the client's
+        128 s.
+        """
+        # RFC 6887 s8.1.1
+        whole = pcpSchedule(None)
+        self.assertAlmostEqual(sum(whole), 128.0)
+        self.assertTrue(2.7 <= whole[0] <= 3.3, whole)
+        cut = pcpSchedule(10.0)
+        self.assertAlmostEqual(sum(cut), 10.0)
+        self.assertAlmostEqual(sum(pcpSchedule(1000.0)), 128.0)
