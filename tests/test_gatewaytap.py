@@ -257,6 +257,9 @@ class MakeServiceTests(SynchronousTestCase):
                 "maxMappings": 100,
                 "requestRate": 5,
                 "requestBurst": 9,
+                "pcp": True,
+                "minLifetime": 120,
+                "allowThirdParty": [],
             },
         )
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_gatewaytap -*-
 """
-C{twistd natpmp-gateway}: run a NAT-PMP gateway (RFC 6886) with an
-in-memory backend, to try clients without a router::
+C{twistd natpmp-gateway}: run a NAT-PMP (RFC 6886) and PCP (RFC 6887)
+gateway with an in-memory backend, to try clients without a router::
 
     twistd -n natpmp-gateway --listen 10.77.0.1/24 --external-address 192.0.3.1
 
@@ -12,7 +12,16 @@ only what option parsing needs; the server is imported by L{makeService}.
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_interface,
+    ip_network,
+)
 from typing import TYPE_CHECKING
 
 from twisted.python import usage
@@ -24,6 +33,7 @@ from .server.table import (
     DEFAULT_MAX_MAPPINGS,
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
     DEFAULT_MAX_PORT,
+    DEFAULT_MIN_LIFETIME,
     DEFAULT_MIN_PORT,
 )
 
@@ -31,7 +41,9 @@ if TYPE_CHECKING:
     from twisted.application.service import IService
 
 
-def interfaceNetwork(address: IPv4Address) -> IPv4Network | None:
+def interfaceNetwork(
+    address: IPv4Address | IPv6Address,
+) -> IPv4Network | IPv6Network | None:
     """
     The network of the local interface that has C{address}, from its
     netmask, or L{None} if no interface has it.
@@ -39,12 +51,7 @@ def interfaceNetwork(address: IPv4Address) -> IPv4Network | None:
     from .server._internalport import interfaceWith
 
     interface = interfaceWith(address)
-    if interface is None:
-        return None
-    network = interface.address.network
-    # An IPv4 address is only ever an IPv4 interface's.
-    assert isinstance(network, IPv4Network)
-    return network
+    return None if interface is None else interface.address.network
 
 
 def _integer(option: str, value: str, low: int, high: int) -> int:
@@ -58,8 +65,9 @@ def _integer(option: str, value: str, low: int, high: int) -> int:
     )
 
 
-#: The widest network --listen accepts as internal.
+#: The widest network --listen accepts as internal (IPv4, IPv6).
 _SHORTEST_PREFIX = 8
+_SHORTEST_PREFIX6 = 32
 
 
 class Options(usage.Options):
@@ -69,17 +77,23 @@ class Options(usage.Options):
 
     synopsis = (
         "--listen IP[/PREFIX] [--listen ...] [--external-address IP]"
-        " [--min-port N] [--max-port N] [--max-lifetime S]"
+        " [--min-port N] [--max-port N] [--min-lifetime S] [--max-lifetime S]"
         " [--max-mappings-per-client N] [--max-mappings N] [--rate-limit N]"
-        " [--rate-burst N]"
+        " [--rate-burst N] [--pcp | --no-pcp] [--allow-third-party NETWORK ...]"
     )
     longdesc = (
-        "Run a NAT-PMP (RFC 6886) gateway on UDP port 5351 of each --listen"
-        " address, serving clients in that address's network (given as a"
-        " prefix, or else the netmask of the interface that has the address)"
-        " whose requests arrive on the interface that has the address."
-        " Mappings are kept in memory, not written to a firewall."
+        "Run a NAT-PMP (RFC 6886) and PCP (RFC 6887) gateway on UDP port 5351"
+        " of each --listen address, serving clients in that address's network"
+        " (given as a prefix, or else the netmask of the interface that has"
+        " the address) whose requests arrive on the interface that has the"
+        " address; both protocols share one mapping table.  IPv6 --listen"
+        " addresses serve PCP only (a MAP opens a pinhole).  Mappings are kept"
+        " in memory, not written to a firewall."
     )
+    optFlags = [
+        ["pcp", None, "Answer PCP (RFC 6887) too (the default)."],
+        ["no-pcp", None, "Answer NAT-PMP only: PCP clients are told to fall back."],
+    ]
     optParameters = [
         [
             "external-address",
@@ -100,6 +114,13 @@ class Options(usage.Options):
             None,
             str(DEFAULT_MAX_PORT),
             "The highest external port to grant.",
+        ],
+        [
+            "min-lifetime",
+            None,
+            str(DEFAULT_MIN_LIFETIME),
+            "The shortest PCP mapping lifetime to grant, in seconds (RFC 6887"
+            " s15; NAT-PMP grants what it is asked, up to --max-lifetime).",
         ],
         [
             "max-lifetime",
@@ -137,23 +158,39 @@ class Options(usage.Options):
 
     #: Finds the network of a --listen address given without a prefix
     #: (replaced in tests).
-    lookupNetwork: Callable[[IPv4Address], IPv4Network | None] = staticmethod(
-        interfaceNetwork
-    )
+    lookupNetwork: Callable[
+        [IPv4Address | IPv6Address], IPv4Network | IPv6Network | None
+    ] = staticmethod(interfaceNetwork)
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
+        self["allow-third-party"] = []
+
+    def opt_allow_third_party(self, value: str) -> None:
+        """
+        A network whose hosts may ask for mappings for other internal hosts
+        with PCP's THIRD_PARTY option (RFC 6887 s13.1), e.g. 10.77.0.5/32
+        (repeatable; nobody by default).
+        """
+        try:
+            network = ip_network(value)
+        except ValueError:
+            raise usage.UsageError(
+                f"--allow-third-party: {value!r} is not a network (address/prefix"
+                " with no host bits)"
+            ) from None
+        self["allow-third-party"].append(network)
 
     def opt_listen(self, value: str) -> None:
         """
         An internal address to serve on, e.g. 10.77.0.1/24 (repeatable).
         """
         try:
-            interface = IPv4Interface(value)
+            interface: IPv4Interface | IPv6Interface = ip_interface(value)
         except ValueError:
             raise usage.UsageError(
-                f"--listen: {value!r} is not an IPv4 address[/prefix]"
+                f"--listen: {value!r} is not an IP address[/prefix]"
             ) from None
         address = interface.ip
         if address.is_unspecified or address.is_multicast:
@@ -166,12 +203,17 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--listen: no network interface has the address {value!r}"
                 )
-            interface = IPv4Interface(f"{address}/{network.prefixlen}")
-        if interface.network.prefixlen < _SHORTEST_PREFIX:
+            interface = ip_interface(f"{address}/{network.prefixlen}")
+        shortest = (
+            _SHORTEST_PREFIX6
+            if isinstance(interface, IPv6Interface)
+            else _SHORTEST_PREFIX
+        )
+        if interface.network.prefixlen < shortest:
             # RFC 6886 s3.3: only clients on the internal networks are served;
             # a /0 would make every address internal.
             raise usage.UsageError(
-                f"--listen: {value!r} is wider than /{_SHORTEST_PREFIX}: too large"
+                f"--listen: {value!r} is wider than /{shortest}: too large"
                 " to be an internal network"
             )
         if any(other.ip == address for other in self["listen"]):
@@ -221,9 +263,26 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--min-port {self['min-port']} is above --max-port {self['max-port']}"
             )
-        self["max-lifetime"] = _integer(
-            "max-lifetime", self["max-lifetime"], 1, MAX_UINT32
-        )
+        for option in ("min-lifetime", "max-lifetime"):
+            self[option] = _integer(option, self[option], 1, MAX_UINT32)
+        if self["pcp"] and self["no-pcp"]:
+            raise usage.UsageError("--pcp and --no-pcp contradict each other")
+        self["pcp"] = not self["no-pcp"]
+        if self["pcp"] and self["min-lifetime"] > self["max-lifetime"]:
+            raise usage.UsageError(
+                f"--min-lifetime {self['min-lifetime']} is above --max-lifetime"
+                f" {self['max-lifetime']}"
+            )
+        if not self["pcp"]:
+            if self["allow-third-party"]:
+                raise usage.UsageError("--allow-third-party needs PCP (not --no-pcp)")
+            for interface in self["listen"]:
+                if isinstance(interface, IPv6Interface):
+                    # RFC 6886 is IPv4's; PCP serves IPv6.
+                    raise usage.UsageError(
+                        f"--listen: {interface} is IPv6, served by PCP only"
+                        " (not --no-pcp)"
+                    )
         for option in ("max-mappings-per-client", "max-mappings", "rate-burst"):
             self[option] = _integer(option, self[option], 1, MAX_UINT32)
         self["rate-limit"] = _integer("rate-limit", self["rate-limit"], 0, MAX_UINT32)
@@ -265,4 +324,7 @@ def makeService(options: Options) -> IService:
         maxMappings=options["max-mappings"],
         requestRate=options["rate-limit"] or None,
         requestBurst=options["rate-burst"],
+        pcp=options["pcp"],
+        minLifetime=options["min-lifetime"],
+        allowThirdParty=options["allow-third-party"],
     )

@@ -265,3 +265,58 @@ class PCPGatewayIPv6LabTests(TestCase):
         )
         await client.deleteMapping(TCP, 8080)
         self.assertEqual(self.backend.pinholes, set())
+
+
+class TwistdPCPGatewayLabTests(TestCase):
+    """
+    C{twistd natpmp-gateway} (PCP on by default) in the router namespace,
+    on its LAN addresses IPv4 and IPv6, on real sockets that check each
+    request's arriving interface.
+    """
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.lab = lab = buildLab(self)
+        lab.check(
+            lab.router,
+            ["ip", "-6", "address", "add", f"{ROUTER_LAN6}/64", "dev", "br0", "nodad"],
+        )
+        lab.check(
+            lab.lans[0],
+            ["ip", "-6", "address", "add", f"{LAN_HOST6}/64", "dev", "eth0", "nodad"],
+        )
+        self.gateway = lab.spawn(
+            lab.router,
+            lab.twistd(
+                "natpmp-gateway",
+                f"--listen={ROUTER_LAN}/24",
+                f"--listen={ROUTER_LAN6}/64",
+                f"--external-address={ROUTER_WAN}",
+            ),
+            "natpmp-gateway",
+        )
+        await lab.waitListening(self.gateway, 5351)
+
+    def client(self, gateway: str) -> PCPClient:
+        nonces = NonceStore(Path(self.mktemp()) / "nonces.json")
+        client = listenPCPClient(
+            self.lab.reactorIn(self.lab.lans[0]), gateway, nonces=nonces
+        )
+        self.addCleanup(client.stop)
+        return client
+
+    async def test_ipv4AndIPv6(self) -> None:
+        """
+        Our PCP client maps over IPv4 (a forward from the external address)
+        and over IPv6 (a pinhole, RFC 6887 s11.3) from the same LAN host.
+        """
+        # RFC 6887 s11.3
+        four = await self.client(ROUTER_LAN).addMapping(TCP, 7400, 17400, 600)
+        self.assertEqual(
+            (four.externalAddress, four.externalPort),
+            (IPv4Address(ROUTER_WAN), 17400),
+        )
+        six = await self.client(ROUTER_LAN6).addMapping(TCP, 7400, lifetime=600)
+        self.assertEqual(
+            (str(six.externalAddress), six.externalPort), (LAN_HOST6, 7400)
+        )
+        self.assertFalse(self.gateway.ended, self.gateway.output())
