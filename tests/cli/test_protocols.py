@@ -19,11 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp import negotiate
 from twisted_natpmp._cli import parseArguments, run
-from twisted_natpmp._cli._protocols import pcpSchedule
+from twisted_natpmp._cli._protocols import listen, pcpSchedule
 from twisted_natpmp._types import Transport
 from twisted_natpmp.natpmp._wire import ExternalAddressRequest, MapRequest, MapResponse
 from twisted_natpmp.negotiate import ProtocolMemory
 from twisted_natpmp.pcp._nonces import NonceKey, NonceStore
+from twisted_natpmp.pcp.client import PCPClient
 from twisted_natpmp.server import NATPMPGateway, NATPMPServerProtocol
 from twisted_natpmp.testing import MemoryUDPNetwork, ScriptedGateway
 from twisted_natpmp.testing._gateway import GATEWAY, HOST
@@ -149,6 +150,36 @@ class PCPCommandTests(CommandCase):
         record = self.jsonCommand("unmap", "tcp", "8080")
         self.assertEqual(record["mappingProtocol"], "pcp")
         self.assertEqual(self.held(), {})
+
+    def test_internalAddress(self) -> None:
+        """
+        C{--internal-address} is the client address PCP sends (RFC 6887
+        s8.2) and binds to; a bad one is refused in one line naming it.
+        """
+        # RFC 6887 s8.2
+        options = parseArguments(["--internal-address", HOST, "external"])
+        self.assertEqual(options.internalAddress, IPv4Address(HOST))
+        mapper = listen(
+            self.network.host(HOST),
+            IPv4Address(GATEWAY),
+            5351,
+            "pcp",
+            self.nonceFile,
+            options.internalAddress,
+        )
+        self.addCleanup(mapper.stop)
+        assert isinstance(mapper, PCPClient)
+        self.assertEqual(mapper.internalAddress, IPv4Address(HOST))
+        record = self.jsonCommand(
+            "--protocol", "pcp", "--internal-address", HOST, "map", "udp", "5001"
+        )
+        self.assertEqual(record["externalPort"], 5001)
+        [(request, _)] = self.server.requests
+        self.assertEqual(request.clientAddress, IPv4Address(HOST))
+        e = self.assertRaises(
+            UsageError, parseArguments, ["--internal-address", "x", "external"]
+        )
+        self.assertIn("internal address 'x' is not an IPv4 or IPv6 address", str(e))
 
     def test_auto(self) -> None:
         """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import ip_address
 from pathlib import Path
 from typing import NoReturn
 
@@ -55,6 +56,9 @@ class Options:
         one asked for (PCP's PREFER_FAILURE, RFC 6887 s13.2).
     @ivar nonceFile: where PCP mapping nonces are kept; L{None}: the
         per-user default (L{twisted_natpmp.pcp._nonces.defaultPath}).
+    @ivar internalAddress: the address PCP maps for and binds to (for
+        IPv6, the global address to open a pinhole for); L{None}: the
+        kernel's choice.
     """
 
     command: str
@@ -70,6 +74,7 @@ class Options:
     mappingProtocol: str = "auto"
     exact: bool = False
     nonceFile: Path | None = None
+    internalAddress: IPAddress | None = None
 
 
 def _argument(what: str, parse: Callable[[str], int]) -> Callable[[str], int]:
@@ -116,6 +121,15 @@ def _gateway(text: str) -> IPAddress:
         return parseGateway46("gateway", text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _internalAddress(text: str) -> IPAddress:
+    try:
+        return ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"internal address {text!r} is not an IPv4 or IPv6 address"
+        ) from None
 
 
 def _mappingProtocol(text: str) -> str:
@@ -242,6 +256,16 @@ def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
         " if the gateway speaks only that)",
     )
     parser.add_argument(
+        "--internal-address",
+        type=_internalAddress,
+        dest="internalAddress",
+        metavar="IP",
+        default=argparse.SUPPRESS,
+        help="PCP: the address to map for and send from, for IPv6 the global"
+        " address to open an inbound pinhole for (default: the one the kernel"
+        " picks towards the gateway)",
+    )
+    parser.add_argument(
         "--nonce-file",
         type=Path,
         dest="nonceFile",
@@ -274,6 +298,7 @@ def _buildParser() -> _Parser:
         allowPublic=False,
         mappingProtocol="auto",
         nonceFile=None,
+        internalAddress=None,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -40,11 +40,13 @@ def listen(
     gatewayPort: int,
     protocol: str = "natpmp",
     nonceFile: Path | None = None,
+    internalAddress: IPAddress | None = None,
 ) -> IPortMapper:
     """
     A listening mapper for C{gateway} in C{protocol} (C{"auto"}, C{"pcp"} or
     C{"natpmp"}, as L{twisted_natpmp.negotiate.mapperFor} takes them), its
-    PCP nonces kept in C{nonceFile} (by default the per-user file).
+    PCP nonces kept in C{nonceFile} (by default the per-user file), its PCP
+    client bound to C{internalAddress} if given.
 
     @raise ValueError: NAT-PMP asked of an IPv6 gateway.
     """
@@ -57,6 +59,7 @@ def listen(
         protocol,
         gatewayPort=gatewayPort,
         nonces=NonceStore(nonceFile),
+        internalAddress=internalAddress,
     )
 
 

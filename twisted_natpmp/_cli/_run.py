@@ -197,6 +197,7 @@ async def _run(
                 options.gatewayPort,
                 options.mappingProtocol,
                 options.nonceFile,
+                options.internalAddress,
             )
         else:
             client = clientFactory(reactor, gateway, options.gatewayPort)
