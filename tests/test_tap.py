@@ -263,6 +263,25 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(arguments["protocol"], "pcp")
         self.assertEqual(arguments["nonces"].path, Path("n.json"))
 
+    def test_internalAddress(self) -> None:
+        """
+        C{--internal-address} is the address PCP maps for (RFC 6887 s8.2);
+        a bad one is refused in one line naming it.
+        """
+        # RFC 6887 s8.2
+        _, arguments = self.build(
+            parse("--map", "tcp:8443", "--internal-address", "2001:db8::2")
+        )
+        self.assertEqual(str(arguments["internalAddress"]), "2001:db8::2")
+        _, default = self.build(parse("--map", "tcp:8443"))
+        self.assertIsNone(default["internalAddress"])
+        e = self.assertRaises(
+            usage.UsageError, parse, "--map", "tcp:8443", "--internal-address", "x"
+        )
+        self.assertEqual(
+            str(e), "--internal-address 'x' is not an IPv4 or IPv6 address"
+        )
+
     def test_badProtocol(self) -> None:
         """
         An unknown protocol is refused in one line naming it.

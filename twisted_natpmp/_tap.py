@@ -14,6 +14,7 @@ L{makeService}.
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
 from twisted.python import usage
@@ -109,6 +110,14 @@ class Options(usage.Options):
             " speaks only that), pcp or natpmp.",
         ],
         [
+            "internal-address",
+            None,
+            None,
+            "PCP: the address to map for and send from; for IPv6 the global"
+            " address to open inbound pinholes for (the default IPv6 gateway is"
+            " then used by default).",
+        ],
+        [
             "nonce-file",
             None,
             None,
@@ -165,6 +174,14 @@ class Options(usage.Options):
             if self["gateway"] is not None:
                 self["gateway"] = parseGateway46("--gateway", self["gateway"])
             self["protocol"] = parseMappingProtocol("--protocol", self["protocol"])
+            if self["internal-address"] is not None:
+                text = self["internal-address"]
+                try:
+                    self["internal-address"] = ip_address(text)
+                except ValueError:
+                    raise ValueError(
+                        f"--internal-address {text!r} is not an IPv4 or IPv6 address"
+                    ) from None
             if self["protocol"] == "natpmp" and ":" in str(self["gateway"] or ""):
                 raise ValueError(
                     f"--gateway {str(self['gateway'])!r}: NAT-PMP speaks only IPv4"
@@ -203,6 +220,7 @@ def makeService(config: Options) -> IService:
         healthInterval=config["health-interval"],
         allowPublicAddress=bool(config["allow-public"]),
         protocol=config["protocol"],
+        internalAddress=config["internal-address"],
         nonces=None
         if config["nonce-file"] is None
         else NonceStore(Path(config["nonce-file"])),
