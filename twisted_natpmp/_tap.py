@@ -75,7 +75,8 @@ class Options(usage.Options):
 
     synopsis = (
         "--map PROTO:INTERNAL[:EXTERNAL] [--map ...] [--gateway IP]"
-        " [--protocol auto|pcp|natpmp] [--nonce-file PATH] [--lifetime S]"
+        " [--protocol auto|pcp|natpmp] [--internal-address IP]"
+        " [--nonce-file PATH] [--lifetime S]"
         " [--health-interval S] [--allow-public]"
     )
     longdesc = (
