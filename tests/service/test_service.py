@@ -328,6 +328,18 @@ class GatewayTests(ServiceTestCase):
         allowed = self.start(TCP8080, allowPublicAddress=True)
         self.assertTrue(allowed.states()[0].mapped)
 
+    def test_publicAddressPCP(self) -> None:
+        """
+        RFC 6886 s3's rule is NAT-PMP's: with C{protocol="pcp"} the service
+        maps from a public address (PCP has no such rule; auto keeps it, as
+        it may fall back to NAT-PMP).
+        """
+        self.source = "203.0.113.5"
+        service = self.start(UDP5000, protocol="pcp")
+        self.assertTrue(service.states()[0].mapped)
+        auto = self.start(TCP8080, protocol="auto")
+        self.assertIsInstance(auto.states()[0].error, PublicAddressError)
+
     def test_announcementsJudgedByMapper(self) -> None:
         """
         The gateway's announcements are handed to its mapper, which judges

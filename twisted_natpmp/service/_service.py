@@ -135,7 +135,9 @@ class PortMapperService(Service):
             gateway from an address that is not private; by default the
             service then maps nothing and each state carries a
             L{PublicAddressError <twisted_natpmp.service.PublicAddressError>}
-            (RFC 6886 s3 SHOULD), until the address is private.
+            (RFC 6886 s3 SHOULD), until the address is private.  A rule of
+            NAT-PMP's: with C{protocol="pcp"} the service maps from any
+            address (the address is still told, as allowed).
         @param nonces: where the default PCP client keeps its mappings'
             nonces (RFC 6887 s11.1); by default the per-user file
             (L{defaultPath <twisted_natpmp.pcp._nonces.defaultPath>}).
@@ -180,7 +182,9 @@ class PortMapperService(Service):
             holdOff=holdOff,
             healthInterval=healthInterval,
             gatewayCheckInterval=gatewayCheckInterval,
-            allowPublicAddress=allowPublicAddress,
+            # RFC 6886 s3's rule is NAT-PMP's: PCP maps from any address
+            # (auto may fall back to NAT-PMP, so it keeps the rule).
+            allowPublicAddress=allowPublicAddress or protocol == "pcp",
             monotonic=monotonic,
             deleteAll=self._deleteAll,
             running=lambda: bool(self.running),
