@@ -266,11 +266,14 @@ class NegotiationInteropTests(TestCase):
 
     async def test_fallBackToOurGateway(self) -> None:
         """
-        Our gateway speaks NAT-PMP only: its 8-byte unsupported-version
-        reply makes the mapper fall back at once, within one round trip
-        (RFC 6887 s9), and map.
+        Our gateway told to speak NAT-PMP only (C{--no-pcp}): its 8-byte
+        unsupported-version reply makes the mapper fall back at once, within
+        one round trip (RFC 6887 s9), and map.
         """
-        await self.lab.startOurGateway()
+        lab = self.lab
+        twistd = lab.twistd
+        self.patch(lab, "twistd", lambda *args: twistd(*args, "--no-pcp"))
+        await lab.startOurGateway()
         mapper = self.auto()
         assert isinstance(mapper, NegotiatingMapper)
         started = time.monotonic()
@@ -281,6 +284,19 @@ class NegotiationInteropTests(TestCase):
         # Well under the first PCP retransmission (3 s): no resend happened.
         self.assertLess(elapsed, 2.0)
         await mapper.deleteMapping(UDP, 7800)
+
+    async def test_ourGatewaySpeaksPCP(self) -> None:
+        """
+        Our gateway as it runs by default answers PCP: the auto mapper maps
+        in PCP (RFC 6887 s9: PCP first), with no fallback.
+        """
+        # RFC 6887 s9
+        await self.lab.startOurGateway()
+        mapper = self.auto()
+        mapping = await mapper.addMapping(UDP, 7801, lifetime=600)
+        self.assertIs(mapping.protocolName, ProtocolName.PCP)
+        self.assertIs(mapper.protocolName, ProtocolName.PCP)
+        await mapper.deleteMapping(UDP, 7801)
 
 
 class ServiceOverPCPTests(TestCase):
