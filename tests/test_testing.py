@@ -6,6 +6,7 @@ network (L{twisted_natpmp.testing._udp}) and the scripted gateway
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.internet.error import CannotListenError
@@ -30,6 +31,10 @@ from twisted_natpmp.natpmp._wire import (
     MapResponse,
     decodeResponse,
 )
+from twisted_natpmp.negotiate import NegotiatingMapper, ProtocolMemory, mapperFor
+from twisted_natpmp.pcp._build import announceRequest
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
+from twisted_natpmp.pcp._wire import isNATPMPUnsupportedVersion
 from twisted_natpmp.testing import (
     Datagram,
     HostReactor,
@@ -267,4 +272,53 @@ class ScriptedGatewayTests(SynchronousTestCase):
         self.assertEqual(
             self.ask(ExternalAddressRequest()),
             [ExternalAddressResponse(3, 0, "0.0.0.0")] * 2,
+        )
+
+    def test_unsupportedVersion(self) -> None:
+        # RFC 6886 s3.5 (Errata 3618), RFC 6887 s9: a packet of another
+        # version (here PCP's ANNOUNCE, version 2) gets the 8-byte reply:
+        # version 0, opcode 128, result 1, the epoch.  It is not a request
+        # for reply(), which is not called.
+        self.gateway.epoch = 1234
+        called: list[object] = []
+
+        def reply(request: object) -> list[bytes]:
+            called.append(request)
+            return []
+
+        self.gateway.reply = reply
+        packet = announceRequest(IPv4Address(HOST)).encode()
+        self.port.write(packet, (GATEWAY, 5351))
+        self.port.write(b"\x01\x00", (GATEWAY, 5351))
+        self.network.flush()
+        expected = b"\x00\x80\x00\x01" + (1234).to_bytes(4, "big")
+        self.assertEqual([d for d, _ in self.host.received], [expected] * 2)
+        self.assertTrue(isNATPMPUnsupportedVersion(expected))
+        source = (HOST, self.port.port)
+        self.assertEqual(
+            self.gateway.unsupported, [(packet, source), (b"\x01\x00", source)]
+        )
+        self.assertEqual(self.gateway.requests, [])
+        self.assertEqual(called, [])
+
+    def test_autoFallsBack(self) -> None:
+        # It stands in for a NAT-PMP-only gateway under "auto": the PCP
+        # request is refused, and the same call is made in NAT-PMP.
+        mapper = mapperFor(
+            self.network.host(HOST),
+            GATEWAY,
+            "auto",
+            memory=ProtocolMemory(),
+            nonces=MemoryNonceStore(),
+            monotonic=self.network.clock.seconds,
+        )
+        assert isinstance(mapper, NegotiatingMapper)
+        d = mapper.addMapping(Transport.TCP, 7000, 7000, 600)
+        self.network.flush()
+        mapping = self.successResultOf(d)
+        self.assertEqual(mapping.externalPort, 7000)
+        self.assertEqual(len(self.gateway.unsupported), 1)
+        self.assertEqual(
+            [r for r, _ in self.gateway.requests],
+            [MapRequest(Transport.TCP, 7000, 7000, 600)],
         )

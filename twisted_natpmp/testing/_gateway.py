@@ -2,7 +2,11 @@
 """
 A scripted NAT-PMP gateway for a L{twisted_natpmp.testing.MemoryUDPNetwork}:
 it answers like a well-behaved gateway (RFC 6886) unless the test replaces
-its C{reply}, so that a test can make it slow, silent, wrong or rebooted::
+its C{reply}, so that a test can make it slow, silent, wrong or rebooted.
+It speaks NAT-PMP only: a packet of another version (a PCP request) gets
+NAT-PMP's 8-byte unsupported-version reply, as from a NAT-PMP-only gateway
+(RFC 6886 s3.5, RFC 6887 s9), so that it can stand in for one under the
+C{auto} protocol::
 
     network = MemoryUDPNetwork()
     gateway = ScriptedGateway()
@@ -19,10 +23,14 @@ from typing import Any
 from twisted.internet.protocol import DatagramProtocol
 
 from ..natpmp._wire import (
+    RESPONSE_BIT,
+    ErrorResponse,
     ExternalAddressRequest,
     ExternalAddressResponse,
     MapResponse,
     Request,
+    ResultCode,
+    UnsupportedVersion,
     decodeRequest,
 )
 
@@ -51,6 +59,10 @@ class ScriptedGateway(DatagramProtocol):
     @ivar granted: the lifetime it grants, or L{None} for the one asked.
     @ivar external: the external address it reports.
     @ivar reply: what it does with each request.
+    @ivar unsupported: every packet of a version other than NAT-PMP's (0),
+        with its source, in order; each was answered with the
+        unsupported-version reply (version 0, opcode 128, result 1, the
+        epoch), not passed to C{reply}.
     """
 
     def __init__(self) -> None:
@@ -59,6 +71,7 @@ class ScriptedGateway(DatagramProtocol):
         self.granted: int | None = None
         self.external = EXTERNAL
         self.reply: Reply = self.answer
+        self.unsupported: list[tuple[bytes, Any]] = []
 
     def answer(self, request: Request) -> list[bytes]:
         """
@@ -88,9 +101,19 @@ class ScriptedGateway(DatagramProtocol):
         ]
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        request = decodeRequest(datagram)
-        self.requests.append((request, addr))
         transport = self.transport
         assert transport is not None
+        try:
+            request = decodeRequest(datagram)
+        except UnsupportedVersion:
+            # RFC 6886 s3.5 with Errata 3618 (opcode 128, result 1), the
+            # answer RFC 6887 s9 has a PCP client fall back on.
+            self.unsupported.append((datagram, addr))
+            reply = ErrorResponse(
+                RESPONSE_BIT, ResultCode.UNSUPPORTED_VERSION, self.epoch
+            )
+            transport.write(reply.encode(), addr)
+            return
+        self.requests.append((request, addr))
         for packet in self.reply(request):
             transport.write(packet, addr)
