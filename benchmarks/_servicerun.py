@@ -29,6 +29,7 @@ from zope.interface import implementer
 from twisted_natpmp import Transport
 from twisted_natpmp.interfaces import IMappingObserver
 from twisted_natpmp.natpmp._wire import ANNOUNCE_GROUP, CLIENT_PORT
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
 from twisted_natpmp.service import (
     MappingDeclaration,
     MappingState,
@@ -139,6 +140,8 @@ def main(argv: list[str]) -> int:
         gateway=gateway,
         holdOff=lambda: 0.0,
         healthInterval=HEALTH_INTERVAL,
+        # PCP nonces in memory, not in the user's state file.
+        nonces=MemoryNonceStore(),
     )
     watch = Watch(reactor, service, gateway)
     service.addObserver(watch)

@@ -26,6 +26,7 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from tools.impair.relay import Impairment
 from tools.netlab import LAN_HOSTS, ROUTER_LAN, LabError, sleep, waitUntil
 from twisted_natpmp import Transport
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
 from twisted_natpmp.service import MappingDeclaration, PortMapperService
 
 from . import _udp
@@ -212,6 +213,8 @@ async def _mapUnderLoss(
                 declarations,
                 gateway=ROUTER_LAN,
                 healthInterval=3600.0,
+                # PCP nonces in memory, not in the user's state file.
+                nonces=MemoryNonceStore(),
             )
             started = time.monotonic()
             service.startService()
