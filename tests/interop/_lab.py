@@ -6,6 +6,7 @@ turns L{LabUnavailable} into a skip.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
@@ -61,9 +62,26 @@ def buildLab(testCase: SynchronousTestCase) -> Lab:
     and every program it started is ended, by pid, even when the test
     fails).
 
+    Everything the test runs (programs the lab starts, which inherit this
+    environment, and services in this process that keep the default nonce
+    store) keeps its PCP state under a fresh C{XDG_STATE_HOME} in the
+    test's directory, never in the user's own state directory.
+
     @raise LabError: the lab cannot run here and C{NATPMP_INTEROP_REQUIRED}
         is set, or building it failed.
     """
+    state = Path(testCase.mktemp())
+    state.mkdir(parents=True)
+    previous = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(state.resolve())
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop("XDG_STATE_HOME", None)
+        else:
+            os.environ["XDG_STATE_HOME"] = previous
+
+    testCase.addCleanup(restore)
     try:
         lab = Lab.build(Path(testCase.mktemp()))
     except LabUnavailable as e:

@@ -77,6 +77,10 @@ class FaultTests(TestCase):
         self, healthInterval: float = HEALTH_INTERVAL, **options: Any
     ) -> PortMapperService:
         # The service's own health checks, unlike test_service's default.
+        # These faults test NAT-PMP's recovery (RFC 6886 s3.6-3.7: the epoch,
+        # the lifetimes asked for, which miniupnpd's PCP would raise to its
+        # 120 s minimum), so the service speaks NAT-PMP.
+        options.setdefault("protocol", "natpmp")
         return startService(
             self, self.lab, self.declarations, healthInterval, **options
         )

@@ -130,7 +130,10 @@ class FloodTests(TestCase):
         until miniupnpd holds them; return it and its client port.
         """
         argv = ["natpmp", "--gateway", ROUTER_LAN, "--lifetime", str(lifetime)]
-        argv += ["--health-interval", "600"]
+        # The flood forges NAT-PMP replies and announcements (RFC 6886), and
+        # the lifetime asked for is below miniupnpd's PCP minimum (120 s):
+        # the service speaks NAT-PMP, from its one client port.
+        argv += ["--protocol", "natpmp", "--health-interval", "600"]
         for (protocol, port), external in SERVICE_MAPS.items():
             argv += ["--map", f"{protocol.lower()}:{port}:{external}"]
         daemon = lab.spawn(lab.lans[0], lab.twistd(*argv), "twistd-natpmp")

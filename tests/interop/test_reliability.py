@@ -22,6 +22,7 @@ from twisted.trial.unittest import TestCase
 
 from tools.impair.relay import Impairment
 from twisted_natpmp import Transport
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
 from twisted_natpmp.service import (
     STOP_DEADLINE,
     MappingDeclaration,
@@ -171,7 +172,8 @@ class ImpairedTests(TestCase):
         the router's rules show it.
         """
         lan = self.lab.lans[0]
-        base = [*natpmpCommand(), "--gateway", ROUTER_LAN]
+        # NAT-PMP's retransmission timing (RFC 6886 s3.1), not PCP's.
+        base = [*natpmpCommand(), "--gateway", ROUTER_LAN, "--protocol", "natpmp"]
         mapped = await self.lab.run(
             lan,
             [*base, "map", "udp", "7000", "--external", "17000", "--lifetime", "600"],
@@ -191,6 +193,10 @@ class ImpairedTests(TestCase):
             DECLARATIONS,
             gateway=ROUTER_LAN,
             healthInterval=600.0,
+            # The timings asserted here are NAT-PMP's (RFC 6886 s3.1: the
+            # first retransmission after 250 ms; PCP's comes after 3 s).
+            protocol="natpmp",
+            nonces=MemoryNonceStore(),
         )
         service.startService()
 

@@ -21,6 +21,7 @@ from zope.interface import implementer
 from tools.impair.relay import Impairment
 from twisted_natpmp import Transport
 from twisted_natpmp.interfaces import IMappingObserver
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
 from twisted_natpmp.service import (
     MappingDeclaration,
     MappingState,
@@ -66,6 +67,8 @@ def startService(
     @param options: more of the service's arguments (C{gateway} too).
     """
     options.setdefault("gateway", ROUTER_LAN)
+    # PCP nonces in memory, not in the user's state file.
+    options.setdefault("nonces", MemoryNonceStore())
     service = PortMapperService(
         lab.reactorIn(lab.lans[lan]),
         declarations,

@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 from twisted.trial.unittest import TestCase
 
 from twisted_natpmp import Transport
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
 from twisted_natpmp.service import MappingDeclaration, PortMapperService
 
 from ._lab import (
@@ -104,6 +105,7 @@ class SilentGatewayTests(TestCase):
             [MappingDeclaration(TCP, 9670)],
             gateway=NOBODY,
             healthInterval=NO_HEALTH_CHECK,
+            nonces=MemoryNonceStore(),
         )
         service.startService()
         self.addCleanup(service.stopService)
