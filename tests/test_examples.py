@@ -108,6 +108,9 @@ class Running:
             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
         environment["PYTHONUNBUFFERED"] = "1"
+        # The PCP nonce file goes to the test's directory, not the user's.
+        if "XDG_STATE_HOME" not in env:
+            environment["XDG_STATE_HOME"] = os.path.join(cwd, "state")
         self.argv = list(argv)
         self.output: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
