@@ -11,21 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import cast
+from typing import Any, cast
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorMulticast, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .._types import IPAddress, ProtocolName
+from .._types import IPAddress, Mapping, ProtocolName
 from ..announce import Announcement, AnnouncementProtocol, listenAnnouncements
 from ..discovery import isPrivateAddress, localAddress
 from ..errors import NoGatewayError
 from ..interfaces import IPortMapper, MappingKey
 from ._declared import Declared
-from .declarations import MappingDeclaration, PublicAddressError
+from .declarations import MappingDeclaration, MappingState, PublicAddressError
+from .keeper import MappingKeeper
 from .watch import GatewayWatch
 
 log = Logger()
@@ -168,6 +169,70 @@ class GatewayFollower:
         self._gatewayMissing = False
         self._refusedFrom = None
         return _release(client)
+
+    def startKeeper(self, keeper: MappingKeeper) -> Deferred[MappingState]:
+        """
+        Start a keeper just declared, if running on a gateway.
+
+        @return: fires with its state after the first attempt, or at once
+            if not running or without a gateway.
+        """
+        watch = self.watch
+        if not self._running() or self.client is None or watch is None:
+            return succeed(self._declared.state(keeper))
+        waiter = self._declared.nextState(keeper.declaration.key)
+        keeper.start(watch.mapper, watch.context)
+        return waiter
+
+    def removeKeeper(self, keeper: MappingKeeper) -> Deferred[None]:
+        """
+        Delete the mapping of a keeper no longer declared.
+
+        @return: fires when the gateway confirmed the deletion (or at once
+            if nothing was mapped).
+        """
+        if not self._running() or self.client is None:
+            keeper.pause()
+            keeper.forget()
+        d = keeper.remove()
+        self._declared.changed(keeper, removed=True)
+        return d
+
+    def granted(self, mapping: Mapping | None) -> None:
+        """
+        Tell the watch of the gateway in use of a grant.
+        """
+        if self.watch is not None:
+            self.watch.granted(mapping)
+
+    def stopAll(self) -> Deferred[None]:
+        """
+        Stop following the gateway and delete every mapping held.
+
+        @return: fires when the gateway answered every deletion, or after
+            the deletions' deadline, once the gateway is forgotten.
+        """
+        # What may be mapped on the gateway is known before anything is
+        # cancelled: a request in flight may have been granted.
+        held, unconfirmed = self._declared.held()
+        waits: list[Deferred[Any]] = [self.stop()]
+        client = self.client
+        self.quiesce()
+        if client is not None:
+            d = self._deleteAll(client, held, "stopping", unconfirmed)
+            waits.append(
+                d.addErrback(lambda f: log.failure("deleting the mappings failed", f))
+            )
+        return DeferredList(waits, consumeErrors=True).addCallback(
+            lambda _: self._stopped()
+        )
+
+    def _stopped(self) -> Deferred[None]:
+        for keeper in self._declared:
+            keeper.forget()
+            keeper.error = None
+            self._declared.changed(keeper, removed=True)
+        return self.forget()
 
     def _discover(self) -> IPAddress | None:
         try:

@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
-from ipaddress import IPv6Address, ip_address
-from typing import Any, Literal
+from typing import Literal
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IListeningPort, IReactorTime
-from twisted.logger import Logger
 
-from .._types import IPAddress, Mapping, Transport
+from .._types import IPAddress, Transport
 from ..announce import AnnouncementProtocol
-from ..discovery import defaultGateway, defaultGateway6
 from ..interfaces import IMappingObserver, IPortMapper
 from ..pcp._nonces import NonceKeeper
-from ._declared import Declared
-from ._gateways import GatewayFollower
+from ._parts import assemble
 from .declarations import (
     RECOMMENDED_LIFETIME,
     MappingDeclaration,
@@ -43,14 +38,10 @@ from .policy import (
     HEALTH_INTERVAL,
     STOP_DEADLINE,
     STOP_TIMEOUTS,
-    defaultBackoff,
     randomHoldOff,
 )
-from .stop import deleteAll
 
 __all__ = ["PortMapperService"]
-
-log = Logger()
 
 
 class PortMapperService(Service):
@@ -60,8 +51,6 @@ class PortMapperService(Service):
     Declarations are given to the constructor or added and removed with
     L{addMapping} and L{removeMapping} at any time.  L{states} tells what
     each one holds; observers (L{IMappingObserver}) hear every change.
-
-    @ivar gateway: the gateway in use, or L{None} before one is known.
     """
 
     def __init__(
@@ -91,106 +80,61 @@ class PortMapperService(Service):
         @param reactor: the clock; also the UDP and multicast reactor of the
             default C{clientFactory} and C{announcements}.
         @param mappings: the initial declarations.
-        @param gateway: the gateway to use, IPv4 or IPv6 (PCP only); L{None}
-            finds the default gateway with C{discoverGateway} and follows it
-            as it changes.
-        @param discoverGateway: returns the default gateway, or raises
+        @param gateway: the gateway, IPv4 or IPv6 (PCP only); by default
+            found with C{discoverGateway} and followed.
+        @param discoverGateway: returns the default gateway or raises
             L{NoGatewayError <twisted_natpmp.errors.NoGatewayError>}; by
-            default the default IPv4 gateway
-            (L{defaultGateway <twisted_natpmp.discovery.defaultGateway>}),
-            or the IPv6 one
-            (L{defaultGateway6 <twisted_natpmp.discovery.defaultGateway6>})
+            default L{defaultGateway <twisted_natpmp.discovery.defaultGateway>},
+            or L{defaultGateway6 <twisted_natpmp.discovery.defaultGateway6>}
             when C{internalAddress} is IPv6.
-        @param clientFactory: makes a listening L{IPortMapper} for a gateway
-            (one per gateway, stopped when done with); by default
-            L{mapperFor <twisted_natpmp.negotiate.mapperFor>}'s mapper for
-            C{protocol}, judging epochs on C{monotonic}.
-        @param protocol: the protocol of the default C{clientFactory}:
-            C{"auto"} (PCP, falling back to NAT-PMP at once on a NAT-PMP-only
-            gateway's reply, RFC 6887 s9), C{"pcp"} or C{"natpmp"}.
-            Ignored when a C{clientFactory} is given.
-        @param announcements: starts listening with an L{AnnouncementProtocol}
-            and returns the port, or L{None} for none; by default it binds
-            224.0.0.1:5350 (a failure to bind is logged, not fatal).
-        @param holdOff: returns the seconds to wait before re-mapping after a
-            loss of state (RFC 6886 s3.7: uniform in 0-5 s).
+        @param clientFactory: makes a listening L{IPortMapper} for a gateway;
+            by default L{mapperFor <twisted_natpmp.negotiate.mapperFor>}'s.
+        @param protocol: the default C{clientFactory}'s: C{"auto"} (PCP, or
+            NAT-PMP on a NAT-PMP-only reply, RFC 6887 s9), C{"pcp"}, C{"natpmp"}.
+        @param announcements: listens with an L{AnnouncementProtocol}, returns
+            the port or L{None}; by default binds 224.0.0.1:5350 (or logs why).
+        @param holdOff: seconds to wait before re-mapping after a loss of
+            state (RFC 6886 s3.7: uniform in 0-5 s).
         @param healthInterval: seconds between health checks (probes).
-        @param gatewayCheckInterval: seconds between default-gateway checks,
-            which also check again whether a host refused for a public
-            address reaches the gateway from a private one now.
-        @param backoff: given the number of failures so far, returns the
-            seconds to wait before retrying (like the C{retryPolicy} of
-            L{twisted.application.internet.ClientService}); by default
-            L{defaultBackoff}.
+        @param gatewayCheckInterval: seconds between default-gateway checks.
+        @param backoff: seconds to wait before a retry, given the failures so
+            far; L{defaultBackoff <twisted_natpmp.service.policy.defaultBackoff>}.
         @param stopTimeouts: the retransmission schedule of deletions.
         @param stopDeadline: the longest L{stopService} waits for deletions.
         @param mapTimeouts: the retransmission schedule of one mapping
-            attempt; after it, the attempt fails and is retried after the
-            C{backoff}.  By default the protocol's: NAT-PMP's short
-            L{MAP_TIMEOUTS <twisted_natpmp.service.policy.MAP_TIMEOUTS>}, the
-            PCP client's own RFC 6887 s8.1.1 schedule.
-        @param monotonic: returns the seconds of a clock that never steps,
-            for the RFC 6886 s3.6 judgement of epochs.
-        @param allowPublicAddress: map even when this host reaches the
-            gateway from an address that is not private; by default the
-            service then maps nothing and each state carries a
+            attempt; by default the protocol's (RFC 6886 s3.1, RFC 6887 s8.1.1).
+        @param monotonic: a clock that never steps (RFC 6886 s3.6 epochs).
+        @param allowPublicAddress: map from a public address too, not put a
             L{PublicAddressError <twisted_natpmp.service.PublicAddressError>}
-            (RFC 6886 s3 SHOULD), until the address is private.  A rule of
-            NAT-PMP's: with C{protocol="pcp"} the service maps from any
-            address (the address is still told, as allowed).
-        @param nonces: where the default PCP client keeps its mappings'
-            nonces (RFC 6887 s11.1); by default the per-user file
-            (L{defaultPath <twisted_natpmp.pcp._nonces.defaultPath>}).
-        @param internalAddress: the address the default PCP client maps
-            for and binds to: for IPv6, the global address to open an
-            inbound pinhole for (RFC 6887 s8.2: the client address is the
-            source of the packets); by default the kernel's choice.  Not
-            for NAT-PMP.
+            in each state (RFC 6886 s3; NAT-PMP's rule: C{"pcp"} maps anyway).
+        @param nonces: where the default PCP client keeps nonces (RFC 6887
+            s11.1); by default the per-user file.
+        @param internalAddress: the address the default PCP client maps for
+            and binds to (RFC 6887 s8.2); by default the kernel's.  Not NAT-PMP.
         @raise ValueError: C{protocol} is not C{"auto"}, C{"pcp"} or
             C{"natpmp"}, or C{internalAddress} is not an address.
         """
-        internal = None if internalAddress is None else ip_address(str(internalAddress))
-        if clientFactory is None:
-            clientFactory = _defaultClientFactory(
-                reactor, protocol, monotonic, nonces, internal
-            )
-        if discoverGateway is None:
-            discoverGateway = (
-                defaultGateway6 if isinstance(internal, IPv6Address) else defaultGateway
-            )
-        self._deleteAll = partial(
-            deleteAll, reactor, timeouts=tuple(stopTimeouts), deadline=stopDeadline
-        )
-        self._declared = Declared(
+        self._declared, self._gateways = assemble(
+            self,
             reactor,
-            lambda: (self.gateway, self.externalAddress),
-            self._granted,
-            backoff=backoff or defaultBackoff(),
-            mapTimeouts=mapTimeouts,
-            deleteTimeouts=stopTimeouts,
-            monotonic=monotonic,
-        )
-        for declaration in mappings:
-            self._declared.declare(declaration)
-        self._gateways = GatewayFollower(
-            reactor,
-            self._declared,
-            gateway=None if gateway is None else ip_address(str(gateway)),
+            mappings,
+            gateway=gateway,
             discoverGateway=discoverGateway,
             clientFactory=clientFactory,
+            protocol=protocol,
             announcements=announcements,
             holdOff=holdOff,
             healthInterval=healthInterval,
             gatewayCheckInterval=gatewayCheckInterval,
-            # RFC 6886 s3's rule is NAT-PMP's: PCP maps from any address
-            # (auto may fall back to NAT-PMP, so it keeps the rule).
-            allowPublicAddress=allowPublicAddress or protocol == "pcp",
+            backoff=backoff,
+            stopTimeouts=stopTimeouts,
+            stopDeadline=stopDeadline,
+            mapTimeouts=mapTimeouts,
             monotonic=monotonic,
-            deleteAll=self._deleteAll,
-            running=lambda: bool(self.running),
+            allowPublicAddress=allowPublicAddress,
+            nonces=nonces,
+            internalAddress=internalAddress,
         )
-
-    # What the parts hold
 
     @property
     def gateway(self) -> IPAddress | None:
@@ -198,24 +142,6 @@ class PortMapperService(Service):
         The gateway in use, or L{None} before one is known.
         """
         return self._gateways.gateway
-
-    def _granted(self, mapping: Mapping | None) -> None:
-        if self._gateways.watch is not None:
-            self._gateways.watch.granted(mapping)
-
-    @property
-    def _fixedGateway(self) -> IPAddress | None:
-        return self._gateways.fixedGateway
-
-    @property
-    def _healthInterval(self) -> float:
-        return self._gateways.healthInterval
-
-    @property
-    def _allowPublicAddress(self) -> bool:
-        return self._gateways.allowPublicAddress
-
-    # Declarations
 
     @property
     def externalAddress(self) -> IPAddress | None:
@@ -270,12 +196,7 @@ class PortMapperService(Service):
             keeper = self._declared.declare(declaration)
         except ValueError as e:
             return fail(e)
-        watch = self._gateways.watch
-        if not self.running or self._gateways.client is None or watch is None:
-            return succeed(self._declared.state(keeper))
-        waiter = self._declared.nextState(declaration.key)
-        keeper.start(watch.mapper, watch.context)
-        return waiter
+        return self._gateways.startKeeper(keeper)
 
     def removeMapping(self, protocol: Transport, internalPort: int) -> Deferred[None]:
         """
@@ -289,12 +210,7 @@ class PortMapperService(Service):
             keeper = self._declared.keepers.pop((Transport(protocol), internalPort))
         except (KeyError, ValueError) as e:
             return fail(e)
-        if not self.running or self._gateways.client is None:
-            keeper.pause()
-            keeper.forget()
-        d = keeper.remove()
-        self._declared.changed(keeper, removed=True)
-        return d
+        return self._gateways.removeKeeper(keeper)
 
     def addObserver(self, observer: IMappingObserver) -> None:
         """
@@ -307,8 +223,6 @@ class PortMapperService(Service):
         Stop calling C{observer}.
         """
         self._declared.observers.remove(observer)
-
-    # IService
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -328,55 +242,4 @@ class PortMapperService(Service):
             at most C{stopDeadline} seconds.
         """
         super().stopService()  # type: ignore[no-untyped-call]
-        # What may be mapped on the gateway is known before anything is
-        # cancelled: a request in flight may have been granted.
-        held, unconfirmed = self._declared.held()
-        waits: list[Deferred[Any]] = [self._gateways.stop()]
-        client = self._gateways.client
-        self._gateways.quiesce()
-        if client is not None:
-            d = self._deleteAll(client, held, "stopping", unconfirmed)
-            waits.append(
-                d.addErrback(lambda f: log.failure("deleting the mappings failed", f))
-            )
-        return DeferredList(waits, consumeErrors=True).addCallback(self._stopped)
-
-    # Internals
-
-    def _stopped(self, result: object) -> Deferred[None]:
-        for keeper in self._declared:
-            keeper.forget()
-            keeper.error = None
-            self._declared.changed(keeper, removed=True)
-        return self._gateways.forget()
-
-
-def _defaultClientFactory(
-    reactor: IReactorTime,
-    protocol: str,
-    monotonic: Callable[[], float],
-    nonces: NonceKeeper | None,
-    internalAddress: IPAddress | None,
-) -> Callable[[IPAddress], IPortMapper]:
-    """
-    The default C{clientFactory}: L{mapperFor}'s listening mapper for
-    C{protocol}.
-
-    @raise ValueError: C{protocol} is not one of L{PROTOCOLS}.
-    """
-    from ..negotiate import PROTOCOLS, mapperFor
-
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol {protocol!r} is not auto, pcp or natpmp")
-
-    def clientFactory(gateway: IPAddress) -> IPortMapper:
-        return mapperFor(
-            reactor,
-            gateway,
-            protocol,
-            monotonic=monotonic,
-            nonces=nonces,
-            internalAddress=internalAddress,
-        )
-
-    return clientFactory
+        return self._gateways.stopAll()
