@@ -33,12 +33,13 @@ from .._exchange import Exchange
 from .._types import Announcement, IPAddress, Mapping, ProtocolName, Transport
 from ..errors import InvalidResponseError, PortMappingError
 from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
-from ._build import announceRequest, deleteRequest, grantedMapping, mapRequest
+from ._build import announceRequest, grantedMapping, mapRequest
 from ._conversation import WINDOW, Conversation, checkResult
 from ._deletion import TAKEOVER_LIFETIME, Deletions
+from ._external import EXTERNAL_QUERY_LIFETIME, queryExternalAddress
 from ._fields import SERVER_PORT
 from ._matching import Reply
-from ._nonces import NonceKeeper, NonceKey, NonceStore, newNonce
+from ._nonces import NonceKeeper, NonceKey, NonceStore
 from ._retransmit import CALL_LIMIT, renewalPoint
 from ._wire import Request, Response
 
@@ -56,9 +57,6 @@ log = Logger()
 #: The waits after each send of a batch of deletions at stop: as for
 #: NAT-PMP, within the 5 s a stopping service has.
 DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
-#: The lifetime of the short-lived MAP by which L{PCPClient.externalAddress}
-#: learns the address (miniupnpd's least).
-EXTERNAL_QUERY_LIFETIME = 120
 
 
 @implementer(IPortMapper, IExternalAddressQuery)
@@ -263,36 +261,7 @@ class PCPClient:
         read the address granted, and delete that mapping again (a failed
         deletion is logged; the mapping then expires by itself).
         """
-        port = self.exchange.port
-        try:
-            if port is None:
-                raise PortMappingError("the PCP client is not listening")
-            client = self.conversation.clientAddress()
-        except PortMappingError as e:
-            return fail(e)
-        internalPort: int = port.getHost().port  # type: ignore[attr-defined]
-        nonce = newNonce()
-        request = mapRequest(
-            client, nonce, Transport.UDP, internalPort, EXTERNAL_QUERY_LIFETIME
-        )
-
-        def deleted(result: object, address: IPAddress) -> IPAddress:
-            if isinstance(result, Failure):
-                log.info(
-                    "could not delete the PCP mapping made to learn the"
-                    " external address: {error}",
-                    error=result.getErrorMessage(),
-                )
-            return address
-
-        def granted(response: Response) -> Deferred[IPAddress]:
-            address = self._gotMapping(response, EXTERNAL_QUERY_LIFETIME)
-            assert address.externalAddress is not None
-            deletion = deleteRequest(client, nonce, Transport.UDP, internalPort)
-            d = self._submit(deletion, timeouts)
-            return d.addBoth(deleted, address.externalAddress)
-
-        return self._submit(request, timeouts).addCallback(granted)
+        return queryExternalAddress(self, timeouts)
 
     def announced(self, announcement: Announcement) -> bool:
         """
