@@ -28,6 +28,8 @@ class Sizes:
     @ivar pcpPorts: ports mapped then deleted on miniupnpd over each of PCP
         and NAT-PMP (figure 7; miniupnpd deletes in time linear in its
         table, so a few hundred at most).
+    @ivar pcpBulkPorts: ports mapped then deleted on our own gateway over
+        each of PCP and NAT-PMP (figure 7; issue 14 asks for 1,000).
     """
 
     codecCount: int
@@ -45,6 +47,7 @@ class Sizes:
     reliabilityLosses: tuple[int, ...]
     reliabilityTimeout: float
     pcpPorts: int
+    pcpBulkPorts: int
 
 
 FULL = Sizes(
@@ -63,6 +66,7 @@ FULL = Sizes(
     reliabilityLosses=(0, 30, 60),
     reliabilityTimeout=300.0,
     pcpPorts=200,
+    pcpBulkPorts=1_000,
 )
 
 QUICK = Sizes(
@@ -81,4 +85,5 @@ QUICK = Sizes(
     reliabilityLosses=(0, 30),
     reliabilityTimeout=30.0,
     pcpPorts=10,
+    pcpBulkPorts=10,
 )

@@ -186,6 +186,10 @@ class MissingPeerTests(SynchronousTestCase):
         self.assertIn("natpmpc", natpmpc["reason"])
         self.assertIsNone(byName["client.ours_vs_natpmpc"]["value"])
         self.assertIsNotNone(byName["client.ours.rate"]["value"])
+        # Both gateways of figure 7 (miniupnpd, and ours for 1,000 ports)
+        # share the lab: neither is measured without it.
+        self.assertIn("pcp.vs_natpmp", byName)
+        self.assertIn("pcp.ours.vs_natpmp", byName)
         for prefix in ("peers.", "pcp."):
             peers = [f for f in report["figures"] if f["name"].startswith(prefix)]
             self.assertTrue(peers, prefix)
