@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_watch -*-
+# -*- test-case-name: tests.service.test_watchannounce -*-
 """
 Whether the gateway answers, told to a person (L{SilenceWatch}), and the
 mapper wrapper that tells it of every request (L{WatchedMapper}).

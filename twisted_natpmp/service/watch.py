@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.service.test_watch -*-
+# -*- test-case-name: tests.service.test_watch,tests.service.test_watchannounce -*-
 """
 L{GatewayWatch}: watching the gateway in use for the keepers of its
 mappings.  One per gateway (and mapper); it asks no protocol-specific
