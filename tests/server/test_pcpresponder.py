@@ -194,20 +194,43 @@ class MapTests(PCPGatewayMixin):
 
     def test_protocols(self) -> None:
         """
-        Protocol 0 with a port is MALFORMED_REQUEST; protocol 0 (all) and
-        SCTP are UNSUPP_PROTOCOL (not miniupnpd's NO_RESOURCES); TCP with
-        internal port 0 is MALFORMED_REQUEST (RFC 6887 s11.1).
+        Protocol 0 (all; its internal port ignored) and SCTP are
+        UNSUPP_PROTOCOL (not miniupnpd's NO_RESOURCES); a mapping of all
+        ports of TCP (internal port 0 with a lifetime) is refused by policy
+        with NOT_AUTHORIZED (RFC 6887 s11.1).
         """
         # RFC 6887 s11.1
         cases = [
-            (mapPacket(80, protocol=0), ResultCode.MALFORMED_REQUEST),
+            (mapPacket(80, protocol=0), ResultCode.UNSUPP_PROTOCOL),
             (mapPacket(0, protocol=0), ResultCode.UNSUPP_PROTOCOL),
             (mapPacket(80, protocol=132), ResultCode.UNSUPP_PROTOCOL),
-            (mapPacket(0), ResultCode.MALFORMED_REQUEST),
+            (mapPacket(0), ResultCode.NOT_AUTHORIZED),
         ]
         for packet, code in cases:
             self.assertEqual(self.ask(packet).resultCode, code, packet.hex())
         self.assertEqual(self.forwards(), {})
+
+    def test_deleteAllPorts(self) -> None:
+        """
+        A deletion of internal port 0 deletes every mapping of that
+        transport the nonce owns, keeps another nonce's and the other
+        transport's, and answers success (RFC 6887 s11.1).
+        """
+        # RFC 6887 s11.1
+        for port in (5000, 5001):
+            self.assertEqual(self.ask(mapPacket(port)).resultCode, ResultCode.SUCCESS)
+        other = mapPacket(5002, nonce=b"\x07" * 12)
+        self.assertEqual(self.ask(other).resultCode, ResultCode.SUCCESS)
+        udp = mapPacket(5003, transport=UDP)
+        self.assertEqual(self.ask(udp).resultCode, ResultCode.SUCCESS)
+        reply = self.ask(mapPacket(0, 0))
+        self.assertEqual((reply.resultCode, reply.lifetime), (ResultCode.SUCCESS, 0))
+        self.assertEqual(
+            sorted(
+                (t.label, internal[1]) for (t, _), internal in self.forwards().items()
+            ),
+            [("tcp", 5002), ("udp", 5003)],
+        )
 
     def test_udp(self) -> None:
         """

@@ -92,21 +92,21 @@ def remoteFilter(option: FilterOption) -> RemoteFilter | None:
     return RemoteFilter(network, option.remotePort)
 
 
-def _transport(data: MapData) -> Transport:
+def _transport(data: MapData, lifetime: int) -> Transport:
     if data.protocol == ALL_PROTOCOLS:
-        if data.internalPort != 0:
-            # RFC 6887 s11.1: protocol 0 requires internal port 0.
-            raise Rejected(ResultCode.MALFORMED_REQUEST, "protocol 0 with a port")
-        # All protocols at once: no backend here can forward them.
+        # RFC 6887 s11.1: with protocol 0 the internal port is ignored on
+        # reception.  All protocols at once: no backend here forwards them.
         raise Rejected(ResultCode.UNSUPP_PROTOCOL, "protocol 0 (all) not mapped")
     transport = data.transport
     if transport is None:
         # RFC 6887 s11.1 (SCTP, and any other): miniupnpd answers
         # NO_RESOURCES; the RFC's code is UNSUPP_PROTOCOL.
         raise Rejected(ResultCode.UNSUPP_PROTOCOL, "protocol not mapped")
-    if data.internalPort == 0:
-        # RFC 6887 s11.1: internal port 0 is "all ports", only with protocol 0.
-        raise Rejected(ResultCode.MALFORMED_REQUEST, "internal port 0")
+    if data.internalPort == 0 and lifetime != 0:
+        # RFC 6887 s11.1: internal port 0 is "all ports", legal in a
+        # deletion (every mapping of the transport this nonce holds) and
+        # when asking for all ports, which this gateway's policy refuses.
+        raise Rejected(ResultCode.NOT_AUTHORIZED, "a mapping of all ports")
     return transport
 
 
@@ -164,7 +164,7 @@ def planMap(
             # RFC 6887 s7.3: the codec refused unknown mandatory options;
             # the optional ones are ignored.
             assert isinstance(option, UnknownOption) and not option.mandatory
-    transport = _transport(data)
+    transport = _transport(data, request.lifetime)
     if (
         preferFailure
         and data.externalPort == 0

@@ -19,7 +19,11 @@ from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import TYPE_CHECKING
 
-from ..errors import CannotProvideExternalError, NetworkFailureError
+from ..errors import (
+    CannotProvideExternalError,
+    NetworkFailureError,
+    NotAuthorizedError,
+)
 from ..server._entries import DEFAULT_MAX_LIFETIME, DEFAULT_MIN_LIFETIME, Refused
 from ._serverchecks import MapPlan, Network, Rejected, planMap
 from ._wire import (
@@ -210,6 +214,18 @@ class PCPResponder:
         client = plan.client
         pinhole = isinstance(client, IPv6Address)
         try:
+            if request.lifetime == 0 and data.internalPort == 0:
+                # RFC 6887 s11.1: internal port 0 in a deletion is "all
+                # ports": every mapping of the transport this nonce owns;
+                # those of another owner are not its to delete, and stay.
+                try:
+                    gateway.deleteAll(client, plan.transport, owner=data.nonce)
+                except Refused as refusal:
+                    if not isinstance(refusal.error, NotAuthorizedError):
+                        raise
+                return self._success(
+                    request, data, plan, data.externalAddress, data.externalPort, 0
+                )
             if request.lifetime == 0:
                 # RFC 6887 s15: deleting needs the mapping's nonce; deleting
                 # one that is not there succeeds.

@@ -123,10 +123,11 @@ class GatewayCore(Protocol):
         """
 
     def deleteAll(
-        self, client: IPAddress, transport: Transport
+        self, client: IPAddress, transport: Transport, *, owner: bytes | None = None
     ) -> list[GatewayMapping]:
         """
-        Delete every mapping of C{transport} that C{client} holds.
+        Delete every mapping of C{transport} that C{client} holds (those
+        C{owner}, a PCP nonce, may delete; L{None}: a NAT-PMP request).
 
         @raise Refused: for the first that could not be deleted.
         """
