@@ -147,7 +147,7 @@ class PCPGatewayLabTests(TestCase):
         not a multiple of 4; a wrong client address; another nonce; a
         response (dropped).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         inbox = Inbox()
         port = self.lab.listenUDP(self.lab.lans[0], 0, inbox)
         self.addCleanup(port.stopListening)

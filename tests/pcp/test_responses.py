@@ -128,7 +128,7 @@ class ResponseDecodingTests(SynchronousTestCase):
 
 class ErrorResponseTests(SynchronousTestCase):
     def test_copiesRequest(self) -> None:
-        # RFC 6887 s8.3: the error answer is a copy of the request with the
+        # RFC 6887 s8.2: the error answer is a copy of the request with the
         # response header written over it: the nonce, ports and options stay
         # (a MAP error is 60 bytes, not the bare header).
         packet = errorResponse(PCP_MAP.request, ResultCode.ADDRESS_MISMATCH, 0, 17)
@@ -143,7 +143,7 @@ class ErrorResponseTests(SynchronousTestCase):
         )
 
     def test_padded(self) -> None:
-        # RFC 6887 s8.3: shorter than 24 bytes: padded to 24 with zeros; not a
+        # RFC 6887 s8.2: shorter than 24 bytes: padded to 24 with zeros; not a
         # multiple of 4: padded to the next one; longer than 1100: cut.
         short = errorResponse(b"\x02\x01\xff", ResultCode.MALFORMED_REQUEST, 0, 5)
         self.assertEqual(short, bytes.fromhex("02810003000000000000000500") + bytes(11))
@@ -166,7 +166,7 @@ class ErrorResponseTests(SynchronousTestCase):
         self.assertEqual(len(packet), 60)
 
     def test_unknownOpcode(self) -> None:
-        # RFC 6887 s8.3: the opcode is echoed even when not understood.
+        # RFC 6887 s8.2: the opcode is echoed even when not understood.
         request = withHeader(PCP_MAP.request[:24], opcode=5)
         packet = errorResponse(request, ResultCode.UNSUPP_OPCODE, 0, 9)
         self.assertEqual(packet[:4], bytes.fromhex("02850004"))

@@ -238,7 +238,7 @@ class RequestRejectionTests(SynchronousTestCase):
         self.assertEqual(error.packet, packet)
 
     def test_dropped(self) -> None:
-        # RFC 6887 s8.3: shorter than 2 bytes, or the R bit set: no answer.
+        # RFC 6887 s8.2: shorter than 2 bytes, or the R bit set: no answer.
         self.assertRejected(b"", None)
         self.assertRejected(b"\x02", None)
         assert PCP_MAP.response is not None

@@ -69,7 +69,7 @@ class VersionTests(PCPGatewayMixin):
         padded to 24 bytes, with version 2 (not miniupnpd's version-0
         reply) (RFC 6887 s8.3).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         request = mapPacket(80)[:12]
         self.assertEqual(self.raw(request), header(2, 0x81, 3, 1800, 0))
 
@@ -78,7 +78,7 @@ class VersionTests(PCPGatewayMixin):
         A request whose size is not a multiple of 4 gets MALFORMED_REQUEST,
         padded with zeros to the next multiple (RFC 6887 s8.3).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         request = mapPacket(80) + b"\x01\x02"
         reply = self.raw(request)
         assert reply is not None
@@ -91,7 +91,7 @@ class VersionTests(PCPGatewayMixin):
         A request longer than 1100 bytes gets MALFORMED_REQUEST in a copy of
         its first 1100 bytes (RFC 6887 s7, s8.3).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         request = mapPacket(80) + b"\x80\x00\x04\x00" + bytes(1024) + bytes(20)
         reply = self.raw(request)
         assert reply is not None
@@ -103,7 +103,7 @@ class VersionTests(PCPGatewayMixin):
         A packet with the R bit set is dropped, and counted (RFC 6887
         s8.3).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         packet = bytearray(announcePacket())
         packet[1] |= 0x80
         self.assertIsNone(self.raw(bytes(packet)))
@@ -113,7 +113,7 @@ class VersionTests(PCPGatewayMixin):
         """
         Packets too short to hold an opcode are dropped (RFC 6887 s8.3).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         self.assertIsNone(self.raw(b"\x02"))
         self.assertIsNone(self.raw(b""))
 
@@ -122,7 +122,7 @@ class VersionTests(PCPGatewayMixin):
         An unknown opcode gets UNSUPP_OPCODE in a copy of the request (RFC
         6887 s8.3).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         request = b"\x02\x05" + announcePacket()[2:]
         self.assertEqual(self.raw(request), header(2, 0x85, 4, 1800, 0))
 
@@ -164,7 +164,7 @@ class VersionTests(PCPGatewayMixin):
         A PCP request from an IPv6 source outside the internal networks is
         dropped (RFC 6887 s8.3).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         self.assertIsNone(self.raw(announcePacket("2001:db8:99::2"), "2001:db8:99::2"))
 
     def test_mappedSource(self) -> None:
@@ -185,7 +185,7 @@ class VersionTests(PCPGatewayMixin):
         (version 0) or PCP (version 2, a multiple of 4, 24-1100 bytes), or
         none (RFC 6887 s8.3).
         """
-        # RFC 6887 s8.3
+        # RFC 6887 s8.2
         reply = self.raw(packet)
         if reply is None:
             return

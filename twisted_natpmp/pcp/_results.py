@@ -175,7 +175,7 @@ class MalformedPacket(ValueError):
 
     A gateway answers a rejected request with L{resultCode} (see
     L{twisted_natpmp.pcp._wire.errorResponse}), or drops it silently when
-    that is L{None} (RFC 6887 s8.3: packets shorter than 2 bytes and
+    that is L{None} (RFC 6887 s8.2: packets shorter than 2 bytes and
     packets with the R bit set).  A client drops a rejected response.
 
     @ivar reason: what was wrong, for a person.

@@ -262,7 +262,7 @@ def decodeRequest(packet: bytes) -> Request:
     """
     Decode a request, as a gateway receives it.
 
-    Checked in RFC 6887 s8.3's order: shorter than 2 bytes, or the R bit
+    Checked in RFC 6887 s8.2's order: shorter than 2 bytes, or the R bit
     set: dropped (C{resultCode} L{None}); a version other than 2:
     UNSUPP_VERSION; the size (24 to 1100, a multiple of 4):
     MALFORMED_REQUEST; the opcode: UNSUPP_OPCODE; opcode data cut short:
@@ -348,7 +348,7 @@ def errorResponse(
 ) -> bytes:
     """
     A gateway's error response to a rejected request, built from its bytes
-    (RFC 6887 s8.3): up to 1100 bytes of the request are copied, padded
+    (RFC 6887 s8.2): up to 1100 bytes of the request are copied, padded
     with zeros to at least 24 bytes and to a multiple of 4, then the header
     is overwritten: version 2, the R bit, the result code, the lifetime, the
     epoch, and the reserved bytes zeroed.  The opcode data and options stay

@@ -8,7 +8,7 @@ benchmarks build directly.
     (NAT-PMP's, and with PCP its unsolicited ANNOUNCE beside them).
   - L{Gateway} (C{gateway}), also known as C{NATPMPGateway}: the
     protocol-neutral core shared by all ports and protocols: the source
-    checks (RFC 6886 s3.3, RFC 6887 s8.3), the table, the rate limit, the
+    checks (RFC 6886 s3.3, RFC 6887 s8.2), the table, the rate limit, the
     aggregated drop and refusal logs, the expiry timer.
   - L{VersionDispatcher} (C{dispatch}): picks the responder
     (L{Responder}) by version byte: L{twisted_natpmp.natpmp.responder} for
@@ -51,14 +51,14 @@ leaves a choice (each tested in C{tests/server}):
     counts as short-lived (L{twisted_natpmp.errors}).
   - Malformed requests (shorter than 24 bytes, not a multiple of 4, longer
     than 1100) get MALFORMED_REQUEST in version 2, in a copy of the request
-    padded to a multiple of 4 and to 24 bytes (RFC 6887 s8.3); miniupnpd
+    padded to a multiple of 4 and to 24 bytes (RFC 6887 s8.2); miniupnpd
     answers short and unaligned ones in version 0.  Packets under 2 bytes
     and responses are dropped.
   - Version 1 gets NAT-PMP's Unsupported Version (RFC 6886 s1.1: 1 is never
     used; the highest version below it we speak is 0); versions above 2
     get UNSUPP_VERSION naming 2 (RFC 6887 s9), as from miniupnpd.
   - An unknown opcode and PEER get UNSUPP_OPCODE in a copy of the request
-    (RFC 6887 s8.3), not miniupnpd's bare header; PEER is not implemented
+    (RFC 6887 s8.2), not miniupnpd's bare header; PEER is not implemented
     because the backends (L{twisted_natpmp.interfaces.IMappingBackend})
     only make inbound forwards: an outbound mapping's external port is the
     kernel NAT's, which they can neither read nor extend.  miniupnpd

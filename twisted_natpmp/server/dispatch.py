@@ -5,7 +5,7 @@ Dispatch by version byte: which protocol's responder answers a packet.
 Every NAT-PMP and PCP packet starts with a version byte, and has the top
 bit of its second byte set when it is a response (NAT-PMP's opcode 128 +
 x, RFC 6886 s3; PCP's R bit, RFC 6887 s7.1).  A response sent to a gateway
-is dropped, whatever its version (RFC 6886 s3.3, RFC 6887 s8.3).  The rest
+is dropped, whatever its version (RFC 6886 s3.3, RFC 6887 s8.2).  The rest
 go to the responder registered for their version, or to the fallback, which
 answers Unsupported Version.
 
@@ -194,7 +194,7 @@ class VersionDispatcher:
         if len(packet) < 2:
             return self.responderFor(0).respond(packet, client)
         if packet[1] & _RESPONSE_BIT:
-            # RFC 6886 s3.3, RFC 6887 s8.3: a response sent to the gateway is
+            # RFC 6886 s3.3, RFC 6887 s8.2: a response sent to the gateway is
             # ignored.
             self._drops.drop(
                 str(client), "a response, not a request", f"opcode {packet[1]}"

@@ -6,7 +6,7 @@ shares.
 L{Gateway} holds the mapping table (L{twisted_natpmp.server.table}), the
 external address, the internal networks, the per-source rate limit, the
 aggregated drop and refusal logs, and the expiry timer.  It checks where
-each datagram comes from (RFC 6886 s3.3, RFC 6887 s8.3) and hands it to a
+each datagram comes from (RFC 6886 s3.3, RFC 6887 s8.2) and hands it to a
 L{VersionDispatcher}, which picks the responder by version byte: NAT-PMP's
 (L{twisted_natpmp.natpmp.responder.NATPMPResponder}) for 0 and 1 (1 is
 never used, RFC 6886 s1.1, and gets NAT-PMP's Unsupported Version), PCP's
