@@ -135,7 +135,7 @@ class PCPResponder:
             if e.resultCode is None:
                 gateway.drops.drop(str(client), "malformed", e.reason)
                 return None
-            # RFC 6887 s8.3: answered in a copy of the request, padded to a
+            # RFC 6887 s8.2: answered in a copy of the request, padded to a
             # multiple of 4 and at least 24 bytes; UNSUPP_VERSION carries 2
             # (s9).
             return self._error(
