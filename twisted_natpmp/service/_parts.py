@@ -68,6 +68,9 @@ def assemble(
         discoverGateway = (
             defaultGateway6 if isinstance(internal, IPv6Address) else defaultGateway
         )
+    deleteAllOn = partial(
+        deleteAll, reactor, timeouts=tuple(stopTimeouts), deadline=stopDeadline
+    )
     declared = Declared(
         reactor,
         lambda: (service.gateway, service.externalAddress),
@@ -93,9 +96,7 @@ def assemble(
         # (auto may fall back to NAT-PMP, so it keeps the rule).
         allowPublicAddress=allowPublicAddress or protocol == "pcp",
         monotonic=monotonic,
-        deleteAll=partial(
-            deleteAll, reactor, timeouts=tuple(stopTimeouts), deadline=stopDeadline
-        ),
+        deleteAll=deleteAllOn,
         running=lambda: bool(service.running),
     )
     return declared, gateways
