@@ -23,6 +23,7 @@ MODULES = (
     "tests.service.natpmp.test_start",
     "tests.test_negotiate",
     "tests.cli",
+    "tests.service.natpmp.test_grants",
 )
 
 TIMEOUT = 120

@@ -20,6 +20,7 @@ from twisted_natpmp.natpmp._wire import (
     Protocol,
 )
 from twisted_natpmp.natpmp.client import listenClient
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
 from twisted_natpmp.service import (
     MappingDeclaration,
     PortMapperService,
@@ -231,6 +232,7 @@ class MonotonicTests(ServiceTestMixin, SynchronousTestCase):
             gateway=GATEWAY,
             monotonic=lambda: monotonic[0],
             healthInterval=10**6,
+            nonces=MemoryNonceStore(),
         )
         service.startService()
         self.network.flush()
