@@ -150,7 +150,7 @@ class ExpiryAndLoggingTests(GatewayTestsMixin, SynchronousTestCase):
                 (
                     "refused",
                     CLIENT,
-                    "client at its limit of 1 mappings, answered result 4",
+                    "client at its limit of 1 mapping, answered result 4",
                 ),
             ],
         )

@@ -322,5 +322,5 @@ class NeutralTests(TableTestsMixin, SynchronousTestCase):
         self.assertIsInstance(refusal.error, OutOfResourcesError)
         self.assertIsNone(refusal.error.resultCode)
         self.assertEqual(
-            str(refusal), "client at its limit of 1 mappings (out of resources)"
+            str(refusal), "client at its limit of 1 mapping (out of resources)"
         )

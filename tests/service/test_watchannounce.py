@@ -10,6 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._types import AnnouncementKind
 from twisted_natpmp.errors import NoResponseError, NotAuthorizedError
@@ -18,6 +19,7 @@ from twisted_natpmp.service.keeper import KeeperPhase
 from twisted_natpmp.service.policy import (
     CONFIRM_SPACING,
 )
+from twisted_natpmp.service.watch import _events
 
 from .test_watch import (
     EXTERNAL,
@@ -149,3 +151,15 @@ class SilenceTests(WatchTestCase):
         self.assertIs(keeper.phase, KeeperPhase.BACKING_OFF)
         probe.succeed(Probe(self.mapper.protocolName, 1000, EXTERNAL))
         self.assertIs(keeper.phase, KeeperPhase.REQUESTING)
+
+
+class CoalescedWordsTests(SynchronousTestCase):
+    """
+    The re-mapping line counts what came meanwhile in good English.
+    """
+
+    def test_words(self) -> None:
+        self.assertEqual(
+            [_events(1), _events(2)],
+            ["announcement or loss", "announcements or losses"],
+        )

@@ -183,3 +183,10 @@ def checkLimits(
         raise ValueError(f"bad maximum lifetime {maxLifetime}")
     if maxMappingsPerClient < 1:
         raise ValueError(f"bad mapping limit {maxMappingsPerClient}")
+
+
+def mappings(count: int) -> str:
+    """
+    C{count} mappings, in words: C{"1 mapping"}, C{"512 mappings"}.
+    """
+    return f"{count} mapping" if count == 1 else f"{count} mappings"

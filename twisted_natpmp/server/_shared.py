@@ -49,6 +49,7 @@ from ._entries import (
     Refused,
     TableEvent,
     backendRefused,
+    mappings,
 )
 from .backends._filters import IFilteringBackend, RemoteFilter
 from .backends._pinhole import IPinholeBackend
@@ -238,12 +239,12 @@ class SharedTable(MappingTable):
             if held >= self.maxMappingsPerClient:
                 raise Refused(
                     OutOfResourcesError(),
-                    f"client at its limit of {self.maxMappingsPerClient} mappings",
+                    f"client at its limit of {mappings(self.maxMappingsPerClient)}",
                 )
             if self.maxMappings is not None and len(self) >= self.maxMappings:
                 raise Refused(
                     OutOfResourcesError(),
-                    f"gateway at its limit of {self.maxMappings} mappings",
+                    f"gateway at its limit of {mappings(self.maxMappings)}",
                 )
             try:
                 backend.addPinhole(client, transport, port)

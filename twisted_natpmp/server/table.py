@@ -55,6 +55,7 @@ from ._entries import (
     TableEvent,
     backendRefused,
     checkLimits,
+    mappings,
 )
 from ._index import MappingIndex, otherTransport
 
@@ -210,7 +211,7 @@ class MappingTable(MappingIndex):
         if held >= self.maxMappingsPerClient:
             raise Refused(
                 OutOfResourcesError(),
-                f"client at its limit of {self.maxMappingsPerClient} mappings",
+                f"client at its limit of {mappings(self.maxMappingsPerClient)}",
             )
         left = _UNLIMITED
         if self.maxMappings is not None:
@@ -218,7 +219,7 @@ class MappingTable(MappingIndex):
             if left <= 0:
                 raise Refused(
                     OutOfResourcesError(),
-                    f"gateway at its limit of {self.maxMappings} mappings",
+                    f"gateway at its limit of {mappings(self.maxMappings)}",
                 )
         externalPort = self._choosePort(client, transport, suggestedExternalPort)
         if (otherTransport(transport), externalPort) not in self._byExternal:

@@ -57,6 +57,14 @@ __all__ = ["GatewayWatch"]
 log = Logger()
 
 
+def _events(count: int) -> str:
+    """
+    What C{count} coalesced events are called: one announcement or loss, or
+    several.
+    """
+    return "announcement or loss" if count == 1 else "announcements or losses"
+
+
 class GatewayWatch:
     """
     Watches one gateway, through its mapper, for the keepers of its
@@ -344,7 +352,7 @@ class GatewayWatch:
     def _remapped(self, coalesced: int) -> None:
         log.info(
             "re-mapping done{more}: {states}",
-            more=f" ({coalesced} more announcements or losses meanwhile)"
+            more=f" ({coalesced} more {_events(coalesced)} meanwhile)"
             if coalesced
             else "",
             states=self._describe(),
