@@ -43,8 +43,9 @@ class GatewayProcess:
     @ivar log: its log file.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, pcp: bool = False) -> None:
         self.address = ""
+        self._pcp = pcp
         self.port = SERVER_PORT
         self.log = directory / "gateway.log"
         self._process: subprocess.Popen[str] | None = None
@@ -72,6 +73,7 @@ class GatewayProcess:
                 f"--listen={address}/8",
                 f"--port={SERVER_PORT}",
                 f"--log={self.log}",
+                *(["--pcp"] if self._pcp else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

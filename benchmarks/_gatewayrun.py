@@ -51,6 +51,7 @@ class Options(usage.Options):
         ["log", None, None, "Log file (required)."],
         ["max-mappings-per-client", None, "100000", "Per-client mapping limit."],
     ]
+    optFlags = [["pcp", None, "Serve PCP beside NAT-PMP."]]
 
     def postOptions(self) -> None:
         if self["log"] is None:
@@ -127,6 +128,7 @@ def main(argv: list[str]) -> int:
         port=int(options["port"]),
         maxMappingsPerClient=int(options["max-mappings-per-client"]),
         announceTo=None,
+        pcp=bool(options["pcp"]),
     )
     try:
         service.startService()

@@ -4,12 +4,11 @@ miniupnpd's PCP in the same run.
 
   - Over UDP: our gateway with PCP on, in a process of its own on a
     loopback address (as L{benchmarks.gateway} runs it, through
-    L{benchmarks._gateway.GatewayProcess}, here started as
-    C{python -m benchmarks.pcpgateway}), filled with other clients'
-    mappings to each table size; a bare blocking-socket load generator
-    sends PCP MAP requests and their deletions (a MAP of lifetime 0 with the
-    same nonce), alternately, one at a time and then with a window in
-    flight.  The sizes take turns, round after round.
+    L{benchmarks._gateway.GatewayProcess}, here with C{pcp=True}), filled
+    with other clients' mappings to each table size; a bare blocking-socket
+    load generator sends PCP MAP requests and their deletions (a MAP of
+    lifetime 0 with the same nonce), alternately, one at a time and then
+    with a window in flight.  The sizes take turns, round after round.
   - In process: the same requests straight through L{Gateway.respond}: the
     gateway's own cost per request, with less noise.
   - miniupnpd: the same MAP/delete pairs, one at a time and windowed, from
@@ -24,22 +23,18 @@ L{_udp.TIMEOUT} seconds.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, ip_address
 
 from twisted_natpmp import Transport
-from twisted_natpmp.natpmp._wire import SERVER_PORT
 from twisted_natpmp.pcp._wire import MapData, Opcode, Request, protocolNumber
 from twisted_natpmp.server import Gateway
 
-from . import _cpus, _udp
+from . import _udp
 from ._context import Context
 from ._fill import fillTable
-from ._gateway import _ROOT, GatewayError, GatewayProcess
+from ._gateway import GatewayProcess
 from ._gatewayrun import EXTERNAL_ADDRESS
 from ._netlab import LabUnavailable, Miniupnpd, lanSocket, netLab
 from ._report import Figure, Target, notMeasured, ratio
@@ -85,44 +80,11 @@ def _loops(
     }
 
 
-class PCPGatewayProcess(GatewayProcess):
-    """
-    L{GatewayProcess}, but running C{python -m benchmarks.pcpgateway}: the
-    same gateway with PCP on.
-    """
-
-    def _start(self, address: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(_ROOT), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.pcpgateway",
-                f"--listen={address}/8",
-                f"--port={SERVER_PORT}",
-                f"--log={self.log}",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=_ROOT,
-            env=env,
-        )
-        _cpus.pinServer(self._process.pid)
-        words = self._answer().split()
-        if words[:1] != ["ready"]:
-            raise GatewayError(f"gateway on {address}: {' '.join(words)}")
-        self.address, self.port = words[1], int(words[2])
-
-
 def _overUDP(context: Context) -> dict[tuple[int, str], float]:
     sizes = context.sizes
     directory = context.directory / "pcpgateway"
     directory.mkdir(parents=True, exist_ok=True)
-    gateway = PCPGatewayProcess(directory)
+    gateway = GatewayProcess(directory, pcp=True)
     rates: dict[tuple[int, str], float] = {}
     count = sizes.serverRequests // 2 * 2
     try:
@@ -267,22 +229,3 @@ async def run(context: Context) -> list[Figure]:
             )
         )
     return figures
-
-
-def main(argv: list[str]) -> int:
-    """
-    Serve as L{benchmarks._gatewayrun} does, with PCP on.
-    """
-    from functools import partial
-
-    from twisted_natpmp.server import GatewayService
-
-    from . import _gatewayrun
-
-    # _gatewayrun has no --pcp option yet: its service, with PCP on.
-    setattr(_gatewayrun, "GatewayService", partial(GatewayService, pcp=True))  # noqa: B010
-    return _gatewayrun.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
