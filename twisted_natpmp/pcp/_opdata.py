@@ -32,6 +32,19 @@ _MAP_DATA = struct.Struct("!12sB3xHH16s")
 _PEER_DATA = struct.Struct("!12sB3xHH16sH2x16s")
 
 
+def _checkMapFields(data: MapData | PeerData) -> None:
+    """
+    Check the fields PEER shares with MAP (RFC 6887 s11.1, s12.1).
+
+    @raise ValueError: one is out of range.
+    """
+    if len(data.nonce) != NONCE_SIZE:
+        raise ValueError(f"nonce of {len(data.nonce)} bytes, not 12")
+    checkRange("protocol", data.protocol, 0xFF)
+    checkRange("internal port", data.internalPort, MAX_PORT)
+    checkRange("external port", data.externalPort, MAX_PORT)
+
+
 @dataclass(frozen=True, slots=True)
 class MapData:
     """
@@ -54,11 +67,7 @@ class MapData:
     externalAddress: IPAddress
 
     def __post_init__(self) -> None:
-        if len(self.nonce) != NONCE_SIZE:
-            raise ValueError(f"nonce of {len(self.nonce)} bytes, not 12")
-        checkRange("protocol", self.protocol, 0xFF)
-        checkRange("internal port", self.internalPort, MAX_PORT)
-        checkRange("external port", self.externalPort, MAX_PORT)
+        _checkMapFields(self)
 
     @property
     def transport(self) -> Transport | None:
@@ -105,11 +114,7 @@ class PeerData:
     remoteAddress: IPAddress
 
     def __post_init__(self) -> None:
-        if len(self.nonce) != NONCE_SIZE:
-            raise ValueError(f"nonce of {len(self.nonce)} bytes, not 12")
-        checkRange("protocol", self.protocol, 0xFF)
-        checkRange("internal port", self.internalPort, MAX_PORT)
-        checkRange("external port", self.externalPort, MAX_PORT)
+        _checkMapFields(self)
         checkRange("remote port", self.remotePort, MAX_PORT)
 
     @property
