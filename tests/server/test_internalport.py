@@ -97,23 +97,36 @@ class LookupTests(SynchronousTestCase):
         self.assertIsNone(interfaceHolding(IPv4Address("203.0.113.254")))
 
 
+def listenChecking(
+    case: TestCase, address: str, index: int
+) -> tuple[Receiver, Deferred[Any], int]:
+    """
+    Listen on C{address} with an L{InterfaceCheckingPort} for interface
+    C{index}, stopped when C{case} ends.
+
+    @return: the receiver, a L{Deferred} that fires with what arrived on
+        another interface, and the port number.
+    """
+    receiver = Receiver()
+    other: Deferred[Any] = Deferred()
+    port = InterfaceCheckingPort(
+        0,
+        receiver,
+        address,
+        index,
+        lambda data, addr, index: other.callback((data, addr, index)),
+        reactor,  # type: ignore[arg-type]
+    )
+    port.startListening()  # type: ignore[no-untyped-call]
+    case.addCleanup(port.stopListening)
+    return receiver, other, port.getHost().port  # type: ignore[no-untyped-call]
+
+
 class InterfaceCheckingPortTests(TestCase):
     timeout = 10
 
     def listen(self, index: int) -> tuple[Receiver, Deferred[Any], int]:
-        receiver = Receiver()
-        other: Deferred[Any] = Deferred()
-        port = InterfaceCheckingPort(
-            0,
-            receiver,
-            LOOPBACK,
-            index,
-            lambda data, addr, index: other.callback((data, addr, index)),
-            reactor,  # type: ignore[arg-type]
-        )
-        port.startListening()  # type: ignore[no-untyped-call]
-        self.addCleanup(port.stopListening)
-        return receiver, other, port.getHost().port  # type: ignore[no-untyped-call]
+        return listenChecking(self, LOOPBACK, index)
 
     async def test_sameInterface(self) -> None:
         """

@@ -11,17 +11,15 @@ import struct
 from ipaddress import IPv6Address
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from twisted_natpmp.server._internalport import (
-    InterfaceCheckingPort,
     arrivalInterface,
     interfaceWith,
 )
 
-from .test_internalport import LO_INDEX, Receiver
+from .test_internalport import LO_INDEX, Receiver, listenChecking
 
 LOOPBACK6 = "::1"
 
@@ -54,19 +52,7 @@ class InterfaceCheckingPort6Tests(TestCase):
             raise SkipTest("no IPv6 loopback address (::1) here")
 
     def listen(self, index: int) -> tuple[Receiver, Deferred[Any], int]:
-        receiver = Receiver()
-        other: Deferred[Any] = Deferred()
-        port = InterfaceCheckingPort(
-            0,
-            receiver,
-            LOOPBACK6,
-            index,
-            lambda data, addr, index: other.callback((data, addr, index)),
-            reactor,  # type: ignore[arg-type]
-        )
-        port.startListening()  # type: ignore[no-untyped-call]
-        self.addCleanup(port.stopListening)
-        return receiver, other, port.getHost().port  # type: ignore[no-untyped-call]
+        return listenChecking(self, LOOPBACK6, index)
 
     def send(self, port: int) -> tuple[str, int]:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
