@@ -12,6 +12,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 
 __all__ = [
+    "DELETION_TIMEOUTS",
     "Announcement",
     "AnnouncementKind",
     "IPAddress",
@@ -22,6 +23,13 @@ __all__ = [
 
 #: An IPv4 or an IPv6 address.
 IPAddress = IPv4Address | IPv6Address
+
+#: The waits after each send of a batch of deletions (C{deleteMappings}, as
+#: at stop), in either protocol: RFC 6886 s3.1, s3.4 retransmit a deletion
+#: like any request (250 ms, doubling) but let a client give up sooner,
+#: after one send.  So each is sent at 0, 0.25, 0.75, 1.75 and 3.75 s until
+#: answered and given up at 4.75 s, within the 5 s a stopping service has.
+DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
 
 
 class Transport(Enum):

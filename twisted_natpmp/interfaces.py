@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
 
-from ._types import IPAddress, Mapping, ProtocolName, Transport
+from ._types import DELETION_TIMEOUTS, IPAddress, Mapping, ProtocolName, Transport
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -115,7 +115,7 @@ class IPortMapper(Interface):
 
     def deleteMappings(
         keys: Iterable[MappingKey],
-        timeouts: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 1.0),
+        timeouts: Sequence[float] = DELETION_TIMEOUTS,
     ) -> Deferred[dict[MappingKey, Failure | None]]:
         """
         Delete several of this host's mappings at once, as when stopping:

@@ -41,6 +41,7 @@ from ._protocolmemory import (
     processMemory,
 )
 from ._types import (
+    DELETION_TIMEOUTS,
     Announcement,
     AnnouncementKind,
     IPAddress,
@@ -199,7 +200,7 @@ class NegotiatingMapper(BothClientsMixin):
     def deleteMappings(
         self,
         keys: Iterable[MappingKey],
-        timeouts: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 1.0),
+        timeouts: Sequence[float] = DELETION_TIMEOUTS,
     ) -> Deferred[dict[MappingKey, Failure | None]]:
         """
         Delete several mappings at once, each with the protocol that made

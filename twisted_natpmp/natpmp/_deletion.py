@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from .._exchange import Exchange, settleAll
+from .._types import DELETION_TIMEOUTS as _DELETION_TIMEOUTS
 from .._types import Transport
 from ..interfaces import MappingKey
 from ._matching import LATE_REPLY_SECONDS, checkResult, matches
@@ -36,15 +37,10 @@ from ._wire import MapRequest, Request, Response
 
 __all__ = ["DELETION_TIMEOUTS", "SentDeletions", "deleteBatch"]
 
-#: The waits after each send of a batch of deletions at stop
-#: (L{NATPMPClient.deleteMappings
-#: <twisted_natpmp.natpmp.client.NATPMPClient.deleteMappings>}).  RFC 6886
-#: s3.1, s3.4: a deletion is retransmitted like any request (250 ms,
-#: doubling), but a client MAY give up sooner, and SHOULD send it at least
-#: once.  So each deletion is sent at 0, 0.25, 0.75, 1.75 and 3.75 s until
-#: answered, and given up at 4.75 s, within the 5 s a stopping service has
-#: (L{twisted_natpmp.service.STOP_DEADLINE}).
-DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
+#: The waits after each send of a batch of deletions (RFC 6886 s3.1, s3.4:
+#: L{twisted_natpmp._types.DELETION_TIMEOUTS}, one schedule for both
+#: protocols), kept importable here.
+DELETION_TIMEOUTS = _DELETION_TIMEOUTS
 
 
 class SentDeletions:

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._exchange import Exchange
+from .._types import DELETION_TIMEOUTS as _DELETION_TIMEOUTS
 from .._types import Announcement, IPAddress, Mapping, ProtocolName, Transport
 from ..errors import InvalidResponseError, PortMappingError
 from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
@@ -55,8 +56,8 @@ __all__ = [
 log = Logger()
 
 #: The waits after each send of a batch of deletions at stop: as for
-#: NAT-PMP, within the 5 s a stopping service has.
-DELETION_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
+#: NAT-PMP (L{twisted_natpmp._types.DELETION_TIMEOUTS}).
+DELETION_TIMEOUTS = _DELETION_TIMEOUTS
 
 
 @implementer(IPortMapper, IExternalAddressQuery)

@@ -15,7 +15,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._types import Announcement, IPAddress, Mapping, ProtocolName, Transport
+from .._types import (
+    DELETION_TIMEOUTS,
+    Announcement,
+    IPAddress,
+    Mapping,
+    ProtocolName,
+    Transport,
+)
 from ..interfaces import IPortMapper, MappingKey, Probe
 from ._keeping import unanswered
 from .policy import SILENCE_REMINDER, SILENCE_WARNING
@@ -239,7 +246,7 @@ class WatchedMapper:
     def deleteMappings(
         self,
         keys: Iterable[MappingKey],
-        timeouts: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 1.0),
+        timeouts: Sequence[float] = DELETION_TIMEOUTS,
     ) -> Deferred[dict[MappingKey, Failure | None]]:
         return self.mapper.deleteMappings(keys, timeouts)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from twisted.application.internet import backoffPolicy
 
-from .._types import ProtocolName
+from .._types import DELETION_TIMEOUTS, ProtocolName
 from ..errors import GatewayError
 from ..pcp._retransmit import errorRetryDelay, renewalPoint
 
@@ -67,7 +67,7 @@ MIN_RENEWAL_INTERVAL = 10.0
 #: 3.75 s, each until answered), given up at 4.75 s, within
 #: L{STOP_DEADLINE}: s3.1 lets a client give up on a deletion sooner than on
 #: other requests, after sending it at least once.
-STOP_TIMEOUTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 1.0)
+STOP_TIMEOUTS = DELETION_TIMEOUTS
 #: Retransmission schedule of the health check: short, so that it does not
 #: hold up the request queue (RFC 6886 s3.1) for two minutes when the gateway
 #: is away; a missed check is only logged.

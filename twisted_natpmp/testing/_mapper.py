@@ -29,7 +29,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._epoch import EpochTracker
-from .._types import Announcement, IPAddress, Mapping, ProtocolName, Transport
+from .._types import (
+    DELETION_TIMEOUTS,
+    Announcement,
+    IPAddress,
+    Mapping,
+    ProtocolName,
+    Transport,
+)
 from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
 
 __all__ = ["FakePortMapper", "FakeRequest"]
@@ -305,7 +312,7 @@ class FakePortMapper:
     def deleteMappings(
         self,
         keys: Iterable[MappingKey],
-        timeouts: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 1.0),
+        timeouts: Sequence[float] = DELETION_TIMEOUTS,
     ) -> Deferred[dict[MappingKey, Failure | None]]:
         keys = list(keys)
         request = self._call("deleteMappings", keys=keys, timeouts=timeouts)
