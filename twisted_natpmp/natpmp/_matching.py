@@ -11,6 +11,7 @@ from ipaddress import IPv4Address
 
 from .._types import Mapping, ProtocolName
 from ..errors import InvalidResponseError
+from ._forwarded import ForwardedPortRequest
 from ._wire import (
     RESPONSE_BIT,
     ErrorResponse,
@@ -47,7 +48,9 @@ def matches(request: Request, response: Response, lateDeletion: bool) -> bool:
     request's plus 128, and a mapping reply must echo the transport and
     internal port (RFC 6886 s3.3, s3.5; old routers garbled ports).  The
     unsupported version reply may carry opcode 0 or 128 whatever was asked
-    (Errata 3618).
+    (Errata 3618).  Only the reply to a L{ForwardedPortRequest} is matched
+    whatever internal port it echoes (a VPN gateway's, see
+    L{twisted_natpmp.natpmp._forwarded}).
 
     @param lateDeletion: a deletion of the same port was sent lately, so a
         success with lifetime 0 may be its late duplicate reply.
@@ -64,7 +67,10 @@ def matches(request: Request, response: Response, lateDeletion: bool) -> bool:
     if not (
         isinstance(response, MapResponse)
         and response.transport == request.transport
-        and response.internalPort == request.internalPort
+        and (
+            response.internalPort == request.internalPort
+            or isinstance(request, ForwardedPortRequest)
+        )
     ):
         return False
     # A late duplicate reply to a mapping request must not confirm a
@@ -139,6 +145,8 @@ def describeRequest(request: Request) -> str:
         return "the external address request"
     assert isinstance(request, MapRequest)
     label = request.transport.name
+    if isinstance(request, ForwardedPortRequest):
+        return f"the {label} forwarded-port request"
     if request.lifetime:
         return f"the {label} mapping request for port {request.internalPort}"
     if request.internalPort:

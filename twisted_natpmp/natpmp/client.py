@@ -44,6 +44,7 @@ from .._types import Mapping, ProtocolName, Transport
 from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
 from ._deletion import DELETION_TIMEOUTS, SentDeletions, deleteBatch
 from ._epochs import STATE_LOSS_INTERVAL, EpochWatch
+from ._forwarded import FORWARDED_LIFETIME, ForwardedPortRequest, forwardedMapping
 from ._matching import checkResult, describeRequest, mappingFrom
 from ._observers import ObserversMixin
 from ._wire import (
@@ -215,6 +216,34 @@ class NATPMPClient(ObserversMixin):
             return fail(e)
         d = self._submit(request, timeouts)
         return d.addCallback(self._gotMapping, request)
+
+    def forwardedPort(
+        self,
+        transport: Transport,
+        lifetime: int = FORWARDED_LIFETIME,
+        externalPort: int = 0,
+        timeouts: Sequence[float] | None = None,
+    ) -> Deferred[Mapping]:
+        """
+        Ask a VPN gateway for its forwarded public port: internal port 0
+        with a lifetime, whose reply is matched whatever internal port it
+        echoes (a departure from RFC 6886 s3.4 on purpose, see
+        L{twisted_natpmp.natpmp._forwarded}).
+
+        @param externalPort: the public port to suggest (0: any).
+        @return: fires with the L{Mapping} granted; its C{internalPort} is
+            the public port when the reply echoes 0.
+        """
+        try:
+            request = ForwardedPortRequest(Transport(transport), externalPort, lifetime)
+        except ValueError as e:
+            return fail(e)
+        d = self._submit(request, timeouts)
+        return d.addCallback(
+            lambda response: forwardedMapping(
+                response, request, self.lastExternalAddress
+            )
+        )
 
     def deleteMapping(
         self,
