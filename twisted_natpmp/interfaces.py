@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IExternalAddressQuery",
+    "IForwardedPortMapper",
     "IMappingBackend",
     "IMappingObserver",
     "IPortMapper",
@@ -197,6 +198,38 @@ class IExternalAddressQuery(Interface):
     ) -> Deferred[IPAddress]:
         """
         Ask the gateway for its external address.
+        """
+
+
+class IForwardedPortMapper(Interface):
+    """
+    A mapper that can ask a VPN gateway for its forwarded public port
+    (internal port 0 with a lifetime, a tolerated departure from RFC 6886
+    s3.4): L{twisted_natpmp.natpmp.client.NATPMPClient}.
+    """
+
+    def forwardedPort(
+        transport: Transport,
+        lifetime: int = 60,
+        externalPort: int = 0,
+        timeouts: Sequence[float] | None = None,
+    ) -> Deferred[Mapping]:
+        """
+        Ask for the forwarded port of C{transport} for C{lifetime} seconds,
+        suggesting C{externalPort} (0: any).
+
+        @return: fires with the L{Mapping} granted, its C{internalPort} the
+            public port when the gateway echoes 0.
+        """
+
+    def externalAddress(timeouts: Sequence[float] | None = None) -> Deferred[IPAddress]:
+        """
+        Ask for the gateway's external address.
+        """
+
+    def stop() -> Deferred[None]:
+        """
+        Stop: cancel what is pending and close the socket.
         """
 
 

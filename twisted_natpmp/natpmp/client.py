@@ -41,7 +41,13 @@ from .._exchange import (
     ExchangeProtocol,
 )
 from .._types import Mapping, ProtocolName, Transport
-from ..interfaces import IExternalAddressQuery, IPortMapper, MappingKey, Probe
+from ..interfaces import (
+    IExternalAddressQuery,
+    IForwardedPortMapper,
+    IPortMapper,
+    MappingKey,
+    Probe,
+)
 from ._deletion import DELETION_TIMEOUTS, SentDeletions, deleteBatch
 from ._epochs import STATE_LOSS_INTERVAL, EpochWatch
 from ._forwarded import FORWARDED_LIFETIME, ForwardedPortRequest, forwardedMapping
@@ -83,7 +89,7 @@ NATPMPClientProtocol = ExchangeProtocol
 _SUCCESS = int(ResultCode.SUCCESS)
 
 
-@implementer(IPortMapper, IExternalAddressQuery)
+@implementer(IPortMapper, IExternalAddressQuery, IForwardedPortMapper)
 class NATPMPClient(ObserversMixin):
     """
     Ask one NAT-PMP gateway for its external address and for port mappings.

@@ -16,6 +16,9 @@ runs, and the parts it is made of, each with one job:
     silence told to a person, a second NAT reported.
   - L{stop}: every mapping deleted at once, within a deadline, and what was
     left named (s3.1, s3.4).
+  - L{forwarded}: L{ForwardedPortService}, a VPN gateway's forwarded port
+    (internal port 0 with a lifetime, ProtonVPN's recipe) kept alive for UDP
+    and TCP, written to a port file, handed to a command and to observers.
   - L{declarations}: L{MappingDeclaration} and L{MappingState}; L{policy}:
     the numbers (schedules, intervals, the renewal floor, the backoff).
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 from ..discovery import isPrivateAddress
 from ._service import PortMapperService
 from .declarations import MappingDeclaration, MappingState, PublicAddressError
+from .forwarded import ForwardedPort, ForwardedPortService
 from .keeper import KeeperChange, KeeperContext, KeeperPhase, MappingKeeper, Why
 from .policy import (
     ADDRESS_TIMEOUTS,
@@ -62,6 +66,8 @@ __all__ = [
     "SILENCE_WARNING",
     "STOP_DEADLINE",
     "STOP_TIMEOUTS",
+    "ForwardedPort",
+    "ForwardedPortService",
     "KeeperChange",
     "KeeperContext",
     "KeeperPhase",

@@ -1,0 +1,300 @@
+"""
+Tests for L{twisted_natpmp.service.forwarded} and its keeper: a VPN
+gateway's forwarded port kept alive on a L{Clock}, over the real NAT-PMP
+client and the in-memory UDP network, against a scripted gateway that
+answers as ProtonVPN's does (PROTOCOL.md Part E1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from twisted_natpmp.interfaces import IMappingObserver
+from twisted_natpmp.natpmp._wire import (
+    ExternalAddressRequest,
+    MapRequest,
+    MapResponse,
+    Protocol,
+    Request,
+)
+from twisted_natpmp.service._forwardedkeeper import (
+    RETRY_WHILE_HELD,
+    ForwardedPortKeeper,
+    KeeperState,
+)
+from twisted_natpmp.service.declarations import MappingState
+from twisted_natpmp.service.forwarded import ForwardedPortService
+from twisted_natpmp.testing._gateway import EXTERNAL, GATEWAY, HOST, ScriptedGateway
+from twisted_natpmp.testing._udp import HostReactor, MemoryUDPNetwork
+
+from ._processes import ProcessRecorder
+
+
+class VPNGateway(ScriptedGateway):
+    """
+    A gateway that answers internal port 0 with a lifetime as ProtonVPN
+    does: its own public port (L{udpPort}, L{tcpPort}) for 60 s, the reply
+    echoing internal port 0; and stays silent while L{silent}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udpPort = 38534
+        self.tcpPort: int | None = None
+        self.silent = False
+        self.reply = self.vpnAnswer
+
+    def vpnAnswer(self, request: Request) -> list[bytes]:
+        if self.silent:
+            return []
+        if isinstance(request, ExternalAddressRequest):
+            return self.answer(request)
+        assert isinstance(request, MapRequest)
+        port = self.udpPort
+        if request.transport is Protocol.TCP and self.tcpPort is not None:
+            port = self.tcpPort
+        return [MapResponse(request.transport, 0, self.epoch, 0, port, 60).encode()]
+
+    def mapRequests(self, transport: Protocol | None = None) -> list[MapRequest]:
+        return [
+            r
+            for r, _ in self.requests
+            if isinstance(r, MapRequest)
+            and (transport is None or r.transport is transport)
+        ]
+
+
+class ProcessHost(HostReactor):
+    """
+    A host of the in-memory network that also records spawned processes.
+    """
+
+    def __init__(self, network: MemoryUDPNetwork, address: str) -> None:
+        super().__init__(network, address)
+        self.processes = ProcessRecorder()
+
+    def spawnProcess(self, *args: Any, **kwargs: Any) -> Any:
+        return self.processes.spawnProcess(*args, **kwargs)
+
+
+@implementer(IMappingObserver)
+class Recorder:
+    def __init__(self) -> None:
+        self.states: list[MappingState] = []
+
+    def mappingChanged(self, state: object) -> None:
+        assert isinstance(state, MappingState)
+        self.states.append(state)
+
+
+class ForwardedServiceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.network = MemoryUDPNetwork()
+        self.clock = self.network.clock
+        self.gateway = VPNGateway()
+        self.network.host(GATEWAY).listenUDP(5351, self.gateway)
+        self.host = ProcessHost(self.network, HOST)
+        self.portFile = Path(self.mktemp())
+        self.portFile.parent.mkdir(parents=True, exist_ok=True)
+        self.events = self.enterContext(capturedLogs())  # type: ignore[attr-defined]
+        self.observer = Recorder()
+
+    def start(self, **kwargs: Any) -> ForwardedPortService:
+        service = ForwardedPortService(
+            self.host,
+            GATEWAY,
+            portFile=self.portFile,
+            onChange="echo $NATPMP_PUBLIC_PORT",
+            onChangeTimeout=10,
+            **kwargs,
+        )
+        service.addObserver(self.observer)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.advance(0)
+        return service
+
+    def advance(self, seconds: float, step: float = 0.25) -> None:
+        """
+        Let C{seconds} pass, delivering datagrams on the way.
+        """
+        end = self.clock.seconds() + seconds
+        while self.clock.seconds() < end:
+            self.clock.advance(min(step, end - self.clock.seconds()))
+        self.network.flush()
+
+    def warnings(self) -> list[str]:
+        return [formatEvent(e) for e in self.events if e["log_level"] == LogLevel.warn]
+
+    def test_firstGrant(self) -> None:
+        # UDP first, internal port 0 with the lifetime and any port; TCP
+        # then suggests the port UDP got.
+        service = self.start()
+        assert service.current is not None
+        self.assertEqual(
+            (service.current.udpPort, service.current.tcpPort), (38534, 38534)
+        )
+        self.assertEqual(service.current.externalAddress, EXTERNAL)
+        self.assertEqual(
+            self.gateway.mapRequests(),
+            [
+                MapRequest(Protocol.UDP, 0, 0, 60),
+                MapRequest(Protocol.TCP, 0, 38534, 60),
+            ],
+        )
+        self.assertEqual(self.portFile.read_text(), "38534\n")
+        [run] = self.host.processes.runs
+        self.assertEqual(run.args, ["/bin/sh", "-c", "echo $NATPMP_PUBLIC_PORT"])
+        self.assertEqual(run.env["NATPMP_PUBLIC_PORT"], "38534")
+        self.assertEqual(run.env["NATPMP_PREVIOUS_PORT"], "")
+        self.assertEqual(run.env["NATPMP_PUBLIC_ADDRESS"], str(EXTERNAL))
+        self.assertEqual(run.env["NATPMP_GATEWAY"], GATEWAY)
+        self.assertEqual(
+            [(s.declaration.transport, s.externalPort) for s in self.observer.states],
+            [(Protocol.UDP, 38534), (Protocol.TCP, 38534)],
+        )
+        self.assertEqual(self.observer.states[0].declaration.internalPort, 38534)
+
+    def test_renewedWithinLease(self) -> None:
+        # RFC 6886 s3.3: renewed at half the 60 s lease, suggesting the
+        # port held, over five lease periods, with no change reported.
+        self.start()
+        for _ in range(10):
+            before = len(self.gateway.mapRequests(Protocol.UDP))
+            self.advance(30)
+            udp = self.gateway.mapRequests(Protocol.UDP)
+            self.assertEqual(len(udp), before + 1)
+            self.assertEqual(udp[-1], MapRequest(Protocol.UDP, 0, 38534, 60))
+        # Every UDP request was sent 30 s after the one before.
+        udpSends = [d.time for d in self.network.log if d.data[:2] == b"\x00\x01"]
+        gaps = {b - a for a, b in zip(udpSends, udpSends[1:], strict=False)}
+        self.assertEqual(gaps, {30.0})
+        self.assertEqual(len(self.observer.states), 2)
+        self.assertEqual(len(self.host.processes.runs), 1)
+
+    def test_lostRenewalRetriedInsideLease(self) -> None:
+        # A renewal lost at 30 s is tried again every few seconds, and the
+        # rounds that fit before the lease runs out at 60 s are several.
+        service = self.start()
+        self.gateway.silent = True
+        self.advance(30)
+        sentAt = len(self.gateway.mapRequests(Protocol.UDP))
+        self.advance(29)
+        self.assertGreaterEqual(len(self.gateway.mapRequests(Protocol.UDP)) - sentAt, 4)
+        assert service.keeper is not None
+        self.assertIsNotNone(service.keeper.held)
+        self.assertEqual(self.observer.states[-1].externalPort, 38534)
+        self.gateway.silent = False
+        self.advance(RETRY_WHILE_HELD + 4)
+        self.assertIsNotNone(service.current)
+        self.assertIsNone(service.keeper.error)
+        self.assertEqual(len(self.observer.states), 2)
+        self.assertTrue(
+            any("renewing forwarded port 38534 failed" in w for w in self.warnings())
+        )
+
+    def test_lostAfterLease(self) -> None:
+        # Past the lease the port is reported lost, and asked for forever.
+        service = self.start()
+        self.gateway.silent = True
+        self.advance(70)
+        self.assertIsNone(service.current)
+        lost = self.observer.states[-2:]
+        self.assertEqual([s.externalPort for s in lost], [None, None])
+        self.assertEqual([s.declaration.internalPort for s in lost], [38534, 38534])
+        self.assertIsNotNone(lost[0].error)
+        sent = len(self.gateway.requests)
+        self.advance(600)
+        self.assertGreater(len(self.gateway.requests), sent + 10)
+        # Back with the same port: observers hear it, nothing is republished.
+        self.gateway.silent = False
+        self.advance(61)
+        self.assertEqual(self.observer.states[-1].externalPort, 38534)
+        self.assertEqual(len(self.host.processes.runs), 1)
+
+    def test_portChange(self) -> None:
+        # A VPN reconnect: the next renewal gets another port; the file is
+        # rewritten and the command run with the previous port.
+        service = self.start()
+        self.gateway.udpPort = 40001
+        self.advance(30)
+        assert service.current is not None
+        self.assertEqual(service.current.port, 40001)
+        self.assertEqual(self.portFile.read_text(), "40001\n")
+        run = self.host.processes.runs[-1]
+        self.assertEqual(run.env["NATPMP_PUBLIC_PORT"], "40001")
+        self.assertEqual(run.env["NATPMP_PREVIOUS_PORT"], "38534")
+        self.assertEqual(
+            [s.externalPort for s in self.observer.states[-2:]], [40001, 40001]
+        )
+        self.assertEqual(
+            self.gateway.mapRequests(Protocol.TCP)[-1],
+            MapRequest(Protocol.TCP, 0, 40001, 60),
+        )
+
+    def test_tcpOtherPort(self) -> None:
+        # The gateway grants TCP another port: both are reported, UDP's is
+        # published, and a warning names both.
+        service = self.start()
+        self.gateway.tcpPort = 41000
+        self.advance(30)
+        assert service.current is not None
+        self.assertEqual(
+            (service.current.udpPort, service.current.tcpPort), (38534, 41000)
+        )
+        self.assertEqual(self.portFile.read_text(), "38534\n")
+        run = self.host.processes.runs[-1]
+        self.assertEqual(
+            (run.env["NATPMP_UDP_PORT"], run.env["NATPMP_TCP_PORT"]), ("38534", "41000")
+        )
+        self.assertTrue(any("TCP port 41000" in w for w in self.warnings()))
+
+    def test_unwritablePortFile(self) -> None:
+        # A port file that cannot be written is logged, never fatal.
+        self.portFile = Path(self.mktemp()) / "missing" / "port"
+        service = self.start()
+        self.assertIsNotNone(service.current)
+        self.assertTrue(any("cannot write --port-file" in w for w in self.warnings()))
+        self.assertEqual(len(self.host.processes.runs), 1)
+
+    def test_stop(self) -> None:
+        # Stopping cancels the timer; nothing more is sent.
+        service = self.start()
+        service.stopService()
+        sent = len(self.network.log)
+        self.advance(120)
+        self.assertEqual(len(self.network.log), sent)
+
+
+class KeeperTests(SynchronousTestCase):
+    def test_states(self) -> None:
+        network = MemoryUDPNetwork()
+        gateway = VPNGateway()
+        network.host(GATEWAY).listenUDP(5351, gateway)
+        from twisted_natpmp.natpmp.client import listenClient
+
+        client = listenClient(
+            network.host(HOST), GATEWAY, monotonic=network.clock.seconds
+        )
+        reports: list[Any] = []
+        keeper = ForwardedPortKeeper(
+            network.clock, client, lambda *a: reports.append(a), lifetime=30
+        )
+        self.assertIs(keeper.state, KeeperState.IDLE)
+        keeper.start()
+        self.assertIs(keeper.state, KeeperState.ASKING)
+        self.assertRaises(RuntimeError, keeper.start)
+        network.flush()
+        self.assertIs(keeper.state, KeeperState.WAITING)
+        # The gateway granted 60 s, more than the 30 s asked: the keeper
+        # trusts only the 30 s (RFC 6886 s3.3) and renews at 15 s.
+        self.assertEqual(reports[0][0].lifetime, 30)
+        self.assertEqual(network.clock.getDelayedCalls()[0].getTime(), 15.0)
+        keeper.stop()
+        self.assertIs(keeper.state, KeeperState.STOPPED)
+        self.assertEqual(network.clock.getDelayedCalls(), [])

@@ -1,0 +1,281 @@
+# -*- test-case-name: tests.service.test_forwarded -*-
+"""
+L{ForwardedPortKeeper}: keep a VPN gateway's forwarded public port alive
+for UDP and TCP, and say when it changes.
+
+Each round asks the gateway's external address (short schedule, a failure
+tolerated), then the UDP forwarded port (internal port 0 with the lifetime,
+suggesting the port held, or 0 at first), then the TCP one suggesting the
+port UDP got, so that both end on the same public port where the gateway
+allows it.  A gateway that grants TCP another port is reported as is:
+L{ForwardedPort} carries both, and L{ForwardedPort.port} (the one published
+by the service) is UDP's; asking again would bring the same answer.
+
+Timing (RFC 6886 s3.3): the next round comes at half the lease granted (of
+the one asked for if more was granted), 30 s of ProtonVPN's 60 s.  Each
+request is sent on the short s3.1 schedule of one mapping attempt
+(L{MAP_TIMEOUTS}, 3.75 s), and a failed round is retried after
+L{RETRY_WHILE_HELD} seconds while the port is held, so a lost renewal is
+tried about five more times inside the lease; once the lease has run out
+the port is reported lost and rounds are retried with the capped backoff
+(never longer apart than the lease): the port is never given up.  A
+gateway that restarted grants a port at the next round, the same or a new
+one.
+
+The states, each owning its timer or L{Deferred}: idle (not started),
+asking (a round in flight), waiting (the timer of the next round) and
+stopped; L{KeeperState} names them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from .._types import IPAddress, Transport
+from ..errors import NATPMPError
+from ..interfaces import IForwardedPortMapper
+from .policy import ADDRESS_TIMEOUTS, MAP_TIMEOUTS, defaultBackoff
+
+__all__ = [
+    "RETRY_WHILE_HELD",
+    "ForwardedPort",
+    "ForwardedPortKeeper",
+    "KeeperState",
+]
+
+log = Logger()
+
+#: Seconds between rounds after a failed renewal, while the lease lasts.
+RETRY_WHILE_HELD = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedPort:
+    """
+    The public port a VPN gateway forwards, as last granted.
+
+    @ivar udpPort: the public UDP port.
+    @ivar tcpPort: the public TCP port (the same, unless the gateway chose
+        another).
+    @ivar lifetime: the lease, in seconds: the one granted, or the one asked
+        for if more was granted (RFC 6886 s3.3).
+    @ivar expires: when the lease runs out, in the clock's seconds.
+    @ivar externalAddress: the gateway's public address, if known.
+    """
+
+    udpPort: int
+    tcpPort: int
+    lifetime: int
+    expires: float
+    externalAddress: IPAddress | None = None
+
+    @property
+    def port(self) -> int:
+        """
+        The port to publish: UDP's.
+        """
+        return self.udpPort
+
+    @property
+    def samePort(self) -> bool:
+        """
+        Did UDP and TCP get the same public port?
+        """
+        return self.udpPort == self.tcpPort
+
+
+class KeeperState(Enum):
+    """
+    Where a L{ForwardedPortKeeper} is.
+    """
+
+    IDLE = "idle"
+    ASKING = "asking"
+    WAITING = "waiting"
+    STOPPED = "stopped"
+
+
+#: What the keeper reports: the port held now (L{None}: lost) and the one
+#: held before (L{None}: none), and the error of a failed round that lost it.
+Report = Callable[
+    ["ForwardedPort | None", "ForwardedPort | None", "Exception | None"], object
+]
+
+
+class ForwardedPortKeeper:
+    """
+    Keeps one forwarded public port, for UDP and TCP, through an
+    L{IForwardedPortMapper}.
+
+    @ivar state: the L{KeeperState}.
+    @ivar held: the port held, or L{None}.
+    @ivar error: why the last round failed, or L{None} after a success.
+    @ivar failures: rounds failed in a row.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        mapper: IForwardedPortMapper,
+        report: Report,
+        *,
+        lifetime: int = 60,
+        timeouts: Sequence[float] = MAP_TIMEOUTS,
+        backoff: Callable[[int], float] | None = None,
+    ) -> None:
+        """
+        @param report: C{report(new, old, error)} after every round that
+            changed what is held (a new port, a renewal that moved it, a
+            loss), once the keeper is in its next state.
+        @param lifetime: the lease to ask for, in seconds.
+        @param timeouts: the retransmission schedule of each request.
+        @param backoff: the wait after the Nth failed round with no port
+            held (by default L{defaultBackoff}), capped at the lease.
+        """
+        self._clock = clock
+        self._mapper = mapper
+        self._report = report
+        self.lifetime = lifetime
+        self._timeouts = tuple(timeouts)
+        self._backoff = defaultBackoff() if backoff is None else backoff
+        self.state = KeeperState.IDLE
+        self.held: ForwardedPort | None = None
+        self.error: Exception | None = None
+        self.failures = 0
+        self._timer: IDelayedCall | None = None
+        self._round: Deferred[None] | None = None
+        self._address: IPAddress | None = None
+
+    def start(self) -> None:
+        """
+        Ask for the port now, and keep it from then on.
+        """
+        if self.state is not KeeperState.IDLE:
+            raise RuntimeError(f"keeper already {self.state.value}")
+        self._ask()
+
+    def stop(self) -> None:
+        """
+        Stop asking: cancel the round in flight or the timer.  The gateway's
+        lease runs out by itself (the mapping is not deleted: internal port 0
+        with lifetime 0 would delete all of this host's mappings, s3.4).
+        """
+        previous, self.state = self.state, KeeperState.STOPPED
+        if previous is KeeperState.WAITING and self._timer is not None:
+            self._timer.cancel()
+        elif previous is KeeperState.ASKING and self._round is not None:
+            self._round.cancel()
+        self._timer = self._round = None
+
+    # Transitions
+
+    def _ask(self) -> None:
+        self.state = KeeperState.ASKING
+        self._timer = None
+        self._round = Deferred.fromCoroutine(self._oneRound())
+
+    def _wait(self, delay: float) -> None:
+        self.state = KeeperState.WAITING
+        self._round = None
+        self._timer = self._clock.callLater(delay, self._ask)
+
+    async def _oneRound(self) -> None:
+        try:
+            port = await self._askPorts()
+        except CancelledError:
+            return
+        except (NATPMPError, OSError, ValueError) as e:
+            self._failed(e)
+        else:
+            self._granted(port)
+
+    async def _askPorts(self) -> ForwardedPort:
+        mapper = self._mapper
+        try:
+            self._address = await mapper.externalAddress(timeouts=ADDRESS_TIMEOUTS)
+        except (NATPMPError, OSError) as e:
+            log.debug("external address unknown: {error}", error=str(e))
+        suggest = 0 if self.held is None else self.held.udpPort
+        udp = await mapper.forwardedPort(
+            Transport.UDP, self.lifetime, suggest, timeouts=self._timeouts
+        )
+        tcp = await mapper.forwardedPort(
+            Transport.TCP, self.lifetime, udp.externalPort, timeouts=self._timeouts
+        )
+        lifetime = min(udp.lifetime, tcp.lifetime, self.lifetime)
+        return ForwardedPort(
+            udp.externalPort,
+            tcp.externalPort,
+            lifetime,
+            self._clock.seconds() + lifetime,
+            self._address,
+        )
+
+    def _granted(self, port: ForwardedPort) -> None:
+        old, self.held = self.held, port
+        self.error = None
+        self.failures = 0
+        # RFC 6886 s3.3: renew at half the lease.
+        self._wait(port.lifetime / 2)
+        if old is None or (old.udpPort, old.tcpPort) != (port.udpPort, port.tcpPort):
+            self._tell(port, old, None)
+
+    def _failed(self, error: Exception) -> None:
+        self.error = error
+        self.failures += 1
+        held = self.held
+        now = self._clock.seconds()
+        if held is not None and now < held.expires:
+            log.warn(
+                "renewing forwarded port {port} failed ({error}); trying again"
+                " in {delay:g} s, {left:g} s before the lease runs out",
+                port=held.port,
+                error=str(error),
+                delay=RETRY_WHILE_HELD,
+                left=round(held.expires - now, 2),
+            )
+            self._wait(min(RETRY_WHILE_HELD, max(held.expires - now, 0.0)))
+            return
+        delay = min(self._backoff(self.failures), float(self.lifetime))
+        log.warn(
+            "no forwarded port from the VPN gateway: {error}; trying again in"
+            " {delay:g} s",
+            error=str(error),
+            delay=round(delay, 2),
+        )
+        self._wait(delay)
+        if held is not None:
+            self.held = None
+            self._tell(None, held, error)
+
+    def _tell(
+        self,
+        new: ForwardedPort | None,
+        old: ForwardedPort | None,
+        error: Exception | None,
+    ) -> None:
+        try:
+            self._report(new, old, error)
+        except Exception:
+            log.failure("reporting the forwarded port failed")
+
+
+def describe(port: ForwardedPort) -> dict[str, Any]:
+    """
+    The JSON-safe fields of C{port}, for a log event.
+    """
+    return {
+        "udpPort": port.udpPort,
+        "tcpPort": port.tcpPort,
+        "lifetime": port.lifetime,
+        "externalAddress": None
+        if port.externalAddress is None
+        else str(port.externalAddress),
+    }
