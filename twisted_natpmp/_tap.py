@@ -6,6 +6,10 @@ when it stops::
 
     twistd -n natpmp --map udp:5000 --map tcp:8080:80
     twistd -n natpmp --protocol pcp --map tcp:8443
+    twistd -n natpmp --gateway 10.2.0.1 --forwarded-port --port-file PATH
+
+(C{--forwarded-port}, a VPN gateway's forwarded port, is checked and served
+by L{twisted_natpmp._forwardedtap}.)
 
 This module is imported when C{twistd} lists its plugins' options, so it
 imports only what option parsing needs; the service is imported by
@@ -19,6 +23,12 @@ from typing import TYPE_CHECKING
 
 from twisted.python import usage
 
+from ._forwardedtap import (
+    FORWARDED_LIFETIME,
+    ON_CHANGE_TIMEOUT,
+    checkForwarded,
+    makeForwardedService,
+)
 from ._parse import (
     MAX_UINT32,
     optionValue,
@@ -78,6 +88,7 @@ class Options(usage.Options):
         " [--protocol auto|pcp|natpmp] [--internal-address IP]"
         " [--nonce-file PATH] [--lifetime S]"
         " [--health-interval S] [--allow-public]"
+        " | --gateway IP --forwarded-port [--port-file PATH] [--on-change CMD]"
     )
     longdesc = (
         "Keep ports of this host mapped on the PCP (RFC 6887) or NAT-PMP"
@@ -93,6 +104,13 @@ class Options(usage.Options):
             "Map even when this host reaches the gateway from an address that"
             " is not private (RFC 1918, 100.64/10, loopback); by default it"
             " then maps nothing, as RFC 6886 s3 asks.",
+        ],
+        [
+            "forwarded-port",
+            None,
+            "Keep the forwarded public port of a VPN gateway (ProtonVPN's"
+            " NAT-PMP on --gateway 10.2.0.1) for UDP and TCP: internal port 0"
+            " with a lifetime, instead of --map.",
         ],
     ]
     optParameters = [
@@ -129,9 +147,31 @@ class Options(usage.Options):
         [
             "lifetime",
             "l",
-            str(RECOMMENDED_LIFETIME),
-            "Lifetime to request for each mapping, in seconds (renewed at half"
-            " the lifetime granted).",
+            None,
+            f"Lifetime to request for each mapping, in seconds (renewed at half"
+            f" the lifetime granted; default {RECOMMENDED_LIFETIME}, with"
+            f" --forwarded-port {FORWARDED_LIFETIME}).",
+        ],
+        [
+            "port-file",
+            None,
+            None,
+            "With --forwarded-port: write the public port to this file"
+            " (atomically) whenever it changes.",
+        ],
+        [
+            "on-change",
+            None,
+            None,
+            "With --forwarded-port: a shell command run whenever the public port"
+            " changes, with NATPMP_PUBLIC_PORT, NATPMP_PREVIOUS_PORT and"
+            " NATPMP_PUBLIC_ADDRESS in its environment.",
+        ],
+        [
+            "on-change-timeout",
+            None,
+            str(ON_CHANGE_TIMEOUT),
+            "Seconds before the --on-change command is killed.",
         ],
         [
             "health-interval",
@@ -169,8 +209,10 @@ class Options(usage.Options):
             )
 
     def postOptions(self) -> None:
-        if not self["maps"]:
-            raise usage.UsageError("give at least one --map PROTO:INTERNAL")
+        if not self["maps"] and not self["forwarded-port"]:
+            raise usage.UsageError(
+                "give at least one --map PROTO:INTERNAL, or --forwarded-port"
+            )
         try:
             if self["gateway"] is not None:
                 self["gateway"] = parseGateway46("--gateway", self["gateway"])
@@ -189,9 +231,15 @@ class Options(usage.Options):
                 )
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+        if self["lifetime"] is None:
+            forwarded = self["forwarded-port"]
+            self["lifetime"] = str(
+                FORWARDED_LIFETIME if forwarded else RECOMMENDED_LIFETIME
+            )
         self["lifetime"] = optionValue(
             "lifetime", self["lifetime"], lambda text: parseInteger(text, 1, MAX_UINT32)
         )
+        checkForwarded(self)
         self["health-interval"] = optionValue(
             "health-interval",
             self["health-interval"],
@@ -210,6 +258,8 @@ def makeService(config: Options) -> IService:
     from .pcp._nonces import NonceStore
     from .service import MappingDeclaration, PortMapperService
 
+    if config["forwarded-port"]:
+        return makeForwardedService(config)
     declarations = [
         MappingDeclaration(protocol, internal, external, config["lifetime"])
         for protocol, internal, external in config["maps"]
