@@ -16,11 +16,8 @@ from zope.interface import implementer
 
 from twisted_natpmp.interfaces import IMappingObserver
 from twisted_natpmp.natpmp._wire import (
-    ExternalAddressRequest,
     MapRequest,
-    MapResponse,
     Protocol,
-    Request,
 )
 from twisted_natpmp.service._forwardedkeeper import (
     RETRY_WHILE_HELD,
@@ -29,44 +26,11 @@ from twisted_natpmp.service._forwardedkeeper import (
 )
 from twisted_natpmp.service.declarations import MappingState
 from twisted_natpmp.service.forwarded import ForwardedPortService
-from twisted_natpmp.testing._gateway import EXTERNAL, GATEWAY, HOST, ScriptedGateway
+from twisted_natpmp.testing import ScriptedVPNGateway
+from twisted_natpmp.testing._gateway import EXTERNAL, GATEWAY, HOST
 from twisted_natpmp.testing._udp import HostReactor, MemoryUDPNetwork
 
 from ._processes import ProcessRecorder
-
-
-class VPNGateway(ScriptedGateway):
-    """
-    A gateway that answers internal port 0 with a lifetime as ProtonVPN
-    does: its own public port (L{udpPort}, L{tcpPort}) for 60 s, the reply
-    echoing internal port 0; and stays silent while L{silent}.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.udpPort = 38534
-        self.tcpPort: int | None = None
-        self.silent = False
-        self.reply = self.vpnAnswer
-
-    def vpnAnswer(self, request: Request) -> list[bytes]:
-        if self.silent:
-            return []
-        if isinstance(request, ExternalAddressRequest):
-            return self.answer(request)
-        assert isinstance(request, MapRequest)
-        port = self.udpPort
-        if request.transport is Protocol.TCP and self.tcpPort is not None:
-            port = self.tcpPort
-        return [MapResponse(request.transport, 0, self.epoch, 0, port, 60).encode()]
-
-    def mapRequests(self, transport: Protocol | None = None) -> list[MapRequest]:
-        return [
-            r
-            for r, _ in self.requests
-            if isinstance(r, MapRequest)
-            and (transport is None or r.transport is transport)
-        ]
 
 
 class ProcessHost(HostReactor):
@@ -96,7 +60,7 @@ class ForwardedServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.network = MemoryUDPNetwork()
         self.clock = self.network.clock
-        self.gateway = VPNGateway()
+        self.gateway = ScriptedVPNGateway()
         self.network.host(GATEWAY).listenUDP(5351, self.gateway)
         self.host = ProcessHost(self.network, HOST)
         self.portFile = Path(self.mktemp())
@@ -274,7 +238,7 @@ class ForwardedServiceTests(SynchronousTestCase):
 class KeeperTests(SynchronousTestCase):
     def test_states(self) -> None:
         network = MemoryUDPNetwork()
-        gateway = VPNGateway()
+        gateway = ScriptedVPNGateway()
         network.host(GATEWAY).listenUDP(5351, gateway)
         from twisted_natpmp.natpmp.client import listenClient
 

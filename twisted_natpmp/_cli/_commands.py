@@ -16,6 +16,7 @@ from .._types import IPAddress, Mapping, ProtocolName, Transport
 from ..errors import NATPMPError
 from ..interfaces import IPortMapper
 from ..natpmp.client import RETRANSMIT_TIMEOUTS
+from ._forwarded import forwardedPort
 from ._options import Options
 from ._output import Outcome
 from ._protocols import (
@@ -198,6 +199,7 @@ COMMANDS: dict[str, Command] = {
     "map": mapPort,
     "unmap": unmap,
     "unmap-all": unmapAll,
+    "forwarded-port": forwardedPort,
 }
 
 

@@ -25,10 +25,11 @@ from .._parse import (
     parseSeconds,
 )
 from .._types import IPAddress, Transport
+from ..natpmp._forwarded import FORWARDED_LIFETIME
 from ..natpmp._wire import RECOMMENDED_LIFETIME, SERVER_PORT
 
 #: The commands, as typed.
-COMMANDS = ("external", "map", "unmap", "unmap-all")
+COMMANDS = ("external", "map", "unmap", "unmap-all", "forwarded-port")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Options:
     """
     A parsed C{natpmp} command line.
 
-    @ivar command: C{"external"}, C{"map"}, C{"unmap"} or C{"unmap-all"}.
+    @ivar command: C{"external"}, C{"map"}, C{"unmap"}, C{"unmap-all"} or
+        C{"forwarded-port"}.
     @ivar gateway: the gateway to ask (IPv6 for PCP only); L{None} finds
         the default IPv4 gateway.
     @ivar gatewayPort: the gateway's UDP port.
@@ -183,6 +185,12 @@ UNMAP_ALL_HELP = (
 )
 
 
+FORWARDED_HELP = (
+    "ask a VPN gateway (ProtonVPN: --gateway 10.2.0.1) for its forwarded"
+    " public port, for udp and tcp (NAT-PMP, internal port 0 with a lifetime)"
+)
+
+
 class ShowVersion(Exception):
     """
     C{--version} was given: L{twisted_natpmp._cli.main} prints the version.
@@ -314,6 +322,16 @@ def _buildParser() -> _Parser:
             "protocol", type=_protocol, metavar="{tcp,udp}", help="the protocol"
         )
 
+    def lifetimeArgument(sub: argparse.ArgumentParser, default: int) -> None:
+        sub.add_argument(
+            "--lifetime",
+            type=_lifetime,
+            default=default,
+            metavar="SECONDS",
+            help=f"the lifetime to ask for (default: {default}; the gateway may"
+            " grant another)",
+        )
+
     mapCommand = command("map", "map a port of this host on the gateway")
     protocolArgument(mapCommand)
     mapCommand.add_argument(
@@ -326,14 +344,7 @@ def _buildParser() -> _Parser:
         metavar="PORT",
         help="the external port to ask for (default: INTERNAL; 0: any)",
     )
-    mapCommand.add_argument(
-        "--lifetime",
-        type=_lifetime,
-        default=RECOMMENDED_LIFETIME,
-        metavar="SECONDS",
-        help=f"the lifetime to ask for (default: {RECOMMENDED_LIFETIME}; the"
-        " gateway may grant another)",
-    )
+    lifetimeArgument(mapCommand, RECOMMENDED_LIFETIME)
     mapCommand.add_argument(
         "--exact",
         action="store_true",
@@ -350,6 +361,9 @@ def _buildParser() -> _Parser:
 
     unmapAllCommand = command("unmap-all", UNMAP_ALL_HELP)
     protocolArgument(unmapAllCommand)
+
+    forwardedCommand = command("forwarded-port", FORWARDED_HELP)
+    lifetimeArgument(forwardedCommand, FORWARDED_LIFETIME)
     return parser
 
 
@@ -363,4 +377,18 @@ def parseArguments(argv: Sequence[str]) -> Options:
     @raise ShowVersion: C{--version} was given.
     """
     namespace = _buildParser().parse_args(list(argv))
+    if namespace.command == "forwarded-port":
+        # VPN gateways such as ProtonVPN's forward a port over NAT-PMP.
+        if namespace.mappingProtocol == "pcp":
+            raise UsageError(
+                "natpmp forwarded-port: error: --protocol pcp: forwarded-port"
+                " speaks NAT-PMP"
+            )
+        namespace.mappingProtocol = "natpmp"
+        if namespace.gateway is None:
+            # A VPN's gateway sits behind the tunnel, not on the default route.
+            raise UsageError(
+                "natpmp forwarded-port: error: --gateway IP is required (the VPN"
+                " gateway, e.g. 10.2.0.1)"
+            )
     return Options(**vars(namespace))

@@ -8,6 +8,8 @@ it without a network, a router or real time.
     L{twisted.internet.task.Clock}.
   - L{ScriptedGateway}: a NAT-PMP gateway for that network whose answers a
     test chooses.
+  - L{ScriptedVPNGateway}: one that answers as a VPN gateway (ProtonVPN)
+    does, for testing code that keeps a forwarded port.
   - L{FakePortMapper}: an L{twisted_natpmp.interfaces.IPortMapper} that
     speaks no protocol at all: the test sees each request and decides its
     outcome, for testing code (such as the mapper service) that only talks
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from ._gateway import ScriptedGateway
     from ._mapper import FakePortMapper
     from ._udp import Datagram, HostReactor, MemoryUDPNetwork, MemoryUDPPort
+    from ._vpngateway import ScriptedVPNGateway
 
 _WHERE = {
     "Datagram": "._udp",
@@ -32,6 +35,7 @@ _WHERE = {
     "MemoryUDPNetwork": "._udp",
     "MemoryUDPPort": "._udp",
     "ScriptedGateway": "._gateway",
+    "ScriptedVPNGateway": "._vpngateway",
     "FakePortMapper": "._mapper",
 }
 
@@ -42,6 +46,7 @@ __all__ = [
     "MemoryUDPNetwork",
     "MemoryUDPPort",
     "ScriptedGateway",
+    "ScriptedVPNGateway",
 ]
 
 
