@@ -18,6 +18,8 @@ from ._helpers import RunCase, refuse
 
 
 class ForwardedPortTests(RunCase):
+    gateway: ScriptedVPNGateway  # type: ignore[assignment]
+
     def setUp(self) -> None:
         super().setUp()
         self.network.ports[(GATEWAY, 5351)].stopListening()
