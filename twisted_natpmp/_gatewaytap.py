@@ -36,6 +36,7 @@ from .server.table import (
     DEFAULT_MIN_LIFETIME,
     DEFAULT_MIN_PORT,
 )
+from .server.vpn import DEFAULT_VPN_LEASE
 
 if TYPE_CHECKING:
     from twisted.application.service import IService
@@ -80,6 +81,7 @@ class Options(usage.Options):
         " [--min-port N] [--max-port N] [--min-lifetime S] [--max-lifetime S]"
         " [--max-mappings-per-client N] [--max-mappings N] [--rate-limit N]"
         " [--rate-burst N] [--pcp | --no-pcp] [--allow-third-party NETWORK ...]"
+        " [--vpn-profile [--vpn-lease S]]"
     )
     longdesc = (
         "Run a NAT-PMP (RFC 6886) and PCP (RFC 6887) gateway on UDP port 5351"
@@ -93,8 +95,22 @@ class Options(usage.Options):
     optFlags = [
         ["pcp", None, "Answer PCP (RFC 6887) too (the default)."],
         ["no-pcp", None, "Answer NAT-PMP only: PCP clients are told to fall back."],
+        [
+            "vpn-profile",
+            None,
+            "Behave like a VPN gateway's port forwarding (ProtonVPN's): grant"
+            " NAT-PMP internal port 0 with a lifetime a random public port for"
+            " --vpn-lease seconds, the same for UDP and TCP of a client when free.",
+        ],
     ]
     optParameters = [
+        [
+            "vpn-lease",
+            None,
+            None,
+            f"With --vpn-profile: the lease granted whatever is asked, in seconds"
+            f" (default {DEFAULT_VPN_LEASE}).",
+        ],
         [
             "external-address",
             None,
@@ -286,6 +302,20 @@ class Options(usage.Options):
         for option in ("max-mappings-per-client", "max-mappings", "rate-burst"):
             self[option] = _integer(option, self[option], 1, MAX_UINT32)
         self["rate-limit"] = _integer("rate-limit", self["rate-limit"], 0, MAX_UINT32)
+        self._vpnLease()
+
+    def _vpnLease(self) -> None:
+        lease = self["vpn-lease"]
+        if not self["vpn-profile"]:
+            if lease is not None:
+                raise usage.UsageError("--vpn-lease needs --vpn-profile")
+            return
+        self["vpn-lease"] = _integer(
+            "vpn-lease",
+            str(DEFAULT_VPN_LEASE) if lease is None else lease,
+            1,
+            self["max-lifetime"],
+        )
 
 
 def makeService(options: Options) -> IService:
@@ -327,4 +357,5 @@ def makeService(options: Options) -> IService:
         pcp=options["pcp"],
         minLifetime=options["min-lifetime"],
         allowThirdParty=options["allow-third-party"],
+        **({"vpnLease": options["vpn-lease"]} if options["vpn-profile"] else {}),
     )

@@ -26,7 +26,10 @@ Choices where RFC 6886 is silent or loose (each tested):
     dropped and counted, never answered.  Trailing bytes are ignored.
   - Internal port 0 with a non-zero lifetime is refused with result 2 (Not
     Authorized/Refused): internal port 0 only means "all my mappings" with
-    lifetime 0 (s3.4); miniupnpd answers 2 too.
+    lifetime 0 (s3.4); miniupnpd answers 2 too.  With a L{forwarder
+    <NATPMPResponder.forwarder>} (the VPN profile,
+    L{twisted_natpmp.server.vpn}) it is granted a forwarded port instead, a
+    departure from s3.4 on purpose, as VPN gateways do.
   - A deletion of all mappings (internal port 0, lifetime 0) is honoured
     whatever the suggested external port, although s3.4 says the client
     sends 0 there; it deletes only the request's transport (s3.4; miniupnpd
@@ -63,6 +66,7 @@ from ._wire import (
 if TYPE_CHECKING:
     from .._types import IPAddress
     from ..server.dispatch import GatewayCore
+    from ..server.vpn import VPNProfile
 
 __all__ = ["NATPMPResponder", "resultFor"]
 
@@ -99,6 +103,10 @@ class NATPMPResponder:
 
     #: The protocol, as the refusal log names it.
     name = "NAT-PMP"
+
+    #: What grants internal port 0 with a lifetime (the VPN profile), or
+    #: L{None}: refused (RFC 6886 s3.4).
+    forwarder: VPNProfile | None = None
 
     def __init__(self, gateway: GatewayCore) -> None:
         self.gateway = gateway
@@ -178,6 +186,12 @@ class NATPMPResponder:
             elif gateway.externalAddress is None:
                 # RFC 6886 s3.5: no external address yet, nothing granted.
                 raise Refused(NetworkFailureError(), "no external address yet")
+            elif internalPort == 0 and self.forwarder is not None:
+                # A VPN gateway's forwarded port: a departure from s3.4 on
+                # purpose (twisted_natpmp.server.vpn); the reply keeps 0.
+                mapping = self.forwarder.forward(client, transport)
+                externalPort = mapping.externalPort
+                lifetime = mapping.lifetime
             elif internalPort == 0:
                 # RFC 6886 s3.4: internal port 0 only deletes.
                 raise Refused(NotAuthorizedError(), "internal port 0 with a lifetime")

@@ -80,6 +80,18 @@ class MappingIndex:
         companion = self._byExternal.get((otherTransport(transport), port))
         return companion is None or companion[0] == client
 
+    def freePortFrom(
+        self, client: IPAddress, transport: Transport, start: int
+    ) -> int | None:
+        """
+        The first external port from C{start} on, wrapping around, that
+        C{client} may take for C{transport} (a free one, or its own
+        companion port), or L{None} if none is.
+        """
+        if self._available(client, transport, start):
+            return start
+        return self._free.nextFree(start)
+
     def _choosePort(
         self, client: IPAddress, transport: Transport, suggested: int
     ) -> int:

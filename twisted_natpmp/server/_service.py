@@ -109,6 +109,7 @@ class GatewayService(Service):
         pcp: bool = False,
         minLifetime: int = DEFAULT_MIN_LIFETIME,
         allowThirdParty: Iterable[Network | str] = (),
+        vpnLease: int | None = None,
     ) -> None:
         """
         @param reactor: provides
@@ -154,6 +155,10 @@ class GatewayService(Service):
             C{maxLifetime}.
         @param allowThirdParty: the networks whose hosts may use PCP's
             THIRD_PARTY option (RFC 6887 s13.1).
+        @param vpnLease: behave like a VPN gateway's port forwarding
+            (L{twisted_natpmp.server.vpn.VPNProfile}), granting internal port 0
+            with a lifetime a forwarded port for this many seconds; L{None}:
+            refused, as RFC 6886 s3.4 has it.
         """
         self._reactor = reactor
         self._clock = reactor if clock is None else clock
@@ -193,6 +198,9 @@ class GatewayService(Service):
         }
         self._pcpAnnouncer: Announcer | None = None
         self._pcpAnnouncer6: Announcer | None = None
+        if vpnLease is not None and not 1 <= vpnLease <= maxLifetime:
+            raise ValueError(f"bad VPN lease {vpnLease}")
+        self._vpnLease = vpnLease
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -207,6 +215,15 @@ class GatewayService(Service):
             **self._limits,
             **self._pcp,
         )
+        if self._vpnLease is not None:
+            from .vpn import VPNProfile
+
+            self.gateway.natpmp.forwarder = VPNProfile(self.gateway, self._vpnLease)
+            log.info(
+                "VPN profile: NAT-PMP internal port 0 with a lifetime gets a"
+                " forwarded public port for {lease} s",
+                lease=self._vpnLease,
+            )
         transports: list[IUDPTransport] = []
         transports6: list[IUDPTransport] = []
         try:
