@@ -233,15 +233,17 @@ class ForwardedPortKeeper:
         held = self.held
         now = self._clock.seconds()
         if held is not None and now < held.expires:
+            left = held.expires - now
+            delay = min(RETRY_WHILE_HELD, left)
             log.warn(
                 "renewing forwarded port {port} failed ({error}); trying again"
                 " in {delay:g} s, {left:g} s before the lease runs out",
                 port=held.port,
                 error=str(error),
-                delay=RETRY_WHILE_HELD,
-                left=round(held.expires - now, 2),
+                delay=round(delay, 2),
+                left=round(left, 2),
             )
-            self._wait(min(RETRY_WHILE_HELD, max(held.expires - now, 0.0)))
+            self._wait(delay)
             return
         delay = min(self._backoff(self.failures), float(self.lifetime))
         log.warn(
