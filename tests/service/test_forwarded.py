@@ -12,9 +12,7 @@ from typing import Any
 
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-from twisted_natpmp.interfaces import IMappingObserver
 from twisted_natpmp.natpmp._wire import (
     MapRequest,
     Protocol,
@@ -24,13 +22,13 @@ from twisted_natpmp.service._forwardedkeeper import (
     ForwardedPortKeeper,
     KeeperState,
 )
-from twisted_natpmp.service.declarations import MappingState
 from twisted_natpmp.service.forwarded import ForwardedPortService
 from twisted_natpmp.testing import ScriptedVPNGateway
 from twisted_natpmp.testing._gateway import EXTERNAL, GATEWAY, HOST
 from twisted_natpmp.testing._udp import HostReactor, MemoryUDPNetwork
 
 from ._processes import ProcessRecorder
+from .test_service import RecordingObserver
 
 
 class ProcessHost(HostReactor):
@@ -46,16 +44,6 @@ class ProcessHost(HostReactor):
         return self.processes.spawnProcess(*args, **kwargs)
 
 
-@implementer(IMappingObserver)
-class Recorder:
-    def __init__(self) -> None:
-        self.states: list[MappingState] = []
-
-    def mappingChanged(self, state: object) -> None:
-        assert isinstance(state, MappingState)
-        self.states.append(state)
-
-
 class ForwardedServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.network = MemoryUDPNetwork()
@@ -66,7 +54,7 @@ class ForwardedServiceTests(SynchronousTestCase):
         self.portFile = Path(self.mktemp())
         self.portFile.parent.mkdir(parents=True, exist_ok=True)
         self.events = self.enterContext(capturedLogs())  # type: ignore[attr-defined]
-        self.observer = Recorder()
+        self.observer = RecordingObserver()
 
     def start(self, **kwargs: Any) -> ForwardedPortService:
         service = ForwardedPortService(

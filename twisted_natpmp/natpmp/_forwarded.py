@@ -18,11 +18,10 @@ internal port 0 with lifetime 0 keeps meaning delete-all.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from dataclasses import replace
 
-from .._types import Mapping, ProtocolName, Transport
-from ..errors import InvalidResponseError
-from ._wire import MapRequest, MapResponse, Response
+from .._types import Mapping, Transport
+from ._wire import MapRequest
 
 __all__ = [
     "FORWARDED_LIFETIME",
@@ -67,34 +66,14 @@ class ForwardedPortRequest(MapRequest):
         )
 
 
-def forwardedMapping(
-    response: Response,
-    request: ForwardedPortRequest,
-    externalAddress: IPv4Address | None,
-) -> Mapping:
+def forwardedMapping(mapping: Mapping) -> Mapping:
     """
-    The L{Mapping} a successful reply to C{request} grants.  Its
-    C{internalPort} is the reply's, or the public port when the reply says
-    0: a VPN gateway forwards the public port to the same port on the
-    tunnel address, where the application listens.
-
-    @raise InvalidResponseError: the reply grants no port or no lifetime
-        (RFC 6886 s3.3).
+    The L{Mapping} a VPN gateway granted, as read from its reply (by
+    L{twisted_natpmp.natpmp._matching.mappingFrom}): its C{internalPort} is
+    the public port when the reply says 0, since a VPN gateway forwards the
+    public port to the same port on the tunnel address, where the
+    application listens.
     """
-    assert isinstance(response, MapResponse)
-    if response.externalPort == 0 or response.lifetime == 0:
-        raise InvalidResponseError(
-            f"gateway granted forwarded port {response.externalPort} for"
-            f" {response.lifetime} s: not a usable mapping"
-        )
-    lifetime = min(response.lifetime, request.lifetime)
-    return Mapping(
-        transport=request.transport,
-        internalPort=response.internalPort or response.externalPort,
-        externalPort=response.externalPort,
-        lifetime=response.lifetime,
-        epoch=response.epoch,
-        externalAddress=externalAddress,
-        renewAfter=lifetime / 2,
-        protocolName=ProtocolName.NATPMP,
-    )
+    if mapping.internalPort:
+        return mapping
+    return replace(mapping, internalPort=mapping.externalPort)

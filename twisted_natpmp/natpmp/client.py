@@ -247,7 +247,7 @@ class NATPMPClient(ObserversMixin):
         d = self._submit(request, timeouts)
         return d.addCallback(
             lambda response: forwardedMapping(
-                response, request, self.lastExternalAddress
+                mappingFrom(response, request, self.lastExternalAddress)
             )
         )
 
