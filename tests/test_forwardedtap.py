@@ -53,6 +53,17 @@ class ForwardedOptionsTests(SynchronousTestCase):
         )
         self.assertEqual(service._interface, "10.2.0.2")
 
+    def test_allowPublic(self) -> None:
+        # RFC 6886 s3: refused from a public address unless --allow-public.
+        service = makeService(parse("--gateway", "10.2.0.1", "--forwarded-port"))
+        assert isinstance(service, ForwardedPortService)
+        self.assertFalse(service._allowPublic)
+        service = makeService(
+            parse("--gateway", "10.2.0.1", "--forwarded-port", "--allow-public")
+        )
+        assert isinstance(service, ForwardedPortService)
+        self.assertTrue(service._allowPublic)
+
     def test_mapsKeepLifetimeDefault(self) -> None:
         # RFC 6886 s3.3: the ordinary mode keeps its 7200 s.
         self.assertEqual(parse("--map", "udp:5000")["lifetime"], 7200)

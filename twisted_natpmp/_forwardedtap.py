@@ -109,4 +109,5 @@ def makeForwardedService(config: Any) -> IService:
         onChange=config["on-change"],
         onChangeTimeout=config["on-change-timeout"],
         interface="" if address is None else str(address),
+        allowPublicAddress=bool(config["allow-public"]),
     )

@@ -108,6 +108,13 @@ class MatchingTests(SynchronousTestCase):
 
 
 class ClientTests(ClientTestMixin, SynchronousTestCase):
+    def test_interface(self) -> None:
+        from zope.interface.verify import verifyObject
+
+        from twisted_natpmp.interfaces import IForwardedPortMapper
+
+        self.assertTrue(verifyObject(IForwardedPortMapper, self.client))
+
     def test_forwardedPort(self) -> None:
         # ProtonVPN: "Mapped public port 38534 protocol UDP to local port 0
         # lifetime 60" (PROTOCOL.md E1).

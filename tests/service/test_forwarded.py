@@ -7,6 +7,7 @@ answers as ProtonVPN's does (PROTOCOL.md Part E1).
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from twisted_natpmp.natpmp._wire import (
     MapRequest,
     Protocol,
 )
+from twisted_natpmp.natpmp.client import listenClient
 from twisted_natpmp.service._forwardedkeeper import (
+    MIN_ROUND_INTERVAL,
     RETRY_WHILE_HELD,
     ForwardedPortKeeper,
     KeeperState,
@@ -63,7 +66,7 @@ class ForwardedServiceTests(SynchronousTestCase):
             portFile=self.portFile,
             onChange="echo $NATPMP_PUBLIC_PORT",
             onChangeTimeout=10,
-            **kwargs,
+            **{"findLocalAddress": lambda gateway: IPv4Address(HOST), **kwargs},
         )
         service.addObserver(self.observer)
         service.startService()
@@ -214,6 +217,50 @@ class ForwardedServiceTests(SynchronousTestCase):
         self.assertTrue(any("cannot write --port-file" in w for w in self.warnings()))
         self.assertEqual(len(self.host.processes.runs), 1)
 
+    def test_publicAddress(self) -> None:
+        # RFC 6886 s3: NAT-PMP SHOULD be used only from a private address;
+        # from a public one nothing is asked, and the log says why.
+        service = self.start(findLocalAddress=lambda gateway: IPv4Address("192.0.2.9"))
+        self.assertEqual(self.gateway.requests, [])
+        self.assertIsNone(service.keeper)
+        [error] = [
+            formatEvent(e) for e in self.events if e["log_level"] == LogLevel.error
+        ]
+        self.assertIn("192.0.2.9, which is not a private address", error)
+        self.assertIn("--allow-public", error)
+
+    def test_publicAddressAllowed(self) -> None:
+        service = self.start(
+            findLocalAddress=lambda gateway: IPv4Address("192.0.2.9"),
+            allowPublicAddress=True,
+        )
+        self.assertIsNotNone(service.current)
+
+    def test_boundToTunnelAddress(self) -> None:
+        # The address bound (the tunnel's) is the one judged (s3), and the
+        # client's socket is bound to it.
+        service = self.start(interface=HOST, findLocalAddress=None)
+        self.assertIsNotNone(service.current)
+        [port] = [
+            p for endpoint, p in self.network.ports.items() if endpoint[0] == HOST
+        ]
+        self.assertEqual(port.getHost().host, HOST)
+
+    def test_stopWhileAsking(self) -> None:
+        # Stopping in the middle of a round cancels it: nothing more is
+        # sent, nothing is reported, no error is left.
+        self.gateway.silent = True
+        service = self.start()
+        assert service.keeper is not None
+        self.assertIs(service.keeper.state, KeeperState.ASKING)
+        self.successResultOf(service.stopService())
+        self.assertIs(service.keeper.state, KeeperState.STOPPED)
+        sent = len(self.network.log)
+        self.advance(120)
+        self.assertEqual(len(self.network.log), sent)
+        self.assertEqual(self.observer.states, [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_stop(self) -> None:
         # Stopping cancels the timer; nothing more is sent.
         service = self.start()
@@ -224,19 +271,34 @@ class ForwardedServiceTests(SynchronousTestCase):
 
 
 class KeeperTests(SynchronousTestCase):
-    def test_states(self) -> None:
+    def keeper(
+        self, lifetime: int, gateway: ScriptedVPNGateway
+    ) -> tuple[ForwardedPortKeeper, MemoryUDPNetwork, list[Any]]:
         network = MemoryUDPNetwork()
-        gateway = ScriptedVPNGateway()
         network.host(GATEWAY).listenUDP(5351, gateway)
-        from twisted_natpmp.natpmp.client import listenClient
-
         client = listenClient(
             network.host(HOST), GATEWAY, monotonic=network.clock.seconds
         )
+        self.addCleanup(client.stop)
         reports: list[Any] = []
         keeper = ForwardedPortKeeper(
-            network.clock, client, lambda *a: reports.append(a), lifetime=30
+            network.clock, client, lambda *a: reports.append(a), lifetime=lifetime
         )
+        self.addCleanup(keeper.stop)
+        return keeper, network, reports
+
+    def test_shortLeaseFloor(self) -> None:
+        # A 1 s lease is renewed every MIN_ROUND_INTERVAL, not every 0.5 s.
+        gateway = ScriptedVPNGateway()
+        gateway.lease = 1
+        keeper, network, _ = self.keeper(60, gateway)
+        keeper.start()
+        network.flush()
+        [timer] = network.clock.getDelayedCalls()
+        self.assertEqual(timer.getTime(), MIN_ROUND_INTERVAL)
+
+    def test_states(self) -> None:
+        keeper, network, reports = self.keeper(30, ScriptedVPNGateway())
         self.assertIs(keeper.state, KeeperState.IDLE)
         keeper.start()
         self.assertIs(keeper.state, KeeperState.ASKING)

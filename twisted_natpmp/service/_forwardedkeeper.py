@@ -12,7 +12,8 @@ L{ForwardedPort} carries both, and L{ForwardedPort.port} (the one published
 by the service) is UDP's; asking again would bring the same answer.
 
 Timing (RFC 6886 s3.3): the next round comes at half the lease granted (of
-the one asked for if more was granted), 30 s of ProtonVPN's 60 s.  Each
+the one asked for if more was granted), 30 s of ProtonVPN's 60 s, never
+sooner than L{MIN_ROUND_INTERVAL}.  Each
 request is sent on the short s3.1 schedule of one mapping attempt
 (L{MAP_TIMEOUTS}, 3.75 s), and a failed round is retried after
 L{RETRY_WHILE_HELD} seconds while the port is held, so a lost renewal is
@@ -44,6 +45,7 @@ from ..interfaces import IForwardedPortMapper
 from .policy import ADDRESS_TIMEOUTS, MAP_TIMEOUTS, defaultBackoff
 
 __all__ = [
+    "MIN_ROUND_INTERVAL",
     "RETRY_WHILE_HELD",
     "ForwardedPort",
     "ForwardedPortKeeper",
@@ -54,6 +56,11 @@ log = Logger()
 
 #: Seconds between rounds after a failed renewal, while the lease lasts.
 RETRY_WHILE_HELD = 5.0
+#: A gateway's very short lease never makes rounds come sooner than this
+#: many seconds apart (one granting 1 s would otherwise be asked twice a
+#: second); unlike the mapper service's 10 s floor it lets the short leases
+#: of a test gateway (C{--vpn-lease 4}) be kept.
+MIN_ROUND_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +230,7 @@ class ForwardedPortKeeper:
         self.error = None
         self.failures = 0
         # RFC 6886 s3.3: renew at half the lease.
-        self._wait(port.lifetime / 2)
+        self._wait(max(port.lifetime / 2, MIN_ROUND_INTERVAL))
         if old is None or (old.udpPort, old.tcpPort) != (port.udpPort, port.tcpPort):
             self._tell(port, old, None)
 

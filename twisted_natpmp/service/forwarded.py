@@ -29,12 +29,13 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from .._types import ProtocolName, Transport
+from ..discovery import isPrivateAddress, localAddress
 from ..interfaces import IForwardedPortMapper, IMappingObserver
 from ..natpmp._forwarded import FORWARDED_LIFETIME
 from ._forwardedkeeper import ForwardedPort, ForwardedPortKeeper, describe
 from ._onchange import DEFAULT_TIMEOUT, ChangeCommand, portEnvironment
 from ._portfile import writePortFile
-from .declarations import MappingDeclaration, MappingState
+from .declarations import MappingDeclaration, MappingState, PublicAddressError
 
 __all__ = ["ForwardedPort", "ForwardedPortService"]
 
@@ -80,7 +81,8 @@ class ForwardedPortService(Service):
         gatewayPort: int = 5351,
         interface: str = "",
         mapperFactory: MapperFactory = listenNATPMP,
-        keeperFactory: Callable[..., ForwardedPortKeeper] = ForwardedPortKeeper,
+        allowPublicAddress: bool = False,
+        findLocalAddress: Callable[[IPv4Address], IPv4Address] = localAddress,
     ) -> None:
         """
         @param reactor: provides C{IReactorUDP}, C{IReactorTime} and, for
@@ -91,8 +93,13 @@ class ForwardedPortService(Service):
         @param onChange: a shell command run on each change of the port.
         @param onChangeTimeout: seconds before that command is killed.
         @param interface: the local address to send from (the tunnel's).
-        @param keeperFactory: makes the keeper (tests pass one with another
-            backoff).
+        @param mapperFactory: makes the listening mapper.
+        @param allowPublicAddress: keep the port even when this host reaches
+            the gateway from an address that is not private; by default the
+            service then keeps nothing and says why (RFC 6886 s3: NAT-PMP
+            SHOULD be used only from a private address).
+        @param findLocalAddress: this host's address towards the gateway,
+            when C{interface} does not name it.
         """
         super().__init__()
         self._reactor = reactor
@@ -107,7 +114,8 @@ class ForwardedPortService(Service):
         self._gatewayPort = gatewayPort
         self._interface = interface
         self._mapperFactory = mapperFactory
-        self._keeperFactory = keeperFactory
+        self._allowPublic = allowPublicAddress
+        self._findLocalAddress = findLocalAddress
         self._observers: list[IMappingObserver] = []
         self._mapper: IForwardedPortMapper | None = None
         self.keeper: ForwardedPortKeeper | None = None
@@ -129,6 +137,13 @@ class ForwardedPortService(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        problem = self._publicAddress()
+        if problem is not None:
+            log.error(
+                "not keeping the forwarded port: {error}; --allow-public asks anyway",
+                error=str(problem),
+            )
+            return
         self._mapper = self._mapperFactory(
             self._reactor, self.gateway, self._gatewayPort, self._interface
         )
@@ -138,7 +153,7 @@ class ForwardedPortService(Service):
             gateway=str(self.gateway),
             lifetime=self.lifetime,
         )
-        self.keeper = self._keeperFactory(
+        self.keeper = ForwardedPortKeeper(
             self._reactor, self._mapper, self._changed, lifetime=self.lifetime
         )
         self.keeper.start()
@@ -151,6 +166,22 @@ class ForwardedPortService(Service):
         if mapper is not None:
             return mapper.stop()
         return None
+
+    def _publicAddress(self) -> PublicAddressError | None:
+        # RFC 6886 s3: NAT-PMP SHOULD be used only from a private address
+        # (a VPN's tunnel address is one: ProtonVPN's is 10.2.0.2).
+        if self._allowPublic:
+            return None
+        try:
+            if self._interface:
+                address = IPv4Address(self._interface)
+            else:
+                address = self._findLocalAddress(self.gateway)
+        except (OSError, ValueError):
+            return None  # no route yet: the requests will say so
+        if isPrivateAddress(address):
+            return None
+        return PublicAddressError(address, self.gateway)
 
     # The keeper's report
 
