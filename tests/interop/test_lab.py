@@ -75,18 +75,29 @@ class NatpmpcAgainstMiniupnpdTests(TestCase):
     async def test_restartResetsEpoch(self) -> None:
         """
         A restart of miniupnpd through the lab loses its rules and starts its
-        epoch again at 0, like a router reboot (RFC 6886 s3.6).
+        epoch again at 0, like a router reboot (RFC 6886 s3.6).  The listing
+        of miniupnpd's chains that the restart checks its flush with shows
+        the rules a mapping makes.
         """
         lan = self.lab.lans[0]
         await self.lab.run(
             lan, ["natpmpc", "-g", ROUTER_LAN, "-a", "6000", "6000", "udp"]
         )
         self.assertIn(6000, self.lab.rules(Transport.UDP))
+        self.assertEqual(
+            {" ".join(rule.split()[:3]) for rule in self.lab.miniupnpdRules()},
+            {
+                "nat: -A MINIUPNPD",
+                "nat: -A MINIUPNPD-POSTROUTING",
+                "filter: -A MINIUPNPD",
+            },
+        )
         before = self.lab.miniupnpd
         await self.lab.restartMiniupnpd()
         assert before is not None and self.lab.miniupnpd is not None
         self.assertNotEqual(before.pid, self.lab.miniupnpd.pid)
         self.assertEqual(self.lab.rules(Transport.UDP), {})
+        self.assertEqual(self.lab.miniupnpdRules(), [])
         done = await self.lab.run(lan, ["natpmpc", "-g", ROUTER_LAN])
         epoch = re.search(r"epoch = (\d+)", done.out)
         assert epoch is not None, done.describe()

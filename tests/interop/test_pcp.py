@@ -332,7 +332,9 @@ class ServiceOverPCPTests(TestCase):
         )
         await sleep(3.0)
         await self.lab.restartMiniupnpd()
-        self.assertEqual(self.lab.rulesFor(LAN_HOSTS[0]), {})
+        # The lab checked its flush before miniupnpd started again; the rules
+        # are not looked at here: the service may have re-mapped already (its
+        # RFC 6886 s3.7 hold-off may be 0 s).
         await waitUntil(
             lambda: len(self.lab.rulesFor(LAN_HOSTS[0])) == 2,
             "the mappings restored after the restart",

@@ -177,7 +177,9 @@ class ServiceInProcessTests(TestCase):
             if restart:
                 await sleep(1.0)
             await self.lab.restartMiniupnpd()
-        self.assertEqual(self.lab.rules(TCP), {})
+        # The lab checked its flush before miniupnpd started again; the rules
+        # are not looked at here: the service may have re-mapped already (its
+        # RFC 6886 s3.7 hold-off may be 0 s).
         await waitUntil(
             lambda: self.lab.rules(TCP) and self.lab.rules(UDP),
             "the mappings back on the router after the last restart",
@@ -344,7 +346,9 @@ class ServiceInProcessTests(TestCase):
         await waitUntil(lambda: allMapped(service), "mapped", 5.0)
         await sleep(3.0)
         await self.lab.restartMiniupnpd()
-        self.assertEqual(self.lab.rules(TCP), {})
+        # The lab checked its flush before miniupnpd started again; the rules
+        # are not looked at here: the service may have re-mapped already (its
+        # RFC 6886 s3.7 hold-off may be 0 s).
         await waitUntil(
             lambda: self.lab.rules(TCP),
             "the mapping back after a health check",

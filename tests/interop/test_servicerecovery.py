@@ -198,7 +198,9 @@ class TwistdNatpmpTests(TestCase):
         )
 
         await self.lab.restartMiniupnpd()
-        self.assertEqual(self.lab.rules(TCP), {})
+        # The lab checked its flush before miniupnpd started again; the rules
+        # are not looked at here: the service may have re-mapped already (its
+        # RFC 6886 s3.7 hold-off may be 0 s).
         await self.waitForRules(daemon, RECOVERY_WINDOW)
         self.assertEqual((self.lab.rules(TCP), self.lab.rules(UDP)), expected)
 

@@ -18,18 +18,18 @@ from ._core import LabCore
 from ._namespaces import ROUTER_LAN, ROUTER_WAN, LabError
 from ._process import Daemon, waitUntil
 
-_FLUSH = """\
-*nat
--F MINIUPNPD
--F MINIUPNPD-POSTROUTING
-COMMIT
-*mangle
--F MINIUPNPD
-COMMIT
-*filter
--F MINIUPNPD
-COMMIT
-"""
+#: miniupnpd's firewall chains, by table (PROTOCOL.md Part B).
+_CHAINS = {
+    "nat": ("MINIUPNPD", "MINIUPNPD-POSTROUTING"),
+    "mangle": ("MINIUPNPD",),
+    "filter": ("MINIUPNPD",),
+}
+
+#: An C{iptables-legacy-restore --noflush} script that empties them.
+_FLUSH = "".join(
+    f"*{table}\n" + "".join(f"-F {chain}\n" for chain in chains) + "COMMIT\n"
+    for table, chains in _CHAINS.items()
+)
 
 _MINIUPNPD_CONF = """\
 ext_ifname=wan0
@@ -236,7 +236,14 @@ class Lab(LabCore):
     async def restartMiniupnpd(self) -> Daemon:
         """
         Simulate a router reboot: stop miniupnpd, flush its chains (a reboot
-        loses the rules), start it again; its epoch starts again at 0.
+        loses the rules; L{flushMiniupnpdChains} checks that they are
+        empty), start it again; its epoch starts again at 0.
+
+        The chains are empty only until the new miniupnpd runs: it announces
+        itself as it starts (one PCP ANNOUNCE), and a client that hears it
+        may map again before this returns (the RFC 6886 s3.7 hold-off may be
+        0 s).  A test that looked at the rules after this returns would race
+        that client: the check belongs here, before the new miniupnpd starts.
         """
         await self.stopMiniupnpd()
         self.flushMiniupnpdChains()
@@ -245,11 +252,41 @@ class Lab(LabCore):
     def flushMiniupnpdChains(self) -> None:
         """
         Empty miniupnpd's firewall chains, as a reboot does (miniupnpd does
-        not delete its rules when it stops).
+        not delete its rules when it stops), and check that they are empty.
+        Call it while miniupnpd is stopped: a running one may add rules at
+        any time.
+
+        @raise LabError: a rule is left in one of them.
         """
         self.check(
             self.router, ["iptables-legacy-restore", "-w", "5", "--noflush"], _FLUSH
         )
+        left = self.miniupnpdRules()
+        if left:
+            raise LabError(
+                "rules left in miniupnpd's chains after the flush:\n" + "\n".join(left)
+            )
+
+    def miniupnpdRules(self) -> list[str]:
+        """
+        Every rule in miniupnpd's firewall chains on the router (nat
+        C{MINIUPNPD} and C{MINIUPNPD-POSTROUTING}, mangle and filter
+        C{MINIUPNPD}), each as C{TABLE: -A CHAIN ...} from
+        C{iptables-legacy -S}.
+        """
+        found = []
+        for table, chains in _CHAINS.items():
+            for chain in chains:
+                listed = self.check(
+                    self.router,
+                    ["iptables-legacy", "-w", "5", "-t", table, "-S", chain],
+                )
+                found += [
+                    f"{table}: {line}"
+                    for line in listed.splitlines()
+                    if line.startswith("-A ")
+                ]
+        return found
 
     def changeExternalAddress(self, address: str) -> None:
         """
