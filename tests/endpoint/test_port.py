@@ -196,6 +196,21 @@ class StopTests(EndpointMixin, SynchronousTestCase):
         self.reactor.advance(0.1)
         self.assertIsNone(self.successResultOf(d))
 
+    def test_beforeShutdown(self) -> None:
+        """
+        When the reactor shuts down, the port stops first, deleting the
+        mapping (the reactor waits for the L{Deferred}).
+        """
+        port = self.listening()
+        self.grant()
+        [(trigger, args, kwargs)] = self.reactor.triggers["before"]["shutdown"]
+        d = trigger(*args, **kwargs)
+        [deletion] = self.mapper.pending("deleteMappings")
+        self.assertEqual(deletion.arguments["keys"], [TCP8080])
+        deletion.succeed({TCP8080: None})
+        self.assertIsNone(self.successResultOf(d))
+        self.assertIsNone(port.mappedAddress)
+
     def test_listensAgain(self) -> None:
         """
         C{startListening()} after a stop maps the port again, with a new

@@ -10,7 +10,8 @@ and gateway watch (restarts, address changes) as C{twistd natpmp}.
 The public side is L{MappedListeningPort.mappedAddress}, set at each grant;
 L{MappedListeningPort.whenMapped} waits for it, and observers hear every
 change.  L{MappedListeningPort.stopListening} deletes the mapping, within
-the service's deadline, while the wrapped port stops.
+the service's deadline, while the wrapped port stops; it is called before
+the reactor shuts down, if nothing called it before.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 from ipaddress import IPv4Address as _IPv4
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import (
@@ -30,7 +31,12 @@ from twisted.internet.defer import (
     maybeDeferred,
     succeed,
 )
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IReactorCore,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -127,6 +133,7 @@ class MappedListeningPort:
         self._service: PortMapperService | None = None
         self._stopWaiters: list[Deferred[None]] = []
         self._toldFailure = False
+        self._shutdown: object = None
         self._phase = _Phase.STOPPED
         self._startMapping()
 
@@ -149,7 +156,17 @@ class MappedListeningPort:
         service = self._service = self._makeService(port)
         service.addObserver(_Relay(self._changed))
         self._phase = _Phase.LISTENING
+        if IReactorCore.providedBy(self._reactor):
+            # When the reactor stops, stop (and delete the mapping) first,
+            # as twistd's endpoint service does.
+            self._shutdown = self._reactor.addSystemEventTrigger(
+                "before", "shutdown", self._reactorStopping
+            )
         service.startService()
+
+    def _reactorStopping(self) -> Deferred[None]:
+        self._shutdown = None
+        return self.stopListening()
 
     # What the service tells
 
@@ -301,6 +318,9 @@ class MappedListeningPort:
         if self._phase is _Phase.STOPPING:
             return d
         self._phase = _Phase.STOPPING
+        shutdown, self._shutdown = self._shutdown, None
+        if shutdown is not None:
+            cast(IReactorCore, self._reactor).removeSystemEventTrigger(shutdown)
         service, self._service = self._service, None
         assert service is not None
         waiting, self._waiting = self._waiting, []
