@@ -11,7 +11,7 @@ from ipaddress import IPv4Address as Address
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, TimeoutError
-from twisted.logger import LogEvent, capturedLogs
+from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._types import Transport
@@ -292,6 +292,24 @@ class GatewayTests(EndpointMixin, SynchronousTestCase):
         self.assertEqual(request.arguments["externalPort"], 8080)
         request.grant(8081)
         self.assertEqual(port.mappedAddress, public(8081))
+
+    def test_secondNAT(self) -> None:
+        """
+        A private external address is the public side all the same, and
+        the log line says that a second NAT stands in the way.
+        """
+        port = self.listening()
+        self.mapper.address = Address("100.64.0.7")
+        with capturedLogs() as events:
+            self.grant()
+        [line] = [
+            formatEvent(e)
+            for e in events
+            if e.get("log_namespace") == "twisted_natpmp.endpoint"
+        ]
+        self.assertIn("100.64.0.7:8080", line)
+        self.assertIn("a second NAT stands between it and the Internet", line)
+        self.assertEqual(port.mappedAddress, public(address="100.64.0.7"))
 
     def test_newAddress(self) -> None:
         """

@@ -134,6 +134,7 @@ class MappedListeningPort:
         self._stopWaiters: list[Deferred[None]] = []
         self._toldFailure = False
         self._shutdown: object = None
+        self._internalPort = 0
         self._phase = _Phase.STOPPED
         self._startMapping()
 
@@ -144,8 +145,8 @@ class MappedListeningPort:
         )
 
     def _describe(self) -> str:
-        host = self.wrappedPort.getHost()
-        return f"tcp port {getattr(host, 'port', '?')}"
+        # (The port as mapped: a stopped port may not tell its address.)
+        return f"tcp port {self._internalPort}"
 
     def _public(self) -> str:
         address = self.mappedAddress
@@ -153,6 +154,7 @@ class MappedListeningPort:
 
     def _startMapping(self) -> None:
         port: int = self.wrappedPort.getHost().port  # type: ignore[attr-defined]
+        self._internalPort = port
         service = self._service = self._makeService(port)
         service.addObserver(_Relay(self._changed))
         self._phase = _Phase.LISTENING
@@ -185,12 +187,18 @@ class MappedListeningPort:
                 protocol = state.protocolName or ProtocolName.NATPMP
                 log.info(
                     "{local} is reachable from outside at {address}:{port}"
-                    " (gateway {gateway}, {protocol})",
+                    " (gateway {gateway}, {protocol}){note}",
                     local=self._describe(),
                     address=address.host,
                     port=address.port,
                     gateway=str(state.gateway),
                     protocol=protocol.display,
+                    note=(
+                        "; but that address is private: a second NAT stands"
+                        " between it and the Internet"
+                        if state.doubleNAT
+                        else ""
+                    ),
                 )
         elif state.error is not None and not self._toldFailure and not state.removed:
             self._toldFailure = True
@@ -284,13 +292,13 @@ class MappedListeningPort:
 
     # IListeningPort
 
-    def getHost(self) -> Any:
+    def getHost(self) -> IPv4Address | IPv6Address:
         """
         The local address the wrapped port listens on (as
         L{IListeningPort.getHost} promises; the public one is
-        L{mappedAddress}).
+        L{mappedAddress}): a TCP address, as the endpoint checked.
         """
-        return self.wrappedPort.getHost()
+        return cast("IPv4Address | IPv6Address", self.wrappedPort.getHost())
 
     def startListening(self) -> None:
         """
