@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet import reactor as _globalReactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import capturedLogs
@@ -80,6 +81,21 @@ class ListenTests(EndpointMixin, SynchronousTestCase):
         )
         d = self.endpoint(tcpEndpoint(failing, 8080)).listen(FACTORY)
         self.failureResultOf(d, CannotListenError)
+        self.assertEqual(self.mappers, [])
+
+    def test_notTCP(self) -> None:
+        """
+        A wrapped endpoint that listens on no TCP port (a UNIX socket,
+        given as an object) fails C{listen()} with a L{ValueError} naming
+        the address; nothing is mapped.
+        """
+        wrapped = UNIXServerEndpoint(  # type: ignore[no-untyped-call]
+            self.reactor, "/tmp/nothing-here"
+        )
+        d = self.endpoint(wrapped).listen(FACTORY)
+        failure = self.failureResultOf(d, ValueError)
+        self.assertIn("/tmp/nothing-here", failure.getErrorMessage())
+        self.assertIn("not on a TCP port", failure.getErrorMessage())
         self.assertEqual(self.mappers, [])
 
     def test_badValues(self) -> None:

@@ -220,7 +220,7 @@ def parseMappedServer(reactor: Any, *args: str, **kwargs: str) -> MappedServerEn
     options, inner = splitDescription(args, kwargs)
     try:
         wrapped = serverFromString(reactor, inner)  # type: ignore[no-untyped-call]
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(
             f"{PREFIX}: the wrapped endpoint {inner!r} cannot be made: {e}"
         ) from None
