@@ -229,6 +229,21 @@ class ErrorTests(SynchronousTestCase):
             with self.subTest(description=description):
                 self.assertRefused(description, *words)
 
+    def test_shortNameHint(self) -> None:
+        """
+        A short name's bad value may be the wrapped endpoint's own option:
+        the message says how to give it; a long name's does not.
+        """
+        self.assertRefused(
+            "natpmp:protocol=http:myendpoint:8080",
+            "protocol 'http'",
+            "if protocol= is the wrapped endpoint's, quote the wrapped endpoint",
+        )
+        error = self.assertRaises(
+            ValueError, parse, "natpmp:natpmpProtocol=http:tcp:8080"
+        )
+        self.assertNotIn("quote", str(error))
+
     def test_unknownPrefixedOption(self) -> None:
         self.assertRefused("natpmp:natpmpLifeTime=5:tcp:8080", "natpmpLifeTime")
 

@@ -202,7 +202,16 @@ def splitDescription(
                 f"{PREFIX}: option {name} given twice, as {spelt[name]}= and {key}="
             )
         spelt[name] = key
-        values[name] = _option(key, name, text)
+        try:
+            values[name] = _option(key, name, text)
+        except ValueError as e:
+            if key != name:
+                raise
+            # Perhaps the wrapped endpoint's own option of that name.
+            raise ValueError(
+                f"{e} (if {key}= is the wrapped endpoint's, quote the wrapped"
+                " endpoint: one argument, its : and = escaped)"
+            ) from None
     if not args:
         raise ValueError(
             f"{PREFIX}: no endpoint to wrap; give one, as in {PREFIX}:tcp:8080"
