@@ -155,6 +155,16 @@ class DescriptionTests(SynchronousTestCase):
         self.assertEqual(endpoint.lifetime, 600)
         self.assertEqual(wrappedListen(description), (8080, 50, "127.0.0.1"))
 
+    def test_quotedWithEscapes(self) -> None:
+        """
+        An escape inside a quoted wrapped description is escaped itself:
+        C{\\:} there becomes C{\\\\\\:}.
+        """
+        description = r"natpmp:protocol=pcp:tcp6\:8080\:interface\=\\\:\\\:1"
+        endpoint, _ = parse(description)
+        self.assertEqual(endpoint.protocol, "pcp")
+        self.assertEqual(wrappedListen(description), (8080, 50, "::1"))
+
     def test_wrapsAPlugin(self) -> None:
         """
         A wrapped endpoint may be another plugin's: Twisted's C{haproxy:},
