@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -274,6 +275,34 @@ class RunTests(SynchronousTestCase):
         gateway.waitFor(f"mapping deleted: tcp external port {port}")
         self.assertInterrupted(gateway)
 
+    def test_website(self) -> None:
+        """
+        C{examples/website.py} listens behind a C{natpmp:} endpoint, maps its
+        port on C{examples/gateway.py}, says where it is reached, serves its
+        page, and deletes the mapping when interrupted.
+        """
+        gateway = self.startGateway(
+            [
+                sys.executable,
+                str(EXAMPLES / "gateway.py"),
+                f"{self.address}/8",
+                EXTERNAL,
+            ]
+        )
+        port = freeTCPPort()
+        description = f"natpmp:gateway={self.address}:tcp:{port}:interface=127.0.0.1"
+        website = self.start(
+            [sys.executable, str(EXAMPLES / "website.py"), description]
+        )
+        website.waitFor(f"serving http://{EXTERNAL}:{port}/")
+        gateway.waitFor(f"mapping created: tcp external port {port}")
+        url = f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as reply:
+            self.assertEqual(reply.read(), b"Hello from behind the NAT.\n")
+        self.assertInterrupted(website)
+        gateway.waitFor(f"mapping deleted: tcp external port {port}")
+        self.assertInterrupted(gateway)
+
     def test_gatewayArguments(self) -> None:
         """
         C{examples/gateway.py} reports 203.0.113.1 unless given another
@@ -324,6 +353,14 @@ class BadArgumentTests(SynchronousTestCase):
         self.assertUsage([*gateway, "127.0.0.1/99"], "'127.0.0.1/99' is not")
         self.assertUsage([*gateway, "127.0.0.1/8", "outside"], "'outside' is not")
         self.assertUsage([*gateway, "127.0.0.1/8", "1.2.3.4", "x"], "(given 3")
+
+    def test_website(self) -> None:
+        website = [sys.executable, str(EXAMPLES / "website.py")]
+        self.assertUsage(website, "(given 0 arguments)")
+        self.assertUsage(
+            [*website, "natpmp:lifetime=soon:tcp:8080"],
+            "natpmp: option lifetime 'soon' is not",
+        )
 
     def test_echo(self) -> None:
         twistd = [*TWISTD[:5], "-y", str(EXAMPLES / "echo.tac")]

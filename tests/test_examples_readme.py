@@ -133,6 +133,17 @@ class ReadmeTests(SynchronousTestCase):
             "echo.tac", "Keeping ports mapped", {"gateway": None, "port": 8080}
         )
 
+    def test_website(self) -> None:
+        """
+        C{examples/website.py} is the web site of "Reachable from outside",
+        with the endpoint description from the command line.
+        """
+        self.assertReadmeForm(
+            "website.py",
+            "Reachable from outside",
+            {"description": "natpmp:gateway=192.168.1.1:tcp:8080"},
+        )
+
     def test_differenceShown(self) -> None:
         """
         A change to either side is a difference, not hidden by the values

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import cast
 
 from twisted.application.service import IServiceMaker, ServiceMaker
+from twisted.internet.interfaces import IStreamServerEndpointStringParser
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,6 +24,20 @@ class PluginTests(SynchronousTestCase):
         self.assertEqual(makers["natpmp-gateway"].module, "twisted_natpmp._gatewaytap")
         for name in ("natpmp", "natpmp-gateway"):
             self.assertTrue(hasattr(makers[name].options(), "parseOptions"))
+
+    def test_endpointParserFound(self) -> None:
+        """
+        The C{natpmp:} endpoint string parser is found by its prefix, in the
+        same module as the twistd plugins.
+        """
+        [parser] = [
+            p
+            for p in getPlugins(IStreamServerEndpointStringParser)
+            if p.prefix == "natpmp"
+        ]
+        self.assertEqual(
+            type(parser).__module__, "twisted.plugins.twisted_natpmp_plugins"
+        )
 
     def test_cheapImport(self) -> None:
         """

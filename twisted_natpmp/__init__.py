@@ -2,7 +2,7 @@
 NAT-PMP (RFC 6886) and PCP (RFC 6887) port mapping for Twisted.
 
 The public names are re-exported here; see L{twisted_natpmp.natpmp},
-L{twisted_natpmp.service}, L{twisted_natpmp.server} and
+L{twisted_natpmp.service}, L{twisted_natpmp.endpoint}, L{twisted_natpmp.server} and
 L{twisted_natpmp.testing} for the details.
 They are imported when first used, so that C{import twisted_natpmp} (and
 every twistd plugin listing) stays cheap.
@@ -20,6 +20,7 @@ from ._version import __version__ as __version__
 if TYPE_CHECKING:
     from ._types import Mapping, ProtocolName, Transport
     from .discovery import defaultGateway
+    from .endpoint import MappedListeningPort, MappedServerEndpoint
     from .errors import (
         GatewayError,
         NATPMPError,
@@ -54,6 +55,8 @@ _WHERE = {
     "NATPMPClient": ".natpmp.client",
     "listenClient": ".natpmp.client",
     "defaultGateway": ".discovery",
+    "MappedListeningPort": ".endpoint",
+    "MappedServerEndpoint": ".endpoint",
     "GatewayError": ".errors",
     "NATPMPError": ".errors",
     "NoGatewayError": ".errors",
@@ -81,6 +84,8 @@ __all__ = [
     "IMappingBackend",
     "IMappingObserver",
     "IPortMapper",
+    "MappedListeningPort",
+    "MappedServerEndpoint",
     "Mapping",
     "MappingDeclaration",
     "MappingState",

@@ -1,16 +1,26 @@
 # -*- test-case-name: tests.test_plugins,tests.test_packaging -*-
 """
-twistd plugins of twisted-natpmp: C{twistd natpmp} keeps ports mapped (by
-PCP or NAT-PMP), C{twistd natpmp-gateway} serves NAT-PMP as a gateway.
+Plugins of twisted-natpmp: C{twistd natpmp} keeps ports mapped (by PCP or
+NAT-PMP), C{twistd natpmp-gateway} serves NAT-PMP as a gateway, and the
+C{natpmp:} server endpoint string (C{twistd web --listen natpmp:tcp:8080})
+listens and keeps its port mapped.
 
-twistd imports this module to list its plugins, so it imports nothing of
-the library: each plugin's options and service come from the module it
-names, and the version in its description is looked up when read.
+twistd and C{serverFromString} import this module to list its plugins, so it
+imports nothing of the library: each plugin's options and service come from
+the module it names, the version in its description is looked up when read,
+and the endpoint parser imports the endpoint when it parses.
 """
 
 from __future__ import annotations
 
 from twisted.application.service import ServiceMaker
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IStreamServerEndpoint,
+    IStreamServerEndpointStringParser,
+)
+from twisted.plugin import IPlugin
+from zope.interface import implementer
 
 
 class _VersionedServiceMaker(ServiceMaker):
@@ -51,3 +61,27 @@ natpmpGateway = _VersionedServiceMaker(
     "Serve NAT-PMP (RFC 6886) as a gateway.",
     "natpmp-gateway",
 )
+
+
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class _MappedServerParser:
+    """
+    The C{natpmp:} server endpoint string: C{natpmp:[OPTIONS:]WRAPPED}, e.g.
+    C{natpmp:gateway=192.168.1.1:tcp:8080}; the rules are in
+    L{twisted_natpmp.endpoint._parser}.
+    """
+
+    prefix = "natpmp"
+
+    def parseStreamServer(
+        self, reactor: IReactorCore, *args: object, **kwargs: object
+    ) -> IStreamServerEndpoint:
+        from twisted_natpmp.endpoint import parseMappedServer
+
+        # (Twisted's tokeniser gives only strings.)
+        return parseMappedServer(
+            reactor, *map(str, args), **{k: str(v) for k, v in kwargs.items()}
+        )
+
+
+natpmpEndpoint = _MappedServerParser()

@@ -19,9 +19,21 @@ from .declarations import MappingDeclaration, MappingState, behindSecondNAT
 from .keeper import KeeperChange, MappingKeeper
 from .policy import STOP_TIMEOUTS
 
-__all__ = ["Declared"]
+__all__ = ["Declared", "tellObservers"]
 
 log = Logger(namespace="twisted_natpmp.service")
+
+
+def tellObservers(observers: Sequence[IMappingObserver], state: MappingState) -> None:
+    """
+    Call each observer's C{mappingChanged(state)}; one that fails is logged
+    and does not keep the others from hearing.
+    """
+    for observer in list(observers):
+        try:
+            observer.mappingChanged(state)
+        except Exception:
+            log.failure("observer {observer} failed", observer=repr(observer))
 
 
 class Declared:
@@ -147,11 +159,7 @@ class Declared:
         state = self.state(keeper, removed)
         for waiter in self._waiters.pop(keeper.declaration.key, []):
             waiter.callback(state)
-        for observer in list(self.observers):
-            try:
-                observer.mappingChanged(state)
-            except Exception:
-                log.failure("observer {observer} failed", observer=repr(observer))
+        tellObservers(self.observers, state)
 
     def _keeperChanged(self, keeper: MappingKeeper, change: KeeperChange) -> None:
         if change is KeeperChange.GRANTED:

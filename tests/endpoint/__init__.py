@@ -1,0 +1,3 @@
+"""
+Tests for L{twisted_natpmp.endpoint}: the C{natpmp:} server endpoint.
+"""
