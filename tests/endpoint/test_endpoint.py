@@ -223,6 +223,14 @@ class ProtocolTests(SynchronousTestCase):
     to a scripted NAT-PMP-only gateway on the in-memory network.
     """
 
+    def setUp(self) -> None:
+        # What other tests' mappers found of the same addresses is not this
+        # gateway's.
+        from twisted_natpmp import negotiate
+        from twisted_natpmp.negotiate import ProtocolMemory
+
+        self.patch(negotiate, "processMemory", ProtocolMemory())
+
     def listen(self, protocol: str) -> tuple[MappedListeningPort, ScriptedGateway]:
         network = MemoryUDPNetwork()
         gateway = ScriptedGateway()
