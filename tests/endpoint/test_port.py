@@ -11,7 +11,7 @@ from ipaddress import IPv4Address as Address
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, TimeoutError
-from twisted.logger import LogEvent, capturedLogs, formatEvent
+from twisted.logger import LogEvent, LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._types import Transport
@@ -34,13 +34,12 @@ def public(port: int = 8080, address: str = EXTERNAL) -> IPv4Address:
     return IPv4Address("TCP", address, port)
 
 
-def endpointWarnings(events: Sequence[LogEvent]) -> list[LogEvent]:
-    return [
-        e
-        for e in events
-        if e.get("log_namespace") == "twisted_natpmp.endpoint"
-        and e["log_level"].name == "warn"
-    ]
+def warnings(events: Sequence[LogEvent]) -> list[LogEvent]:
+    """
+    The events at warn or above, in every namespace (the keeper's, the
+    gateway watch's and the endpoint's alike).
+    """
+    return [e for e in events if e["log_level"] >= LogLevel.warn]
 
 
 class WhenMappedTests(EndpointMixin, SynchronousTestCase):
@@ -250,8 +249,13 @@ class GatewayTests(EndpointMixin, SynchronousTestCase):
         with capturedLogs() as events:
             port = self.listening(gateway=None, discoverGateway=discover)
             self.reactor.advance(GATEWAY_CHECK_INTERVAL)
-        [warning] = endpointWarnings(events)
-        self.assertEqual(warning["error"], "no default route")
+            self.reactor.advance(0)
+        [warning] = warnings(events)
+        self.assertIn("no default route", formatEvent(warning))
+        [line] = [
+            e for e in events if e.get("log_namespace") == "twisted_natpmp.endpoint"
+        ]
+        self.assertEqual(line["error"], "no default route")
         self.assertEqual(port.getHost().port, 8080)
         self.assertIsNone(port.mappedAddress)
         gateways.append(Address("10.0.0.254"))
@@ -259,23 +263,70 @@ class GatewayTests(EndpointMixin, SynchronousTestCase):
         self.assertEqual(self.mapper.gateway, Address("10.0.0.254"))
         self.assertEqual(port.mappedAddress, public())
 
+    def refuseFor(self, seconds: float) -> None:
+        """
+        For C{seconds}, answer the gateway's probes (it is there) and
+        refuse every mapping request with NAT-PMP's result 2.
+        """
+        for _ in range(int(seconds)):
+            for probe in self.mapper.pending("probe"):
+                probe.succeed(Probe(self.mapper.protocolName, 1, self.mapper.address))
+            for request in self.mapper.pending("addMapping"):
+                request.fail(NotAuthorizedError(2))
+            self.reactor.advance(1)
+
     def test_refused(self) -> None:
         """
-        A gateway that refuses: the port listens, the failure is said once
-        by the endpoint, and the request is retried after the backoff.
+        A gateway that refuses: the port listens, the request is retried
+        after the backoff, and the refusal is one warning in all, however
+        long it lasts (each retry's line is at info).
         """
         with capturedLogs() as events:
             port = self.listening(backoff=lambda failures: 10.0 * (failures + 1))
-            self.mapper.pending("addMapping")[0].fail(NotAuthorizedError(2))
-            self.reactor.advance(10)
+            self.refuseFor(10)
             self.mapper.pending("addMapping")[0].fail(NotAuthorizedError(2))
             self.reactor.advance(19.9)
             self.assertEqual(self.mapper.pending("addMapping"), [])
             self.reactor.advance(0.1)
-        self.assertEqual(len(endpointWarnings(events)), 1)
+            self.assertEqual(len(self.mapper.pending("addMapping")), 1)
+            self.refuseFor(2 * 3600)
+        [warning] = warnings(events)
+        self.assertIn("not authorized", formatEvent(warning))
+        self.assertGreater(
+            len(
+                [
+                    e
+                    for e in events
+                    if "could not map" in e.get("log_format", "")
+                    and e["log_level"] == LogLevel.info
+                ]
+            ),
+            10,
+        )
         self.assertIsNone(port.mappedAddress)
+        while not self.mapper.pending("addMapping"):
+            self.reactor.advance(1)
         self.grant()
         self.assertEqual(port.mappedAddress, public())
+
+    def test_refusedAgainAfterAGrant(self) -> None:
+        """
+        A grant ends the repetition: the gateway refusing again later (the
+        re-map after it lost its state) is warned about again, once.
+        """
+        port = self.listening(backoff=lambda failures: 10.0)
+        with capturedLogs() as events:
+            self.refuseFor(600)
+            while not self.mapper.pending("addMapping"):
+                self.reactor.advance(1)
+            self.grant()
+            self.assertEqual(port.mappedAddress, public())
+            self.mapper.loseState()
+            self.refuseFor(600)
+        self.assertEqual(
+            ["not authorized" in formatEvent(e) for e in warnings(events)],
+            [True, True],
+        )
 
     def test_restart(self) -> None:
         """

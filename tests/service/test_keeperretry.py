@@ -9,7 +9,11 @@ from __future__ import annotations
 from twisted.logger import capturedLogs
 
 from twisted_natpmp._types import Mapping, Transport
-from twisted_natpmp.errors import NoResponseError
+from twisted_natpmp.errors import (
+    NoResponseError,
+    NotAuthorizedError,
+    OutOfResourcesError,
+)
 from twisted_natpmp.service.declarations import MappingDeclaration
 from twisted_natpmp.service.keeper import (
     KeeperChange,
@@ -99,6 +103,40 @@ class BackingOffTests(KeeperTestCase):
             self.asked().fail(NoResponseError(self.mapper.gateway, 4, 3.75))
         [event] = events
         self.assertEqual(event["log_level"].name, "info")
+
+    def test_sameFailureWarnedOnce(self) -> None:
+        """
+        The failure told last, again (the same error, the same result
+        code), is logged at info; another failure is warned about, and so
+        is the first failure after a grant.
+        """
+        keeper = self.keeper()
+        keeper.start(self.mapper)
+        with capturedLogs() as events:
+            for error in [
+                NotAuthorizedError(2),
+                NotAuthorizedError(2),
+                NotAuthorizedError(2),
+                OutOfResourcesError(4),
+                NotAuthorizedError(2),
+                NotAuthorizedError(2),
+                None,
+                NotAuthorizedError(2),
+            ]:
+                self.clock.advance(1000)
+                if error is None:
+                    self.asked().grant()
+                    self.clock.advance(3600)
+                else:
+                    self.asked().fail(error)
+        levels = [
+            e["log_level"].name
+            for e in events
+            if e["log_format"].startswith("could not map")
+        ]
+        self.assertEqual(
+            levels, ["warn", "info", "info", "warn", "warn", "info", "warn"]
+        )
 
     def test_pause(self) -> None:
         """

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -48,6 +48,13 @@ def texts(events: Sequence[Any], level: str | None = None) -> list[str]:
         for e in events
         if level is None or e["log_level"].name == level
     ]
+
+
+def warnings(events: Sequence[Any]) -> list[str]:
+    """
+    The events at warn or above, in every namespace, as text.
+    """
+    return [texts([e])[0] for e in events if e["log_level"] >= LogLevel.warn]
 
 
 @implementer(IMappingObserver)
@@ -293,7 +300,31 @@ class GatewayTests(ServiceTestCase):
             service = self.start(UDP5000, gateway=None, discoverGateway=discover)
             self.clock.advance(120)
         self.assertIsInstance(service.states()[0].error, NoGatewayError)
-        self.assertEqual(texts(events, "warn"), ["no gateway: none"])
+        self.assertEqual(warnings(events), ["no gateway: none"])
+
+    def test_refusedWarnedOnce(self) -> None:
+        """
+        A gateway that answers but refuses the mapping (NAT-PMP result 2)
+        for two hours is one warning in all, whatever the backoff's
+        retries; each retry's line is at info.
+        """
+        from twisted_natpmp.service.policy import defaultBackoff
+
+        self.autoAnswer = False
+        with capturedLogs() as events:
+            self.start(UDP5000, backoff=defaultBackoff(lambda: 0.0))
+            for _ in range(2 * 3600):
+                for probe in self.mapper.pending("probe"):
+                    probe.succeed(
+                        Probe(self.mapper.protocolName, 1, self.mapper.address)
+                    )
+                for request in self.mapper.pending("addMapping"):
+                    request.fail(NotAuthorizedError(2))
+                self.clock.advance(1)
+        [warning] = warnings(events)
+        self.assertIn("could not map udp:5000 via 10.0.0.1: gateway answered", warning)
+        retries = [t for t in texts(events, "info") if t.startswith("could not map")]
+        self.assertGreater(len(retries), 20)
 
     def test_followsChange(self) -> None:
         """

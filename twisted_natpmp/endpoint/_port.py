@@ -201,8 +201,10 @@ class MappedListeningPort:
                     ),
                 )
         elif state.error is not None and not self._toldFailure and not state.removed:
+            # (The keeper, or the gateway watch, warned of the failure
+            # itself; this says what it means for the port, once.)
             self._toldFailure = True
-            log.warn(
+            log.info(
                 "{local} listens, but is not reachable from outside yet:"
                 " {error}; still trying",
                 local=self._describe(),

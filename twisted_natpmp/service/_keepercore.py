@@ -71,13 +71,10 @@ class RetryWait:
     @ivar delay: seconds.
     @ivar reason: C{"backoff"}, C{"error lifetime"} or C{"renewal point"},
         for the log line.
-    @ivar repeated: the failure is a long-lived error a person was told of
-        already (its line is then at info).
     """
 
     delay: float
     reason: str
-    repeated: bool = False
 
 
 @dataclass
@@ -99,8 +96,9 @@ class KeeperCore:
     failures: int = 0
     #: The source of the random renewal retry points.
     random: Callable[[], float] = random.random
-    #: The long-lived error last told of, until a grant: not told again.
-    toldLongError: tuple[type, int | None] | None = None
+    #: The failure last told of (its error's type and result code), until
+    #: a grant: the same failure again is no news (L{toldAgain}).
+    toldFailure: tuple[type, int | None] | None = None
     #: Fired once the outcome of the request in flight (or of none) is
     #: handled.
     settling: list[Deferred[None]] = field(default_factory=list)
@@ -135,6 +133,20 @@ class KeeperCore:
             return self.mapTimeouts
         return mapTimeoutsFor(self.protocolName)
 
+    def toldAgain(self, error: BaseException | None) -> bool:
+        """
+        Note C{error} as the failure last told of.
+
+        @return: whether it is the same failure as the last one told of
+            since the last grant (the same type of error, with the same
+            result code), so that a gateway that keeps refusing is warned
+            about once, not at every retry.
+        """
+        told = (type(error), getattr(error, "resultCode", None))
+        again = self.toldFailure == told
+        self.toldFailure = told
+        return again
+
     def retryWait(self, failure: Failure) -> RetryWait:
         """
         How long to wait after the request in flight failed with
@@ -144,12 +156,7 @@ class KeeperCore:
         wait = errorWait(error)
         if wait is not None:
             assert isinstance(error, GatewayError)
-            if error.shortLived:
-                return RetryWait(wait, "error lifetime")
-            told = (type(error), error.resultCode)
-            repeated = self.toldLongError == told
-            self.toldLongError = told
-            return RetryWait(wait, "error lifetime", repeated)
+            return RetryWait(wait, "error lifetime")
         grant = self.grant
         if grant is not None:
             point = renewalRetryPoint(

@@ -155,9 +155,11 @@ def _waitToRetry(c: KeeperInputs, s: KeeperCore, failure: Failure) -> _Timer:
     if isinstance(error, GatewayError) and wait.reason == "error lifetime":
         if not error.shortLived:
             text += "; not asking again soon"
-    # A silent gateway is the watch's to tell, at a sensible interval; a
-    # long-lived error was told once.
-    quiet = (unanswered(failure) and s.context.gatewaySilent()) or wait.repeated
+    # A silent gateway is the watch's to tell, at a sensible interval; the
+    # failure told last (a gateway that keeps refusing) is told once, until
+    # a grant or another failure.
+    again = s.toldAgain(error)
+    quiet = (unanswered(failure) and s.context.gatewaySilent()) or again
     (log.info if quiet else log.warn)(text, **fields)
     timer = _Timer(s.clock.callLater(wait.delay, c._due, Why.RETRY))
     s.report(KeeperChange.FAILED)
@@ -182,7 +184,7 @@ def _granted(
     s.heldPort = mapping.externalPort
     s.error = None
     s.failures = 0
-    s.toldLongError = None
+    s.toldFailure = None
     logGrant(
         declaration,
         s.context,
