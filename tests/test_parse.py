@@ -155,6 +155,7 @@ class Gateway46Tests(SynchronousTestCase):
         """
         for text, message in [
             ("nonsense:", "--gateway 'nonsense:' is not an IPv4 or IPv6 address"),
+            ("bogus", "--gateway 'bogus' is not an IPv4 or IPv6 address"),
             (
                 "fe80::1",
                 "--gateway 'fe80::1' is link-local: name its interface too, as in"

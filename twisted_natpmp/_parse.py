@@ -169,10 +169,17 @@ def parseGateway(name: str, text: str) -> IPv4Address:
         C{"--gateway"}, to start the message with.
     @raise ValueError: the one-line message, naming the value.
     """
+    return _gateway4(name, text, "an IPv4 address")
+
+
+def _gateway4(name: str, text: str, kind: str) -> IPv4Address:
+    """
+    L{parseGateway}'s work, C{kind} saying what C{text} should have been.
+    """
     try:
         address = IPv4Address(text)
     except ValueError:
-        raise ValueError(f"{name} {text!r} is not an IPv4 address") from None
+        raise ValueError(f"{name} {text!r} is not {kind}") from None
     from .discovery import unusableGateway
 
     why = unusableGateway(address)
@@ -191,7 +198,7 @@ def parseGateway46(name: str, text: str) -> IPv4Address | IPv6Address:
     @raise ValueError: the one-line message, naming the value.
     """
     if ":" not in text:
-        return parseGateway(name, text)
+        return _gateway4(name, text, "an IPv4 or IPv6 address")
     try:
         address = IPv6Address(text)
     except ValueError:
