@@ -7,6 +7,7 @@ chosen.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from twisted.internet import reactor as _globalReactor
@@ -108,11 +109,35 @@ class ListenTests(EndpointMixin, SynchronousTestCase):
             ({"waitForMapping": float("inf")}, "inf"),
             ({"lifetime": 0}, "lifetime 0"),
             ({"externalPort": 70000}, "70000"),
+            # The checks of the description's gateway=, and the message:
+            ({"gateway": "2001:db8::1", "protocol": "natpmp"}, "'2001:db8::1' is IPv6"),
+            ({"gateway": "0.0.0.0"}, "gateway '0.0.0.0' cannot be a gateway's"),
+            ({"gateway": "224.0.0.1"}, "'224.0.0.1' cannot be a gateway's"),
+            (
+                {"gateway": ipaddress.IPv4Address("255.255.255.255")},
+                "'255.255.255.255'",
+            ),
+            ({"gateway": "ff02::1"}, "'ff02::1' cannot be a gateway's"),
+            ({"gateway": "bogus"}, "'bogus' is not an IPv4 or IPv6 address"),
         ]
         for options, word in cases:
             with self.subTest(options=options):
                 error = self.assertRaises(ValueError, self.endpoint, **options)
                 self.assertIn(word, str(error))
+
+    def test_gateways(self) -> None:
+        """
+        A gateway is an address, given as one or as text; IPv6 for PCP.
+        """
+        for given, protocol in [
+            ("10.0.0.1", "natpmp"),
+            (ipaddress.IPv4Address("10.0.0.1"), "auto"),
+            ("2001:db8::1", "pcp"),
+            (ipaddress.IPv6Address("fe80::1%eth0"), "auto"),
+        ]:
+            with self.subTest(given=given):
+                endpoint = self.endpoint(gateway=given, protocol=protocol)
+                self.assertEqual(endpoint.gateway, ipaddress.ip_address(str(given)))
 
     def test_logsPublicAddress(self) -> None:
         """

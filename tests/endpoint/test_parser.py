@@ -6,6 +6,7 @@ and directly: whose options are whose, escaping, and the errors.
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -117,6 +118,30 @@ class DescriptionTests(SynchronousTestCase):
             settings(endpoint),
             (IPv4Address("10.77.0.1"), "natpmp", 600, 0, 2.5, None),
         )
+
+    def test_longNameLeavesShortOne(self) -> None:
+        """
+        An option given with the prefix leaves its short name to the wrapped
+        endpoint, in any order; given without the prefix alone, it is
+        natpmp's.
+        """
+        made: list[str] = []
+
+        def wrappedFromString(reactor: object, description: str) -> object:
+            made.append(description)
+            return object()
+
+        self.patch(_endpoint, "serverFromString", wrappedFromString)
+        for description in [
+            "natpmp:natpmpLifetime=600:myendpoint:8080:lifetime=5",
+            "natpmp:lifetime=5:myendpoint:8080:natpmpLifetime=600",
+        ]:
+            with self.subTest(description=description):
+                endpoint, _ = parse(description)
+                self.assertEqual(endpoint.lifetime, 600)
+                self.assertEqual(made[-1], "myendpoint:8080:lifetime=5")
+        endpoint, _ = parse("natpmp:myendpoint:8080:lifetime=5")
+        self.assertEqual((endpoint.lifetime, made[-1]), (5, "myendpoint:8080"))
 
     def test_prefixCaseInsensitive(self) -> None:
         """
@@ -247,7 +272,8 @@ class ErrorTests(SynchronousTestCase):
         self.assertRefused(
             "natpmp:protocol=http:myendpoint:8080",
             "protocol 'http'",
-            "if protocol= is the wrapped endpoint's, quote the wrapped endpoint",
+            "if protocol= is the wrapped endpoint's, give natpmp's as"
+            " natpmpProtocol= or quote the wrapped endpoint",
         )
         error = self.assertRaises(
             ValueError, parse, "natpmp:natpmpProtocol=http:tcp:8080"
@@ -257,12 +283,36 @@ class ErrorTests(SynchronousTestCase):
     def test_unknownPrefixedOption(self) -> None:
         self.assertRefused("natpmp:natpmpLifeTime=5:tcp:8080", "natpmpLifeTime")
 
-    def test_givenTwice(self) -> None:
-        self.assertRefused(
-            "natpmp:gateway=10.0.0.1:natpmpGateway=10.0.0.2:tcp:8080",
-            "gateway=",
-            "natpmpGateway=",
+    def test_notAnAddress(self) -> None:
+        """
+        A gateway that is no address is said not to be IPv4 or IPv6 (both
+        are taken), in either spelling.
+        """
+        for key in ("gateway", "natpmpGateway"):
+            with self.subTest(key=key):
+                self.assertRefused(
+                    f"natpmp:{key}=bogus:tcp:8080",
+                    f"natpmp: option {key} 'bogus' is not an IPv4 or IPv6 address",
+                )
+
+    def test_wrappedParserFails(self) -> None:
+        """
+        Whatever the wrapped endpoint's parser raises is a L{ValueError}
+        naming the wrapped description, the error chained.
+        """
+        failure = OSError("no such key file")
+
+        def wrappedFromString(reactor: object, description: str) -> object:
+            raise failure
+
+        self.patch(_endpoint, "serverFromString", wrappedFromString)
+        error = self.assertRaises(ValueError, parse, "natpmp:myendpoint:8080")
+        self.assertEqual(
+            str(error),
+            "natpmp: the wrapped endpoint 'myendpoint:8080' cannot be made:"
+            " no such key file",
         )
+        self.assertIs(error.__cause__, failure)
 
     def test_nothingWrapped(self) -> None:
         self.assertRefused("natpmp:gateway=10.0.0.1", "no endpoint to wrap")
@@ -324,6 +374,10 @@ README_EXAMPLES: dict[str, tuple[tuple[object, ...], str]] = {
         (None, "auto", 600, None, 0.0, None),
         "tcp:8080:interface=127.0.0.1",
     ),
+    "natpmp:natpmpLifetime=600:myendpoint:8080:lifetime=5": (
+        (None, "auto", 600, None, 0.0, None),
+        "myendpoint:8080:lifetime=5",
+    ),
 }
 
 
@@ -347,6 +401,18 @@ class ReadmeExamplesTests(SynchronousTestCase):
     """
     The README's examples of descriptions mean what the README says.
     """
+
+    def test_errorMessage(self) -> None:
+        """
+        The README's example of a bad value is refused with the message it
+        shows.
+        """
+        text = " ".join(README.read_text(encoding="utf-8").split())
+        section = text[text.index("## Reachable from outside") :]
+        found = re.search(r"`(natpmp:[^`]*)` is refused with `([^`]*)`", section)
+        assert found is not None
+        error = self.assertRaises(ValueError, parse, found[1])
+        self.assertEqual(str(error), found[2])
 
     def test_examples(self) -> None:
         made: list[str] = []

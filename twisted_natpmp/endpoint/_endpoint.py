@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .._parse import parseGateway46
 from .._types import IPAddress, Transport
 from ..announce import AnnouncementProtocol
 from ..interfaces import IPortMapper
@@ -39,7 +39,12 @@ from ..pcp._nonces import NonceKeeper, NonceStore
 from ..service import MappingDeclaration, PortMapperService
 from ..service.declarations import RECOMMENDED_LIFETIME
 from ..service.policy import STOP_DEADLINE
-from ._parser import MAX_WAIT_FOR_MAPPING, PREFIX, splitDescription
+from ._parser import (
+    MAX_WAIT_FOR_MAPPING,
+    PREFIX,
+    checkGatewayProtocol,
+    splitDescription,
+)
 from ._port import MappedListeningPort
 
 __all__ = ["MappedServerEndpoint", "parseMappedServer"]
@@ -126,9 +131,14 @@ class MappedServerEndpoint:
             )
         # (The declaration checks the lifetime and the external port.)
         MappingDeclaration(Transport.TCP, 1, externalPort, lifetime)
+        self.gateway = None
+        if gateway is not None:
+            # The checks of the description's gateway= (no unspecified,
+            # multicast or broadcast address; IPv6 for PCP only).
+            self.gateway = parseGateway46("gateway", str(gateway))
+            checkGatewayProtocol(f"gateway {str(gateway)!r}", self.gateway, protocol)
         self._reactor = reactor
         self.wrapped = wrapped
-        self.gateway = None if gateway is None else ip_address(str(gateway))
         self.protocol = protocol
         self.lifetime = lifetime
         self.externalPort = externalPort
@@ -220,10 +230,13 @@ def parseMappedServer(reactor: Any, *args: str, **kwargs: str) -> MappedServerEn
     options, inner = splitDescription(args, kwargs)
     try:
         wrapped = serverFromString(reactor, inner)  # type: ignore[no-untyped-call]
-    except (TypeError, ValueError) as e:
+    except Exception as e:
+        # Whatever the wrapped endpoint's parser raises (an ssl: key file
+        # that cannot be read, a plugin's own error) is said as the
+        # natpmp: description's fault, the cause chained.
         raise ValueError(
             f"{PREFIX}: the wrapped endpoint {inner!r} cannot be made: {e}"
-        ) from None
+        ) from e
     return MappedServerEndpoint(
         reactor,
         wrapped,

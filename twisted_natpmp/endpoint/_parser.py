@@ -14,6 +14,9 @@ string a keyword stood is lost.  So the rule is by name, not by place:
     they stand; each may also be spelt with the C{natpmp} prefix
     (C{natpmpGateway}, C{natpmpLifetime} ...), and any other keyword that
     starts with C{natpmp} is an error;
+  - an option given with the prefix leaves its short name to the wrapped
+    endpoint: in C{natpmp:natpmpLifetime=600:myendpoint:8080:lifetime=5},
+    C{lifetime=5} is the wrapped endpoint's;
   - every other argument belongs to the wrapped endpoint, re-joined in
     order (positional arguments first, then its keywords) with C{\\},
     C{:} and C{=} escaped again (L{quoteArgument});
@@ -44,6 +47,7 @@ from ..service.declarations import RECOMMENDED_LIFETIME
 
 __all__ = [
     "MAX_WAIT_FOR_MAPPING",
+    "checkGatewayProtocol",
     "OPTION_NAMES",
     "PREFIX",
     "EndpointOptions",
@@ -170,6 +174,22 @@ def _option(spelling: str, name: str, text: str) -> object:
         raise ValueError(f"{label} {text!r} {e}") from None
 
 
+def checkGatewayProtocol(
+    label: str, gateway: IPv4Address | IPv6Address | None, protocol: str
+) -> None:
+    """
+    Refuse an IPv6 gateway for NAT-PMP, which speaks only IPv4.
+
+    @param label: how the message names the gateway given, e.g.
+        C{"gateway '2001:db8::1'"}.
+    @raise ValueError: the one-line message.
+    """
+    if protocol == "natpmp" and isinstance(gateway, IPv6Address):
+        raise ValueError(
+            f"{label} is IPv6, which NAT-PMP does not speak: use protocol=pcp or auto"
+        )
+
+
 def splitDescription(
     args: tuple[str, ...] | list[str], kwargs: dict[str, str]
 ) -> tuple[EndpointOptions, str]:
@@ -186,8 +206,15 @@ def splitDescription(
     values: dict[str, object] = {}
     spelt: dict[str, str] = {}
     rest: dict[str, str] = {}
+    # An option given with the prefix leaves the short name to the wrapped
+    # endpoint.
+    prefixed = {
+        _BY_NAME[key] for key in kwargs if key in _BY_NAME and key != _BY_NAME[key]
+    }
     for key, text in kwargs.items():
         name = _BY_NAME.get(key)
+        if name == key and name in prefixed:
+            name = None
         if name is None:
             if key.startswith(PREFIX):
                 known = ", ".join(longName(n) for n in OPTION_NAMES)
@@ -197,10 +224,6 @@ def splitDescription(
                 )
             rest[key] = text
             continue
-        if name in spelt:
-            raise ValueError(
-                f"{PREFIX}: option {name} given twice, as {spelt[name]}= and {key}="
-            )
         spelt[name] = key
         try:
             values[name] = _option(key, name, text)
@@ -209,8 +232,8 @@ def splitDescription(
                 raise
             # Perhaps the wrapped endpoint's own option of that name.
             raise ValueError(
-                f"{e} (if {key}= is the wrapped endpoint's, quote the wrapped"
-                " endpoint: one argument, its : and = escaped)"
+                f"{e} (if {key}= is the wrapped endpoint's, give natpmp's as"
+                f" {longName(name)}= or quote the wrapped endpoint)"
             ) from None
     if not args:
         raise ValueError(
@@ -238,11 +261,11 @@ def splitDescription(
         )
     if kind == PREFIX:
         raise ValueError(f"{PREFIX}: {inner!r} would map the same port twice")
-    if values.get("protocol") == "natpmp" and isinstance(
-        values.get("gateway"), IPv6Address
-    ):
-        raise ValueError(
-            f"{PREFIX}: option {spelt['gateway']}={kwargs[spelt['gateway']]!r} is"
-            " IPv6, which NAT-PMP does not speak: use protocol=pcp or auto"
+    if "gateway" in values:
+        key = spelt["gateway"]
+        checkGatewayProtocol(
+            f"{PREFIX}: option {key}={kwargs[key]!r}",
+            values["gateway"],  # type: ignore[arg-type]
+            values.get("protocol", "auto"),  # type: ignore[arg-type]
         )
     return EndpointOptions(**values), inner  # type: ignore[arg-type]
