@@ -68,6 +68,20 @@ class WhenMappedTests(EndpointMixin, SynchronousTestCase):
             failure.getErrorMessage(), "tcp port 8080 was not mapped within 4 s"
         )
 
+    def test_badTimeout(self) -> None:
+        """
+        A negative or not finite timeout is refused at once, named, and
+        nothing waits.
+        """
+        port = self.listening()
+        for timeout in (-1.0, float("nan"), float("inf")):
+            with self.subTest(timeout=timeout):
+                error = self.assertRaises(ValueError, port.whenMapped, timeout)
+                self.assertIn(f"timeout {timeout!r}", str(error))
+        self.grant()
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(port.whenMapped(0)), public())
+
     def test_timeoutSaysWhy(self) -> None:
         port = self.listening(backoff=lambda failures: 100.0)
         d = port.whenMapped(timeout=4)

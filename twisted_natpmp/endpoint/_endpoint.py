@@ -165,8 +165,9 @@ class MappedServerEndpoint:
         @return: fires with the L{MappedListeningPort} once the wrapped port
             listens (and, with C{waitForMapping}, once it is mapped or that
             many seconds passed); fails as the wrapped endpoint's C{listen()}
-            fails, or with L{ValueError} if the port it bound is no TCP port
-            (it is stopped again).
+            fails, with L{ValueError} if the port it bound is no TCP port, or
+            as starting the mapping fails (the wrapped port is then stopped
+            again in both cases).
         """
         d: Deferred[IListeningPort] = self.wrapped.listen(protocolFactory)
         return d.addCallback(self._listening)
@@ -183,7 +184,12 @@ class MappedServerEndpoint:
             return maybeDeferred(wrapped.stopListening).addBoth(
                 lambda _: Failure(error)
             )
-        port = MappedListeningPort(self._reactor, wrapped, self._serviceFor)
+        try:
+            port = MappedListeningPort(self._reactor, wrapped, self._serviceFor)
+        except Exception:
+            # Nothing maps the port: it listens no more.
+            failure = Failure()
+            return maybeDeferred(wrapped.stopListening).addBoth(lambda _: failure)
         if not self.waitForMapping:
             return port
         return self._waitForMapping(port)

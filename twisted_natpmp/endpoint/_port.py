@@ -16,6 +16,7 @@ the reactor shuts down, if nothing called it before.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from enum import Enum
 from ipaddress import IPv4Address as _IPv4
@@ -25,9 +26,9 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
+    DeferredList,
     TimeoutError,
     fail,
-    gatherResults,
     maybeDeferred,
     succeed,
 )
@@ -153,10 +154,19 @@ class MappedListeningPort:
         return "not mapped" if address is None else f"{address.host}:{address.port}"
 
     def _startMapping(self) -> None:
+        """
+        Start the service that keeps the wrapped port's port mapped.
+
+        @raise Exception: whatever making or starting the service raised;
+            the port is then still stopped (the caller stops the wrapped
+            port), and no shutdown trigger is left behind.
+        """
         port: int = self.wrappedPort.getHost().port  # type: ignore[attr-defined]
         self._internalPort = port
-        service = self._service = self._makeService(port)
+        service = self._makeService(port)
         service.addObserver(_Relay(self._changed))
+        service.startService()
+        self._service = service
         self._phase = _Phase.LISTENING
         if IReactorCore.providedBy(self._reactor):
             # When the reactor stops, stop (and delete the mapping) first,
@@ -164,7 +174,6 @@ class MappedListeningPort:
             self._shutdown = self._reactor.addSystemEventTrigger(
                 "before", "shutdown", self._reactorStopping
             )
-        service.startService()
 
     def _reactorStopping(self) -> Deferred[None]:
         self._shutdown = None
@@ -245,15 +254,20 @@ class MappedListeningPort:
         """
         Wait until the port is reached from outside.
 
-        @param timeout: the longest wait, in seconds; L{None}: until the
-            port stops.
+        @param timeout: the longest wait, in seconds (finite, 0 or more);
+            L{None}: until the port stops.
         @return: fires with L{mappedAddress} once a mapping is held (at once
             if one is); fails with L{TimeoutError
             <twisted.internet.defer.TimeoutError>} after C{timeout} seconds,
             saying why if a request failed, or with L{CancelledError
             <twisted.internet.defer.CancelledError>} when the port stops
             first.
+        @raise ValueError: C{timeout} is negative or not finite, named.
         """
+        if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
+            raise ValueError(
+                f"timeout {timeout!r} is not a finite number of seconds, 0 or more"
+            )
         if self.mappedAddress is not None:
             return succeed(self.mappedAddress)
         if self._phase is not _Phase.LISTENING:
@@ -307,10 +321,23 @@ class MappedListeningPort:
         Listen again after L{stopListening}, and map the port bound (which,
         for a wrapped C{tcp:0}, may be another one).  Nothing while
         listening or stopping.
+
+        @raise Exception: what the wrapped port's C{startListening} raised,
+            or what starting the mapping raised (the wrapped port is then
+            stopped again).
         """
         if self._phase is _Phase.STOPPED:
             self.wrappedPort.startListening()
-            self._startMapping()
+            try:
+                self._startMapping()
+            except BaseException:
+                # Listen only while mapped: stop the wrapped port again.
+                maybeDeferred(self.wrappedPort.stopListening).addErrback(
+                    lambda failure: log.failure(
+                        "{local} did not stop", failure, local=self._describe()
+                    )
+                )
+                raise
 
     def stopListening(self) -> Deferred[None]:
         """
@@ -337,18 +364,20 @@ class MappedListeningPort:
         for w in waiting:
             w.errback(CancelledError(f"{self._describe()} stopped listening"))
         both: list[Deferred[Any]] = [
-            service.stopService(),
             maybeDeferred(self.wrappedPort.stopListening),
+            service.stopService(),
         ]
-        gatherResults(both, consumeErrors=True).addBoth(self._stopped)
+        # Stopped once both are done, even if the wrapped port fails to stop
+        # (the deletion may still be in flight).
+        DeferredList(both, consumeErrors=True).addCallback(self._stopped)
         return d
 
-    def _stopped(self, result: object) -> None:
+    def _stopped(self, results: list[tuple[bool, Any]]) -> None:
         self._phase = _Phase.STOPPED
         self.mappedAddress = None
-        outcome: Failure | None = None
-        if isinstance(result, Failure):
-            outcome = getattr(result.value, "subFailure", result)
+        # The wrapped port's failure first: it is the one a caller can act on.
+        failures = [result for ok, result in results if not ok]
+        outcome: Failure | None = failures[0] if failures else None
         waiters, self._stopWaiters = self._stopWaiters, []
         for d in waiters:
             if outcome is None:
