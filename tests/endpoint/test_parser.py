@@ -141,6 +141,14 @@ class DescriptionTests(SynchronousTestCase):
         endpoint, _ = parse("natpmp:myendpoint:8080:lifetime=5")
         self.assertEqual((endpoint.lifetime, made[-1]), (5, "myendpoint:8080"))
 
+    def test_lastKeyWins(self) -> None:
+        """
+        A key written twice counts once, as Twisted's tokeniser keeps only
+        the last (the README says so).
+        """
+        endpoint, _ = parse("natpmp:lifetime=600:tcp:8080:lifetime=5")
+        self.assertEqual(endpoint.lifetime, 5)
+
     def test_prefixCaseInsensitive(self) -> None:
         """
         Twisted matches the prefix in any case; the protocol's name too.
