@@ -47,10 +47,10 @@ from ..service.declarations import RECOMMENDED_LIFETIME
 
 __all__ = [
     "MAX_WAIT_FOR_MAPPING",
-    "checkGatewayProtocol",
     "OPTION_NAMES",
     "PREFIX",
     "EndpointOptions",
+    "checkGatewayProtocol",
     "quoteArgument",
     "splitDescription",
 ]
