@@ -46,7 +46,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .._types import IPAddress, Transport
+from .._types import IPAddress
 from ..errors import NetworkFailureError
 from ..interfaces import IMappingBackend
 from ._entries import EventKind, GatewayMapping, Key, Refused, TableEvent
@@ -323,20 +323,7 @@ class TableBackend:
     happens at once; the L{Committer} takes the table's events instead.
     """
 
-    def addMapping(
-        self,
-        internalAddress: IPAddress,
-        transport: Transport,
-        internalPort: int,
-        externalPort: int,
-    ) -> None:
+    def _nothing(self, *arguments: object) -> None:
         pass
 
-    def removeMapping(
-        self,
-        internalAddress: IPAddress,
-        transport: Transport,
-        internalPort: int,
-        externalPort: int,
-    ) -> None:
-        pass
+    addMapping = removeMapping = _nothing

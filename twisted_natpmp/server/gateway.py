@@ -111,8 +111,7 @@ class Gateway:
         @param backend: makes mappings real; a
             C{MemoryBackend} by default.  A batching one
             (L{IBatchingBackend}) has each request answered once its changes
-            have committed (L{Committer}).
-            @see: L{answer}
+            have committed (L{Committer}, and see L{answer}).
         @param maxMappings: the most mappings the gateway holds (L{None}: as
             many as the port range allows).
         @param requestRate: mapping requests (map, renew, delete: what

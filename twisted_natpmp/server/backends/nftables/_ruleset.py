@@ -28,10 +28,11 @@ exactly those (one line each, here folded)::
 
 Every element change is written so that it cannot fail on an element the
 kernel has already expired (its timeout and our table's clock differ by the
-time a batch takes): a SET adds the element (a no-op refresh if present),
-deletes it and adds it with the new timeout; a REMOVE adds it with a
-1-second timeout and deletes it.  Only a real conflict (the external port
-forwarding to another address) fails.
+time a batch takes): a REMOVE adds the element with a 1-second timeout (a
+refresh if it is there) and deletes it; a SET does the same, then adds it
+with the lifetime as its timeout (a renewal that works on every kernel,
+where re-adding an element may or may not refresh its timeout).  Only a
+real conflict (the external port forwarding to another address) fails.
 """
 
 from __future__ import annotations
@@ -240,13 +241,14 @@ class Ruleset:
             ]
         return _document(lines)
 
-    def destroy(self, handles: Sequence[int] = ()) -> str:
+    def destroy(self, handles: Sequence[int] | None = ()) -> str:
         """
         The batch that removes our table (whether or not it exists), and
-        our rules (C{handles}) and set in the host's table.
+        our rules (C{handles}) and set in the host's table (L{None}: the
+        host's chain cannot be listed, and is left alone).
         """
         lines = []
-        if self.forwardChain is not None:
+        if self.forwardChain is not None and handles is not None:
             lines += self._deleteRules(handles)
             lines += [
                 f"add set {self._hostSet} {{ type ipv4_addr . inet_proto"
@@ -271,22 +273,19 @@ class Ruleset:
         return _document(lines)
 
     def _set(self, m: GatewayMapping) -> list[str]:
-        key, value = _key(m), _value(m)
-        lines = [
-            f"add element {self._map} {{ {key} timeout 1s : {value} }}",
-            f"delete element {self._map} {{ {key} }}",
-            f"add element {self._map} {{ {key} timeout {m.lifetime}s : {value} }}",
-        ]
+        lines = self._remove(m)
+        lines.append(
+            f"add element {self._map} {{ {_key(m)} timeout {m.lifetime}s"
+            f" : {_value(m)} }}"
+        )
         if self.forwardChain is not None:
-            host = _hostKey(m)
-            lines += [
-                f"add element {self._hostSet} {{ {host} timeout 1s }}",
-                f"delete element {self._hostSet} {{ {host} }}",
-                f"add element {self._hostSet} {{ {host} timeout {m.lifetime}s }}",
-            ]
+            lines.append(
+                f"add element {self._hostSet} {{ {_hostKey(m)} timeout {m.lifetime}s }}"
+            )
         return lines
 
     def _remove(self, m: GatewayMapping) -> list[str]:
+        # Added first, so that deleting what the kernel expired is no error.
         key = _key(m)
         lines = [
             f"add element {self._map} {{ {key} timeout 1s : {_value(m)} }}",

@@ -8,6 +8,7 @@ mappings ended by C{conntrack}.  See the package docstring for the design.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -21,7 +22,7 @@ from ._conntrack import CONNTRACK_ARGUMENTS, flushLines
 from ._process import IProcessRunner, ProcessFailed
 from ._ruleset import Ruleset, ruleHandles
 
-__all__ = ["NFT_ARGUMENTS", "NftablesBackend", "errorFor"]
+__all__ = ["NFT_ARGUMENTS", "BackendState", "NftablesBackend", "errorFor"]
 
 log = Logger()
 
@@ -36,6 +37,19 @@ _NO_ROOM = (
     "No space left on device",
     "Argument list too long",
 )
+
+
+class BackendState(Enum):
+    """
+    Where an L{NftablesBackend} is in its life.
+    """
+
+    STOPPED = "stopped"
+    #: Its table is being made; batches wait behind.
+    STARTING = "starting"
+    RUNNING = "running"
+    #: Its table could not be made: every batch fails.
+    FAILED = "failed"
 
 
 def errorFor(failure: BaseException) -> CommitFailed:
@@ -58,8 +72,7 @@ class NftablesBackend:
 
     @ivar ruleset: the batches' builder: our table's name, the external
         interface, the host's forward chain.
-    @ivar state: C{"stopped"}, C{"starting"}, C{"running"} or
-        C{"failed"} (the table could not be made: every batch fails).
+    @ivar state: where it is in its life.
     """
 
     def __init__(
@@ -76,10 +89,10 @@ class NftablesBackend:
         self.ruleset = ruleset
         self._nft = nft
         self._conntrack = conntrack
-        self.state = "stopped"
+        self.state = BackendState.STOPPED
 
     def start(self) -> Deferred[None]:
-        self.state = "starting"
+        self.state = BackendState.STARTING
         if self.ruleset.forwardChain is None:
             started = self._run(self.ruleset.create())
         else:
@@ -89,7 +102,7 @@ class NftablesBackend:
         return started.addCallbacks(self._started, self._startFailed)
 
     def _started(self, result: object) -> None:
-        self.state = "running"
+        self.state = BackendState.RUNNING
         log.info(
             "nftables table inet {table} made afresh, forwarding from {interface}"
             "{chain}",
@@ -101,7 +114,7 @@ class NftablesBackend:
         )
 
     def _startFailed(self, failure: Failure) -> Failure:
-        self.state = "failed"
+        self.state = BackendState.FAILED
         return failure
 
     def _ownRules(self) -> Deferred[list[int]]:
@@ -126,34 +139,37 @@ class NftablesBackend:
 
         return self._run(batch).addCallbacks(committed, failed)
 
-    def _endFlows(self, mappings: Sequence[GatewayMapping]) -> None:
+    def _endFlows(self, mappings: Sequence[GatewayMapping]) -> Deferred[None]:
         """
-        End the flows through C{mappings} (in the background: the requests
-        are answered once the forwards are gone, not the flows).
+        End the flows through C{mappings} (in the background of a batch:
+        its requests are answered once the forwards are gone, not the
+        flows).
+
+        @return: fires when done; never fails (a failure is logged).
         """
         if not mappings or self._conntrack is None:
-            return
+            return succeed(None)
         flushed = self._conntrack.run(CONNTRACK_ARGUMENTS, flushLines(mappings))
-        flushed.addErrback(
+        return flushed.addCallbacks(
+            lambda _: None,
             lambda f: log.warn(
                 "cannot end the flows through {count} removed mapping(s): {error}",
                 count=len(mappings),
                 error=str(f.value),
-            )
+            ),
         )
 
     def stop(self, held: Sequence[GatewayMapping]) -> Deferred[None]:
-        self.state = "stopped"
+        self.state = BackendState.STOPPED
         if self.ruleset.forwardChain is None:
-            handles: Deferred[list[int]] = succeed([])
+            handles: Deferred[list[int] | None] = succeed([])
         else:
-            handles = self._ownRules()
-            handles.addErrback(self._noHostChain)
+            handles = self._ownRules().addErrback(self._noHostChain)
         stopped = handles.addCallback(lambda h: self._run(self.ruleset.destroy(h)))
 
-        def removed(result: object) -> None:
+        def removed(result: object) -> Deferred[None]:
             log.info("nftables table inet {table} removed", table=self.ruleset.table)
-            self._endFlows(held)
+            return self._endFlows(held)
 
         def notRemoved(failure: Failure) -> None:
             log.error(
@@ -164,10 +180,10 @@ class NftablesBackend:
 
         return stopped.addCallbacks(removed, notRemoved)
 
-    def _noHostChain(self, failure: Failure) -> list[int]:
+    def _noHostChain(self, failure: Failure) -> None:
         log.warn(
-            "cannot list the host's forward chain {chain}: {error}",
+            "cannot list the host's forward chain {chain} (our rule there is"
+            " left alone): {error}",
             chain=str(self.ruleset.forwardChain),
             error=str(failure.value),
         )
-        return []
