@@ -13,14 +13,20 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp.server.backends.nftables import _address
+from twisted_natpmp.server.backends.nftables import (
+    NftablesBackend,
+    ProcessFailed,
+    Ruleset,
+    _address,
+)
 from twisted_natpmp.server.backends.nftables._address import (
     AddressWatcher,
     interfaceAddress,
 )
 from twisted_natpmp.server.backends.nftables._service import ExternalInterfaceService
+from twisted_natpmp.server.backends.nftables.testing import RecordingRunner
 
-from .._helpers import TCP, GatewayTestsMixin, epochOf, mapRequest, parseMap
+from .._helpers import CLIENT, TCP, GatewayTestsMixin, epochOf, mapRequest, parseMap
 
 FIRST = IPv4Address("192.0.2.1")
 SECOND = IPv4Address("198.51.100.7")
@@ -138,3 +144,61 @@ class ExternalInterfaceTests(GatewayTestsMixin, SynchronousTestCase):
         reply = self.ask(mapRequest(TCP, 8080, 8080, 600))
         assert reply is not None
         self.assertNotEqual(parseMap(reply)[4], 8080)
+
+
+class RestartTests(GatewayTestsMixin, SynchronousTestCase):
+    def test_restartAfresh(self) -> None:
+        """
+        Each start of the service makes the table afresh and begins a new
+        epoch (RFC 6886 s3.6: a gateway that lost its state restarts the
+        count, and its clients map again); stopping waits for the table
+        to be deleted.
+        """
+        nft = RecordingRunner("nft")
+        backend = NftablesBackend(Ruleset("wan0"), nft, None)
+        service = self.startGateway(backend=backend)
+        self.assertNoResult(service.started)
+        nft.succeed()
+        self.successResultOf(service.started)
+        self.clock.advance(1000)
+        request = mapRequest(TCP, 8080, 8080, 600)
+        service.gateway.answer(request, (CLIENT, 1), lambda reply: None)  # type: ignore[union-attr]
+        self.clock.advance(0)
+        nft.succeed()
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        self.assertIn("delete table inet twisted_natpmp", nft.succeed().stdin)
+        self.successResultOf(stopped)
+        service.startService()
+        self.assertEqual(nft.succeed().stdin, Ruleset("wan0").create())
+        reply = self.ask(b"\x00\x00")
+        assert reply is not None
+        self.assertEqual(epochOf(reply), 0)
+        self.assertEqual(len(self.table()), 0)
+
+
+class CannotStartTests(SynchronousTestCase):
+    def test_oneLineAndStop(self) -> None:
+        """
+        A backend that cannot start (no nft, no root) is said in one line,
+        and the command stops.
+        """
+        import twisted.logger
+        from twisted.internet import reactor
+        from twisted.python.failure import Failure
+
+        from twisted_natpmp import _gatewaytap
+
+        logged: list[dict[str, Any]] = []
+        stops: list[bool] = []
+        self.patch(reactor, "stop", lambda: stops.append(True))
+        self.patch(
+            twisted.logger,
+            "Logger",
+            lambda: Logger(observer=logged.append),  # type: ignore[arg-type]
+        )
+        failure = Failure(ProcessFailed("nft", 1, "Error: Operation not permitted"))
+        _gatewaytap._cannotStart(failure)
+        self.assertEqual(stops, [True])
+        [event] = logged
+        self.assertEqual(event["error"], "nft exited 1: Error: Operation not permitted")
