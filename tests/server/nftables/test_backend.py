@@ -109,6 +109,24 @@ class BackendTests(SynchronousTestCase):
             " --reply-port-src 22\n",
         )
 
+    def test_flowsCoalesced(self) -> None:
+        """
+        Removals committed while a conntrack run is in flight share the
+        next one.
+        """
+        other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
+        third = GatewayMapping(IPv4Address("10.77.0.4"), Transport.UDP, 53, 5354, 60, 0)
+        for mapping in (MAPPING, other, third):
+            self.backend.apply([ForwardChange(ChangeKind.REMOVE, mapping)])
+            self.nft.succeed()
+        self.assertEqual(len(self.conntrack.runs), 1)
+        self.conntrack.succeed()
+        [_, second] = self.conntrack.runs
+        self.assertIn("--orig-port-dst 5353", second.stdin)
+        self.assertIn("--orig-port-dst 5354", second.stdin)
+        self.conntrack.succeed()
+        self.assertIsNone(self.conntrack.inFlight)
+
     def test_conntrackFailureLogged(self) -> None:
         """
         Flows that cannot be ended do not fail the batch: it has committed.

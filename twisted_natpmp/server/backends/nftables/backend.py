@@ -90,6 +90,9 @@ class NftablesBackend:
         self._nft = nft
         self._conntrack = conntrack
         self.state = BackendState.STOPPED
+        # Removed mappings whose flows wait for the next conntrack run.
+        self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
+        self._flowsInFlight: Deferred[bytes] | None = None
 
     def start(self) -> Deferred[None]:
         self.state = BackendState.STARTING
@@ -143,21 +146,41 @@ class NftablesBackend:
         """
         End the flows through C{mappings} (in the background of a batch:
         its requests are answered once the forwards are gone, not the
-        flows).
+        flows).  Removals that come while a C{conntrack} run is in flight
+        share the next run, so that its queue never grows with the request
+        rate.
 
         @return: fires when done; never fails (a failure is logged).
         """
         if not mappings or self._conntrack is None:
             return succeed(None)
-        flushed = self._conntrack.run(CONNTRACK_ARGUMENTS, flushLines(mappings))
-        return flushed.addCallbacks(
-            lambda _: None,
+        done: Deferred[None] = Deferred()
+        self._flows.append((mappings, done))
+        if self._flowsInFlight is None:
+            self._nextFlows(None)
+        return done
+
+    def _nextFlows(self, result: object) -> None:
+        waiting, self._flows = self._flows, []
+        if not waiting or self._conntrack is None:
+            self._flowsInFlight = None
+            return
+        mappings = [m for group, _ in waiting for m in group]
+        running = self._conntrack.run(CONNTRACK_ARGUMENTS, flushLines(mappings))
+        self._flowsInFlight = running
+
+        def ended(result: object) -> None:
+            for _, done in waiting:
+                done.callback(None)
+
+        running.addErrback(
             lambda f: log.warn(
                 "cannot end the flows through {count} removed mapping(s): {error}",
                 count=len(mappings),
                 error=str(f.value),
-            ),
+            )
         )
+        running.addCallback(ended).addCallback(self._nextFlows)
 
     def stop(self, held: Sequence[GatewayMapping]) -> Deferred[None]:
         self.state = BackendState.STOPPED
