@@ -293,6 +293,33 @@ class FailureTests(BatchingGatewayMixin):
         self.assertEqual(len(gateway.table), 2)
 
 
+class RobustnessTests(BatchingGatewayMixin):
+    def test_bugDoesNotStop(self) -> None:
+        """
+        A request whose answer raises is logged and dropped; while
+        isolating, the requests behind it are still answered.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
+        self.turn()
+        respond = self.gateway.dispatcher.respond
+
+        def broken(packet: bytes, client: object) -> bytes | None:
+            if packet[4:6] == (8080).to_bytes(2, "big"):
+                raise RuntimeError("bug")
+            return respond(packet, client)  # type: ignore[arg-type]
+
+        committer = self.gateway._committer
+        assert committer is not None
+        self.patch(committer, "_respond", broken)
+        self.nft.fail()
+        self.nft.succeed()
+        self.assertEqual(self.replies[CLIENT], [])
+        self.assertEqual(parseMap(self.replies[OTHER][0])[1], 0)
+        self.assertIs(committer.mode, Mode.NORMAL)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class StopTests(BatchingGatewayMixin):
     def test_stopDeletesTable(self) -> None:
         """

@@ -202,6 +202,10 @@ class Committer:
         self._current, self._touched = request, False
         try:
             request.reply = self._respond(request.packet, request.client)
+        except Exception:
+            # A bug answering one request must not stop the others.
+            log.failure("failed to answer {size}-byte packet", size=len(request.packet))
+            request.reply = None
         finally:
             self._current = None
         if self._touched:
