@@ -56,9 +56,17 @@ from .backends._batching import (
     CommitFailed,
     ForwardChange,
     IBatchingBackend,
+    IBatchingPinholeBackend,
 )
+from .backends._pinhole import IPinholeBackend
 
-__all__ = ["Committer", "Mode", "TableBackend"]
+__all__ = [
+    "Committer",
+    "Mode",
+    "PinholeTableBackend",
+    "TableBackend",
+    "tableBackendFor",
+]
 
 log = Logger()
 
@@ -331,3 +339,22 @@ class TableBackend:
         pass
 
     addMapping = removeMapping = _nothing
+
+
+@implementer(IPinholeBackend)
+class PinholeTableBackend(TableBackend):
+    """
+    A L{TableBackend} for a batching backend that makes pinholes too
+    (L{IBatchingPinholeBackend}).
+    """
+
+    addPinhole = removePinhole = TableBackend._nothing
+
+
+def tableBackendFor(backend: IBatchingBackend) -> IMappingBackend:
+    """
+    What the table of a gateway over C{backend} calls.
+    """
+    if IBatchingPinholeBackend.providedBy(backend):
+        return PinholeTableBackend()
+    return TableBackend()

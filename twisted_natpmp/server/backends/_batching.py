@@ -22,7 +22,13 @@ from zope.interface import Interface
 from ...errors import GatewayError
 from .._entries import GatewayMapping
 
-__all__ = ["ChangeKind", "CommitFailed", "ForwardChange", "IBatchingBackend"]
+__all__ = [
+    "ChangeKind",
+    "CommitFailed",
+    "ForwardChange",
+    "IBatchingBackend",
+    "IBatchingPinholeBackend",
+]
 
 
 class ChangeKind(Enum):
@@ -97,3 +103,13 @@ class IBatchingBackend(Interface):
         Remove every forward and everything else the backend added, and end
         the flows through the mappings still C{held}.
         """
+
+
+class IBatchingPinholeBackend(IBatchingBackend):
+    """
+    A batching backend whose changes may also be for IPv6 hosts' own
+    addresses and ports: pinholes (RFC 6887 s11.3, external = internal),
+    as L{twisted_natpmp.server.backends._pinhole.IPinholeBackend} opens
+    them at once.  Without it, a gateway over a batching backend refuses
+    pinholes.
+    """

@@ -18,7 +18,10 @@ The design, module by module:
     the host's table kept element for element beside the map; without it,
     the host's firewall must accept DNATed flows itself (C{ct status dnat
     accept}), as OpenWrt's fw4 does: a drop in any forward base chain is
-    final, and no accept in our table could rescue the packet.
+    final, and no accept in our table could rescue the packet.  With a
+    host chain of an C{inet} table, IPv6 pinholes (PCP MAPs from global
+    IPv6 addresses) go into one more set of ours there, with one more
+    accept rule; without, they are refused.  FILTER is not enforced yet.
   - L{_process <twisted_natpmp.server.backends.nftables._process>} runs
     C{nft -f -} and C{conntrack} through C{reactor.spawnProcess}, one
     process at a time, each killed and failed after a deadline.  Why a

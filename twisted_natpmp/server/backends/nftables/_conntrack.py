@@ -8,12 +8,15 @@ deletion).
 
 A flow through a mapping is one whose original destination port is the
 external port and whose reply comes from the internal address and port:
-what the DNAT made, and nothing the LAN host opened itself.
+what the DNAT made, and nothing the LAN host opened itself.  Through an
+IPv6 pinhole: one whose original destination is the host's address and
+port.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from ipaddress import IPv6Address
 
 from ..._entries import GatewayMapping
 
@@ -27,8 +30,17 @@ def flushLines(mappings: Iterable[GatewayMapping]) -> bytes:
     """
     The C{conntrack -R} input that deletes the flows through C{mappings}.
     """
-    return "".join(
+    return "".join(_line(m) for m in mappings).encode("ascii")
+
+
+def _line(m: GatewayMapping) -> str:
+    if isinstance(m.client, IPv6Address):
+        # A pinhole: the flows to the host's own address and port.
+        return (
+            f"-D -f ipv6 -p {m.transport.label} --orig-dst {m.client}"
+            f" --orig-port-dst {m.internalPort}\n"
+        )
+    return (
         f"-D -p {m.transport.label} --orig-port-dst {m.externalPort}"
         f" --reply-src {m.client} --reply-port-src {m.internalPort}\n"
-        for m in mappings
-    ).encode("ascii")
+    )

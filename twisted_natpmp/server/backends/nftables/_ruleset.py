@@ -41,6 +41,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 
 from ..._entries import GatewayMapping
 from .._batching import ChangeKind, ForwardChange
@@ -60,6 +61,10 @@ DEFAULT_TABLE = "twisted_natpmp"
 #: The name of the map from (transport, external port) to (internal
 #: address, internal port).
 MAP = "forwards"
+#: The name of our set of IPv6 pinholes (address, transport, port) in the
+#: host's table, after our table's name and "_".
+PINHOLES = "pinholes"
+_PINHOLE_TYPE = "{ type ipv6_addr . inet_proto . inet_service; flags timeout; }"
 #: The name of the backend's prerouting chain.
 CHAIN = "prerouting"
 
@@ -176,7 +181,14 @@ class Ruleset:
         self.table = checkName("table", table)
         self.forwardChain = forwardChain
         self._map = f"inet {self.table} {MAP}"
+        #: Whether IPv6 pinholes can be made: only through the host's
+        #: forward chain of an inet table (nothing else could let them
+        #: through its firewall).
+        self.pinholes = forwardChain is not None and forwardChain.family == "inet"
         if forwardChain is not None:
+            self._pinholeSet = (
+                f"{forwardChain.family} {forwardChain.table} {self.table}_{PINHOLES}"
+            )
             self._hostSet = (
                 f"{forwardChain.family} {forwardChain.table} {self.table}_{MAP}"
             )
@@ -239,6 +251,14 @@ class Ruleset:
                 f" . meta l4proto . th dport @{self.table}_{MAP} accept"
                 f' comment "{self.comment}"',
             ]
+        if self.pinholes:
+            lines += [
+                f"add set {self._pinholeSet} {_PINHOLE_TYPE}",
+                f"flush set {self._pinholeSet}",
+                f'insert rule {self._hostChain} iifname "{self.interface}" ip6 daddr'
+                f" . meta l4proto . th dport @{self.table}_{PINHOLES} accept"
+                f' comment "{self.comment}"',
+            ]
         return _document(lines)
 
     def destroy(self, handles: Sequence[int] | None = ()) -> str:
@@ -255,6 +275,11 @@ class Ruleset:
                 " . inet_service; flags timeout; }",
                 f"delete set {self._hostSet}",
             ]
+            if self.pinholes:
+                lines += [
+                    f"add set {self._pinholeSet} {_PINHOLE_TYPE}",
+                    f"delete set {self._pinholeSet}",
+                ]
         lines += [f"add table inet {self.table}", f"delete table inet {self.table}"]
         return _document(lines)
 
@@ -266,11 +291,28 @@ class Ruleset:
         """
         lines: list[str] = []
         for change in changes:
-            if change.kind is ChangeKind.SET:
+            if isinstance(change.mapping.client, IPv6Address):
+                lines += self._pinhole(change)
+            elif change.kind is ChangeKind.SET:
                 lines += self._set(change.mapping)
             else:
                 lines += self._remove(change.mapping)
         return _document(lines)
+
+    def _pinhole(self, change: ForwardChange) -> list[str]:
+        m = change.mapping
+        if not self.pinholes:
+            raise ValueError(f"no pinholes without an inet forward chain: {m}")
+        key = f"{m.client} . {m.transport.label} . {m.internalPort}"
+        lines = [
+            f"add element {self._pinholeSet} {{ {key} timeout 1s }}",
+            f"delete element {self._pinholeSet} {{ {key} }}",
+        ]
+        if change.kind is ChangeKind.SET:
+            lines.append(
+                f"add element {self._pinholeSet} {{ {key} timeout {m.lifetime}s }}"
+            )
+        return lines
 
     def _set(self, m: GatewayMapping) -> list[str]:
         lines = self._remove(m)

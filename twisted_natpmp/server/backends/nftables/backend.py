@@ -13,11 +13,17 @@ from enum import Enum
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from ....errors import GatewayError, NetworkFailureError, OutOfResourcesError
 from ..._entries import GatewayMapping
-from .._batching import ChangeKind, CommitFailed, ForwardChange, IBatchingBackend
+from .._batching import (
+    ChangeKind,
+    CommitFailed,
+    ForwardChange,
+    IBatchingBackend,
+    IBatchingPinholeBackend,
+)
 from ._conntrack import CONNTRACK_ARGUMENTS, flushLines
 from ._process import IProcessRunner, ProcessFailed
 from ._ruleset import Ruleset, ruleHandles
@@ -68,7 +74,9 @@ def errorFor(failure: BaseException) -> CommitFailed:
 @implementer(IBatchingBackend)
 class NftablesBackend:
     """
-    Forwards in an nftables map of our own table.
+    Forwards in an nftables map of our own table; with a host forward
+    chain of an C{inet} table, IPv6 pinholes too (L{IBatchingPinholeBackend}),
+    in our set there.
 
     @ivar ruleset: the batches' builder: our table's name, the external
         interface, the host's forward chain.
@@ -87,6 +95,8 @@ class NftablesBackend:
             established flows alone.
         """
         self.ruleset = ruleset
+        if ruleset.pinholes:
+            alsoProvides(self, IBatchingPinholeBackend)
         self._nft = nft
         self._conntrack = conntrack
         self.state = BackendState.STOPPED
