@@ -74,7 +74,6 @@ Send = Callable[[bytes], object]
 Respond = Callable[[bytes, IPAddress], "bytes | None"]
 State = tuple[GatewayMapping, "bytes | None"]
 
-_SETTING = {EventKind.CREATED, EventKind.RENEWED}
 _REQUESTED = {EventKind.CREATED, EventKind.RENEWED, EventKind.DELETED}
 
 
@@ -168,7 +167,9 @@ class Committer:
         """
         kind = event.kind
         mapping = event.mapping
-        if kind in _SETTING:
+        if kind is EventKind.CREATED:
+            change = ForwardChange(ChangeKind.ADD, mapping)
+        elif kind is EventKind.RENEWED:
             change = ForwardChange(ChangeKind.SET, mapping)
         elif kind in (EventKind.DELETED, EventKind.EXPIRED):
             change = ForwardChange(ChangeKind.REMOVE, mapping)

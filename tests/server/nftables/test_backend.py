@@ -32,6 +32,18 @@ from twisted_natpmp.server.backends.nftables.testing import RecordingRunner
 
 MAPPING = GatewayMapping(IPv4Address("10.77.0.2"), Transport.TCP, 22, 2222, 60, 0)
 CHAIN = ForwardChain("inet", "filter", "forward")
+# conntrack -L: a flow through MAPPING, one to the same port from a LAN
+# host's own connection, and one through another mapping (udp 5353).
+LISTING = (
+    b"tcp      6 99 ESTABLISHED src=198.51.100.9 dst=192.0.2.1 sport=40000"
+    b" dport=2222 src=10.77.0.2 dst=198.51.100.9 sport=22 dport=40000"
+    b" [ASSURED] mark=0 use=1\n"
+    b"tcp      6 99 ESTABLISHED src=10.77.0.2 dst=198.51.100.9 sport=22"
+    b" dport=2222 src=198.51.100.9 dst=192.0.2.1 sport=2222 dport=22"
+    b" mark=0 use=1\n"
+    b"udp      17 25 src=198.51.100.9 dst=192.0.2.1 sport=5000 dport=5353"
+    b" src=10.77.0.3 dst=198.51.100.9 sport=53 dport=5000 mark=0 use=1\n"
+)
 
 
 def listing(*handles: int) -> bytes:
@@ -95,35 +107,49 @@ class BackendTests(SynchronousTestCase):
 
     def test_removeEndsFlows(self) -> None:
         """
-        Once a batch that removes mappings commits, one conntrack run ends
-        their flows.
+        Once a batch that removes mappings commits, the flows are listed
+        once, and those through the mappings, and only those, are deleted
+        by their exact tuple (RFC 6886 s3.4: connections through a mapping
+        that has gone SHOULD end).
         """
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.assertEqual(self.conntrack.runs, [])
         self.nft.succeed()
         self.successResultOf(applied)
-        [run] = self.conntrack.runs
+        listed = self.conntrack.succeed(LISTING)
+        self.assertEqual(listed.arguments, ("-L", "-f", "ipv4"))
+        deleted = self.conntrack.succeed()
+        self.assertEqual(deleted.arguments, ("-R", "/dev/stdin"))
         self.assertEqual(
-            run.stdin,
-            "-D -p tcp --orig-port-dst 2222 --reply-src 10.77.0.2"
-            " --reply-port-src 22\n",
+            deleted.stdin,
+            "-D -p tcp -s 198.51.100.9 -d 192.0.2.1 --sport 40000 --dport 2222\n",
         )
+        self.assertIsNone(self.conntrack.inFlight)
+
+    def test_noFlowsNoDeletion(self) -> None:
+        """
+        When no flow goes through the removed mappings, nothing is deleted:
+        one listing is all it costs.
+        """
+        self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
+        self.nft.succeed()
+        self.conntrack.succeed(b"")
+        self.assertEqual(len(self.conntrack.runs), 1)
+        self.assertIsNone(self.conntrack.inFlight)
 
     def test_flowsCoalesced(self) -> None:
         """
-        Removals committed while a conntrack run is in flight share the
-        next one.
+        Removals committed while conntrack runs share the next listing.
         """
         other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
-        third = GatewayMapping(IPv4Address("10.77.0.4"), Transport.UDP, 53, 5354, 60, 0)
-        for mapping in (MAPPING, other, third):
+        for mapping in (MAPPING, other, other):
             self.backend.apply([ForwardChange(ChangeKind.REMOVE, mapping)])
             self.nft.succeed()
         self.assertEqual(len(self.conntrack.runs), 1)
-        self.conntrack.succeed()
-        [_, second] = self.conntrack.runs
-        self.assertIn("--orig-port-dst 5353", second.stdin)
-        self.assertIn("--orig-port-dst 5354", second.stdin)
+        self.conntrack.succeed(b"")
+        self.conntrack.succeed(LISTING)
+        [_, _, deleted] = self.conntrack.runs
+        self.assertIn("--sport 5000 --dport 5353", deleted.stdin)
         self.conntrack.succeed()
         self.assertIsNone(self.conntrack.inFlight)
 
@@ -159,6 +185,8 @@ class BackendTests(SynchronousTestCase):
             self.nft.succeed().stdin,
             "add table inet twisted_natpmp\ndelete table inet twisted_natpmp\n",
         )
+        self.assertNoResult(stopped)
+        self.conntrack.succeed(LISTING)
         self.assertNoResult(stopped)
         self.conntrack.succeed()
         self.successResultOf(stopped)

@@ -22,12 +22,12 @@ from twisted_natpmp.server.backends.nftables import (
     NftablesBackend,
     Ruleset,
 )
-from twisted_natpmp.server.backends.nftables._conntrack import flushLines
+from twisted_natpmp.server.backends.nftables._conntrack import Flow, through
 from twisted_natpmp.server.backends.nftables.testing import RecordingRunner
 
 from .._batchhelpers import BatchingGatewayMixin
 from .._pcp import CLIENT6, mapPacket
-from .test_ruleset import setThenRemove
+from .test_ruleset import everyChange
 
 PINHOLE = GatewayMapping(IPv6Address(CLIENT6), Transport.TCP, 8082, 8082, 300, 0)
 CHAIN = ForwardChain("inet", "filter", "forward")
@@ -74,8 +74,9 @@ class PinholeRulesetTests(SynchronousTestCase):
         """
         key = "2001:db8:77::2 . tcp . 8082"
         self.assertEqual(
-            setThenRemove(Ruleset("wan0", forwardChain=CHAIN), PINHOLE),
+            everyChange(Ruleset("wan0", forwardChain=CHAIN), PINHOLE),
             [
+                f"add element {SET} {{ {key} timeout 300s }}",
                 f"add element {SET} {{ {key} timeout 1s }}",
                 f"delete element {SET} {{ {key} }}",
                 f"add element {SET} {{ {key} timeout 300s }}",
@@ -83,9 +84,12 @@ class PinholeRulesetTests(SynchronousTestCase):
                 f"delete element {SET} {{ {key} }}",
             ],
         )
-        self.assertEqual(
-            flushLines([PINHOLE]),
-            b"-D -f ipv6 -p tcp --orig-dst 2001:db8:77::2 --orig-port-dst 8082\n",
+        inbound = Flow("tcp", "2001:db8:1::9", "2001:db8:77::2", 40000, 8082, "", 0)
+        self.assertTrue(through(inbound, PINHOLE))
+        self.assertFalse(
+            through(
+                Flow("tcp", "2001:db8:1::9", "2001:db8:77::3", 1, 8082, "", 0), PINHOLE
+            )
         )
 
 
@@ -125,7 +129,7 @@ class PinholeGatewayTests(BatchingGatewayMixin):
         self.send(mapPacket(8082, 0, client=CLIENT6), CLIENT6)
         self.turn()
         self.assertIn(f"delete element {SET}", self.nft.succeed().stdin)
-        self.assertIn("-f ipv6", self.conntrack.runs[0].stdin)
+        self.assertEqual(self.conntrack.runs[0].arguments, ("-L", "-f", "ipv6"))
 
     def test_pinholeFailureUndone(self) -> None:
         """

@@ -25,9 +25,10 @@ MAPPING = GatewayMapping(IPv4Address("10.77.0.2"), Transport.UDP, 5001, 5000, 60
 CHAIN = ForwardChain("inet", "filter", "forward")
 
 
-def setThenRemove(ruleset: Ruleset, mapping: GatewayMapping) -> list[str]:
+def everyChange(ruleset: Ruleset, mapping: GatewayMapping) -> list[str]:
     """
-    The lines of the batch that sets C{mapping}, then removes it.
+    The lines of the batch that adds C{mapping}, renews it, then removes
+    it.
     """
     changes = [ForwardChange(kind, mapping) for kind in ChangeKind]
     return ruleset.changes(changes).splitlines()
@@ -95,19 +96,23 @@ class RulesetTests(SynchronousTestCase):
             "add table inet twisted_natpmp\ndelete table inet twisted_natpmp\n",
         )
 
-    def test_setAndRemove(self) -> None:
+    def test_addSetAndRemove(self) -> None:
         """
-        A SET refreshes or adds the element, deletes it, adds it with the
-        lifetime as timeout; a REMOVE adds it briefly and deletes it, so
-        neither fails on an element the kernel has expired.
+        An ADD only adds the element, its timeout the lifetime (nothing
+        forwards the port yet, and a batch without a deletion commits
+        faster); a SET (a renewal) refreshes or adds it, deletes it and
+        adds it with the new timeout; a REMOVE adds it briefly and deletes
+        it, so neither fails on an element the kernel has expired.
         """
         m = "inet twisted_natpmp forwards"
+        element = "udp . 5000 timeout 60s : 10.77.0.2 . 5001"
         self.assertEqual(
-            setThenRemove(Ruleset("wan0"), MAPPING),
+            everyChange(Ruleset("wan0"), MAPPING),
             [
+                f"add element {m} {{ {element} }}",
                 f"add element {m} {{ udp . 5000 timeout 1s : 10.77.0.2 . 5001 }}",
                 f"delete element {m} {{ udp . 5000 }}",
-                f"add element {m} {{ udp . 5000 timeout 60s : 10.77.0.2 . 5001 }}",
+                f"add element {m} {{ {element} }}",
                 f"add element {m} {{ udp . 5000 timeout 1s : 10.77.0.2 . 5001 }}",
                 f"delete element {m} {{ udp . 5000 }}",
             ],

@@ -36,8 +36,11 @@ class ChangeKind(Enum):
     What a change does to one forward.
     """
 
-    #: Forward the mapping's external port for its lifetime (from now):
-    #: a new mapping, or a renewal.
+    #: Forward a new mapping's external port for its lifetime (from now).
+    #: Nothing forwards that port yet: the table is made afresh on start
+    #: and every removal removes.
+    ADD = "add"
+    #: Forward it for a new lifetime from now: a renewal.
     SET = "set"
     #: Stop forwarding it, and end the flows through it: deleted by its
     #: client or expired.
@@ -51,7 +54,7 @@ class ForwardChange:
 
     @ivar kind: what it does.
     @ivar mapping: the mapping it is for (external port, internal address
-        and port, and for L{ChangeKind.SET} the lifetime granted).
+        and port, and but for L{ChangeKind.REMOVE} the lifetime granted).
     """
 
     kind: ChangeKind

@@ -45,8 +45,9 @@ The design, module by module:
     chain, and ends the flows through what was still mapped.
   - L{_conntrack <twisted_natpmp.server.backends.nftables._conntrack>}:
     removing an element stops new flows only, so each batch that removes
-    mappings is followed by one C{conntrack -R} that deletes their flows:
-    an expired or deleted mapping really closes.
+    mappings is followed by one C{conntrack -L}, and the flows found
+    through them are deleted by exact tuple: an expired or deleted mapping
+    really closes.
   - L{_address <twisted_natpmp.server.backends.nftables._address>} follows
     the external interface's address (announced when it changes; result 3
     while there is none); L{_ownports

@@ -29,10 +29,14 @@ exactly those (one line each, here folded)::
 Every element change is written so that it cannot fail on an element the
 kernel has already expired (its timeout and our table's clock differ by the
 time a batch takes): a REMOVE adds the element with a 1-second timeout (a
-refresh if it is there) and deletes it; a SET does the same, then adds it
-with the lifetime as its timeout (a renewal that works on every kernel,
-where re-adding an element may or may not refresh its timeout).  Only a
-real conflict (the external port forwarding to another address) fails.
+refresh if it is there) and deletes it; a SET (a renewal) does the same,
+then adds it with the lifetime as its timeout (which works on every
+kernel, where re-adding an element may or may not refresh its timeout).
+An ADD (a new mapping) only adds: nothing forwards its port yet, and a
+batch without a deletion commits several times faster (observed: about 4
+ms against 18, the kernel waiting for an RCU grace period to free deleted
+elements).  Only a real conflict (the external port forwarding to another
+address) fails.
 """
 
 from __future__ import annotations
@@ -293,8 +297,10 @@ class Ruleset:
         for change in changes:
             if isinstance(change.mapping.client, IPv6Address):
                 lines += self._pinhole(change)
+            elif change.kind is ChangeKind.ADD:
+                lines += self._add(change.mapping)
             elif change.kind is ChangeKind.SET:
-                lines += self._set(change.mapping)
+                lines += self._remove(change.mapping) + self._add(change.mapping)
             else:
                 lines += self._remove(change.mapping)
         return _document(lines)
@@ -308,18 +314,18 @@ class Ruleset:
             f"add element {self._pinholeSet} {{ {key} timeout 1s }}",
             f"delete element {self._pinholeSet} {{ {key} }}",
         ]
+        added = f"add element {self._pinholeSet} {{ {key} timeout {m.lifetime}s }}"
+        if change.kind is ChangeKind.ADD:
+            return [added]
         if change.kind is ChangeKind.SET:
-            lines.append(
-                f"add element {self._pinholeSet} {{ {key} timeout {m.lifetime}s }}"
-            )
+            lines.append(added)
         return lines
 
-    def _set(self, m: GatewayMapping) -> list[str]:
-        lines = self._remove(m)
-        lines.append(
+    def _add(self, m: GatewayMapping) -> list[str]:
+        lines = [
             f"add element {self._map} {{ {_key(m)} timeout {m.lifetime}s"
             f" : {_value(m)} }}"
-        )
+        ]
         if self.forwardChain is not None:
             lines.append(
                 f"add element {self._hostSet} {{ {_hostKey(m)} timeout {m.lifetime}s }}"

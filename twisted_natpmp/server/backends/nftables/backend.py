@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
+from ipaddress import IPv6Address
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -24,7 +25,13 @@ from .._batching import (
     IBatchingBackend,
     IBatchingPinholeBackend,
 )
-from ._conntrack import CONNTRACK_ARGUMENTS, flushLines
+from ._conntrack import (
+    DELETE_ARGUMENTS,
+    deletions,
+    flowsThrough,
+    listArguments,
+    parseFlows,
+)
 from ._process import IProcessRunner, ProcessFailed
 from ._ruleset import Ruleset, ruleHandles
 
@@ -102,7 +109,7 @@ class NftablesBackend:
         self.state = BackendState.STOPPED
         # Removed mappings whose flows wait for the next conntrack run.
         self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
-        self._flowsInFlight: Deferred[bytes] | None = None
+        self._flowsInFlight: Deferred[None] | None = None
 
     def start(self) -> Deferred[None]:
         self.state = BackendState.STARTING
@@ -172,25 +179,53 @@ class NftablesBackend:
 
     def _nextFlows(self, result: object) -> None:
         waiting, self._flows = self._flows, []
-        if not waiting or self._conntrack is None:
+        if not waiting:
             self._flowsInFlight = None
             return
         mappings = [m for group, _ in waiting for m in group]
-        running = self._conntrack.run(CONNTRACK_ARGUMENTS, flushLines(mappings))
-        self._flowsInFlight = running
+        families = [
+            [m for m in mappings if isinstance(m.client, IPv6Address) is ipv6]
+            for ipv6 in (False, True)
+        ]
+
+        def failed(failure: Failure) -> None:
+            log.warn(
+                "cannot end the flows through {count} removed mapping(s): {error}",
+                count=len(mappings),
+                error=str(failure.value),
+            )
 
         def ended(result: object) -> None:
             for _, done in waiting:
                 done.callback(None)
 
-        running.addErrback(
-            lambda f: log.warn(
-                "cannot end the flows through {count} removed mapping(s): {error}",
-                count=len(mappings),
-                error=str(f.value),
-            )
-        )
+        running = self._cutFlows(families[0], False).addErrback(failed)
+        running.addCallback(lambda _: self._cutFlows(families[1], True))
+        running.addErrback(failed)
+        self._flowsInFlight = running
         running.addCallback(ended).addCallback(self._nextFlows)
+
+    def _cutFlows(
+        self, mappings: Sequence[GatewayMapping], ipv6: bool
+    ) -> Deferred[None]:
+        """
+        List the flows of one address family, and delete those through
+        C{mappings}.
+        """
+        conntrack = self._conntrack
+        if not mappings or conntrack is None:
+            return succeed(None)
+
+        def listed(output: bytes) -> Deferred[bytes] | None:
+            flows = flowsThrough(
+                parseFlows(output.decode("ascii", "replace")), mappings
+            )
+            if not flows:
+                return None
+            return conntrack.run(DELETE_ARGUMENTS, deletions(flows, ipv6))
+
+        cut = conntrack.run(listArguments(ipv6), b"").addCallback(listed)
+        return cut.addCallback(lambda _: None)
 
     def stop(self, held: Sequence[GatewayMapping]) -> Deferred[None]:
         self.state = BackendState.STOPPED
