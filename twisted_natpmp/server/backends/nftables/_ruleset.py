@@ -109,6 +109,9 @@ class ForwardChain:
     A base chain of the host's firewall at the forward hook, where an
     accept rule for our mappings goes.
 
+    Its names cannot be nft keywords (C{fwd}, say): nft 1.0.6's text
+    syntax has no quoting, and the batch that names one fails.
+
     @ivar family: C{"inet"} or C{"ip"}.
     @ivar table: the host's table.
     @ivar chain: its forward chain.
