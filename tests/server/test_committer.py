@@ -6,11 +6,12 @@ holds a mapping the kernel does not.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from zope.interface.verify import verifyObject
 
 from twisted_natpmp.interfaces import IMappingBackend
+from twisted_natpmp.pcp._options import FilterOption
 from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
 from twisted_natpmp.server._committer import Mode, TableBackend
 
@@ -338,3 +339,30 @@ class StopTests(BatchingGatewayMixin):
         self.successResultOf(stopped)
         [listing] = self.conntrack.runs
         self.assertEqual(listing.arguments, ("-L", "-f", "ipv4"))
+
+
+class FilterTests(BatchingGatewayMixin):
+    def test_filterCommitted(self) -> None:
+        """
+        A PCP MAP with FILTER (RFC 6887 s13.3) is answered once its
+        mapping and its filters have committed, in one batch.
+        """
+        option = FilterOption(96 + 24, 0, IPv4Address("198.51.100.0"))
+        self.send(mapPacket(9000, external=9000, options=(option,)))
+        self.turn()
+        batch = self.nft.succeed().stdin
+        self.assertIn("add element inet twisted_natpmp filtered { tcp . 9000", batch)
+        self.assertIn("tcp . 9000 . 198.51.100.0/24 . 0-65535", batch)
+        response = decodeResponse(self.replies[CLIENT][0])
+        self.assertEqual(response.resultCode, ResultCode.SUCCESS)
+
+    def test_ipv6PeersRefused(self) -> None:
+        """
+        IPv6 peers cannot be let through an IPv4 forward: UNSUPP_OPTION.
+        """
+        option = FilterOption(64, 0, IPv6Address("2001:db8::"))
+        self.send(mapPacket(9000, options=(option,)))
+        self.turn()
+        self.nft.succeed()
+        response = decodeResponse(self.replies[CLIENT][0])
+        self.assertEqual(response.resultCode, ResultCode.UNSUPP_OPTION)

@@ -40,14 +40,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from ipaddress import IPv4Network, IPv6Address
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
-from .._types import IPAddress
-from ..errors import NetworkFailureError
+from .._types import IPAddress, Transport
+from ..errors import NetworkFailureError, UnsupportedOptionError
 from ..interfaces import IMappingBackend
 from ._entries import EventKind, GatewayMapping, Key, Refused, TableEvent
 from ._shared import SharedTable
@@ -56,14 +57,16 @@ from .backends._batching import (
     CommitFailed,
     ForwardChange,
     IBatchingBackend,
+    IBatchingFilteringBackend,
     IBatchingPinholeBackend,
 )
+from .backends._filters import IFilteringBackend, RemoteFilter
 from .backends._pinhole import IPinholeBackend
 
 __all__ = [
     "Committer",
+    "FilteringTableBackend",
     "Mode",
-    "PinholeTableBackend",
     "TableBackend",
     "tableBackendFor",
 ]
@@ -179,6 +182,26 @@ class Committer:
         if kind is EventKind.EXPIRED:
             self._committed.pop(mapping.key, None)
         elif self._current is not None and kind in _REQUESTED:
+            self._open.keys.add(mapping.key)
+            self._touched = True
+        self._scheduleFlush()
+
+    def observeFilters(
+        self,
+        client: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        filters: tuple[RemoteFilter, ...],
+    ) -> None:
+        """
+        Take a change of a mapping's filters (PCP's FILTER) into the open
+        batch.
+        """
+        mapping = self._table.get(client, transport, internalPort)
+        if mapping is None:
+            return
+        self._open.changes.append(ForwardChange(ChangeKind.FILTER, mapping, filters))
+        if self._current is not None:
             self._open.keys.add(mapping.key)
             self._touched = True
         self._scheduleFlush()
@@ -339,23 +362,56 @@ class TableBackend:
     def _nothing(self, *arguments: object) -> None:
         pass
 
-    addMapping = removeMapping = _nothing
+    # Pinholes too, when it says it provides IPinholeBackend (see
+    # tableBackendFor).
+    addMapping = removeMapping = addPinhole = removePinhole = _nothing
 
 
-@implementer(IPinholeBackend)
-class PinholeTableBackend(TableBackend):
+@implementer(IFilteringBackend)
+class FilteringTableBackend(TableBackend):
     """
-    A L{TableBackend} for a batching backend that makes pinholes too
-    (L{IBatchingPinholeBackend}).
+    A L{TableBackend} for a batching backend that filters too
+    (L{IBatchingFilteringBackend}): a change of filters goes to the
+    L{Committer}, for port forwards (not pinholes).
     """
 
-    addPinhole = removePinhole = TableBackend._nothing
+    def __init__(self, committer: Callable[[], Committer | None]) -> None:
+        self._committer = committer
+
+    def setFilters(
+        self,
+        internalAddress: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        externalPort: int,
+        filters: tuple[RemoteFilter, ...],
+    ) -> None:
+        """
+        @raise UnsupportedOptionError: a pinhole, or a filter of IPv6 peers
+            for an IPv4 forward.
+        """
+        if isinstance(internalAddress, IPv6Address) or any(
+            not isinstance(f.network, IPv4Network) for f in filters
+        ):
+            raise UnsupportedOptionError(meaning="FILTER only for IPv4 forwards")
+        committer = self._committer()
+        if committer is not None:
+            committer.observeFilters(internalAddress, transport, internalPort, filters)
 
 
-def tableBackendFor(backend: IBatchingBackend) -> IMappingBackend:
+def tableBackendFor(
+    backend: IBatchingBackend, committer: Callable[[], Committer | None]
+) -> IMappingBackend:
     """
     What the table of a gateway over C{backend} calls.
+
+    @param committer: the gateway's L{Committer}, once made.
     """
+    table = (
+        FilteringTableBackend(committer)
+        if IBatchingFilteringBackend.providedBy(backend)
+        else TableBackend()
+    )
     if IBatchingPinholeBackend.providedBy(backend):
-        return PinholeTableBackend()
-    return TableBackend()
+        alsoProvides(table, IPinholeBackend)
+    return table

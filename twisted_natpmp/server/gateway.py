@@ -144,7 +144,8 @@ class Gateway:
         observer: Callable[[TableEvent], object] = logEvent
         tableBackend: IMappingBackend = backend  # type: ignore[assignment]
         if IBatchingBackend.providedBy(backend):
-            tableBackend, observer = tableBackendFor(backend), self._observeBatched
+            tableBackend = tableBackendFor(backend, lambda: self._committer)
+            observer = self._observeBatched
         self.table = SharedTable(
             self._monotonic,
             tableBackend,

@@ -6,13 +6,14 @@ every batch.
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._types import Transport
 from twisted_natpmp.server._entries import GatewayMapping
 from twisted_natpmp.server.backends._batching import ChangeKind, ForwardChange
+from twisted_natpmp.server.backends._filters import RemoteFilter
 from twisted_natpmp.server.backends.nftables._ruleset import (
     ForwardChain,
     Ruleset,
@@ -30,7 +31,8 @@ def everyChange(ruleset: Ruleset, mapping: GatewayMapping) -> list[str]:
     The lines of the batch that adds C{mapping}, renews it, then removes
     it.
     """
-    changes = [ForwardChange(kind, mapping) for kind in ChangeKind]
+    kinds = (ChangeKind.ADD, ChangeKind.SET, ChangeKind.REMOVE)
+    changes = [ForwardChange(kind, mapping) for kind in kinds]
     return ruleset.changes(changes).splitlines()
 
 
@@ -201,3 +203,86 @@ class NamesTests(SynchronousTestCase):
         )
         self.assertRaises(ValueError, ruleHandles, b"not json", "x")
         self.assertRaises(ValueError, ruleHandles, b"{}", "x")
+
+
+class FilterRulesetTests(SynchronousTestCase):
+    """
+    PCP's FILTER (RFC 6887 s13.3) as element-level source restrictions.
+    """
+
+    WIDE = RemoteFilter(IPv4Network("198.51.100.0/24"))
+    ONE = RemoteFilter(IPv4Network("203.0.113.7/32"), 443)
+
+    def test_chain(self) -> None:
+        """
+        Before the DNAT, packets to a filtered port from a peer not let
+        through are dropped.
+        """
+        text = Ruleset("wan0").create()
+        self.assertIn("type filter hook prerouting priority dstnat - 10;", text)
+        self.assertIn(
+            '        iifname "wan0" meta l4proto . th dport @filtered'
+            " meta l4proto . th dport . ip saddr . th sport != @permitted drop\n",
+            text,
+        )
+
+    def test_setChangeClear(self) -> None:
+        """
+        Setting filters adds the port to C{filtered} and each peer to
+        C{permitted}, timing out with the mapping; changing them removes
+        the old ones first; none removes them all; the filters left are
+        returned.
+        """
+        ruleset = Ruleset("wan0")
+        first, view = ruleset.batch(
+            [ForwardChange(ChangeKind.FILTER, MAPPING, (self.WIDE,))], {}
+        )
+        f, p = "inet twisted_natpmp filtered", "inet twisted_natpmp permitted"
+        self.assertEqual(
+            first.splitlines(),
+            [
+                f"add element {f} {{ udp . 5000 timeout 60s }}",
+                f"add element {p} {{ udp . 5000 . 198.51.100.0/24 . 0-65535"
+                " timeout 60s }",
+            ],
+        )
+        port = (Transport.UDP, 5000)
+        self.assertEqual(view, {port: (self.WIDE,)})
+        changed, view = ruleset.batch(
+            [ForwardChange(ChangeKind.FILTER, MAPPING, (self.ONE,))], view
+        )
+        self.assertEqual(
+            changed.splitlines()[1],
+            f"delete element {p} {{ udp . 5000 . 198.51.100.0/24 . 0-65535 }}",
+        )
+        self.assertIn(
+            f"add element {p} {{ udp . 5000 . 203.0.113.7/32 . 443 timeout 60s }}",
+            changed,
+        )
+        cleared, view = ruleset.batch(
+            [ForwardChange(ChangeKind.FILTER, MAPPING, ())], view
+        )
+        self.assertIn(f"delete element {f} {{ udp . 5000 }}", cleared)
+        self.assertNotIn("timeout 60s", cleared)
+        self.assertEqual(view, {})
+
+    def test_renewAndRemove(self) -> None:
+        """
+        A renewal writes a filtered mapping's filters again with the new
+        lifetime; a removal removes them with it.
+        """
+        ruleset = Ruleset("wan0")
+        view = {(Transport.UDP, 5000): (self.WIDE,)}
+        renewed, after = ruleset.batch([ForwardChange(ChangeKind.SET, MAPPING)], view)
+        self.assertIn(
+            "add element inet twisted_natpmp filtered { udp . 5000 timeout 60s }",
+            renewed,
+        )
+        self.assertEqual(after, view)
+        removed, after = ruleset.batch(
+            [ForwardChange(ChangeKind.REMOVE, MAPPING)], view
+        )
+        self.assertIn(
+            "delete element inet twisted_natpmp filtered { udp . 5000 }", removed
+        )
+        self.assertEqual(after, {})

@@ -21,12 +21,14 @@ from zope.interface import Interface
 
 from ...errors import GatewayError
 from .._entries import GatewayMapping
+from ._filters import RemoteFilter
 
 __all__ = [
     "ChangeKind",
     "CommitFailed",
     "ForwardChange",
     "IBatchingBackend",
+    "IBatchingFilteringBackend",
     "IBatchingPinholeBackend",
 ]
 
@@ -45,6 +47,9 @@ class ChangeKind(Enum):
     #: Stop forwarding it, and end the flows through it: deleted by its
     #: client or expired.
     REMOVE = "remove"
+    #: Let only some remote peers use it (PCP's FILTER, RFC 6887 s13.3),
+    #: or all again.
+    FILTER = "filter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +60,13 @@ class ForwardChange:
     @ivar kind: what it does.
     @ivar mapping: the mapping it is for (external port, internal address
         and port, and but for L{ChangeKind.REMOVE} the lifetime granted).
+    @ivar filters: for L{ChangeKind.FILTER}, the remote peers allowed
+        (none: all).
     """
 
     kind: ChangeKind
     mapping: GatewayMapping
+    filters: tuple[RemoteFilter, ...] = ()
 
 
 class CommitFailed(Exception):
@@ -115,4 +123,12 @@ class IBatchingPinholeBackend(IBatchingBackend):
     as L{twisted_natpmp.server.backends._pinhole.IPinholeBackend} opens
     them at once.  Without it, a gateway over a batching backend refuses
     pinholes.
+    """
+
+
+class IBatchingFilteringBackend(IBatchingBackend):
+    """
+    A batching backend whose changes may also be L{ChangeKind.FILTER}s,
+    as L{twisted_natpmp.server.backends._filters.IFilteringBackend} sets
+    filters at once.  Without it, FILTER is refused.
     """

@@ -21,7 +21,10 @@ The design, module by module:
     final, and no accept in our table could rescue the packet.  With a
     host chain of an C{inet} table, IPv6 pinholes (PCP MAPs from global
     IPv6 addresses) go into one more set of ours there, with one more
-    accept rule; without, they are refused.  FILTER is not enforced yet.
+    accept rule; without, they are refused.  PCP's FILTER on an IPv4
+    forward becomes elements of two more sets of ours, the filtered ports
+    and the peers allowed through each, with a rule before the DNAT that
+    drops the rest.
   - L{_process <twisted_natpmp.server.backends.nftables._process>} runs
     C{nft -f -} and C{conntrack} through C{reactor.spawnProcess}, one
     process at a time, each killed and failed after a deadline.  Why a

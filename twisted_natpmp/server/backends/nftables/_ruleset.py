@@ -43,12 +43,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
+from ...._types import Transport
 from ..._entries import GatewayMapping
 from .._batching import ChangeKind, ForwardChange
+from .._filters import RemoteFilter
+
+Port = tuple[Transport, int]
+Filters = tuple[RemoteFilter, ...]
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -69,6 +74,12 @@ MAP = "forwards"
 #: host's table, after our table's name and "_".
 PINHOLES = "pinholes"
 _PINHOLE_TYPE = "{ type ipv6_addr . inet_proto . inet_service; flags timeout; }"
+#: Our set of the (transport, external port) that have filters, our set of
+#: (transport, external port, remote network, remote ports) let through
+#: them, and the chain that drops the rest (PCP's FILTER, RFC 6887 s13.3).
+FILTERED = "filtered"
+PERMITTED = "permitted"
+FILTERS = "filters"
 #: The name of the backend's prerouting chain.
 CHAIN = "prerouting"
 
@@ -188,6 +199,10 @@ class Ruleset:
         self.table = checkName("table", table)
         self.forwardChain = forwardChain
         self._map = f"inet {self.table} {MAP}"
+        self._filtered = (
+            f"inet {self.table} {FILTERED}",
+            f"inet {self.table} {PERMITTED}",
+        )
         #: Whether IPv6 pinholes can be made: only through the host's
         #: forward chain of an inet table (nothing else could let them
         #: through its firewall).
@@ -246,6 +261,19 @@ class Ruleset:
             f'        iifname "{self.interface}" meta l4proto {{ tcp, udp }}'
             f" dnat ip to meta l4proto . th dport map @{MAP}",
             "    }",
+            f"    set {FILTERED} {{",
+            "        type inet_proto . inet_service",
+            "        flags timeout",
+            "    }",
+            f"    set {PERMITTED} {{",
+            "        type inet_proto . inet_service . ipv4_addr . inet_service",
+            "        flags interval, timeout",
+            "    }",
+            f"    chain {FILTERS} {{",
+            "        type filter hook prerouting priority dstnat - 10; policy accept;",
+            f'        iifname "{self.interface}" meta l4proto . th dport @{FILTERED}'
+            f" meta l4proto . th dport . ip saddr . th sport != @{PERMITTED} drop",
+            "    }",
             "}",
         ]
         if self.forwardChain is not None:
@@ -294,24 +322,52 @@ class Ruleset:
 
     def changes(self, changes: Iterable[ForwardChange]) -> str:
         """
-        The batch that makes C{changes}, in order.
+        The batch that makes C{changes}, in order, with no filters set
+        before (see L{batch}).
         """
+        return self.batch(changes, {})[0]
+
+    def batch(
+        self, changes: Iterable[ForwardChange], filtered: Mapping[Port, Filters]
+    ) -> tuple[str, dict[Port, Filters]]:
+        """
+        The batch that makes C{changes}, in order, and the filters it
+        leaves.
+
+        @param filtered: the filters of each (transport, external port)
+            before it (committed).
+        """
+        view = dict(filtered)
         lines: list[str] = []
         for change in changes:
-            if isinstance(change.mapping.client, IPv6Address):
+            m = change.mapping
+            port = (m.transport, m.externalPort)
+            if isinstance(m.client, IPv6Address):
                 lines += self._pinhole(change)
-            elif change.kind is ChangeKind.ADD:
-                lines += self._add(change.mapping)
+                continue
+            old = view.pop(port, ())
+            if change.kind is ChangeKind.FILTER:
+                lines += _filterLines(self._filtered, m, old, change.filters)
+                if change.filters:
+                    view[port] = change.filters
+                continue
+            if change.kind is ChangeKind.SET and old:
+                lines += _filterLines(self._filtered, m, old, old)
+                view[port] = old
+            elif change.kind is ChangeKind.REMOVE:
+                lines += _filterLines(self._filtered, m, old, ())
+            if change.kind is ChangeKind.ADD:
+                lines += self._add(m)
             elif change.kind is ChangeKind.SET:
-                lines += self._remove(change.mapping) + self._add(change.mapping)
+                lines += self._remove(m) + self._add(m)
             else:
-                lines += self._remove(change.mapping)
-        return _document(lines)
+                lines += self._remove(m)
+        return _document(lines), view
 
     def _pinhole(self, change: ForwardChange) -> list[str]:
         m = change.mapping
-        if not self.pinholes:
-            raise ValueError(f"no pinholes without an inet forward chain: {m}")
+        if not self.pinholes or change.kind is ChangeKind.FILTER:
+            raise ValueError(f"no such pinhole change: {change}")
         key = f"{m.client} . {m.transport.label} . {m.internalPort}"
         lines = [
             f"add element {self._pinholeSet} {{ {key} timeout 1s }}",
@@ -349,6 +405,44 @@ class Ruleset:
                 f"delete element {self._hostSet} {{ {host} }}",
             ]
         return lines
+
+
+def _filterLines(
+    sets: tuple[str, str],
+    m: GatewayMapping,
+    old: Filters,
+    new: Filters,
+) -> list[str]:
+    """
+    The lines that change C{m}'s filters from C{old} to C{new} (each
+    element timing out with the mapping).
+    """
+    filtered, permitted = sets
+    key = _key(m)
+    lines = []
+    for f in old:
+        element = f"{key} . {_remote(f)}"
+        lines += [
+            f"add element {permitted} {{ {element} timeout 1s }}",
+            f"delete element {permitted} {{ {element} }}",
+        ]
+    if old:
+        lines += [
+            f"add element {filtered} {{ {key} timeout 1s }}",
+            f"delete element {filtered} {{ {key} }}",
+        ]
+    if new:
+        lines.append(f"add element {filtered} {{ {key} timeout {m.lifetime}s }}")
+        lines += [
+            f"add element {permitted} {{ {key} . {_remote(f)} timeout {m.lifetime}s }}"
+            for f in new
+        ]
+    return lines
+
+
+def _remote(f: RemoteFilter) -> str:
+    ports = "0-65535" if f.port == 0 else str(f.port)
+    return f"{f.network} . {ports}"
 
 
 def _key(m: GatewayMapping) -> str:

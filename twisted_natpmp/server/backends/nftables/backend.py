@@ -16,15 +16,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
+from ...._types import Transport
 from ....errors import GatewayError, NetworkFailureError, OutOfResourcesError
 from ..._entries import GatewayMapping
 from .._batching import (
     ChangeKind,
     CommitFailed,
     ForwardChange,
-    IBatchingBackend,
+    IBatchingFilteringBackend,
     IBatchingPinholeBackend,
 )
+from .._filters import RemoteFilter
 from ._conntrack import (
     DELETE_ARGUMENTS,
     deletions,
@@ -78,12 +80,13 @@ def errorFor(failure: BaseException) -> CommitFailed:
     return CommitFailed(error, str(failure))
 
 
-@implementer(IBatchingBackend)
+@implementer(IBatchingFilteringBackend)
 class NftablesBackend:
     """
-    Forwards in an nftables map of our own table; with a host forward
-    chain of an C{inet} table, IPv6 pinholes too (L{IBatchingPinholeBackend}),
-    in our set there.
+    Forwards in an nftables map of our own table, limited to some remote
+    peers when PCP's FILTER asks (L{IBatchingFilteringBackend}); with a
+    host forward chain of an C{inet} table, IPv6 pinholes too
+    (L{IBatchingPinholeBackend}), in our set there.
 
     @ivar ruleset: the batches' builder: our table's name, the external
         interface, the host's forward chain.
@@ -104,6 +107,8 @@ class NftablesBackend:
         self.ruleset = ruleset
         if ruleset.pinholes:
             alsoProvides(self, IBatchingPinholeBackend)
+        # The filters of each forward, as committed.
+        self._filtered: dict[tuple[Transport, int], tuple[RemoteFilter, ...]] = {}
         self._nft = nft
         self._conntrack = conntrack
         self.state = BackendState.STOPPED
@@ -113,6 +118,7 @@ class NftablesBackend:
 
     def start(self) -> Deferred[None]:
         self.state = BackendState.STARTING
+        self._filtered = {}
         if self.ruleset.forwardChain is None:
             started = self._run(self.ruleset.create())
         else:
@@ -149,9 +155,12 @@ class NftablesBackend:
         return ran.addCallback(lambda _: None)
 
     def apply(self, changes: Sequence[ForwardChange]) -> Deferred[None]:
-        batch = self.ruleset.changes(changes)
+        # One batch is in flight at a time (the Committer sees to it), so
+        # the filters committed are those this batch starts from.
+        batch, filtered = self.ruleset.batch(changes, self._filtered)
 
         def committed(result: object) -> None:
+            self._filtered = filtered
             self._endFlows([c.mapping for c in changes if c.kind is ChangeKind.REMOVE])
 
         def failed(failure: Failure) -> Failure:
