@@ -25,6 +25,8 @@ The design, module by module:
     forward becomes elements of two more sets of ours, the filtered ports
     and the peers allowed through each, with a rule before the DNAT that
     drops the rest.
+  - L{_names <twisted_natpmp.server.backends.nftables._names>} checks every
+    name a batch holds, and reads the host's C{FAMILY:TABLE:CHAIN}.
   - L{_process <twisted_natpmp.server.backends.nftables._process>} runs
     C{nft -f -} and C{conntrack} through C{reactor.spawnProcess}, one
     process at a time, each killed and failed after a deadline.  Why a
