@@ -41,6 +41,22 @@ class VPNOptionsTests(SynchronousTestCase):
         )
         self.assertEqual(str(error), "--vpn-lease needs --vpn-profile")
 
+    def test_memoryBackendOnly(self) -> None:
+        # The profile has not been tried over the nftables backend's batches.
+        error = self.assertRaises(
+            usage.UsageError,
+            parsed,
+            [
+                "--listen=10.77.0.1",
+                "--vpn-profile",
+                "--backend=nftables",
+                "--external-address=192.0.3.1",
+            ],
+        )
+        self.assertEqual(
+            str(error), "--vpn-profile works with --backend memory only, not nftables"
+        )
+
     def test_badLease(self) -> None:
         # One line naming the value; at most --max-lifetime.
         for value in ("0", "x", "601"):

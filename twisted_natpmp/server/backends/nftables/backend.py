@@ -1,0 +1,268 @@
+# -*- test-case-name: tests.server.nftables.test_backend -*-
+"""
+L{NftablesBackend}: the gateway's forwards as elements of one nftables map,
+changed in atomic batches by C{nft -f -}, the flows through removed
+mappings ended by C{conntrack}.  See the package docstring for the design.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from ipaddress import IPv6Address
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import alsoProvides, implementer
+
+from ...._types import Transport
+from ....errors import GatewayError, NetworkFailureError, OutOfResourcesError
+from ..._entries import GatewayMapping
+from .._batching import (
+    ChangeKind,
+    CommitFailed,
+    ForwardChange,
+    IBatchingFilteringBackend,
+    IBatchingPinholeBackend,
+)
+from .._filters import RemoteFilter
+from ._conntrack import (
+    DELETE_ARGUMENTS,
+    deletions,
+    flowsThrough,
+    listArguments,
+    parseFlows,
+)
+from ._process import IProcessRunner, ProcessFailed
+from ._ruleset import Ruleset, ruleHandles
+
+__all__ = ["NFT_ARGUMENTS", "BackendState", "NftablesBackend", "errorFor"]
+
+log = Logger()
+
+#: The C{nft} arguments that read a batch from standard input.
+NFT_ARGUMENTS = ("-f", "-")
+
+# What nft says when the kernel has no room (ENOMEM, ENOSPC, E2BIG, a
+# set's "size" reached): out of resources; anything else is a network
+# failure.
+_NO_ROOM = (
+    "Cannot allocate memory",
+    "No space left on device",
+    "Argument list too long",
+)
+
+
+class BackendState(Enum):
+    """
+    Where an L{NftablesBackend} is in its life.
+    """
+
+    STOPPED = "stopped"
+    #: Its table is being made; batches wait behind.
+    STARTING = "starting"
+    RUNNING = "running"
+    #: Its table could not be made: every batch fails.
+    FAILED = "failed"
+
+
+def errorFor(failure: BaseException) -> CommitFailed:
+    """
+    What a failed run means for the requests whose changes it held.
+    """
+    if isinstance(failure, ProcessFailed) and any(
+        text in failure.stderr for text in _NO_ROOM
+    ):
+        error: GatewayError = OutOfResourcesError()
+    else:
+        error = NetworkFailureError()
+    return CommitFailed(error, str(failure))
+
+
+@implementer(IBatchingFilteringBackend)
+class NftablesBackend:
+    """
+    Forwards in an nftables map of our own table, limited to some remote
+    peers when PCP's FILTER asks (L{IBatchingFilteringBackend}); with a
+    host forward chain of an C{inet} table, IPv6 pinholes too
+    (L{IBatchingPinholeBackend}), in our set there.
+
+    @ivar ruleset: the batches' builder: our table's name, the external
+        interface, the host's forward chain.
+    @ivar state: where it is in its life.
+    """
+
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        nft: IProcessRunner,
+        conntrack: IProcessRunner | None,
+    ) -> None:
+        """
+        @param nft: runs C{nft} in the gateway's network namespace.
+        @param conntrack: runs C{conntrack} there; L{None} leaves
+            established flows alone.
+        """
+        self.ruleset = ruleset
+        if ruleset.pinholes:
+            alsoProvides(self, IBatchingPinholeBackend)
+        # The filters of each forward, as committed.
+        self._filtered: dict[tuple[Transport, int], tuple[RemoteFilter, ...]] = {}
+        self._nft = nft
+        self._conntrack = conntrack
+        self.state = BackendState.STOPPED
+        # Removed mappings whose flows wait for the next conntrack run.
+        self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
+        self._flowsInFlight: Deferred[None] | None = None
+
+    def start(self) -> Deferred[None]:
+        self.state = BackendState.STARTING
+        self._filtered = {}
+        if self.ruleset.forwardChain is None:
+            started = self._run(self.ruleset.create())
+        else:
+            started = self._ownRules().addCallback(
+                lambda handles: self._run(self.ruleset.create(handles))
+            )
+        return started.addCallbacks(self._started, self._startFailed)
+
+    def _started(self, result: object) -> None:
+        self.state = BackendState.RUNNING
+        log.info(
+            "nftables table inet {table} made afresh, forwarding from {interface}"
+            "{chain}",
+            table=self.ruleset.table,
+            interface=self.ruleset.interface,
+            chain=""
+            if self.ruleset.forwardChain is None
+            else f", accepted in {self.ruleset.forwardChain}",
+        )
+
+    def _startFailed(self, failure: Failure) -> Failure:
+        self.state = BackendState.FAILED
+        return failure
+
+    def _ownRules(self) -> Deferred[list[int]]:
+        """
+        The handles of our rules in the host's forward chain.
+        """
+        listing = self._nft.run(self.ruleset.listForwardChain(), b"")
+        return listing.addCallback(ruleHandles, self.ruleset.comment)
+
+    def _run(self, batch: str) -> Deferred[None]:
+        ran = self._nft.run(NFT_ARGUMENTS, batch.encode("ascii"))
+        return ran.addCallback(lambda _: None)
+
+    def apply(self, changes: Sequence[ForwardChange]) -> Deferred[None]:
+        # One batch is in flight at a time (the Committer sees to it), so
+        # the filters committed are those this batch starts from.
+        batch, filtered = self.ruleset.batch(changes, self._filtered)
+
+        def committed(result: object) -> Deferred[None]:
+            self._filtered = filtered
+            # Answered once the flows are cut too, so that a client told
+            # its mapping is gone finds it gone, established flows and all.
+            return self._endFlows(
+                [c.mapping for c in changes if c.kind is ChangeKind.REMOVE]
+            )
+
+        def failed(failure: Failure) -> Failure:
+            return Failure(errorFor(failure.value or Exception(repr(failure))))
+
+        return self._run(batch).addCallbacks(committed, failed)
+
+    def _endFlows(self, mappings: Sequence[GatewayMapping]) -> Deferred[None]:
+        """
+        End the flows through C{mappings}.  Removals that come while a
+        C{conntrack} run is in flight share the next run, so that its queue
+        never grows with the request rate.
+
+        @return: fires when done; never fails (a failure is logged).
+        """
+        if not mappings or self._conntrack is None:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        self._flows.append((mappings, done))
+        if self._flowsInFlight is None:
+            self._nextFlows(None)
+        return done
+
+    def _nextFlows(self, result: object) -> None:
+        waiting, self._flows = self._flows, []
+        if not waiting:
+            self._flowsInFlight = None
+            return
+        mappings = [m for group, _ in waiting for m in group]
+        families = [
+            [m for m in mappings if isinstance(m.client, IPv6Address) is ipv6]
+            for ipv6 in (False, True)
+        ]
+
+        def failed(failure: Failure) -> None:
+            log.warn(
+                "cannot end the flows through {count} removed mapping(s): {error}",
+                count=len(mappings),
+                error=str(failure.value),
+            )
+
+        def ended(result: object) -> None:
+            for _, done in waiting:
+                done.callback(None)
+
+        running = self._cutFlows(families[0], False).addErrback(failed)
+        running.addCallback(lambda _: self._cutFlows(families[1], True))
+        running.addErrback(failed)
+        self._flowsInFlight = running
+        running.addCallback(ended).addCallback(self._nextFlows)
+
+    def _cutFlows(
+        self, mappings: Sequence[GatewayMapping], ipv6: bool
+    ) -> Deferred[None]:
+        """
+        List the flows of one address family, and delete those through
+        C{mappings}.
+        """
+        conntrack = self._conntrack
+        if not mappings or conntrack is None:
+            return succeed(None)
+
+        def listed(output: bytes) -> Deferred[bytes] | None:
+            flows = flowsThrough(
+                parseFlows(output.decode("ascii", "replace")), mappings
+            )
+            if not flows:
+                return None
+            return conntrack.run(DELETE_ARGUMENTS, deletions(flows, ipv6))
+
+        cut = conntrack.run(listArguments(ipv6), b"").addCallback(listed)
+        return cut.addCallback(lambda _: None)
+
+    def stop(self, held: Sequence[GatewayMapping]) -> Deferred[None]:
+        self.state = BackendState.STOPPED
+        if self.ruleset.forwardChain is None:
+            handles: Deferred[list[int] | None] = succeed([])
+        else:
+            handles = self._ownRules().addErrback(self._noHostChain)
+        stopped = handles.addCallback(lambda h: self._run(self.ruleset.destroy(h)))
+
+        def removed(result: object) -> Deferred[None]:
+            log.info("nftables table inet {table} removed", table=self.ruleset.table)
+            return self._endFlows(held)
+
+        def notRemoved(failure: Failure) -> None:
+            log.error(
+                "cannot remove nftables table inet {table}: {error}",
+                table=self.ruleset.table,
+                error=str(failure.value),
+            )
+
+        return stopped.addCallbacks(removed, notRemoved)
+
+    def _noHostChain(self, failure: Failure) -> None:
+        log.warn(
+            "cannot list the host's forward chain {chain} (our rule there is"
+            " left alone): {error}",
+            chain=str(self.ruleset.forwardChain),
+            error=str(failure.value),
+        )
