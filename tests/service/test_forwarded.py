@@ -104,7 +104,7 @@ class ForwardedServiceTests(SynchronousTestCase):
         )
         self.assertEqual(self.portFile.read_text(), "38534\n")
         [run] = self.host.processes.runs
-        self.assertEqual(run.args, ["/bin/sh", "-c", "echo $NATPMP_PUBLIC_PORT"])
+        self.assertEqual(run.args[-3:], ["/bin/sh", "-c", "echo $NATPMP_PUBLIC_PORT"])
         self.assertEqual(run.env["NATPMP_PUBLIC_PORT"], "38534")
         self.assertEqual(run.env["NATPMP_PREVIOUS_PORT"], "")
         self.assertEqual(run.env["NATPMP_PUBLIC_ADDRESS"], str(EXTERNAL))
@@ -176,6 +176,7 @@ class ForwardedServiceTests(SynchronousTestCase):
         # A VPN reconnect: the next renewal gets another port; the file is
         # rewritten and the command run with the previous port.
         service = self.start()
+        self.host.processes.runs[0].end(0)
         self.gateway.udpPort = 40001
         self.advance(30)
         assert service.current is not None
@@ -196,6 +197,7 @@ class ForwardedServiceTests(SynchronousTestCase):
         # The gateway grants TCP another port: both are reported, UDP's is
         # published, and a warning names both.
         service = self.start()
+        self.host.processes.runs[0].end(0)
         self.gateway.tcpPort = 41000
         self.advance(30)
         assert service.current is not None
@@ -260,6 +262,56 @@ class ForwardedServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.network.log), sent)
         self.assertEqual(self.observer.states, [])
         self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_stopKillsCommand(self) -> None:
+        # Stop kills the --on-change run still going and waits for it.
+        service = self.start()
+        [run] = self.host.processes.runs
+        stopped = service.stopService()
+        self.assertEqual(run.signals, ["KILL"])
+        self.assertTrue(run.closed)
+        self.assertNoResult(stopped)
+        run.end(signal=9)
+        self.successResultOf(stopped)
+
+    def test_quickChangesOneRun(self) -> None:
+        # Two port changes while the command runs: one run at a time, and
+        # only the latest port is run after the first ends.
+        service = self.start()
+        self.gateway.udpPort = 40001
+        self.advance(30)
+        self.gateway.udpPort = 40002
+        self.advance(30)
+        assert service.current is not None
+        self.assertEqual(service.current.port, 40002)
+        self.assertEqual(len(self.host.processes.runs), 1)
+        self.host.processes.runs[0].end(0)
+        self.assertEqual(
+            [r.env["NATPMP_PUBLIC_PORT"] for r in self.host.processes.runs],
+            ["38534", "40002"],
+        )
+
+    def test_stopSaysWhatItLeaves(self) -> None:
+        # One line names the port left to expire at the gateway and why it
+        # is not deleted (RFC 6886 s3.4); the port file written is removed.
+        service = self.start()
+        self.host.processes.runs[0].end(0)
+        self.advance(10)
+        self.assertTrue(self.portFile.exists())
+        self.successResultOf(service.stopService())
+        [line] = [
+            formatEvent(e)
+            for e in self.events
+            if "leaving forwarded" in e["log_format"]
+        ]
+        self.assertEqual(
+            line,
+            "leaving forwarded port 38534 (udp/tcp) to expire at the gateway"
+            " within 50 s; not deleted: internal port 0 with lifetime 0 would"
+            " delete all (RFC 6886 s3.4)",
+        )
+        self.assertFalse(self.portFile.exists())
+        self.assertEqual([r for r in self.gateway.mapRequests() if r.lifetime == 0], [])
 
     def test_stop(self) -> None:
         # Stopping cancels the timer; nothing more is sent.
