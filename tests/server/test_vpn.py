@@ -185,7 +185,8 @@ class VPNProfileTests(GatewayTestsMixin, SynchronousTestCase):
         # The profile is NAT-PMP's: a PCP MAP is served as without it, for
         # the port and lifetime asked; a PCP MAP of internal port 0 (all
         # ports, RFC 6887 s11.1, only for protocol 0) is not a forwarded
-        # port either.
+        # port either: NOT_AUTHORIZED, as without the profile, and nothing
+        # is mapped.
         self.startVPN(pcp=True)
         reply = decodeResponse(self.ask(mapPacket(8080, 3600, external=8080)) or b"")
         assert isinstance(reply.data, MapData)
@@ -195,7 +196,7 @@ class VPNProfileTests(GatewayTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(reply.data.externalPort, 8080)
         zero = decodeResponse(self.ask(mapPacket(0, 60)) or b"")
-        self.assertNotEqual(zero.resultCode, ResultCode.SUCCESS)
+        self.assertEqual(zero.resultCode, ResultCode.NOT_AUTHORIZED)
         self.assertEqual(len(self.table()), 1)
 
     def test_withoutProfileRefused(self) -> None:
