@@ -165,8 +165,8 @@ class ForwardedPortService(Service):
         command (and wait for it, a few seconds at most), remove the port
         file written, and say what is left at the gateway.
 
-        @return: a L{Deferred} that fires when the client and the command
-            are done.
+        @return: a L{Deferred <twisted.internet.defer.Deferred>} that
+            fires when the client and the command are done.
         """
         super().stopService()  # type: ignore[no-untyped-call]
         if self.keeper is not None:
