@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -113,6 +114,16 @@ class ChangeCommandTests(LoggedMixin, SynchronousTestCase):
         [killing, failed] = self.logged(LogLevel.warn)
         self.assertIn("still running after 30 s: killing it", killing)
         self.assertIn("failed: killed after its 30 s timeout", failed)
+
+    def test_noInterpreter(self) -> None:
+        # Without an interpreter for the wrapper (an embedded Python), the
+        # shell is run directly.
+        command = ChangeCommand(self.reactor, "notify", python="")
+        command.run({})
+        [run] = self.reactor.runs
+        self.assertEqual(
+            (run.executable, run.args), ("/bin/sh", ["/bin/sh", "-c", "notify"])
+        )
 
     def test_timeoutBeforeSetsid(self) -> None:
         # The group does not exist yet (the wrapper has not called setsid):
@@ -250,14 +261,21 @@ class RealProcessTests(LoggedMixin, TestCase):
         d = command.run({})
         d.addTimeout(10, reactor)
 
-        def check(_: object) -> None:
+        async def check(_: object) -> None:
             warnings = " ".join(self.logged(LogLevel.warn))
             self.assertIn("killed after its 0.5 s timeout", warnings)
             self.assertNotIn("output: done", warnings)
             pgid = int(pidFile.read_text())
+            # SIGKILL reaches the shell's children asynchronously: give the
+            # kernel a moment (at most 5 s of the reactor's time), however
+            # long the sleep was to run.
+            for _ in range(100):
+                if not _liveInGroup(pgid):
+                    break
+                await deferLater(reactor, 0.05)
             self.assertEqual(_liveInGroup(pgid), [])
 
-        return d.addCallback(check)
+        return d.addCallback(lambda _: Deferred.fromCoroutine(check(_)))
 
 
 def _liveInGroup(pgid: int) -> list[int]:

@@ -214,7 +214,10 @@ class ChangeCommand:
         @param environ: the environment the variables are added to (by
             default this process's, read at each run).
         @param killGroup: kills a process group (tests pass a recorder).
-        @param python: the interpreter that runs the setsid wrapper.
+        @param python: the interpreter that runs the setsid wrapper; an
+            empty one (C{sys.executable} of an embedded interpreter) runs
+            the shell directly, in this process's group, and a timeout then
+            kills the shell alone.
         """
         self._reactor = reactor
         self.command = command
@@ -295,20 +298,11 @@ class ChangeCommand:
         )
         self.running = protocol
         protocol.ended.addCallback(self._ended, protocol)
+        argv = [self._shell, "-c", self.command]
+        if self._python:
+            argv = [self._python, "-c", _SETSID, *argv]
         try:
-            self._reactor.spawnProcess(
-                protocol,
-                self._python,
-                [
-                    self._python,
-                    "-c",
-                    _SETSID,
-                    self._shell,
-                    "-c",
-                    self.command,
-                ],
-                env=environ,
-            )
+            self._reactor.spawnProcess(protocol, argv[0], argv, env=environ)
         except Exception as e:
             protocol.processEnded(Failure(e))
         return protocol.ended
