@@ -135,10 +135,73 @@ class ForwardedOptionsTests(SynchronousTestCase):
             "--forwarded-port",
             "--gateway",
             "10.2.0.1",
+            "--on-change",
+            "x",
             "--on-change-timeout",
             "0",
         )
         self.assertIn("--on-change-timeout '0'", str(error))
+
+    def test_emptyCommand(self) -> None:
+        for command in ("", "  "):
+            self.assertRefused(
+                f"--on-change {command!r}: the command is empty",
+                "--forwarded-port",
+                "--gateway",
+                "10.2.0.1",
+                "--on-change",
+                command,
+            )
+
+    def test_timeoutNeedsCommand(self) -> None:
+        self.assertRefused(
+            "--on-change-timeout needs --forwarded-port",
+            "--map",
+            "udp:1",
+            "--on-change-timeout",
+            "5",
+        )
+        self.assertRefused(
+            "--on-change-timeout needs --on-change",
+            "--forwarded-port",
+            "--gateway",
+            "10.2.0.1",
+            "--on-change-timeout",
+            "5",
+        )
+
+    def test_portFileDirectoryMissing(self) -> None:
+        # Said at start, in one line naming the path.
+        missing = Path(self.mktemp()) / "port"
+        self.assertRefused(
+            f"--port-file {str(missing)!r}: directory {str(missing.parent)!r}"
+            " does not exist",
+            "--forwarded-port",
+            "--gateway",
+            "10.2.0.1",
+            "--port-file",
+            str(missing),
+        )
+        missing.parent.mkdir(parents=True)
+        parse("--forwarded-port", "--gateway", "10.2.0.1", "--port-file", str(missing))
+
+    def test_help(self) -> None:
+        # The --on-change help names all seven variables; --internal-address
+        # says it binds the NAT-PMP socket.
+        texts = {o[0]: str(o[3]) for o in Options.optParameters}
+        for name in (
+            "NATPMP_PUBLIC_PORT",
+            "NATPMP_PREVIOUS_PORT",
+            "NATPMP_PUBLIC_ADDRESS",
+            "NATPMP_UDP_PORT",
+            "NATPMP_TCP_PORT",
+            "NATPMP_GATEWAY",
+            "NATPMP_LIFETIME",
+        ):
+            self.assertIn(name, texts["on-change"])
+        internal = texts["internal-address"]
+        self.assertTrue(internal.startswith("The address to map for and send from"))
+        self.assertIn("NAT-PMP binds its socket", internal)
 
     def test_nothingAsked(self) -> None:
         self.assertRefused(

@@ -16,6 +16,9 @@ Decisions, each said in one line when an option contradicts them:
   - The gateway is given (C{--gateway}), never discovered: a VPN's gateway
     sits behind the tunnel, not on the default route.  C{--internal-address}
     binds the client to the tunnel's address.
+  - C{--on-change} must be a command, and C{--on-change-timeout} comes
+    only with it; C{--port-file}'s directory must exist and be writable at
+    start.
   - It speaks NAT-PMP, as ProtonVPN's gateway does: C{--protocol auto} and
     C{natpmp} mean NAT-PMP here, C{pcp} is refused.
   - It keeps one port, for UDP and TCP: C{--map} is refused beside it.
@@ -24,7 +27,9 @@ Decisions, each said in one line when an option contradicts them:
 
 from __future__ import annotations
 
+import os
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twisted.python import usage
@@ -42,7 +47,7 @@ ON_CHANGE_TIMEOUT = 30
 MAX_ON_CHANGE_TIMEOUT = 3600
 
 #: The options only this mode takes.
-FORWARDED_ONLY = ("port-file", "on-change")
+FORWARDED_ONLY = ("port-file", "on-change", "on-change-timeout")
 
 
 def checkForwarded(options: Any) -> None:
@@ -83,11 +88,37 @@ def checkForwarded(options: Any) -> None:
             f"--internal-address {str(address)!r}: --forwarded-port binds an IPv4"
             " address (the tunnel's)"
         )
+    command = options["on-change"]
+    if command is not None and not command.strip():
+        raise usage.UsageError(f"--on-change {command!r}: the command is empty")
+    timeout = options["on-change-timeout"]
+    if timeout is not None and command is None:
+        raise usage.UsageError("--on-change-timeout needs --on-change")
     options["on-change-timeout"] = optionValue(
         "on-change-timeout",
-        options["on-change-timeout"],
+        str(ON_CHANGE_TIMEOUT) if timeout is None else timeout,
         lambda text: parseNumber(text, 0.1, MAX_ON_CHANGE_TIMEOUT),
     )
+    if options["port-file"] is not None:
+        checkPortFile(options["port-file"])
+
+
+def checkPortFile(text: str) -> None:
+    """
+    The C{--port-file}'s directory must exist and be writable now, so that
+    a wrong path is said at start, not at the first grant.
+
+    @raise usage.UsageError: one line naming the path.
+    """
+    directory = Path(text).parent
+    if not directory.is_dir():
+        raise usage.UsageError(
+            f"--port-file {text!r}: directory {str(directory)!r} does not exist"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise usage.UsageError(
+            f"--port-file {text!r}: directory {str(directory)!r} is not writable"
+        )
 
 
 def makeForwardedService(config: Any) -> IService:

@@ -132,9 +132,11 @@ class Options(usage.Options):
             "internal-address",
             None,
             None,
-            "PCP: the address to map for and send from; for IPv6 the global"
-            " address to open inbound pinholes for (the default IPv6 gateway is"
-            " then used by default).",
+            "The address to map for and send from: NAT-PMP binds its socket"
+            " to it (with --forwarded-port, the tunnel's address), PCP also"
+            " names it in its requests; for IPv6 the global address to open"
+            " inbound pinholes for (the default IPv6 gateway is then used by"
+            " default).",
         ],
         [
             "nonce-file",
@@ -164,14 +166,17 @@ class Options(usage.Options):
             None,
             None,
             "With --forwarded-port: a shell command run whenever the public port"
-            " changes, with NATPMP_PUBLIC_PORT, NATPMP_PREVIOUS_PORT and"
-            " NATPMP_PUBLIC_ADDRESS in its environment.",
+            " changes, one run at a time, with NATPMP_PUBLIC_PORT,"
+            " NATPMP_PREVIOUS_PORT (empty at first), NATPMP_PUBLIC_ADDRESS,"
+            " NATPMP_UDP_PORT, NATPMP_TCP_PORT, NATPMP_GATEWAY and"
+            " NATPMP_LIFETIME in its environment.",
         ],
         [
             "on-change-timeout",
             None,
-            str(ON_CHANGE_TIMEOUT),
-            "Seconds before the --on-change command is killed.",
+            None,
+            f"Seconds before the --on-change command is killed, with its"
+            f" children (default {ON_CHANGE_TIMEOUT}).",
         ],
         [
             "health-interval",

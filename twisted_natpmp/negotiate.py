@@ -341,7 +341,10 @@ def mapperFor(
         and L{IReactorTime<twisted.internet.interfaces.IReactorTime>}.
     @param protocol: C{"auto"} (PCP, falling back to NAT-PMP), C{"pcp"} or
         C{"natpmp"}.
-    @param interface: the local address to bind.
+    @param interface: the local address to bind; for NAT-PMP, by default
+        C{internalAddress} if it is an IPv4 address (NAT-PMP maps for the
+        request's source address, RFC 6886 s3.3, so the address to map for
+        is the one to send from).
     @param memory: the L{ProtocolMemory} for C{"auto"}; by default this
         process's own (L{processMemory}), so that every mapper made here
         remembers what any of them found.
@@ -356,10 +359,14 @@ def mapperFor(
         for k in ("monotonic", "extraSources", "gatewayPort", "timeouts")
         if k in kwargs and kwargs[k] is not None
     }
+    internal = kwargs.get("internalAddress")
+    natpmpInterface = interface
+    if not interface and isinstance(internal, IPv4Address):
+        natpmpInterface = str(internal)
     if protocol == "natpmp":
         if not isinstance(address, IPv4Address):
             raise ValueError(f"NAT-PMP speaks only IPv4, not to {address}")
-        return listenClient(reactor, address, interface=interface, **shared)
+        return listenClient(reactor, address, interface=natpmpInterface, **shared)
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r} is not auto, pcp or natpmp")
     pcp = listenPCPClient(reactor, address, interface=interface, **kwargs)
@@ -367,7 +374,7 @@ def mapperFor(
         return pcp
     natpmp = None
     if isinstance(address, IPv4Address):
-        natpmp = listenClient(reactor, address, interface=interface, **shared)
+        natpmp = listenClient(reactor, address, interface=natpmpInterface, **shared)
     return NegotiatingMapper(
         reactor, pcp, natpmp, processMemory if memory is None else memory
     )

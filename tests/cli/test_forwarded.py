@@ -51,6 +51,27 @@ class ForwardedPortTests(RunCase):
         self.assertEqual(self.gatewayLookups, 0)
         self.assertStopped()
 
+    def test_internalAddress(self) -> None:
+        # --internal-address binds the NAT-PMP socket (the tunnel's address):
+        # every request is sent from it, and RFC 6886 s3's private-address
+        # check judges it.
+        # RFC 6886 s3
+        code = self.runCommand(
+            ["--gateway", GATEWAY, "--internal-address", "10.0.0.5", "forwarded-port"],
+            clientFactory=None,
+        )
+        self.assertEqual(code, 0)
+        sources = {address[0] for _, address in self.gateway.requests}
+        self.assertEqual(sources, {"10.0.0.5"})
+        self.gateway.requests.clear()
+        code = self.runCommand(
+            ["--gateway", GATEWAY, "--internal-address", "192.0.2.9", "forwarded-port"],
+            clientFactory=None,
+        )
+        self.assertEqual(code, 1)
+        self.assertIn("192.0.2.9, is public", self.stderr.getvalue())
+        self.assertEqual(self.gateway.requests, [])
+
     def test_json(self) -> None:
         # Exactly one JSON object, as every command gives.
         self.gateway.tcpPort = 41000

@@ -258,6 +258,23 @@ class AutoFallbackTests(CommandCase):
         self.assertEqual(record["externalPort"], 8080)
         self.assertIsNotNone(gateway.table.get(IPv4Address(HOST), Transport.TCP, 8080))
 
+    def test_autoFallbackInternalAddress(self) -> None:
+        """
+        Falling back to NAT-PMP, C{--internal-address} is still the address
+        sent from, so the mapping is for it (RFC 6886 s3.3).
+        """
+        # RFC 6886 s3.3
+        gateway = NATPMPGateway(self.clock, IPv4Address("192.0.3.1"), ["10.0.0.0/24"])
+        self.network.host(GATEWAY).listenUDP(5351, NATPMPServerProtocol(gateway))
+        record = self.jsonCommand(
+            "--internal-address", "10.0.0.5", "map", "tcp", "8080"
+        )
+        self.assertEqual(record["mappingProtocol"], "natpmp")
+        self.assertIsNotNone(
+            gateway.table.get(IPv4Address("10.0.0.5"), Transport.TCP, 8080)
+        )
+        self.assertIsNone(gateway.table.get(IPv4Address(HOST), Transport.TCP, 8080))
+
 
 class NATPMPCommandTests(CommandCase):
     def setUp(self) -> None:
@@ -288,6 +305,40 @@ class NATPMPCommandTests(CommandCase):
         [mapping, deletion] = [request for request, _ in self.gateway.requests]
         assert isinstance(deletion, MapRequest)
         self.assertEqual((deletion.internalPort, deletion.lifetime), (8080, 0))
+
+    def test_natpmpInternalAddress(self) -> None:
+        """
+        With NAT-PMP, C{--internal-address} is the address the requests are
+        sent from, since the gateway maps for the request's source (RFC 6886
+        s3.3).
+        """
+        # RFC 6886 s3.3
+        code, out, err = self.command(
+            "--protocol",
+            "natpmp",
+            "--internal-address",
+            "10.0.0.5",
+            "map",
+            "udp",
+            "5001",
+        )
+        self.assertEqual((code, err), (0, ""))
+        sources = {address[0] for _, address in self.gateway.requests}
+        self.assertEqual(sources, {"10.0.0.5"})
+
+    def test_natpmpInternalAddressPublic(self) -> None:
+        """
+        The RFC 6886 s3 private-address check judges the address given, not
+        the one the kernel would pick.
+        """
+        # RFC 6886 s3
+        code, out, err = self.command(
+            "--protocol", "natpmp", "--internal-address", "192.0.2.9", "external"
+        )
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn("192.0.2.9, is public", err)
+        self.assertIn("--allow-public", err)
+        self.assertEqual(self.gateway.requests, [])
 
     def test_natpmpIPv6Refused(self) -> None:
         """

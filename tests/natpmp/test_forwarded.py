@@ -64,7 +64,8 @@ class RequestTests(SynchronousTestCase):
 class MatchingTests(SynchronousTestCase):
     """
     RFC 6886 s3.3, s3.5: a mapping reply is matched by opcode, transport and
-    internal port; the forwarded-port mode alone accepts any internal port.
+    internal port; the forwarded-port mode alone also accepts the granted
+    port echoed as the internal port.
     """
 
     def reply(
@@ -72,12 +73,25 @@ class MatchingTests(SynchronousTestCase):
     ) -> MapResponse:
         return MapResponse(transport, 0, 1, internalPort, 38534, lifetime)
 
-    def test_forwardedAnyInternalPort(self) -> None:
+    def test_forwardedInternalPortZeroOrGranted(self) -> None:
+        # The two VPN gateway behaviours seen: internal port 0 echoed, or
+        # the granted port.
         request = ForwardedPortRequest(Protocol.UDP)
-        for internalPort in (0, 38534, 1):
+        for internalPort in (0, 38534):
             self.assertTrue(
                 matches(request, self.reply(Protocol.UDP, internalPort), False)
             )
+
+    def test_forwardedOtherMappingNotMatched(self) -> None:
+        # RFC 6886 s3.3: a reply for another mapping of the transport
+        # (internal 5000, external 51234), a late one or a deletion's, is
+        # not the grant.
+        request = ForwardedPortRequest(Protocol.UDP)
+        other = MapResponse(Protocol.UDP, 0, 1, 5000, 51234, 60)
+        self.assertFalse(matches(request, other, False))
+        self.assertFalse(matches(request, self.reply(Protocol.UDP, 1), False))
+        deletion = MapResponse(Protocol.UDP, 0, 1, 5000, 0, 0)
+        self.assertFalse(matches(request, deletion, False))
 
     def test_forwardedTransportStillMatters(self) -> None:
         # RFC 6886 s3.3: the opcode is the request's plus 128.

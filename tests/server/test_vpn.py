@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._types import Mapping
 from twisted_natpmp.natpmp.client import listenClient
+from twisted_natpmp.pcp._wire import MapData, ResultCode, decodeResponse
 from twisted_natpmp.server.vpn import VPNProfile
 
 from ._helpers import (
@@ -26,6 +27,16 @@ from ._helpers import (
     mapRequest,
     parseMap,
 )
+from ._pcp import mapPacket
+
+
+class _Lowest(random.Random):
+    """
+    Picks the lowest port of the range, so that a test knows the start.
+    """
+
+    def randint(self, a: int, b: int) -> int:
+        return a
 
 
 class VPNProfileTests(GatewayTestsMixin, SynchronousTestCase):
@@ -109,13 +120,84 @@ class VPNProfileTests(GatewayTestsMixin, SynchronousTestCase):
 
     def test_ordinaryRequestsUnchanged(self) -> None:
         # RFC 6886 s3.3: a request for a real internal port is served as
-        # without the profile, for the lifetime asked.
+        # without the profile: success, the internal port echoed, the port
+        # suggested, the lifetime asked (not the lease).
         self.startVPN()
-        reply = parseMap(self.ask(mapRequest(TCP, 8080, 8080, 3600)) or b"")
-        self.assertEqual(
-            reply[1:],
-            (0, reply[2], 8080, 8080, 3600)[0:1] + reply[2:3] + (8080, 8080, 3600),
+        opcode, result, _, internal, external, lifetime = parseMap(
+            self.ask(mapRequest(TCP, 8080, 8080, 3600)) or b""
         )
+        self.assertEqual(
+            (opcode, result, internal, external, lifetime), (130, 0, 8080, 8080, 3600)
+        )
+
+    def test_ownMappingNotTakenOver(self) -> None:
+        # The client's own normal mapping of internal port 30000 (external
+        # 30001) is never chosen as its forwarded port, though external
+        # 30000 is free: mapping it would renew that mapping and cut its
+        # lifetime to the lease.
+        profile = self.startVPN(minPort=30000, maxPort=30009)
+        profile._random = _Lowest()
+        own = parseMap(self.ask(mapRequest(UDP, 30000, 30001, 3600)) or b"")
+        self.assertEqual(own[3:], (30000, 30001, 3600))
+        forwarded = parseMap(self.ask(mapRequest(UDP, 0, 0, 60)) or b"")
+        self.assertEqual(forwarded[1:2] + forwarded[4:], (0, 30002, 60))
+        mapping = self.table().get(IPv4Address(CLIENT), UDP, 30000)
+        assert mapping is not None
+        self.assertEqual(mapping.externalPort, 30001)
+        self.assertEqual(mapping.lifetime, 3600)
+
+    def test_companionIsOwnMapping(self) -> None:
+        # The port of UDP's forwarded port is not taken for TCP when the
+        # client maps TCP internal port of that number itself.
+        profile = self.startVPN(minPort=30000, maxPort=30009)
+        profile._random = _Lowest()
+        udp = parseMap(self.ask(mapRequest(UDP, 0, 0, 60)) or b"")[4]
+        self.assertEqual(udp, 30000)
+        own = parseMap(self.ask(mapRequest(TCP, 30000, 30001, 3600)) or b"")
+        self.assertEqual(own[4:], (30001, 3600))
+        tcp = parseMap(self.ask(mapRequest(TCP, 0, 0, 60)) or b"")
+        self.assertEqual(tcp[1:2] + tcp[4:], (0, 30002, 60))
+        mapping = self.table().get(IPv4Address(CLIENT), TCP, 30000)
+        assert mapping is not None
+        self.assertEqual((mapping.externalPort, mapping.lifetime), (30001, 3600))
+
+    def test_maxMappingsPerClient(self) -> None:
+        # The forwarded ports count towards --max-mappings-per-client: with
+        # a limit of 2, UDP and TCP are granted, then an ordinary request
+        # is refused with result 4; a renewal still succeeds.
+        self.startVPN(maxMappingsPerClient=2)
+        udp = parseMap(self.ask(mapRequest(UDP, 0, 0, 60)) or b"")
+        tcp = parseMap(self.ask(mapRequest(TCP, 0, 0, 60)) or b"")
+        self.assertEqual((udp[1], tcp[1]), (0, 0))
+        refused = parseMap(self.ask(mapRequest(UDP, 5000, 5000, 3600)) or b"")
+        self.assertEqual(refused[:2], (129, 4))
+        again = parseMap(self.ask(mapRequest(UDP, 0, 0, 60)) or b"")
+        self.assertEqual((again[1], again[4]), (0, udp[4]))
+
+    def test_maxMappingsPerClientForwarded(self) -> None:
+        # A client at its limit gets no forwarded port: result 4.
+        self.startVPN(maxMappingsPerClient=1)
+        self.ask(mapRequest(UDP, 5000, 5000, 3600))
+        refused = parseMap(self.ask(mapRequest(UDP, 0, 0, 60)) or b"")
+        self.assertEqual(refused[:2], (129, 4))
+
+    def test_pcpUnchanged(self) -> None:
+        # The profile is NAT-PMP's: a PCP MAP is served as without it, for
+        # the port and lifetime asked; a PCP MAP of internal port 0 (all
+        # ports, RFC 6887 s11.1, only for protocol 0) is not a forwarded
+        # port either: NOT_AUTHORIZED, as without the profile, and nothing
+        # is mapped.
+        self.startVPN(pcp=True)
+        reply = decodeResponse(self.ask(mapPacket(8080, 3600, external=8080)) or b"")
+        assert isinstance(reply.data, MapData)
+        self.assertEqual(
+            (reply.resultCode, reply.lifetime, reply.data.internalPort),
+            (ResultCode.SUCCESS, 3600, 8080),
+        )
+        self.assertEqual(reply.data.externalPort, 8080)
+        zero = decodeResponse(self.ask(mapPacket(0, 60)) or b"")
+        self.assertEqual(zero.resultCode, ResultCode.NOT_AUTHORIZED)
+        self.assertEqual(len(self.table()), 1)
 
     def test_withoutProfileRefused(self) -> None:
         # RFC 6886 s3.4: without the profile, internal port 0 with a

@@ -24,10 +24,15 @@ class Run:
     executable: str
     args: list[str]
     env: dict[str, str]
+    pid: int | None = None
     signals: list[str] = field(default_factory=list)
+    closed: bool = False
 
     def signalProcess(self, signal: str) -> None:
         self.signals.append(signal)
+
+    def loseConnection(self) -> None:
+        self.closed = True
 
     def end(self, exitCode: int = 0, signal: int | None = None) -> None:
         """
@@ -47,9 +52,26 @@ class ProcessRecorder:
     Records every C{spawnProcess}; C{failWith} makes the next spawn raise.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pids: bool = False) -> None:
+        """
+        @param pids: give each run a made-up process id (only with
+            L{killGroup} standing for C{os.killpg}).
+        """
+        self.pids = pids
         self.runs: list[Run] = []
         self.failWith: Exception | None = None
+        #: Every C{killGroup(pgid, signal)}.
+        self.killed: list[tuple[int, int]] = []
+        #: Makes the next C{killGroup} raise (no such group yet).
+        self.groupMissing = False
+
+    def killGroup(self, pgid: int, signal: int) -> None:
+        """
+        Stands for C{os.killpg}.
+        """
+        if self.groupMissing:
+            raise ProcessLookupError(pgid)
+        self.killed.append((pgid, signal))
 
     def spawnProcess(
         self,
@@ -61,7 +83,10 @@ class ProcessRecorder:
     ) -> Run:
         if self.failWith is not None:
             raise self.failWith
-        run = Run(protocol, executable, list(args), dict(env or {}))
+        # A process id only where the test kills groups with killGroup,
+        # so that os.killpg never gets a made-up one.
+        pid = 4242 + len(self.runs) if self.pids else None
+        run = Run(protocol, executable, list(args), dict(env or {}), pid=pid)
         self.runs.append(run)
         protocol.makeConnection(run)  # type: ignore[arg-type,no-untyped-call]
         return run

@@ -21,7 +21,7 @@ from twisted_natpmp.natpmp._wire import (
 from twisted_natpmp.natpmp.client import listenClient
 from twisted_natpmp.service._forwardedkeeper import (
     MIN_ROUND_INTERVAL,
-    RETRY_WHILE_HELD,
+    NOT_AUTHORIZED_WAIT,
     ForwardedPortKeeper,
     KeeperState,
 )
@@ -104,7 +104,7 @@ class ForwardedServiceTests(SynchronousTestCase):
         )
         self.assertEqual(self.portFile.read_text(), "38534\n")
         [run] = self.host.processes.runs
-        self.assertEqual(run.args, ["/bin/sh", "-c", "echo $NATPMP_PUBLIC_PORT"])
+        self.assertEqual(run.args[-3:], ["/bin/sh", "-c", "echo $NATPMP_PUBLIC_PORT"])
         self.assertEqual(run.env["NATPMP_PUBLIC_PORT"], "38534")
         self.assertEqual(run.env["NATPMP_PREVIOUS_PORT"], "")
         self.assertEqual(run.env["NATPMP_PUBLIC_ADDRESS"], str(EXTERNAL))
@@ -132,26 +132,99 @@ class ForwardedServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.observer.states), 2)
         self.assertEqual(len(self.host.processes.runs), 1)
 
+    def roundStarts(self, opcode: bytes = b"\x00\x01") -> list[float]:
+        """
+        When each round's first C{opcode} request (UDP's map request by
+        default) was sent: retransmissions come less than 2.5 s apart.
+        """
+        sends = [d.time for d in self.network.log if d.data[:2] == opcode]
+        return [t for i, t in enumerate(sends) if i == 0 or t - sends[i - 1] > 2.5]
+
     def test_lostRenewalRetriedInsideLease(self) -> None:
-        # A renewal lost at 30 s is tried again every few seconds, and the
-        # rounds that fit before the lease runs out at 60 s are several.
+        # A renewal lost at 30 s is tried again RETRY_WHILE_HELD s after
+        # each failed round (3.75 s of MAP_TIMEOUTS): the rounds that fit
+        # before the lease runs out at 60 s start at 38.75, 47.5 and
+        # 56.25 s.  No external-address request delays them.
         service = self.start()
         self.gateway.silent = True
-        self.advance(30)
-        sentAt = len(self.gateway.mapRequests(Protocol.UDP))
-        self.advance(29)
-        self.assertGreaterEqual(len(self.gateway.mapRequests(Protocol.UDP)) - sentAt, 4)
+        self.advance(57)
+        self.assertEqual(self.roundStarts(), [0.0, 30.0, 38.75, 47.5, 56.25])
+        self.assertEqual([t for t in self.roundStarts(b"\x00\x00") if t >= 30], [])
         assert service.keeper is not None
         self.assertIsNotNone(service.keeper.held)
         self.assertEqual(self.observer.states[-1].externalPort, 38534)
+        # The last round's retransmission at 58 s is answered: still held.
         self.gateway.silent = False
-        self.advance(RETRY_WHILE_HELD + 4)
+        self.advance(1)
         self.assertIsNotNone(service.current)
         self.assertIsNone(service.keeper.error)
         self.assertEqual(len(self.observer.states), 2)
-        self.assertTrue(
-            any("renewing forwarded port 38534 failed" in w for w in self.warnings())
+        # One warning for the run of failures; the retries are info.
+        self.assertEqual(
+            len([w for w in self.warnings() if "renewing forwarded port" in w]), 1
         )
+
+    def test_leaseFromFirstSend(self) -> None:
+        # The lease is counted from the UDP request's first transmission,
+        # not from the reply: a grant answered only at the 1.75 s
+        # retransmission still expires 60 s after the request was sent.
+        self.gateway.silent = True
+        service = self.start()
+        self.advance(1.5)
+        self.gateway.silent = False
+        self.advance(1)
+        assert service.current is not None
+        self.assertEqual(service.current.expires, 60.0)
+
+    def test_suggestsLastPortAfterLoss(self) -> None:
+        # RFC 6886 s3.7: once the port was lost, the requests still suggest
+        # the port last held, so that a restarted gateway may give it back.
+        # RFC 6886 s3.7
+        service = self.start()
+        self.gateway.silent = True
+        self.advance(70)
+        self.assertIsNone(service.current)
+        self.gateway.requests.clear()
+        self.gateway.silent = False
+        self.advance(61)
+        [first, *_] = self.gateway.mapRequests(Protocol.UDP)
+        self.assertEqual(first, MapRequest(Protocol.UDP, 0, 38534, 60))
+
+    def test_lastingFailureWarnsRarely(self) -> None:
+        # A gateway silent for an hour: a warning for the lost renewal, one
+        # for the loss, one for the failed rounds, then one reminder every
+        # SILENCE_REMINDER (300) seconds; every other failure is info.
+        self.start()
+        self.gateway.silent = True
+        self.advance(3600, step=5)
+        keeper = [w for w in self.warnings() if "no forwarded port" in w]
+        self.assertLessEqual(len(keeper), 3600 // 300 + 1)
+        self.assertGreaterEqual(len(keeper), 3600 // (300 + 60))
+        self.assertEqual(
+            len([w for w in self.warnings() if "renewing forwarded port" in w]), 1
+        )
+        self.assertEqual(len([w for w in self.warnings() if "lost the" in w]), 1)
+        infos = [
+            e
+            for e in self.events
+            if e["log_level"] == LogLevel.info
+            and "no forwarded port" in e["log_format"]
+        ]
+        self.assertGreater(len(infos), 30)
+
+    def test_notAuthorizedLongLived(self) -> None:
+        # Result 2 (port forwarding off): a long-lived error, told once and
+        # not asked again for NOT_AUTHORIZED_WAIT seconds.
+        self.gateway.refuseWith = 2
+        service = self.start()
+        self.assertIsNone(service.current)
+        sent = len(self.gateway.requests)
+        self.advance(NOT_AUTHORIZED_WAIT - 1, step=10)
+        self.assertEqual(len(self.gateway.requests), sent)
+        [warning] = [w for w in self.warnings() if "refuses" in w]
+        self.assertIn("Not asking again for 1800 s", warning)
+        self.advance(1)
+        self.assertEqual(len(self.gateway.requests), sent + 1)
 
     def test_lostAfterLease(self) -> None:
         # Past the lease the port is reported lost, and asked for forever.
@@ -176,6 +249,7 @@ class ForwardedServiceTests(SynchronousTestCase):
         # A VPN reconnect: the next renewal gets another port; the file is
         # rewritten and the command run with the previous port.
         service = self.start()
+        self.host.processes.runs[0].end(0)
         self.gateway.udpPort = 40001
         self.advance(30)
         assert service.current is not None
@@ -196,6 +270,7 @@ class ForwardedServiceTests(SynchronousTestCase):
         # The gateway grants TCP another port: both are reported, UDP's is
         # published, and a warning names both.
         service = self.start()
+        self.host.processes.runs[0].end(0)
         self.gateway.tcpPort = 41000
         self.advance(30)
         assert service.current is not None
@@ -260,6 +335,56 @@ class ForwardedServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.network.log), sent)
         self.assertEqual(self.observer.states, [])
         self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_stopKillsCommand(self) -> None:
+        # Stop kills the --on-change run still going and waits for it.
+        service = self.start()
+        [run] = self.host.processes.runs
+        stopped = service.stopService()
+        self.assertEqual(run.signals, ["KILL"])
+        self.assertTrue(run.closed)
+        self.assertNoResult(stopped)
+        run.end(signal=9)
+        self.successResultOf(stopped)
+
+    def test_quickChangesOneRun(self) -> None:
+        # Two port changes while the command runs: one run at a time, and
+        # only the latest port is run after the first ends.
+        service = self.start()
+        self.gateway.udpPort = 40001
+        self.advance(30)
+        self.gateway.udpPort = 40002
+        self.advance(30)
+        assert service.current is not None
+        self.assertEqual(service.current.port, 40002)
+        self.assertEqual(len(self.host.processes.runs), 1)
+        self.host.processes.runs[0].end(0)
+        self.assertEqual(
+            [r.env["NATPMP_PUBLIC_PORT"] for r in self.host.processes.runs],
+            ["38534", "40002"],
+        )
+
+    def test_stopSaysWhatItLeaves(self) -> None:
+        # One line names the port left to expire at the gateway and why it
+        # is not deleted (RFC 6886 s3.4); the port file written is removed.
+        service = self.start()
+        self.host.processes.runs[0].end(0)
+        self.advance(10)
+        self.assertTrue(self.portFile.exists())
+        self.successResultOf(service.stopService())
+        [line] = [
+            formatEvent(e)
+            for e in self.events
+            if "leaving forwarded" in e["log_format"]
+        ]
+        self.assertEqual(
+            line,
+            "leaving forwarded port 38534 (udp/tcp) to expire at the gateway"
+            " within 50 s; not deleted: internal port 0 with lifetime 0 would"
+            " delete all (RFC 6886 s3.4)",
+        )
+        self.assertFalse(self.portFile.exists())
+        self.assertEqual([r for r in self.gateway.mapRequests() if r.lifetime == 0], [])
 
     def test_stop(self) -> None:
         # Stopping cancels the timer; nothing more is sent.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp.service._portfile import writePortFile
+from twisted_natpmp.service._portfile import syncDirectory, writePortFile
 
 
 class PortFileTests(SynchronousTestCase):
@@ -63,3 +63,21 @@ class PortFileTests(SynchronousTestCase):
 
     def test_missingDirectory(self) -> None:
         self.assertRaises(OSError, writePortFile, self.directory / "no" / "file", 1)
+
+    def test_directorySynced(self) -> None:
+        # After the rename the directory is flushed, so the new entry
+        # survives a crash; after the rename, never before.
+        seen: list[tuple[Path, str]] = []
+
+        def sync(directory: Path) -> None:
+            seen.append((directory, self.path.read_text()))
+
+        writePortFile(self.path, 38534, sync=sync)
+        self.assertEqual(seen, [(self.directory, "38534\n")])
+
+    def test_syncDirectory(self) -> None:
+        # The real one opens and fsyncs the directory.
+        synced: list[int] = []
+        self.patch(os, "fsync", synced.append)
+        syncDirectory(self.directory)
+        self.assertEqual(len(synced), 1)

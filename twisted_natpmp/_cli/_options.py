@@ -58,9 +58,9 @@ class Options:
         one asked for (PCP's PREFER_FAILURE, RFC 6887 s13.2).
     @ivar nonceFile: where PCP mapping nonces are kept; L{None}: the
         per-user default (L{twisted_natpmp.pcp._nonces.defaultPath}).
-    @ivar internalAddress: the address PCP maps for and binds to (for
-        IPv6, the global address to open a pinhole for); L{None}: the
-        kernel's choice.
+    @ivar internalAddress: the address mapped for and sent from (NAT-PMP and
+        PCP bind to it; for IPv6, the global address to open a pinhole for);
+        L{None}: the kernel's choice.
     """
 
     command: str
@@ -269,9 +269,11 @@ def _addCommonOptions(parser: argparse.ArgumentParser) -> None:
         dest="internalAddress",
         metavar="IP",
         default=argparse.SUPPRESS,
-        help="PCP: the address to map for and send from, for IPv6 the global"
-        " address to open an inbound pinhole for (default: the one the kernel"
-        " picks towards the gateway)",
+        help="the address to map for and send from (NAT-PMP binds its socket"
+        " to it, as forwarded-port does to the tunnel's address; PCP also"
+        " names it in the request), for IPv6 the global address to open an"
+        " inbound pinhole for (default: the one the kernel picks towards the"
+        " gateway)",
     )
     parser.add_argument(
         "--nonce-file",

@@ -93,16 +93,20 @@ def checkPrivate(
 ) -> None:
     """
     RFC 6886 s3: a client SHOULD use NAT-PMP only when its primary IPv4
-    address is private.  A public address towards the gateway stops the
-    command, unless C{--allow-public} makes it a warning.
+    address is private.  The address judged is C{--internal-address} when
+    it is an IPv4 one (NAT-PMP sends from it), else this host's address
+    towards the gateway.  A public one stops the command, unless
+    C{--allow-public} makes it a warning.
 
     @raise PublicAddressError: the address is public and the option was
         not given.
     """
-    try:
-        address = findLocalAddress(gateway)
-    except OSError:
-        return  # no route: the request itself will say so
+    address = options.internalAddress
+    if not isinstance(address, IPv4Address):
+        try:
+            address = findLocalAddress(gateway)
+        except OSError:
+            return  # no route: the request itself will say so
     if isPrivateAddress(address):
         return
     problem = (

@@ -48,9 +48,9 @@ def matches(request: Request, response: Response, lateDeletion: bool) -> bool:
     request's plus 128, and a mapping reply must echo the transport and
     internal port (RFC 6886 s3.3, s3.5; old routers garbled ports).  The
     unsupported version reply may carry opcode 0 or 128 whatever was asked
-    (Errata 3618).  Only the reply to a L{ForwardedPortRequest} is matched
-    whatever internal port it echoes (a VPN gateway's, see
-    L{twisted_natpmp.natpmp._forwarded}).
+    (Errata 3618).  Only the reply to a L{ForwardedPortRequest} may echo
+    another internal port than the request's 0: the external port granted,
+    as a VPN gateway's did (see L{twisted_natpmp.natpmp._forwarded}).
 
     @param lateDeletion: a deletion of the same port was sent lately, so a
         success with lifetime 0 may be its late duplicate reply.
@@ -69,7 +69,13 @@ def matches(request: Request, response: Response, lateDeletion: bool) -> bool:
         and response.transport == request.transport
         and (
             response.internalPort == request.internalPort
-            or isinstance(request, ForwardedPortRequest)
+            # A VPN gateway's grant echoes internal port 0 (ProtonVPN now)
+            # or the port granted (a 2023 capture), nothing else: a reply
+            # for another mapping of this transport is not the grant.
+            or (
+                isinstance(request, ForwardedPortRequest)
+                and response.internalPort in (0, response.externalPort)
+            )
         )
     ):
         return False

@@ -96,15 +96,26 @@ class VPNProfile:
         return mapping
 
     def _choose(self, client: IPAddress, transport: Transport) -> int:
+        # A port the client already maps from (its own, normal mapping of
+        # that internal port) is never chosen: the table keys mappings by
+        # internal port, so mapping it would renew that mapping and cut its
+        # lifetime to the lease instead of making the forwarded port.
         table = self._gateway.table
         companion = self.forwardedPort(client, otherTransport(transport))
         if (
             companion is not None
             and table.freePortFrom(client, transport, companion) == companion
+            and table.get(client, transport, companion) is None
         ):
             return companion
         start = self._random.randint(table.minPort, table.maxPort)
         port = table.freePortFrom(client, transport, start)
+        first = port
+        while port is not None and table.get(client, transport, port) is not None:
+            following = port + 1 if port < table.maxPort else table.minPort
+            port = table.freePortFrom(client, transport, following)
+            if port == first:
+                port = None
         if port is None:
             raise Refused(OutOfResourcesError(), "no external port is free")
         return port

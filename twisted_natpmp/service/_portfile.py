@@ -12,7 +12,22 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["writePortFile"]
+__all__ = ["syncDirectory", "writePortFile"]
+
+
+def syncDirectory(directory: Path) -> None:
+    """
+    Flush C{directory}'s entries to disk, so that a rename in it survives a
+    crash.  Where directories cannot be opened for this (Windows), nothing.
+    """
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def writePortFile(
@@ -20,16 +35,19 @@ def writePortFile(
     port: int,
     *,
     replace: Callable[[str, Path], None] = os.replace,
+    sync: Callable[[Path], None] = syncDirectory,
 ) -> None:
     """
     Write C{port} and a newline to C{path}, atomically: to a temporary file
     in the same directory (the same file system), flushed to disk, then
-    renamed over C{path} with C{os.replace}.  The file is readable by all
-    (0644, as the tools it stands in for write it); on failure the
-    temporary file is removed and C{path} left as it was.
+    renamed over C{path} with C{os.replace}, and the directory flushed to
+    disk so that the rename lasts.  The file is readable by all (0644, as
+    the tools it stands in for write it); on failure the temporary file is
+    removed and C{path} left as it was.
 
     @param replace: renames the temporary file over C{path} (tests pass a
         failing one).
+    @param sync: flushes the directory after the rename.
     @raise OSError: the directory cannot be written, or the disk is full.
     """
     descriptor, temporary = tempfile.mkstemp(
@@ -48,3 +66,4 @@ def writePortFile(
         except OSError:
             pass
         raise
+    sync(path.parent)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
 from .._types import ProtocolName, Transport
@@ -159,13 +160,54 @@ class ForwardedPortService(Service):
         self.keeper.start()
 
     def stopService(self) -> Any:
+        """
+        Stop keeping the port: stop the keeper, kill a running C{--on-change}
+        command (and wait for it, a few seconds at most), remove the port
+        file written, and say what is left at the gateway.
+
+        @return: a L{Deferred <twisted.internet.defer.Deferred>} that
+            fires when the client and the command are done.
+        """
         super().stopService()  # type: ignore[no-untyped-call]
         if self.keeper is not None:
             self.keeper.stop()
+        held, self.current = self.current, None
+        if held is not None:
+            left = max(0.0, held.expires - self._reactor.seconds())
+            log.info(
+                "leaving forwarded port {port} ({transports}) to expire at the"
+                " gateway within {left:g} s; not deleted: internal port 0 with"
+                " lifetime 0 would delete all (RFC 6886 s3.4)",
+                port=held.port,
+                transports="udp/tcp" if held.samePort else f"udp; tcp {held.tcpPort}",
+                left=round(left, 1),
+                **describe(held),
+            )
+        self._removePortFile()
+        waits = []
+        if self.command is not None:
+            waits.append(self.command.stop())
         mapper, self._mapper = self._mapper, None
         if mapper is not None:
-            return mapper.stop()
-        return None
+            waits.append(mapper.stop())
+        return gatherResults(waits).addCallback(lambda _: None)
+
+    def _removePortFile(self) -> None:
+        if self.portFile is None or self._published is None:
+            return
+        self._published = None
+        try:
+            self.portFile.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warn(
+                "could not remove --port-file {path}: {error}",
+                path=str(self.portFile),
+                error=str(e),
+            )
+        else:
+            log.info("removed --port-file {path}", path=str(self.portFile))
 
     def _publicAddress(self) -> PublicAddressError | None:
         # RFC 6886 s3: NAT-PMP SHOULD be used only from a private address

@@ -9,6 +9,7 @@ port for 60 s whatever was asked, the reply echoing internal port 0::
     network.host("10.2.0.1").listenUDP(5351, gateway)
     gateway.udpPort = 40001       # a VPN reconnect: another port
     gateway.silent = True         # the tunnel is down
+    gateway.refuseWith = 2        # port forwarding off: result 2
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class ScriptedVPNGateway(ScriptedGateway):
     @ivar echo: the internal port its replies carry (0, as ProtonVPN's do;
         L{None}: the port granted, as in a 2023 capture).
     @ivar silent: it answers nothing.
+    @ivar refuseWith: a result code it answers every map request with
+        (2: port forwarding is off), or L{None}.
     """
 
     def __init__(self) -> None:
@@ -44,6 +47,7 @@ class ScriptedVPNGateway(ScriptedGateway):
         self.lease = 60
         self.echo: int | None = 0
         self.silent = False
+        self.refuseWith: int | None = None
         self.reply = self.forward
 
     def forward(self, request: Request) -> list[bytes]:
@@ -54,6 +58,12 @@ class ScriptedVPNGateway(ScriptedGateway):
             return []
         if isinstance(request, ExternalAddressRequest) or request.lifetime == 0:
             return self.answer(request)
+        if self.refuseWith is not None:
+            return [
+                MapResponse(
+                    request.transport, self.refuseWith, self.epoch, 0, 0, 0
+                ).encode()
+            ]
         port = self.udpPort
         if request.transport is Protocol.TCP and self.tcpPort is not None:
             port = self.tcpPort
