@@ -22,7 +22,6 @@ Use::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ from ._namespaces import (
     ROUTER_LAN,
     ROUTER_WAN,
     LabError,
-    LabUnavailable,
     requirePrerequisites,
 )
 from ._process import Daemon, waitUntil
@@ -48,7 +46,6 @@ HOST_TABLE = "hostfw"
 HOST_FORWARD_CHAIN = f"inet:{HOST_TABLE}:forward"
 
 _TOOLS = ("nft", "conntrack")
-_REQUIRED_ENV = "NATPMP_INTEROP_REQUIRED"
 
 _HOST_FIREWALL = """\
 table inet {table} {{
@@ -62,23 +59,25 @@ table inet {table} {{
 """
 
 
+def missingForwarding() -> list[str]:
+    """
+    What this machine lacks to run the forwarding lab beyond the lab's own
+    prerequisites (L{tools.netlab.missingPrerequisites}): Debian's
+    C{nftables} and C{conntrack}, one phrase each.
+    """
+    return [f"the {t!r} command" for t in _TOOLS if shutil.which(t) is None]
+
+
 def requireForwarding() -> None:
     """
     Say what is missing when this machine cannot run the forwarding lab:
     what the lab itself needs (L{tools.netlab.requirePrerequisites}), and
-    Debian's C{nftables} and C{conntrack}.
+    L{missingForwarding}.
 
     @raise LabUnavailable: something is missing (a test suite skips).
     @raise LabError: something is missing and C{NATPMP_INTEROP_REQUIRED=1}.
     """
-    requirePrerequisites()
-    missing = [f"the {t!r} command" for t in _TOOLS if shutil.which(t) is None]
-    if not missing:
-        return
-    reason = "the forwarding lab needs " + ", ".join(missing)
-    if os.environ.get(_REQUIRED_ENV, "") not in ("", "0"):
-        raise LabError(f"{reason} (and {_REQUIRED_ENV} is set)")
-    raise LabUnavailable(reason)
+    requirePrerequisites(missingForwarding())
 
 
 def buildForwardingLab(directory: Path) -> ForwardingLab:
@@ -119,6 +118,19 @@ def _elementTimes(key: Any) -> tuple[int | None, int | None]:
     if isinstance(key, dict) and "elem" in key:
         return key["elem"].get("timeout"), key["elem"].get("expires")
     return None, None
+
+
+def _conntrack(command: str, transport: str, address: str, port: int) -> list[str]:
+    return [
+        "conntrack",
+        command,
+        "-p",
+        transport,
+        "--orig-dst",
+        address,
+        "--dport",
+        str(port),
+    ]
 
 
 class ForwardingLab(Lab):
@@ -231,19 +243,7 @@ class ForwardingLab(Lab):
         How many conntrack entries the router holds for C{transport} flows
         whose original destination is C{address}:C{port}.
         """
-        listed = self.check(
-            self.router,
-            [
-                "conntrack",
-                "-L",
-                "-p",
-                transport,
-                "--orig-dst",
-                address,
-                "--dport",
-                str(port),
-            ],
-        )
+        listed = self.check(self.router, _conntrack("-L", transport, address, port))
         return len([line for line in listed.splitlines() if line.strip()])
 
     async def cutFlows(
@@ -253,20 +253,7 @@ class ForwardingLab(Lab):
         Delete the router's conntrack entries for C{transport} flows to
         C{address}:C{port} (what a gateway does when a mapping ends).
         """
-        await self.run(
-            self.router,
-            [
-                "conntrack",
-                "-D",
-                "-p",
-                transport,
-                "--orig-dst",
-                address,
-                "--dport",
-                str(port),
-            ],
-            10.0,
-        )
+        await self.run(self.router, _conntrack("-D", transport, address, port), 10.0)
 
     # Echo servers
 
@@ -336,5 +323,6 @@ __all__ = [
     "Element",
     "ForwardingLab",
     "buildForwardingLab",
+    "missingForwarding",
     "requireForwarding",
 ]
