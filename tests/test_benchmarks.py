@@ -43,6 +43,7 @@ SECTION_PREFIXES = (
     "reliability.",
     "pcp.",
     "pcpgateway.",
+    "nftables.",
 )
 #: Units of counts of things that should not happen: 0 is their best value.
 COUNT_UNITS = ("tracebacks", "mappings", "bytes")

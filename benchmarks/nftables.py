@@ -1,0 +1,306 @@
+"""
+Map+delete with real forwarding rules, by table size: our gateway with its
+nftables backend (C{twistd natpmp-gateway --backend nftables}, one map
+element per mapping) against Debian's miniupnpd 2.3.1 (its iptables
+backend: one DNAT rule and more per mapping, found again by scanning them),
+in the same run, in the same lab (L{tools.netlab.forwarding}).
+
+For each table size (100, 1,000, 10,000 mappings; C{--quick}: 10 and 50)
+the gateway's table is first filled to that size, then the first LAN host
+maps a port and deletes it again, one request at a time over NAT-PMP
+(RFC 6886 s3.1), the same client for both gateways; the rate counts both
+requests.  The fill is checked in the router's ruleset (elements of our
+map, rules of miniupnpd's chain): the rules are real.
+
+miniupnpd is bounded: filling its table costs it more with every rule (it
+rewrites its iptables table on each change) and a delete scans them, so it
+gets L{FILL_SECONDS} in all to fill and L{MINIUPNPD_SECONDS} per size to
+measure; a size it cannot be filled to within the bound is reported as not
+measured, with how far it got.  Ours is filled over PCP with the client's
+window (the backend batches what arrives together).
+
+Targets: at 1,000 mappings at least 10x miniupnpd's rate; our cost at the
+largest size within 1.5x of that at the smallest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import gatherResults
+
+from tools.netlab import ROUTER_LAN, missingPrerequisites
+from tools.netlab.forwarding import (
+    ForwardingLab,
+    buildForwardingLab,
+    missingForwarding,
+)
+from twisted_natpmp import Transport
+from twisted_natpmp.natpmp.client import NATPMPClient, listenClient
+from twisted_natpmp.pcp._nonces import MemoryNonceStore
+from twisted_natpmp.pcp.client import listenPCPClient
+
+from . import _cpus
+from ._context import Context
+from ._netlab import Lab, LabUnavailable, Miniupnpd, waitAnswering
+from ._report import Figure, Target, notMeasured, ratio
+from ._sizes import QUICK
+from ._timing import ROUNDS
+
+UNIT = "operations/s"
+LIFETIME = 3600
+#: Fill ports (internal = external) start here, measured ones at MEASURED.
+FILL_PORT = 40000
+MEASURED = 21000
+#: Table sizes, full run and C{--quick}.
+FULL_TABLES = (100, 1_000, 10_000)
+QUICK_TABLES = (10, 50)
+#: Map+delete pairs per round (ours: best of L{ROUNDS}; miniupnpd: one
+#: round, cut short by L{MINIUPNPD_SECONDS}).
+FULL_PAIRS, QUICK_PAIRS = 200, 5
+#: miniupnpd's bounds, in seconds: its whole fill, and each size's round.
+FILL_SECONDS = 240.0
+MINIUPNPD_SECONDS = 30.0
+#: A request unanswered this long (one send, no retransmission, so that a
+#: slow miniupnpd is not handed the same work twice) fails the round.
+REQUEST_TIMEOUT = 20.0
+VS_MINIUPNPD = Target(">=", 10.0)
+FLAT = Target("<=", 1.5)
+
+
+class NftGateway:
+    """
+    Our gateway with its nftables backend, as L{ForwardingLab.startNftGateway}
+    runs it, its per-client and rate limits lifted (one host fills the
+    table).
+    """
+
+    def __init__(self, lab: ForwardingLab, reactor: Any) -> None:
+        self.lab = lab
+        self.reactor = reactor
+
+    async def start(self) -> None:
+        daemon = self.daemon = await self.lab.startNftGateway(
+            "--max-mappings-per-client=100000",
+            "--max-mappings=100000",
+            "--rate-limit=0",
+        )
+        _cpus.pinServer(daemon.pid)
+        await waitAnswering(self.lab, ROUTER_LAN, lambda: daemon.ended, "our gateway")
+
+    async def stop(self) -> None:
+        await self.daemon.stop()
+
+    def held(self) -> int:
+        return len(self.lab.mapElements())
+
+    async def fill(self, ports: Sequence[int], deadline: float) -> None:
+        client = listenPCPClient(
+            self.lab.reactorIn(self.lab.lans[0]), ROUTER_LAN, nonces=MemoryNonceStore()
+        )
+        try:
+            filled = gatherResults(
+                [client.addMapping(Transport.UDP, p, p, LIFETIME) for p in ports]
+            )
+            seconds = max(1.0, deadline - time.perf_counter())
+            await filled.addTimeout(seconds, self.reactor)
+        finally:
+            await client.stop()
+
+
+class IptablesGateway(Miniupnpd):
+    """
+    miniupnpd as L{Miniupnpd} runs it, filled one request at a time.
+    """
+
+    def held(self) -> int:
+        return len(self.lab.rules(Transport.UDP))
+
+    async def fill(self, ports: Sequence[int], deadline: float) -> None:
+        client = _client(self.lab)
+        try:
+            for p in ports:
+                if time.perf_counter() > deadline:
+                    return
+                await client.addMapping(Transport.UDP, p, p, LIFETIME)
+        finally:
+            await client.stop()
+
+
+def _client(lab: Lab) -> NATPMPClient:
+    return listenClient(
+        lab.reactorIn(lab.lans[0]), ROUTER_LAN, timeouts=(REQUEST_TIMEOUT,)
+    )
+
+
+async def _pairs(lab: Lab, pairs: int, seconds: float) -> tuple[int, float]:
+    """
+    Map then delete up to C{pairs} ports, one request at a time, stopping
+    after C{seconds}; return the pairs done and the time they took.
+    """
+    client = _client(lab)
+    try:
+        started = time.perf_counter()
+        done = 0
+        for p in range(MEASURED, MEASURED + pairs):
+            await client.addMapping(Transport.TCP, p, p, LIFETIME)
+            await client.deleteMapping(Transport.TCP, p)
+            done += 1
+            if time.perf_counter() - started > seconds:
+                break
+        return done, time.perf_counter() - started
+    finally:
+        await client.stop()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """
+    What to measure: the table sizes, map+delete pairs per round, rounds
+    per size (the best counts), and seconds after which a round stops.
+    """
+
+    tables: Sequence[int]
+    pairs: int
+    rounds: int
+    seconds: float
+
+
+async def _measure(
+    gateway: NftGateway | IptablesGateway, plan: Plan
+) -> dict[int, float | str]:
+    """
+    Fill C{gateway} to each size of C{plan.tables} in turn and measure its
+    map+delete rate there: the best of C{plan.rounds} rounds of
+    C{plan.pairs}, each cut short after C{plan.seconds}.
+
+    @return: each size's rate, or why it was not measured (a gateway that
+        fails is reported as the reason for each of its figures, and the
+        other gateway is still measured).
+    """
+    try:
+        return await _fillAndMeasure(gateway, plan)
+    except Exception as e:
+        lines = [line for line in str(e).splitlines() if line.strip()] or [""]
+        said = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+        reason = f"failed: {type(e).__name__}: {said[:300]}"
+        return {size: reason for size in plan.tables}
+
+
+async def _fillAndMeasure(
+    gateway: NftGateway | IptablesGateway, plan: Plan
+) -> dict[int, float | str]:
+    tables = plan.tables
+    result: dict[int, float | str] = {}
+    await gateway.start()
+    try:
+        deadline = time.perf_counter() + FILL_SECONDS
+        filled = 0
+        for size in tables:
+            await gateway.fill(range(FILL_PORT + filled, FILL_PORT + size), deadline)
+            filled = gateway.held()
+            if filled < size:
+                result[size] = (
+                    f"filled only {filled:,} of {size:,} mappings within"
+                    f" {FILL_SECONDS:g} s"
+                )
+                break
+            best = 0.0
+            for _ in range(plan.rounds):
+                done, elapsed = await _pairs(gateway.lab, plan.pairs, plan.seconds)
+                best = max(best, 2 * done / elapsed)
+            if gateway.held() != size:
+                raise RuntimeError(f"{gateway.held()} mappings left, not {size}")
+            result[size] = best
+    finally:
+        await gateway.stop()
+    for size in tables:
+        result.setdefault(size, "not reached: a smaller size could not be filled")
+    return result
+
+
+@asynccontextmanager
+async def _lab(directory: Path) -> AsyncIterator[ForwardingLab]:
+    missing = missingPrerequisites() + missingForwarding()
+    if missing:
+        raise LabUnavailable("the forwarding lab needs " + ", ".join(missing))
+    lab = buildForwardingLab(directory)
+    try:
+        yield lab
+    finally:
+        await lab.destroy()
+
+
+def _figures(
+    tables: Sequence[int], ours: dict[int, float | str], theirs: dict[int, float | str]
+) -> list[Figure]:
+    figures: list[Figure] = []
+    for who, rates in (("ours", ours), ("miniupnpd", theirs)):
+        for size in tables:
+            value = rates[size]
+            name, label = (
+                f"nftables.{who}.rate.{size}",
+                f"{'our gateway (nftables)' if who == 'ours' else 'miniupnpd'}"
+                f": map+delete at {size:,} mappings",
+            )
+            if isinstance(value, str):
+                figures.append(notMeasured(name, UNIT, label, value))
+            else:
+                figures.append(Figure(name, value, UNIT, label))
+
+    def rate(rates: dict[int, float | str], size: int) -> float | None:
+        value = rates[size]
+        return None if isinstance(value, str) else value
+
+    for size in tables:
+        figures.append(
+            ratio(
+                f"nftables.vs_miniupnpd.{size}",
+                (f"our rate at {size:,}", rate(ours, size)),
+                (f"miniupnpd's rate at {size:,}", rate(theirs, size)),
+                f"our gateway / miniupnpd, map+delete at {size:,} mappings",
+                VS_MINIUPNPD if size == 1_000 else None,
+            )
+        )
+    small, large = tables[0], tables[-1]
+    figures.append(
+        ratio(
+            "nftables.ours.cost_ratio",
+            (f"our rate at {small:,}", rate(ours, small)),
+            (f"our rate at {large:,}", rate(ours, large)),
+            f"our cost per request at {large:,} vs {small:,} mappings",
+            FLAT,
+        )
+    )
+    return figures
+
+
+async def run(context: Context) -> list[Figure]:
+    quick = context.sizes is QUICK
+    tables = QUICK_TABLES if quick else FULL_TABLES
+    pairs = QUICK_PAIRS if quick else FULL_PAIRS
+    rounds = 1 if quick else ROUNDS
+    try:
+        async with _lab(context.directory / "nftables") as lab:
+            ours = await _measure(
+                NftGateway(lab, context.reactor),
+                Plan(tables, pairs, rounds, FILL_SECONDS),
+            )
+            theirs = await _measure(
+                IptablesGateway(lab), Plan(tables, pairs, 1, MINIUPNPD_SECONDS)
+            )
+    except LabUnavailable as e:
+        return [
+            notMeasured(
+                "nftables.vs_miniupnpd",
+                "x",
+                "our gateway (nftables) / miniupnpd",
+                str(e),
+            )
+        ]
+    return _figures(tables, ours, theirs)
