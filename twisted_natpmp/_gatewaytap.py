@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_gatewaytap -*-
 """
 C{twistd natpmp-gateway}: run a NAT-PMP (RFC 6886) and PCP (RFC 6887)
-gateway with an in-memory backend, to try clients without a router::
+gateway with an in-memory backend, to try clients without a router, or
+with nftables, as a router's daemon (L{twisted_natpmp._gatewaytapnft})::
 
     twistd -n natpmp-gateway --listen 10.77.0.1/24 --external-address 192.0.3.1
 
@@ -26,6 +27,12 @@ from typing import TYPE_CHECKING
 
 from twisted.python import usage
 
+from ._gatewaytapnft import (
+    BACKEND_PARAMETERS,
+    checkBackend,
+    gatewayArguments,
+    nftablesService,
+)
 from ._parse import MAX_PORT, MAX_UINT32, optionValue, parseInteger
 from .server._ratelimit import DEFAULT_REQUEST_BURST, DEFAULT_REQUEST_RATE
 from .server.table import (
@@ -39,6 +46,7 @@ from .server.table import (
 
 if TYPE_CHECKING:
     from twisted.application.service import IService
+    from twisted.python.failure import Failure
 
 
 def interfaceNetwork(
@@ -88,7 +96,8 @@ class Options(usage.Options):
         " the address) whose requests arrive on the interface that has the"
         " address; both protocols share one mapping table.  IPv6 --listen"
         " addresses serve PCP only (a MAP opens a pinhole).  Mappings are kept"
-        " in memory, not written to a firewall."
+        " in memory (--backend memory, the default), or made real forwarding"
+        " rules with nftables (--backend nftables --external-interface IF)."
     )
     optFlags = [
         ["pcp", None, "Answer PCP (RFC 6887) too (the default)."],
@@ -154,6 +163,7 @@ class Options(usage.Options):
             str(DEFAULT_REQUEST_BURST),
             "Mapping requests one source address may send at once after a quiet spell.",
         ],
+        *BACKEND_PARAMETERS,
     ]
 
     #: Finds the network of a --listen address given without a prefix
@@ -286,6 +296,20 @@ class Options(usage.Options):
         for option in ("max-mappings-per-client", "max-mappings", "rate-burst"):
             self[option] = _integer(option, self[option], 1, MAX_UINT32)
         self["rate-limit"] = _integer("rate-limit", self["rate-limit"], 0, MAX_UINT32)
+        checkBackend(self)
+
+
+def _cannotStart(failure: Failure) -> None:
+    """
+    The backend could not be made ready: say why in one line and stop.
+    """
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+
+    Logger().critical(
+        "natpmp-gateway: cannot start the backend: {error}", error=str(failure.value)
+    )
+    reactor.stop()  # type: ignore[attr-defined]
 
 
 def makeService(options: Options) -> IService:
@@ -312,19 +336,13 @@ def makeService(options: Options) -> IService:
                     f"natpmp-gateway: cannot listen on {e.interface}:{e.port}:"
                     f" {e.socketError}"
                 ) from None
+            self.started.addErrback(_cannotStart)
 
+    if options["backend"] == "nftables":
+        return nftablesService(reactor, options, CommandLineGateway)
     return CommandLineGateway(
         reactor,
         options["listen"],
         options["external-address"],
-        minPort=options["min-port"],
-        maxPort=options["max-port"],
-        maxLifetime=options["max-lifetime"],
-        maxMappingsPerClient=options["max-mappings-per-client"],
-        maxMappings=options["max-mappings"],
-        requestRate=options["rate-limit"] or None,
-        requestBurst=options["rate-burst"],
-        pcp=options["pcp"],
-        minLifetime=options["min-lifetime"],
-        allowThirdParty=options["allow-third-party"],
+        **gatewayArguments(options),
     )

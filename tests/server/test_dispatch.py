@@ -66,13 +66,13 @@ class RobustnessTests(SynchronousTestCase):
         net.host(GATEWAY).listenUDP(SERVER_PORT, protocol)
         calls = []
 
-        def broken(packet: bytes, source: Any) -> bytes | None:
+        def broken(packet: bytes, source: Any, send: Any) -> None:
             calls.append(packet)
             if len(calls) == 1:
                 raise RuntimeError("bug")
-            return b"reply"
+            send(b"reply")
 
-        self.patch(self.gateway, "respond", broken)
+        self.patch(self.gateway, "answer", broken)
         protocol.datagramReceived(b"\x00\x00", (CLIENT, 1))
         protocol.datagramReceived(b"\x00\x00", (CLIENT, 1))
         failures = [e["log_failure"] for e in logged if "log_failure" in e]

@@ -49,6 +49,7 @@ class MappingIndex:
         self._free = PortPool(minPort, maxPort)
         self._deadlines: list[tuple[float, int, Key]] = []
         self._sequence = 0
+        self._reserved: frozenset[int] = frozenset()
 
     def __len__(self) -> int:
         return len(self._byKey)
@@ -58,6 +59,27 @@ class MappingIndex:
         Every mapping C{client} holds, in both transports.
         """
         return list(self._byClient.get(client, {}).values())
+
+    def reserve(self, ports: frozenset[int]) -> None:
+        """
+        Never grant C{ports} (in either transport) from now on: the
+        router's own (those already mapped stay until they go); the ports
+        reserved before and not in C{ports} may be granted again.
+        """
+        ports = frozenset(p for p in ports if self.minPort <= p <= self.maxPort)
+        for port in self._reserved - ports:
+            if not self._held(port):
+                self._free.release(port)
+        for port in ports - self._reserved:
+            if not self._held(port):
+                self._free.take(port)
+        self._reserved = ports
+
+    def _held(self, port: int) -> bool:
+        return (Transport.TCP, port) in self._byExternal or (
+            Transport.UDP,
+            port,
+        ) in self._byExternal
 
     def nextExpiry(self) -> float | None:
         """
@@ -73,7 +95,7 @@ class MappingIndex:
         for C{transport}, and nobody else holds it for the other transport
         (the companion port is reserved for its holder, RFC 6886 s3.3).
         """
-        if not self.minPort <= port <= self.maxPort:
+        if not self.minPort <= port <= self.maxPort or port in self._reserved:
             return False
         if (transport, port) in self._byExternal:
             return False
@@ -95,7 +117,10 @@ class MappingIndex:
         key = mapping.key
         if key not in self._byKey:
             external = mapping.externalPort
-            if (otherTransport(mapping.transport), external) not in self._byExternal:
+            if (
+                otherTransport(mapping.transport),
+                external,
+            ) not in self._byExternal and external not in self._reserved:
                 self._free.take(external)
             self._byExternal[(mapping.transport, external)] = key
         self._byKey[key] = mapping
@@ -110,7 +135,10 @@ class MappingIndex:
         del self._byKey[key]
         external = mapping.externalPort
         del self._byExternal[(mapping.transport, external)]
-        if (otherTransport(mapping.transport), external) not in self._byExternal:
+        if (
+            otherTransport(mapping.transport),
+            external,
+        ) not in self._byExternal and external not in self._reserved:
             self._free.release(external)
         held = self._byClient[mapping.client]
         del held[key]

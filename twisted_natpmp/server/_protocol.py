@@ -47,11 +47,16 @@ class GatewayProtocol(DatagramProtocol):
 
     def datagramReceived(self, datagram: bytes, addr: Endpoint) -> None:
         try:
-            reply = self.gateway.respond(datagram, addr)
+            self.gateway.answer(datagram, addr, lambda reply: self._send(reply, addr))
         except Exception:
             log.failure("failed to answer {size}-byte packet", size=len(datagram))
-            return
-        if reply is None or self.transport is None:
+
+    def _send(self, reply: bytes, addr: Endpoint) -> None:
+        """
+        Send C{reply} (now, or once a batching backend has committed the
+        request's changes).
+        """
+        if self.transport is None:
             return
         try:
             self.transport.write(reply, addr)

@@ -23,7 +23,7 @@ from ipaddress import (
 from typing import Any, cast
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -47,6 +47,7 @@ from ._internalport import InterfaceCheckingPort, LocalInterface, interfaceHoldi
 from ._protocol import GatewayProtocol
 from ._ratelimit import DEFAULT_REQUEST_BURST, checkRate
 from .announcer import Announcer, PCPAnnouncements
+from .backends._batching import IBatchingBackend
 from .backends.memory import MemoryBackend
 from .gateway import Endpoint, Gateway
 from .table import (
@@ -85,6 +86,8 @@ class GatewayService(Service):
     @ivar gateway: the request handler, while running.
     @ivar ports: the listening ports, while running, in the order of
         C{listen}.
+    @ivar started: fires when the backend is ready (at once for a
+        synchronous one), or fails if it cannot be made ready.
     """
 
     def __init__(
@@ -94,7 +97,7 @@ class GatewayService(Service):
         externalAddress: IPv4Address | str | None,
         *,
         port: int = SERVER_PORT,
-        backend: IMappingBackend | None = None,
+        backend: IMappingBackend | IBatchingBackend | None = None,
         minPort: int = DEFAULT_MIN_PORT,
         maxPort: int = DEFAULT_MAX_PORT,
         maxLifetime: int = DEFAULT_MAX_LIFETIME,
@@ -129,7 +132,10 @@ class GatewayService(Service):
             L{setExternalAddress} gives one (RFC 6886 s3.2, s3.5).
         @param port: the UDP port to serve; 0 picks one (for tests).
         @param backend: makes mappings real; a L{MemoryBackend} by
-            default.
+            default.  A batching one (L{IBatchingBackend}, such as
+            L{twisted_natpmp.server.backends.nftables.NftablesBackend}) is
+            started afresh with the service (L{started}) and stopped with
+            it.
         @param maxMappings: the most mappings the gateway holds; L{None} (the
             default here; C{twistd natpmp-gateway} sets one): as many as the
             port range allows.
@@ -180,6 +186,7 @@ class GatewayService(Service):
         self._requestBurst = requestBurst
         self.announceTo = announceTo
         self.gateway: Gateway | None = None
+        self.started: Deferred[None] = succeed(None)
         self.ports: list[IListeningPort] = []
         self._announcer: Announcer | None = None
         self._interfaceOf = interfaceOf
@@ -196,6 +203,9 @@ class GatewayService(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        if IBatchingBackend.providedBy(self.backend):
+            # Its batches wait for the table made afresh.
+            self.started = self.backend.start()
         self.gateway = Gateway(
             self._clock,
             self.externalAddress,
@@ -336,10 +346,11 @@ class GatewayService(Service):
         if self._pcpAnnouncer6 is not None:
             self._pcpAnnouncer6.stop()
             self._pcpAnnouncer6 = None
+        stopping: list[Deferred[object]] = []
         if self.gateway is not None:
-            self.gateway.stop()
+            stopping.append(self.gateway.stop().addCallback(lambda _: _))
             self.gateway = None
         ports, self.ports = self.ports, []
         return gatherResults(
-            [maybeDeferred(port.stopListening) for port in ports]
+            stopping + [maybeDeferred(port.stopListening) for port in ports]
         ).addCallback(lambda _: None)

@@ -115,6 +115,31 @@ class SharedTable(MappingTable):
         except Exception as e:
             raise backendRefused(e, "set the filters") from e
 
+    def restore(
+        self, states: dict[Key, tuple[GatewayMapping, bytes | None] | None]
+    ) -> None:
+        """
+        Put each key of C{states} back as it was: its mapping with its
+        owner, or none; without calling the backend or the observer (a
+        batching backend's changes that did not commit, undone).  A mapping
+        whose lifetime has ended meanwhile is not put back.
+        """
+        now = self._clock.seconds()
+        for key in states:
+            current = self._byKey.get(key)
+            if current is not None:
+                self._forget(current)
+        for key, state in states.items():
+            if state is None or state[0].expires <= now:
+                continue
+            mapping, owner = state
+            if isPinhole(mapping.client):
+                self._storePinhole(mapping)
+            else:
+                self._store(mapping)
+            if owner is not None:
+                self._owners[key] = owner
+
     def newEpoch(self) -> None:
         """
         Start a new epoch and keep the mappings, as when the external

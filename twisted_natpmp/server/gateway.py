@@ -28,9 +28,10 @@ own line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -41,9 +42,11 @@ from ..natpmp.responder import NATPMPResponder
 from ..pcp._serverchecks import Network
 from ..pcp.responder import DEFAULT_MIN_LIFETIME, PCPResponder
 from ._clock import externalAddressOrNone, monotonicFor
+from ._committer import Committer, TableBackend
 from ._eventlog import logEvent
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
 from ._shared import SharedTable
+from .backends._batching import IBatchingBackend
 from .backends._filters import RemoteFilter
 from .backends.memory import MemoryBackend
 from .dispatch import VersionDispatcher
@@ -55,6 +58,7 @@ from .table import (
     GatewayMapping,
     MonotonicClock,
     Refused,
+    TableEvent,
 )
 
 __all__ = ["Endpoint", "Gateway", "NATPMPGateway", "logEvent"]
@@ -89,7 +93,7 @@ class Gateway:
         externalAddress: IPv4Address | str | None,
         internalNetworks: Iterable[Network | str],
         *,
-        backend: IMappingBackend | None = None,
+        backend: IMappingBackend | IBatchingBackend | None = None,
         minPort: int = DEFAULT_MIN_PORT,
         maxPort: int = DEFAULT_MAX_PORT,
         maxLifetime: int = DEFAULT_MAX_LIFETIME,
@@ -105,7 +109,9 @@ class Gateway:
         """
         @param clock: schedules the expiry timer and the drop summaries.
         @param backend: makes mappings real; a
-            C{MemoryBackend} by default.
+            C{MemoryBackend} by default.  A batching one
+            (L{IBatchingBackend}) has each request answered once its changes
+            have committed (L{Committer}, and see L{answer}).
         @param maxMappings: the most mappings the gateway holds (L{None}: as
             many as the port range allows).
         @param requestRate: mapping requests (map, renew, delete: what
@@ -133,15 +139,21 @@ class Gateway:
         self._monotonic = monotonicFor(clock) if monotonic is None else monotonic
         self.externalAddress = externalAddress
         self.internalNetworks = tuple(ip_network(n) for n in internalNetworks)
+        self._backend = backend
+        self._committer: Committer | None = None
+        observer: Callable[[TableEvent], object] = logEvent
+        tableBackend: IMappingBackend = backend  # type: ignore[assignment]
+        if IBatchingBackend.providedBy(backend):
+            tableBackend, observer = TableBackend(), self._observeBatched
         self.table = SharedTable(
             self._monotonic,
-            backend,
+            tableBackend,
             minPort=minPort,
             maxPort=maxPort,
             maxLifetime=maxLifetime,
             maxMappingsPerClient=maxMappingsPerClient,
             maxMappings=maxMappings,
-            observer=logEvent,
+            observer=observer,
         )
         self.rateLimiter = (
             None
@@ -167,6 +179,19 @@ class Gateway:
             self.dispatcher.register(1, self.natpmp)
         else:
             self.dispatcher = VersionDispatcher(self.natpmp, self.drops)
+        if IBatchingBackend.providedBy(backend):
+            self._committer = Committer(
+                clock,
+                backend,
+                self.table,
+                self.dispatcher.respond,
+                self._scheduleExpiry,
+            )
+
+    def _observeBatched(self, event: TableEvent) -> None:
+        logEvent(event)
+        assert self._committer is not None
+        self._committer.observe(event)
 
     _external: IPv4Address | None
 
@@ -196,12 +221,41 @@ class Gateway:
 
     def respond(self, packet: bytes, source: Endpoint) -> bytes | None:
         """
-        Answer one datagram.
+        Answer one datagram, over a synchronous backend (over a batching
+        one, use L{answer}).
 
         @param source: where it came from: the client whose mappings it
             asks about (RFC 6886 s3.3: a client only maps ports to itself).
         @return: the response, or L{None} when the packet is not answered
             (the reason is logged).
+        @raise RuntimeError: the backend is a batching one.
+        """
+        if self._committer is not None:
+            raise RuntimeError("a batching backend answers through answer()")
+        client = self._source(packet, source)
+        return None if client is None else self.dispatcher.respond(packet, client)
+
+    def answer(
+        self, packet: bytes, source: Endpoint, send: Callable[[bytes], object]
+    ) -> None:
+        """
+        Answer one datagram with C{send(reply)}: at once over a synchronous
+        backend, once its changes have committed over a batching one; not
+        at all for a packet not answered (the reason is logged).
+        """
+        client = self._source(packet, source)
+        if client is None:
+            return
+        if self._committer is not None:
+            self._committer.answer(packet, client, send)
+            return
+        reply = self.dispatcher.respond(packet, client)
+        if reply is not None:
+            send(reply)
+
+    def _source(self, packet: bytes, source: Endpoint) -> IPAddress | None:
+        """
+        The client C{packet} is from, if it is to be answered at all.
         """
         host = str(source[0])
         try:
@@ -220,7 +274,7 @@ class Gateway:
         if not self.isInternal(client):
             self.drops.drop(host, "outside the internal networks")
             return None
-        return self.dispatcher.respond(packet, client)
+        return client
 
     def announcement(self) -> bytes | None:
         """
@@ -266,6 +320,8 @@ class Gateway:
         Whether a mapping request from C{host} is within its rate limit; if
         not, it is counted as dropped.
         """
+        if self._committer is not None and self._committer.readmitting():
+            return True
         if self.rateLimiter is not None and not self.rateLimiter.allow(host):
             self.drops.drop(host, "over the rate limit")
             return False
@@ -292,6 +348,7 @@ class Gateway:
             suggested (PCP's PREFER_FAILURE).
         @raise Refused: the table or its backend refused, by meaning.
         """
+        self._checkRefusing()
         try:
             return self.table.map(
                 client,
@@ -321,6 +378,7 @@ class Gateway:
         @raise Refused: the mapping has another owner, or the backend could
             not remove it.
         """
+        self._checkRefusing()
         try:
             return self.table.delete(client, transport, internalPort, owner=owner)
         finally:
@@ -337,6 +395,7 @@ class Gateway:
         @return: the mappings deleted.
         @raise Refused: for the first that could not be (those are kept).
         """
+        self._checkRefusing()
         try:
             deleted, error = self.table.deleteAll(client, transport, owner=owner)
         finally:
@@ -344,6 +403,16 @@ class Gateway:
         if error is not None:
             raise error
         return deleted
+
+    def _checkRefusing(self) -> None:
+        """
+        Refuse every change while a request whose batch failed is answered
+        again (L{Committer}).
+        """
+        if self._committer is not None:
+            refusal = self._committer.refusal()
+            if refusal is not None:
+                raise refusal
 
     def refused(self, client: IPAddress, refusal: Refused, answer: str) -> None:
         """
@@ -381,12 +450,17 @@ class Gateway:
         self.table.expire()
         self._scheduleExpiry()
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
         """
         Stop the expiry timer and remove every mapping, as a gateway that
         shuts down loses its state (RFC 6886 s3.6); say what drops are
         counted and not yet logged.
+
+        @return: fires when the backend has removed them (at once for a
+            synchronous one).
         """
+        if self._committer is not None:
+            self._committer.stop()
         if self._expiryCall is not None and self._expiryCall.active():
             self._expiryCall.cancel()
         self._expiryCall = None
@@ -396,6 +470,9 @@ class Gateway:
             log.info("gateway stopped: removed {count} mapping(s)", count=len(removed))
         self.drops.stop()
         self.refusals.stop()
+        if IBatchingBackend.providedBy(self._backend):
+            return self._backend.stop(removed)
+        return succeed(None)
 
 
 #: The first name of L{Gateway}, kept for existing callers.

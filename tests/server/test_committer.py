@@ -1,0 +1,318 @@
+"""
+Tests for L{twisted_natpmp.server._committer}: a gateway over a batching
+backend answers each request once its changes have committed, and never
+holds a mapping the kernel does not.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from zope.interface.verify import verifyObject
+
+from twisted_natpmp.interfaces import IMappingBackend
+from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
+from twisted_natpmp.server._committer import Mode, TableBackend
+
+from ._batchhelpers import BatchingGatewayMixin
+from ._helpers import CLIENT, OTHER, TCP, UDP, mapRequest, parseMap
+from ._pcp import mapPacket
+
+ELEMENT = "tcp . 8080 timeout 3600s : 10.77.0.2 . 8080"
+
+
+class AnsweredAfterCommitTests(BatchingGatewayMixin):
+    def test_tableBackend(self) -> None:
+        """
+        The table's own backend over a batching one does nothing but
+        provide L{IMappingBackend}.
+        """
+        self.assertTrue(verifyObject(IMappingBackend, TableBackend()))
+
+    def test_createHeldUntilCommitted(self) -> None:
+        """
+        A new mapping is answered only once the batch that adds its element
+        (timeout: the lifetime granted) has committed.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.assertEqual(self.replies[CLIENT], [])
+        self.turn()
+        inFlight = self.nft.inFlight
+        assert inFlight is not None
+        self.assertIn(
+            f"add element inet twisted_natpmp forwards {{ {ELEMENT} }}", inFlight.stdin
+        )
+        self.assertEqual(self.replies[CLIENT], [])
+        self.nft.succeed()
+        [reply] = self.replies[CLIENT]
+        _, result, _, _, external, lifetime = parseMap(reply)
+        self.assertEqual((result, external, lifetime), (0, 8080, 3600))
+
+    def test_renewRefreshes(self) -> None:
+        """
+        A renewal writes the element again with the new lifetime as its
+        timeout.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.succeed()
+        self.clock.advance(1800)
+        self.send(mapRequest(TCP, 8080, 8080, 7200))
+        self.turn()
+        batch = self.nft.succeed().stdin
+        self.assertIn(
+            "add element inet twisted_natpmp forwards"
+            " { tcp . 8080 timeout 7200s : 10.77.0.2 . 8080 }",
+            batch,
+        )
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1:6:4], (0, 7200))
+
+    def test_deleteEndsFlows(self) -> None:
+        """
+        A deletion removes the element (without failing if the kernel has
+        expired it: it is added first), is answered once committed, and
+        then ends the flows through the mapping.
+        """
+        self.send(mapRequest(UDP, 5000, 5000, 600))
+        self.turn()
+        self.nft.succeed()
+        self.send(mapRequest(UDP, 5000, 0, 0))
+        self.turn()
+        self.assertEqual(len(self.replies[CLIENT]), 1)
+        batch = self.nft.succeed().stdin
+        self.assertEqual(
+            batch,
+            "add element inet twisted_natpmp forwards"
+            " { udp . 5000 timeout 1s : 10.77.0.2 . 5000 }\n"
+            "delete element inet twisted_natpmp forwards { udp . 5000 }\n",
+        )
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 0)
+        # RFC 6886 s3.4: a mapping that has gone SHOULD end its connections.
+        [flush] = self.conntrack.runs
+        self.assertEqual(flush.arguments, ("-R", "/dev/stdin"))
+        self.assertEqual(
+            flush.stdin,
+            "-D -p udp --orig-port-dst 5000 --reply-src 10.77.0.2"
+            " --reply-port-src 5000\n",
+        )
+
+    def test_expiryRemoves(self) -> None:
+        """
+        A mapping that expires has its element removed and its flows ended
+        (RFC 6886 s3.3: mappings not renewed MUST be deleted).
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 60))
+        self.turn()
+        self.nft.succeed()
+        self.clock.advance(60)
+        self.turn()
+        batch = self.nft.succeed().stdin
+        self.assertIn(
+            "delete element inet twisted_natpmp forwards { tcp . 8080 }", batch
+        )
+        self.assertEqual(len(self.conntrack.runs), 1)
+        self.assertIsNone(self.gateway.table.get(IPv4Address(CLIENT), TCP, 8080))
+
+    def test_nothingToCommit(self) -> None:
+        """
+        A request that changes nothing (the external address, deleting
+        nothing) is answered at once, even while a batch is in flight: a
+        gateway busy writing rules still answers.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.send(b"\x00\x00", OTHER)
+        self.send(mapRequest(UDP, 9, 0, 0), OTHER)
+        self.assertEqual(len(self.replies[OTHER]), 2)
+        self.assertEqual(self.replies[CLIENT], [])
+
+
+class CoalescingTests(BatchingGatewayMixin):
+    def test_oneTurnOneBatch(self) -> None:
+        """
+        Requests that arrive in one reactor turn share one batch.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
+        self.turn()
+        self.nft.succeed()
+        self.assertEqual(len(self.batches()), 1)
+        self.assertEqual(len(self.replies[CLIENT]) + len(self.replies[OTHER]), 2)
+
+    def test_whileInFlight(self) -> None:
+        """
+        Requests that arrive while a batch is in flight wait for it, then
+        go out together in the next.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
+        self.send(mapRequest(UDP, 8082, 8082, 3600), OTHER)
+        self.turn()
+        self.assertEqual(len(self.nft.runs), 2)  # the table, the first batch
+        self.nft.succeed()
+        self.assertEqual(len(self.replies[CLIENT]), 1)
+        second = self.nft.succeed().stdin
+        self.assertIn("tcp . 8081 timeout 3600s", second)
+        self.assertIn("udp . 8082 timeout 3600s", second)
+        self.assertEqual(len(self.replies[OTHER]), 2)
+        self.assertEqual(self.gateway._committer.batches, 2)  # type: ignore[union-attr]
+
+
+class FailureTests(BatchingGatewayMixin):
+    def test_networkFailure(self) -> None:
+        """
+        A batch that fails is answered with NAT-PMP's network failure
+        (result 3, RFC 6886 s3.5), and the table holds nothing the kernel
+        does not: the mapping and its port are gone.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.fail("Error: Could not process rule: Operation not permitted")
+        [reply] = self.replies[CLIENT]
+        _, result, _, _, external, lifetime = parseMap(reply)
+        self.assertEqual((result, external, lifetime), (3, 0, 0))
+        self.assertEqual(len(self.gateway.table), 0)
+        self.send(mapRequest(TCP, 8080, 8080, 3600), OTHER)
+        self.turn()
+        self.nft.succeed()
+        self.assertEqual(parseMap(self.replies[OTHER][0])[4], 8080)
+
+    def test_outOfResources(self) -> None:
+        """
+        A kernel without room is answered out of resources: NAT-PMP's 4,
+        PCP's NO_RESOURCES (RFC 6887 s7.4).
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.fail("Error: Could not process rule: No space left on device")
+        self.assertEqual(parseMap(self.replies[CLIENT][0])[1], 4)
+        self.send(mapPacket(9000, client=OTHER), OTHER)
+        self.turn()
+        self.nft.fail("Error: Could not process rule: Cannot allocate memory")
+        response = decodeResponse(self.replies[OTHER][0])
+        self.assertEqual(response.resultCode, ResultCode.NO_RESOURCES)
+
+    def test_pcpNetworkFailure(self) -> None:
+        """
+        Over PCP a failed batch is NETWORK_FAILURE, a short-lived error of
+        30 s (RFC 6887 s7.4).
+        """
+        self.send(mapPacket(9000))
+        self.turn()
+        self.nft.fail()
+        response = decodeResponse(self.replies[CLIENT][0])
+        self.assertEqual(response.resultCode, ResultCode.NETWORK_FAILURE)
+        self.assertEqual(response.lifetime, 30)
+
+    def test_failedRenewalRestored(self) -> None:
+        """
+        A renewal whose batch fails leaves the mapping as committed: its
+        old lifetime, its port.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 600))
+        self.turn()
+        self.nft.succeed()
+        before = self.gateway.table.get(IPv4Address(CLIENT), TCP, 8080)
+        self.clock.advance(100)
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.fail()
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 3)
+        self.assertEqual(self.gateway.table.get(IPv4Address(CLIENT), TCP, 8080), before)
+
+    def test_failedDeleteKept(self) -> None:
+        """
+        A deletion whose batch fails keeps the mapping (the kernel still
+        forwards it) and says so with an error.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 600))
+        self.turn()
+        self.nft.succeed()
+        self.send(mapRequest(TCP, 8080, 0, 0))
+        self.turn()
+        self.nft.fail()
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 3)
+        self.assertIsNotNone(self.gateway.table.get(IPv4Address(CLIENT), TCP, 8080))
+        self.assertEqual(self.conntrack.runs, [])
+
+    def test_coalescedFailureIsolated(self) -> None:
+        """
+        When a batch of several requests fails, each is tried again in a
+        batch of its own, so that one bad request does not fail the
+        others; requests arriving meanwhile wait their turn.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
+        self.turn()
+        self.nft.fail()
+        committer = self.gateway._committer
+        assert committer is not None
+        self.assertIs(committer.mode, Mode.ISOLATING)
+        self.assertEqual(len(self.gateway.table), 1)  # the first, tried alone
+        self.send(mapRequest(UDP, 5000, 5000, 3600), OTHER)
+        alone = self.nft.fail().stdin
+        self.assertIn("tcp . 8080", alone)
+        self.assertNotIn("8081", alone)
+        self.assertEqual(parseMap(self.replies[CLIENT][0])[1], 3)
+        self.assertIn("tcp . 8081", self.nft.succeed().stdin)
+        self.assertIn("udp . 5000", self.nft.succeed().stdin)
+        self.assertEqual([parseMap(r)[1] for r in self.replies[OTHER]], [0, 0])
+        self.assertIs(committer.mode, Mode.NORMAL)
+        self.assertEqual(len(self.gateway.table), 2)
+
+    def test_openBatchRunAgain(self) -> None:
+        """
+        When a batch fails, the requests coalesced behind it are run again
+        on the table put back, not answered from the state that failed.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        # Another host asks for the same port: it gets the next one...
+        self.send(mapRequest(TCP, 8080, 8080, 3600), OTHER)
+        self.nft.fail()
+        # ... but the first failed, so run again it gets 8080 itself.
+        self.assertIn(
+            "tcp . 8080 timeout 3600s : 10.77.0.3 . 8080", self.nft.succeed().stdin
+        )
+        self.assertEqual(parseMap(self.replies[OTHER][0])[4], 8080)
+
+    def test_rateLimitOnce(self) -> None:
+        """
+        A request run again is not charged to its source's rate limit a
+        second time.
+        """
+        gateway = self.gateway = self.makeGateway(requestRate=1, requestBurst=2)
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(TCP, 8081, 8081, 3600))
+        self.turn()
+        self.nft.fail()
+        self.nft.succeed()
+        self.nft.succeed()
+        self.assertEqual([parseMap(r)[1] for r in self.replies[CLIENT]], [0, 0])
+        self.assertEqual(len(gateway.table), 2)
+
+
+class StopTests(BatchingGatewayMixin):
+    def test_stopDeletesTable(self) -> None:
+        """
+        Stopping deletes the table (whether or not it is there) and ends
+        the flows of every mapping still held; pending requests are not
+        answered.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.succeed()
+        self.send(mapRequest(TCP, 8081, 8081, 3600))
+        self.turn()
+        stopped = self.gateway.stop()
+        self.nft.succeed()
+        self.assertEqual(len(self.replies[CLIENT]), 1)
+        self.assertEqual(
+            self.nft.succeed().stdin,
+            "add table inet twisted_natpmp\ndelete table inet twisted_natpmp\n",
+        )
+        self.successResultOf(stopped)
+        [flush] = self.conntrack.runs
+        self.assertIn("--orig-port-dst 8080", flush.stdin)
+        self.assertIn("--orig-port-dst 8081", flush.stdin)

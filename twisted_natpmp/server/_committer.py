@@ -1,0 +1,329 @@
+# -*- test-case-name: tests.server.test_committer -*-
+"""
+L{Committer}: how a gateway answers over a batching backend
+(L{twisted_natpmp.server.backends._batching.IBatchingBackend}), whose
+changes take effect only when a batch of them commits, later.
+
+Each request is answered by the responders at once, against the table,
+which changes optimistically; the changes it made (the table's events)
+join the open batch, and its reply is held until that batch has committed.
+Requests that change nothing (an external address request, a refusal, a
+deletion of nothing) are answered at once.  One batch is in flight at a
+time; the requests answered meanwhile are coalesced into the next, sent
+when the one in flight ends (and a first one on the next reactor turn, so
+that the datagrams of one read share it).
+
+The table and the kernel never disagree for long:
+
+  - the state of every mapping as last committed is kept; when a batch
+    fails, every mapping its requests (and those of the open batch)
+    touched is put back as committed, in the table, without a backend
+    call;
+  - a failed batch of one request is answered by running the request
+    again with the gateway refusing every change with the failure's
+    meaning (L{twisted_natpmp.errors.NetworkFailureError} or
+    L{twisted_natpmp.errors.OutOfResourcesError}), so each protocol
+    answers with its own code for it (NAT-PMP's 3 or 4, PCP's
+    NETWORK_FAILURE or NO_RESOURCES);
+  - a failed batch of several requests is not answered yet: its requests,
+    then the open batch's, are run again one at a time, each in a batch
+    of its own (isolating), so that one bad request does not fail the
+    others; new requests queue behind them meanwhile;
+  - an expiry's removal is never undone: the table has forgotten the
+    mapping, and the kernel's own timeout, the lifetime granted, ends it
+    anyway.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .._types import IPAddress
+from ..errors import NetworkFailureError
+from ..interfaces import IMappingBackend
+from ._entries import EventKind, GatewayMapping, Key, Refused, TableEvent
+from ._shared import SharedTable
+from .backends._batching import (
+    ChangeKind,
+    CommitFailed,
+    ForwardChange,
+    IBatchingBackend,
+)
+
+__all__ = ["Committer", "Mode", "TableBackend"]
+
+log = Logger()
+
+Send = Callable[[bytes], object]
+Respond = Callable[[bytes, IPAddress], "bytes | None"]
+State = tuple[GatewayMapping, "bytes | None"]
+
+_SETTING = {EventKind.CREATED, EventKind.RENEWED}
+_REQUESTED = {EventKind.CREATED, EventKind.RENEWED, EventKind.DELETED}
+
+
+class Mode(Enum):
+    """
+    How new requests are taken.
+    """
+
+    #: At once, their changes coalesced into the open batch.
+    NORMAL = "normal"
+    #: Behind the requests of a failed batch, one batch each.
+    ISOLATING = "isolating"
+    #: Not at all: the gateway has stopped.
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class _Request:
+    packet: bytes
+    client: IPAddress
+    send: Send
+    reply: bytes | None = None
+    #: Whether it is being answered again (it was admitted once already).
+    again: bool = False
+
+
+@dataclass(slots=True)
+class _Batch:
+    changes: list[ForwardChange] = field(default_factory=list)
+    requests: list[_Request] = field(default_factory=list)
+    #: The table keys the requests changed, to put back on failure.
+    keys: set[Key] = field(default_factory=set)
+    #: Their states as sent, to keep as committed on success.
+    after: dict[Key, State | None] = field(default_factory=dict)
+
+
+class Committer:
+    """
+    Answers requests over a batching backend; see the module docstring.
+
+    @ivar mode: how new requests are taken.
+    @ivar batches: how many batches were sent.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        backend: IBatchingBackend,
+        table: SharedTable,
+        respond: Respond,
+        restored: Callable[[], object],
+    ) -> None:
+        """
+        @param respond: answers one request against C{table} (the
+            gateway's dispatcher).
+        @param restored: called when mappings were put back into
+            C{table} (the gateway sets its expiry timer again).
+        """
+        self._clock = clock
+        self._backend = backend
+        self._table = table
+        self._respond = respond
+        self._restored = restored
+        self.mode = Mode.NORMAL
+        self.batches = 0
+        self._open = _Batch()
+        self._inFlight: _Batch | None = None
+        self._flushCall: IDelayedCall | None = None
+        self._queue: deque[_Request] = deque()
+        self._committed: dict[Key, State] = {}
+        self._current: _Request | None = None
+        self._touched = False
+        self._refusing: Refused | None = None
+
+    # What the gateway calls
+
+    def answer(self, packet: bytes, client: IPAddress, send: Send) -> None:
+        """
+        Answer C{packet} from C{client} with C{send(reply)}, now or when
+        its changes have committed (or never, for a packet not answered).
+        """
+        request = _Request(packet, client, send)
+        if self.mode is Mode.NORMAL:
+            self._process(request)
+        elif self.mode is Mode.ISOLATING:
+            self._queue.append(request)
+
+    def observe(self, event: TableEvent) -> None:
+        """
+        Take one change of the table into the open batch.
+        """
+        kind = event.kind
+        mapping = event.mapping
+        if kind in _SETTING:
+            change = ForwardChange(ChangeKind.SET, mapping)
+        elif kind in (EventKind.DELETED, EventKind.EXPIRED):
+            change = ForwardChange(ChangeKind.REMOVE, mapping)
+        else:
+            return  # cleared on stop: the backend's stop removes everything
+        self._open.changes.append(change)
+        if kind is EventKind.EXPIRED:
+            self._committed.pop(mapping.key, None)
+        elif self._current is not None and kind in _REQUESTED:
+            self._open.keys.add(mapping.key)
+            self._touched = True
+        self._scheduleFlush()
+
+    def refusal(self) -> Refused | None:
+        """
+        The refusal every change gets while a failed request is answered
+        again, or L{None}.
+        """
+        return self._refusing
+
+    def readmitting(self) -> bool:
+        """
+        Whether the request being answered was admitted (rate-limited)
+        once already.
+        """
+        return self._current is not None and self._current.again
+
+    def stop(self) -> None:
+        """
+        Answer nothing more; what is pending is dropped.
+        """
+        self.mode = Mode.STOPPED
+        self._queue.clear()
+        self._open = _Batch()
+
+    # Internals
+
+    def _process(self, request: _Request) -> None:
+        self._current, self._touched = request, False
+        try:
+            request.reply = self._respond(request.packet, request.client)
+        finally:
+            self._current = None
+        if self._touched:
+            self._open.requests.append(request)
+            self._scheduleFlush()
+        elif request.reply is not None:
+            request.send(request.reply)
+
+    def _scheduleFlush(self) -> None:
+        if self._inFlight is None and self._flushCall is None and self._open.changes:
+            self._flushCall = self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+        self._flushCall = None
+        batch = self._open
+        if self._inFlight is not None or not batch.changes or self.mode is Mode.STOPPED:
+            return
+        self._open = _Batch()
+        self._inFlight = batch
+        for key in batch.keys:
+            mapping = self._table.get(*key)
+            batch.after[key] = (
+                None if mapping is None else (mapping, self._table.ownerOf(mapping))
+            )
+        self.batches += 1
+        applied = self._backend.apply(batch.changes)
+        applied.addCallbacks(
+            lambda _: self._committedBatch(batch),
+            lambda f: self._failedBatch(f, batch),
+        )
+        applied.addErrback(lambda f: log.failure("failed to finish a batch", f))
+
+    def _committedBatch(self, batch: _Batch) -> None:
+        self._inFlight = None
+        if self.mode is Mode.STOPPED:
+            return
+        for key, state in batch.after.items():
+            if state is None:
+                self._committed.pop(key, None)
+            else:
+                self._committed[key] = state
+        for request in batch.requests:
+            if request.reply is not None:
+                request.send(request.reply)
+        self._next()
+
+    def _failedBatch(self, failure: Failure, batch: _Batch) -> None:
+        self._inFlight = None
+        if self.mode is Mode.STOPPED:
+            return
+        error = failure.value
+        if isinstance(error, CommitFailed):
+            refusal = Refused(error.error, "the backend failed to commit", error.detail)
+        else:
+            refusal = Refused(
+                NetworkFailureError(), "the backend failed to commit", repr(error)
+            )
+        pending = self._open
+        keys = batch.keys | pending.keys
+        self._table.restore({key: self._committed.get(key) for key in keys})
+        self._restored()
+        # What is left of the open batch: the expiries, never undone.
+        self._open = _Batch(
+            changes=[c for c in pending.changes if c.mapping.key not in keys]
+        )
+        log.warn(
+            "batch of {changes} change(s) failed, {requests} request(s) undone:"
+            " {error}",
+            changes=len(batch.changes),
+            requests=len(batch.requests) + len(pending.requests),
+            error=str(refusal),
+        )
+        again = pending.requests
+        if len(batch.requests) == 1:
+            self._refuse(batch.requests[0], refusal)
+        else:
+            again = batch.requests + again
+        if again:
+            self.mode = Mode.ISOLATING
+            for request in again:
+                request.again = True
+            self._queue.extendleft(reversed(again))
+        self._next()
+
+    def _refuse(self, request: _Request, refusal: Refused) -> None:
+        """
+        Answer C{request} again, every change refused with C{refusal}.
+        """
+        self._refusing = refusal
+        request.again = True
+        try:
+            self._process(request)
+        finally:
+            self._refusing = None
+
+    def _next(self) -> None:
+        """
+        Send the open batch, or go on isolating.
+        """
+        while self.mode is Mode.ISOLATING and self._inFlight is None:
+            if not self._queue:
+                self.mode = Mode.NORMAL
+                break
+            request = self._queue.popleft()
+            self._process(request)
+            if self._open.requests:
+                self._flush()
+                return
+        if self._open.changes and self._inFlight is None:
+            self._flush()
+
+
+@implementer(IMappingBackend)
+class TableBackend:
+    """
+    What the table of a gateway over a batching backend calls: nothing
+    happens at once; the L{Committer} takes the table's events instead.
+    """
+
+    def _nothing(self, *arguments: object) -> None:
+        pass
+
+    addMapping = removeMapping = _nothing

@@ -1,0 +1,99 @@
+# -*- test-case-name: tests.server.test_committer -*-
+"""
+L{IBatchingBackend}: a backend whose changes take effect only when a batch
+of them is committed, later (a firewall written by another process), in
+place of L{twisted_natpmp.interfaces.IMappingBackend}'s immediate calls.
+
+The gateway (L{twisted_natpmp.server._committer.Committer}) answers a
+request only after the batch holding its changes has committed, and rolls
+the table back and answers with the failure's meaning when it has not.
+The memory backend stays synchronous; the gateway takes either kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+from ...errors import GatewayError
+from .._entries import GatewayMapping
+
+__all__ = ["ChangeKind", "CommitFailed", "ForwardChange", "IBatchingBackend"]
+
+
+class ChangeKind(Enum):
+    """
+    What a change does to one forward.
+    """
+
+    #: Forward the mapping's external port for its lifetime (from now):
+    #: a new mapping, or a renewal.
+    SET = "set"
+    #: Stop forwarding it, and end the flows through it: deleted by its
+    #: client or expired.
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardChange:
+    """
+    One change to the forwards.
+
+    @ivar kind: what it does.
+    @ivar mapping: the mapping it is for (external port, internal address
+        and port, and for L{ChangeKind.SET} the lifetime granted).
+    """
+
+    kind: ChangeKind
+    mapping: GatewayMapping
+
+
+class CommitFailed(Exception):
+    """
+    A batch was not committed; none of its changes took effect.
+
+    @ivar error: what that means for the requests whose changes it held
+        (L{twisted_natpmp.errors.NetworkFailureError},
+        L{twisted_natpmp.errors.OutOfResourcesError}).
+    @ivar detail: why, for the log.
+    """
+
+    def __init__(self, error: GatewayError, detail: str) -> None:
+        super().__init__(error, detail)
+        self.error = error
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.error.meaning}: {self.detail}"
+
+
+class IBatchingBackend(Interface):
+    """
+    A backend that commits changes in atomic batches, asynchronously.
+    """
+
+    def start() -> Deferred[None]:
+        """
+        Make the forwarding state afresh and empty (a gateway that starts
+        has no mappings: RFC 6886 s3.6, RFC 6887 s8.5); batches applied
+        meanwhile wait for it.
+        """
+
+    def apply(changes: Sequence[ForwardChange]) -> Deferred[None]:
+        """
+        Commit C{changes}, in order, as one transaction: all or none.
+        Removing a forward that is already gone (its own timeout ended it)
+        is not an error.
+
+        @return: fires when committed, or fails with L{CommitFailed}.
+        """
+
+    def stop(held: Sequence[GatewayMapping]) -> Deferred[None]:
+        """
+        Remove every forward and everything else the backend added, and end
+        the flows through the mappings still C{held}.
+        """
