@@ -166,6 +166,20 @@ class ForwardingLab(Lab):
         objects = json.loads(self.nft("-j", "list", "ruleset"))["nftables"]
         return [o for o in objects if "metainfo" not in o]
 
+    def tableHandle(self, name: str, family: str = "inet") -> int | None:
+        """
+        The handle of table C{family} C{name}, or L{None} if there is none
+        (a table made afresh has a new handle).
+        """
+        for o in self.ruleset():
+            table = o.get("table")
+            if table is not None and (table["family"], table["name"]) == (
+                family,
+                name,
+            ):
+                return int(table["handle"])
+        return None
+
     def tables(self) -> set[tuple[str, str]]:
         """
         Every table in the router's ruleset, as (family, name).
@@ -277,9 +291,11 @@ class ForwardingLab(Lab):
         """
         Start C{twistd -n natpmp-gateway --backend nftables
         --external-interface wan0 --listen 10.77.0.1/24 OPTIONS} in the
-        router namespace; wait until it listens on port 5351 and its table
-        C{inet table} exists.
+        router namespace; wait until it listens on port 5351 and has made
+        its table C{inet table} (afresh: one left by a gateway killed
+        earlier does not count).
         """
+        stale = self.tableHandle(table)
         if table != GATEWAY_TABLE:
             options = (f"--nft-table={table}", *options)
         daemon = self.spawn(
@@ -298,7 +314,7 @@ class ForwardingLab(Lab):
         def created() -> bool:
             if daemon.ended:
                 raise LabError(f"{name} exited {daemon.code}:\n{daemon.output()}")
-            return ("inet", table) in self.tables()
+            return self.tableHandle(table) not in (None, stale)
 
         await waitUntil(created, f"table inet {table}", 10.0, 0.05)
         return daemon
