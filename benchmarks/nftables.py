@@ -159,6 +159,18 @@ async def _pairs(lab: Lab, pairs: int, seconds: float) -> tuple[int, float]:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """
+    A best rate, in operations per second, and the pairs and seconds of
+    the round that gave it.
+    """
+
+    value: float
+    pairs: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Plan:
     """
     What to measure: the table sizes, map+delete pairs per round, rounds
@@ -173,7 +185,7 @@ class Plan:
 
 async def _measure(
     gateway: NftGateway | IptablesGateway, plan: Plan
-) -> dict[int, float | str]:
+) -> dict[int, Rate | str]:
     """
     Fill C{gateway} to each size of C{plan.tables} in turn and measure its
     map+delete rate there: the best of C{plan.rounds} rounds of
@@ -194,9 +206,9 @@ async def _measure(
 
 async def _fillAndMeasure(
     gateway: NftGateway | IptablesGateway, plan: Plan
-) -> dict[int, float | str]:
+) -> dict[int, Rate | str]:
     tables = plan.tables
-    result: dict[int, float | str] = {}
+    result: dict[int, Rate | str] = {}
     await gateway.start()
     try:
         deadline = time.perf_counter() + FILL_SECONDS
@@ -210,10 +222,11 @@ async def _fillAndMeasure(
                     f" {FILL_SECONDS:g} s"
                 )
                 break
-            best = 0.0
+            best = Rate(0.0, 0, 0.0)
             for _ in range(plan.rounds):
                 done, elapsed = await _pairs(gateway.lab, plan.pairs, plan.seconds)
-                best = max(best, 2 * done / elapsed)
+                if 2 * done / elapsed > best.value:
+                    best = Rate(2 * done / elapsed, done, elapsed)
             if gateway.held() != size:
                 raise RuntimeError(f"{gateway.held()} mappings left, not {size}")
             result[size] = best
@@ -237,7 +250,7 @@ async def _lab(directory: Path) -> AsyncIterator[ForwardingLab]:
 
 
 def _figures(
-    tables: Sequence[int], ours: dict[int, float | str], theirs: dict[int, float | str]
+    tables: Sequence[int], ours: dict[int, Rate | str], theirs: dict[int, Rate | str]
 ) -> list[Figure]:
     figures: list[Figure] = []
     for who, rates in (("ours", ours), ("miniupnpd", theirs)):
@@ -251,11 +264,12 @@ def _figures(
             if isinstance(value, str):
                 figures.append(notMeasured(name, UNIT, label, value))
             else:
-                figures.append(Figure(name, value, UNIT, label))
+                details = {"pairs": value.pairs, "seconds": round(value.seconds, 3)}
+                figures.append(Figure(name, value.value, UNIT, label, details=details))
 
-    def rate(rates: dict[int, float | str], size: int) -> float | None:
+    def rate(rates: dict[int, Rate | str], size: int) -> float | None:
         value = rates[size]
-        return None if isinstance(value, str) else value
+        return None if isinstance(value, str) else value.value
 
     for size in tables:
         figures.append(
