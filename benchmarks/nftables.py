@@ -112,11 +112,40 @@ class NftGateway:
         finally:
             await client.stop()
 
+    async def windowed(self, pairs: int) -> Rate | None:
+        """
+        Map C{pairs} ports then delete them over PCP, all given at once to
+        the client, which keeps its window in flight: what the backend can
+        put in one batch.
+        """
+        client = listenPCPClient(
+            self.lab.reactorIn(self.lab.lans[0]), ROUTER_LAN, nonces=MemoryNonceStore()
+        )
+        ports = range(MEASURED, MEASURED + pairs)
+        try:
+            started = time.perf_counter()
+            mapped = gatherResults([client.addMapping(Transport.TCP, p) for p in ports])
+            await mapped.addTimeout(FILL_SECONDS, self.reactor)
+            deleted = gatherResults(
+                [client.deleteMapping(Transport.TCP, p) for p in ports]
+            )
+            await deleted.addTimeout(FILL_SECONDS, self.reactor)
+            elapsed = time.perf_counter() - started
+            return Rate(2 * pairs / elapsed, pairs, elapsed)
+        finally:
+            await client.stop()
+
 
 class IptablesGateway(Miniupnpd):
     """
     miniupnpd as L{Miniupnpd} runs it, filled one request at a time.
     """
+
+    async def windowed(self, pairs: int) -> Rate | None:
+        """
+        Not measured here (figure 7 measures PCP's window on miniupnpd).
+        """
+        return None
 
     def held(self) -> int:
         return len(self.lab.rules(Transport.UDP))
@@ -170,6 +199,10 @@ class Rate:
     seconds: float
 
 
+#: Each (protocol, table size) measured, and its rate or why it was not.
+Rates = dict[tuple[str, int], Rate | str]
+
+
 @dataclass(frozen=True)
 class Plan:
     """
@@ -183,9 +216,7 @@ class Plan:
     seconds: float
 
 
-async def _measure(
-    gateway: NftGateway | IptablesGateway, plan: Plan
-) -> dict[int, Rate | str]:
+async def _measure(gateway: NftGateway | IptablesGateway, plan: Plan) -> Rates:
     """
     Fill C{gateway} to each size of C{plan.tables} in turn and measure its
     map+delete rate there: the best of C{plan.rounds} rounds of
@@ -201,14 +232,12 @@ async def _measure(
         lines = [line for line in str(e).splitlines() if line.strip()] or [""]
         said = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
         reason = f"failed: {type(e).__name__}: {said[:300]}"
-        return {size: reason for size in plan.tables}
+        return {("natpmp", size): reason for size in plan.tables}
 
 
-async def _fillAndMeasure(
-    gateway: NftGateway | IptablesGateway, plan: Plan
-) -> dict[int, Rate | str]:
+async def _fillAndMeasure(gateway: NftGateway | IptablesGateway, plan: Plan) -> Rates:
     tables = plan.tables
-    result: dict[int, Rate | str] = {}
+    result: Rates = {}
     await gateway.start()
     try:
         deadline = time.perf_counter() + FILL_SECONDS
@@ -217,7 +246,7 @@ async def _fillAndMeasure(
             await gateway.fill(range(FILL_PORT + filled, FILL_PORT + size), deadline)
             filled = gateway.held()
             if filled < size:
-                result[size] = (
+                result["natpmp", size] = (
                     f"filled only {filled:,} of {size:,} mappings within"
                     f" {FILL_SECONDS:g} s"
                 )
@@ -227,13 +256,18 @@ async def _fillAndMeasure(
                 done, elapsed = await _pairs(gateway.lab, plan.pairs, plan.seconds)
                 if 2 * done / elapsed > best.value:
                     best = Rate(2 * done / elapsed, done, elapsed)
+            result["natpmp", size] = best
+            windowed = await gateway.windowed(plan.pairs)
+            if windowed is not None:
+                result["pcp", size] = windowed
             if gateway.held() != size:
                 raise RuntimeError(f"{gateway.held()} mappings left, not {size}")
-            result[size] = best
     finally:
         await gateway.stop()
     for size in tables:
-        result.setdefault(size, "not reached: a smaller size could not be filled")
+        result.setdefault(
+            ("natpmp", size), "not reached: a smaller size could not be filled"
+        )
     return result
 
 
@@ -249,34 +283,46 @@ async def _lab(directory: Path) -> AsyncIterator[ForwardingLab]:
         await lab.destroy()
 
 
-def _figures(
-    tables: Sequence[int], ours: dict[int, Rate | str], theirs: dict[int, Rate | str]
-) -> list[Figure]:
+_WHO = {
+    ("ours", "natpmp"): "our gateway (nftables), NAT-PMP one at a time",
+    ("ours", "pcp"): "our gateway (nftables), PCP with its window",
+    ("miniupnpd", "natpmp"): "miniupnpd, NAT-PMP one at a time",
+}
+
+
+def _figure(name: str, label: str, value: Rate | str | None) -> Figure | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return notMeasured(name, UNIT, label, value)
+    details = {"pairs": value.pairs, "seconds": round(value.seconds, 3)}
+    return Figure(name, value.value, UNIT, label, details=details)
+
+
+def _rate(rates: Rates, size: int) -> float | None:
+    value = rates[("natpmp", size)]
+    return None if isinstance(value, str) else value.value
+
+
+def _figures(tables: Sequence[int], ours: Rates, theirs: Rates) -> list[Figure]:
     figures: list[Figure] = []
-    for who, rates in (("ours", ours), ("miniupnpd", theirs)):
+    for (who, protocol), what in _WHO.items():
+        rates = ours if who == "ours" else theirs
+        infix = ".pcp" if protocol == "pcp" else ""
         for size in tables:
-            value = rates[size]
-            name, label = (
-                f"nftables.{who}.rate.{size}",
-                f"{'our gateway (nftables)' if who == 'ours' else 'miniupnpd'}"
-                f": map+delete at {size:,} mappings",
+            figure = _figure(
+                f"nftables.{who}{infix}.rate.{size}",
+                f"{what}: map+delete at {size:,} mappings",
+                rates.get((protocol, size)),
             )
-            if isinstance(value, str):
-                figures.append(notMeasured(name, UNIT, label, value))
-            else:
-                details = {"pairs": value.pairs, "seconds": round(value.seconds, 3)}
-                figures.append(Figure(name, value.value, UNIT, label, details=details))
-
-    def rate(rates: dict[int, Rate | str], size: int) -> float | None:
-        value = rates[size]
-        return None if isinstance(value, str) else value.value
-
+            if figure is not None:
+                figures.append(figure)
     for size in tables:
         figures.append(
             ratio(
                 f"nftables.vs_miniupnpd.{size}",
-                (f"our rate at {size:,}", rate(ours, size)),
-                (f"miniupnpd's rate at {size:,}", rate(theirs, size)),
+                (f"our rate at {size:,}", _rate(ours, size)),
+                (f"miniupnpd's rate at {size:,}", _rate(theirs, size)),
                 f"our gateway / miniupnpd, map+delete at {size:,} mappings",
                 VS_MINIUPNPD if size == 1_000 else None,
             )
@@ -285,8 +331,8 @@ def _figures(
     figures.append(
         ratio(
             "nftables.ours.cost_ratio",
-            (f"our rate at {small:,}", rate(ours, small)),
-            (f"our rate at {large:,}", rate(ours, large)),
+            (f"our rate at {small:,}", _rate(ours, small)),
+            (f"our rate at {large:,}", _rate(ours, large)),
             f"our cost per request at {large:,} vs {small:,} mappings",
             FLAT,
         )
