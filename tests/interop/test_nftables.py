@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address
 
 from twisted.internet.defer import Deferred
 
@@ -30,7 +31,7 @@ from twisted_natpmp import Transport
 from twisted_natpmp.errors import NetworkFailureError
 
 from ._forwarding import CLOSED, REFUSED, SILENT
-from ._lab import LAN_HOSTS, ROUTER_WAN, sleep
+from ._lab import LAN_HOSTS, ROUTER_WAN, Completed, Inbox, sleep, waitUntil
 from ._nftlab import SHORT, NftGatewayTestCase
 
 TCP, UDP = Transport.TCP, Transport.UDP
@@ -177,10 +178,7 @@ class ForwardingTests(NftGatewayTestCase):
         await self.startGateway()
         self.assertEqual(self.lab.mapElements(), {})
         await self.assertClosed("udp", 18501)
-        done = await self.natpmpc(0)
-        epoch = re.search(r"epoch = (\d+)", done.out)
-        assert epoch is not None, done.describe()
-        self.assertLess(int(epoch.group(1)), 10)
+        self.assertLess(_epoch(await self.natpmpc(0)), 10)
         await self.natpmpc(0, "-a", "18502", "8081", "udp", "600")
         await self.assertForwards("udp", 18502, LAN1)
         tables = [t for t in self.lab.tables() if t[1] == GATEWAY_TABLE]
@@ -233,12 +231,21 @@ class RouterSideTests(NftGatewayTestCase):
         """
         Without C{--external-address} the gateway reports the WAN
         interface's address; while the interface has none it answers result
-        3 (network failure, RFC 6886 s3.2); given a new one it reports that
-        and forwards from it.
+        3 (network failure, RFC 6886 s3.2); given a new one it announces it
+        to 224.0.0.1:5350 (s3.2.1), reports it with an epoch that has gone
+        back (reset, s3.6), and forwards from it.
         """
+        inbox = Inbox()
+        heard = self.lab.reactorIn(self.lab.lans[1]).listenMulticast(
+            5350, inbox, interface="224.0.0.1", listenMultiple=True
+        )
+        self.addCleanup(heard.stopListening)
+        await heard.joinGroup("224.0.0.1")
         await self.startGateway()
+        await sleep(EPOCH_AGE)
         done = await self.natpmpc(0)
         self.assertIn(f"Public IP address : {ROUTER_WAN}", done.out, done.describe())
+        before = _epoch(done)
         client = self.client(0)
         self.lab.check(self.lab.router, ["ip", "address", "flush", "dev", "wan0"])
 
@@ -262,6 +269,18 @@ class RouterSideTests(NftGatewayTestCase):
                 return False
 
         await self.until(follows, f"external address {moved}")
+        self.assertLess(_epoch(await self.natpmpc(0)), before)
+        packed = IPv4Address(moved).packed
+        await waitUntil(
+            lambda: any(
+                len(data) == 12
+                and data[:4] == b"\x00\x80\x00\x00"
+                and data[8:] == packed
+                for data, _ in inbox.received
+            ),
+            f"an announcement of {moved}",
+            5.0,
+        )
         mapping = await client.addMapping(UDP, 8080, externalPort=18700)
         self.assertEqual(str(mapping.externalAddress), moved)
         self.assertEqual(await self.reach("udp", 18700, address=moved), LAN1)
@@ -276,6 +295,17 @@ class RouterSideTests(NftGatewayTestCase):
                 return
             await sleep(0.5)
         self.fail(f"{what}: not seen within 10 s")
+
+
+def _epoch(done: Completed) -> int:
+    epoch = re.search(r"epoch = (\d+)", done.out)
+    assert epoch is not None, done.describe()
+    return int(epoch.group(1))
+
+
+#: How long the gateway runs before its external address changes, in
+#: seconds: long enough for an epoch that has gone back to show.
+EPOCH_AGE = 3.0
 
 
 class ForwardChainTests(NftGatewayTestCase):
