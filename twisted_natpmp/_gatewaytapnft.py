@@ -85,7 +85,7 @@ def checkBackend(options: usage.Options) -> None:
 
     @raise usage.UsageError: one is bad, in one line naming it.
     """
-    from .server.backends.nftables._ruleset import (
+    from .server.backends.nftables._names import (
         ForwardChain,
         checkInterface,
         checkName,

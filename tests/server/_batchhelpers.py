@@ -22,8 +22,9 @@ __all__ = ["BatchingGatewayMixin"]
 
 class BatchingGatewayMixin(SynchronousTestCase):
     """
-    A gateway with PCP on, serving 10.77.0.0/24, external address
-    192.0.3.77, over nftables forwarding from C{wan0}; its table made.
+    A gateway with PCP on, serving 10.77.0.0/24 and 2001:db8:77::/64,
+    external address 192.0.3.77, over nftables forwarding from C{wan0};
+    its table made.
     """
 
     def setUp(self) -> None:
@@ -46,7 +47,11 @@ class BatchingGatewayMixin(SynchronousTestCase):
     def makeGateway(self, **kwargs: Any) -> Gateway:
         kwargs.setdefault("pcp", True)
         return Gateway(
-            self.clock, EXTERNAL, ["10.77.0.0/24"], backend=self.backend, **kwargs
+            self.clock,
+            EXTERNAL,
+            ["10.77.0.0/24", "2001:db8:77::/64"],
+            backend=self.backend,
+            **kwargs,
         )
 
     def send(self, packet: bytes, source: str = CLIENT) -> None:

@@ -6,11 +6,12 @@ holds a mapping the kernel does not.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from zope.interface.verify import verifyObject
 
 from twisted_natpmp.interfaces import IMappingBackend
+from twisted_natpmp.pcp._options import FilterOption
 from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
 from twisted_natpmp.server._committer import Mode, TableBackend
 
@@ -87,14 +88,10 @@ class AnsweredAfterCommitTests(BatchingGatewayMixin):
             "delete element inet twisted_natpmp forwards { udp . 5000 }\n",
         )
         self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 0)
-        # RFC 6886 s3.4: a mapping that has gone SHOULD end its connections.
-        [flush] = self.conntrack.runs
-        self.assertEqual(flush.arguments, ("-R", "/dev/stdin"))
-        self.assertEqual(
-            flush.stdin,
-            "-D -p udp --orig-port-dst 5000 --reply-src 10.77.0.2"
-            " --reply-port-src 5000\n",
-        )
+        # RFC 6886 s3.4: a mapping that has gone SHOULD end its connections:
+        # once the element is gone, its flows are looked for.
+        [listing] = self.conntrack.runs
+        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4"))
 
     def test_expiryRemoves(self) -> None:
         """
@@ -293,11 +290,38 @@ class FailureTests(BatchingGatewayMixin):
         self.assertEqual(len(gateway.table), 2)
 
 
+class RobustnessTests(BatchingGatewayMixin):
+    def test_bugDoesNotStop(self) -> None:
+        """
+        A request whose answer raises is logged and dropped; while
+        isolating, the requests behind it are still answered.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
+        self.turn()
+        respond = self.gateway.dispatcher.respond
+
+        def broken(packet: bytes, client: object) -> bytes | None:
+            if packet[4:6] == (8080).to_bytes(2, "big"):
+                raise RuntimeError("bug")
+            return respond(packet, client)  # type: ignore[arg-type]
+
+        committer = self.gateway._committer
+        assert committer is not None
+        self.patch(committer, "_respond", broken)
+        self.nft.fail()
+        self.nft.succeed()
+        self.assertEqual(self.replies[CLIENT], [])
+        self.assertEqual(parseMap(self.replies[OTHER][0])[1], 0)
+        self.assertIs(committer.mode, Mode.NORMAL)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class StopTests(BatchingGatewayMixin):
     def test_stopDeletesTable(self) -> None:
         """
-        Stopping deletes the table (whether or not it is there) and ends
-        the flows of every mapping still held; pending requests are not
+        Stopping deletes the table (whether or not it is there) and looks
+        for the flows of every mapping still held; pending requests are not
         answered.
         """
         self.send(mapRequest(TCP, 8080, 8080, 3600))
@@ -313,6 +337,32 @@ class StopTests(BatchingGatewayMixin):
             "add table inet twisted_natpmp\ndelete table inet twisted_natpmp\n",
         )
         self.successResultOf(stopped)
-        [flush] = self.conntrack.runs
-        self.assertIn("--orig-port-dst 8080", flush.stdin)
-        self.assertIn("--orig-port-dst 8081", flush.stdin)
+        [listing] = self.conntrack.runs
+        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4"))
+
+
+class FilterTests(BatchingGatewayMixin):
+    def test_filterCommitted(self) -> None:
+        """
+        A PCP MAP with FILTER (RFC 6887 s13.3) is answered once its
+        mapping and its filters have committed, in one batch.
+        """
+        option = FilterOption(96 + 24, 0, IPv4Address("198.51.100.0"))
+        self.send(mapPacket(9000, external=9000, options=(option,)))
+        self.turn()
+        batch = self.nft.succeed().stdin
+        self.assertIn("add element inet twisted_natpmp filtered { tcp . 9000", batch)
+        self.assertIn("tcp . 9000 . 198.51.100.0/24 . 0-65535", batch)
+        response = decodeResponse(self.replies[CLIENT][0])
+        self.assertEqual(response.resultCode, ResultCode.SUCCESS)
+
+    def test_ipv6PeersRefused(self) -> None:
+        """
+        IPv6 peers cannot be let through an IPv4 forward: UNSUPP_OPTION.
+        """
+        option = FilterOption(64, 0, IPv6Address("2001:db8::"))
+        self.send(mapPacket(9000, options=(option,)))
+        self.turn()
+        self.nft.succeed()
+        response = decodeResponse(self.replies[CLIENT][0])
+        self.assertEqual(response.resultCode, ResultCode.UNSUPP_OPTION)

@@ -40,14 +40,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from ipaddress import IPv4Network, IPv6Address
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
-from .._types import IPAddress
-from ..errors import NetworkFailureError
+from .._types import IPAddress, Transport
+from ..errors import NetworkFailureError, UnsupportedOptionError
 from ..interfaces import IMappingBackend
 from ._entries import EventKind, GatewayMapping, Key, Refused, TableEvent
 from ._shared import SharedTable
@@ -56,9 +57,19 @@ from .backends._batching import (
     CommitFailed,
     ForwardChange,
     IBatchingBackend,
+    IBatchingFilteringBackend,
+    IBatchingPinholeBackend,
 )
+from .backends._filters import IFilteringBackend, RemoteFilter
+from .backends._pinhole import IPinholeBackend
 
-__all__ = ["Committer", "Mode", "TableBackend"]
+__all__ = [
+    "Committer",
+    "FilteringTableBackend",
+    "Mode",
+    "TableBackend",
+    "tableBackendFor",
+]
 
 log = Logger()
 
@@ -66,7 +77,6 @@ Send = Callable[[bytes], object]
 Respond = Callable[[bytes, IPAddress], "bytes | None"]
 State = tuple[GatewayMapping, "bytes | None"]
 
-_SETTING = {EventKind.CREATED, EventKind.RENEWED}
 _REQUESTED = {EventKind.CREATED, EventKind.RENEWED, EventKind.DELETED}
 
 
@@ -160,7 +170,9 @@ class Committer:
         """
         kind = event.kind
         mapping = event.mapping
-        if kind in _SETTING:
+        if kind is EventKind.CREATED:
+            change = ForwardChange(ChangeKind.ADD, mapping)
+        elif kind is EventKind.RENEWED:
             change = ForwardChange(ChangeKind.SET, mapping)
         elif kind in (EventKind.DELETED, EventKind.EXPIRED):
             change = ForwardChange(ChangeKind.REMOVE, mapping)
@@ -170,6 +182,26 @@ class Committer:
         if kind is EventKind.EXPIRED:
             self._committed.pop(mapping.key, None)
         elif self._current is not None and kind in _REQUESTED:
+            self._open.keys.add(mapping.key)
+            self._touched = True
+        self._scheduleFlush()
+
+    def observeFilters(
+        self,
+        client: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        filters: tuple[RemoteFilter, ...],
+    ) -> None:
+        """
+        Take a change of a mapping's filters (PCP's FILTER) into the open
+        batch.
+        """
+        mapping = self._table.get(client, transport, internalPort)
+        if mapping is None:
+            return
+        self._open.changes.append(ForwardChange(ChangeKind.FILTER, mapping, filters))
+        if self._current is not None:
             self._open.keys.add(mapping.key)
             self._touched = True
         self._scheduleFlush()
@@ -202,6 +234,10 @@ class Committer:
         self._current, self._touched = request, False
         try:
             request.reply = self._respond(request.packet, request.client)
+        except Exception:
+            # A bug answering one request must not stop the others.
+            log.failure("failed to answer {size}-byte packet", size=len(request.packet))
+            request.reply = None
         finally:
             self._current = None
         if self._touched:
@@ -326,4 +362,56 @@ class TableBackend:
     def _nothing(self, *arguments: object) -> None:
         pass
 
-    addMapping = removeMapping = _nothing
+    # Pinholes too, when it says it provides IPinholeBackend (see
+    # tableBackendFor).
+    addMapping = removeMapping = addPinhole = removePinhole = _nothing
+
+
+@implementer(IFilteringBackend)
+class FilteringTableBackend(TableBackend):
+    """
+    A L{TableBackend} for a batching backend that filters too
+    (L{IBatchingFilteringBackend}): a change of filters goes to the
+    L{Committer}, for port forwards (not pinholes).
+    """
+
+    def __init__(self, committer: Callable[[], Committer | None]) -> None:
+        self._committer = committer
+
+    def setFilters(
+        self,
+        internalAddress: IPAddress,
+        transport: Transport,
+        internalPort: int,
+        externalPort: int,
+        filters: tuple[RemoteFilter, ...],
+    ) -> None:
+        """
+        @raise UnsupportedOptionError: a pinhole, or a filter of IPv6 peers
+            for an IPv4 forward.
+        """
+        if isinstance(internalAddress, IPv6Address) or any(
+            not isinstance(f.network, IPv4Network) for f in filters
+        ):
+            raise UnsupportedOptionError(meaning="FILTER only for IPv4 forwards")
+        committer = self._committer()
+        if committer is not None:
+            committer.observeFilters(internalAddress, transport, internalPort, filters)
+
+
+def tableBackendFor(
+    backend: IBatchingBackend, committer: Callable[[], Committer | None]
+) -> IMappingBackend:
+    """
+    What the table of a gateway over C{backend} calls.
+
+    @param committer: the gateway's L{Committer}, once made.
+    """
+    table = (
+        FilteringTableBackend(committer)
+        if IBatchingFilteringBackend.providedBy(backend)
+        else TableBackend()
+    )
+    if IBatchingPinholeBackend.providedBy(backend):
+        alsoProvides(table, IPinholeBackend)
+    return table

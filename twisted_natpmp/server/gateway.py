@@ -42,7 +42,7 @@ from ..natpmp.responder import NATPMPResponder
 from ..pcp._serverchecks import Network
 from ..pcp.responder import DEFAULT_MIN_LIFETIME, PCPResponder
 from ._clock import externalAddressOrNone, monotonicFor
-from ._committer import Committer, TableBackend
+from ._committer import Committer, tableBackendFor
 from ._eventlog import logEvent
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
 from ._shared import SharedTable
@@ -144,7 +144,8 @@ class Gateway:
         observer: Callable[[TableEvent], object] = logEvent
         tableBackend: IMappingBackend = backend  # type: ignore[assignment]
         if IBatchingBackend.providedBy(backend):
-            tableBackend, observer = TableBackend(), self._observeBatched
+            tableBackend = tableBackendFor(backend, lambda: self._committer)
+            observer = self._observeBatched
         self.table = SharedTable(
             self._monotonic,
             tableBackend,

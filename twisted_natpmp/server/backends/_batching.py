@@ -21,8 +21,16 @@ from zope.interface import Interface
 
 from ...errors import GatewayError
 from .._entries import GatewayMapping
+from ._filters import RemoteFilter
 
-__all__ = ["ChangeKind", "CommitFailed", "ForwardChange", "IBatchingBackend"]
+__all__ = [
+    "ChangeKind",
+    "CommitFailed",
+    "ForwardChange",
+    "IBatchingBackend",
+    "IBatchingFilteringBackend",
+    "IBatchingPinholeBackend",
+]
 
 
 class ChangeKind(Enum):
@@ -30,12 +38,18 @@ class ChangeKind(Enum):
     What a change does to one forward.
     """
 
-    #: Forward the mapping's external port for its lifetime (from now):
-    #: a new mapping, or a renewal.
+    #: Forward a new mapping's external port for its lifetime (from now).
+    #: Nothing forwards that port yet: the table is made afresh on start
+    #: and every removal removes.
+    ADD = "add"
+    #: Forward it for a new lifetime from now: a renewal.
     SET = "set"
     #: Stop forwarding it, and end the flows through it: deleted by its
     #: client or expired.
     REMOVE = "remove"
+    #: Let only some remote peers use it (PCP's FILTER, RFC 6887 s13.3),
+    #: or all again.
+    FILTER = "filter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +59,14 @@ class ForwardChange:
 
     @ivar kind: what it does.
     @ivar mapping: the mapping it is for (external port, internal address
-        and port, and for L{ChangeKind.SET} the lifetime granted).
+        and port, and but for L{ChangeKind.REMOVE} the lifetime granted).
+    @ivar filters: for L{ChangeKind.FILTER}, the remote peers allowed
+        (none: all).
     """
 
     kind: ChangeKind
     mapping: GatewayMapping
+    filters: tuple[RemoteFilter, ...] = ()
 
 
 class CommitFailed(Exception):
@@ -97,3 +114,21 @@ class IBatchingBackend(Interface):
         Remove every forward and everything else the backend added, and end
         the flows through the mappings still C{held}.
         """
+
+
+class IBatchingPinholeBackend(IBatchingBackend):
+    """
+    A batching backend whose changes may also be for IPv6 hosts' own
+    addresses and ports: pinholes (RFC 6887 s11.3, external = internal),
+    as L{twisted_natpmp.server.backends._pinhole.IPinholeBackend} opens
+    them at once.  Without it, a gateway over a batching backend refuses
+    pinholes.
+    """
+
+
+class IBatchingFilteringBackend(IBatchingBackend):
+    """
+    A batching backend whose changes may also be L{ChangeKind.FILTER}s,
+    as L{twisted_natpmp.server.backends._filters.IFilteringBackend} sets
+    filters at once.  Without it, FILTER is refused.
+    """

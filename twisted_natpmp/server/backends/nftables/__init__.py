@@ -18,7 +18,15 @@ The design, module by module:
     the host's table kept element for element beside the map; without it,
     the host's firewall must accept DNATed flows itself (C{ct status dnat
     accept}), as OpenWrt's fw4 does: a drop in any forward base chain is
-    final, and no accept in our table could rescue the packet.
+    final, and no accept in our table could rescue the packet.  With a
+    host chain of an C{inet} table, IPv6 pinholes (PCP MAPs from global
+    IPv6 addresses) go into one more set of ours there, with one more
+    accept rule; without, they are refused.  PCP's FILTER on an IPv4
+    forward becomes elements of two more sets of ours, the filtered ports
+    and the peers allowed through each, with a rule before the DNAT that
+    drops the rest.
+  - L{_names <twisted_natpmp.server.backends.nftables._names>} checks every
+    name a batch holds, and reads the host's C{FAMILY:TABLE:CHAIN}.
   - L{_process <twisted_natpmp.server.backends.nftables._process>} runs
     C{nft -f -} and C{conntrack} through C{reactor.spawnProcess}, one
     process at a time, each killed and failed after a deadline.  Why a
@@ -42,8 +50,9 @@ The design, module by module:
     chain, and ends the flows through what was still mapped.
   - L{_conntrack <twisted_natpmp.server.backends.nftables._conntrack>}:
     removing an element stops new flows only, so each batch that removes
-    mappings is followed by one C{conntrack -R} that deletes their flows:
-    an expired or deleted mapping really closes.
+    mappings is followed by one C{conntrack -L}, and the flows found
+    through them are deleted by exact tuple: an expired or deleted mapping
+    really closes.
   - L{_address <twisted_natpmp.server.backends.nftables._address>} follows
     the external interface's address (announced when it changes; result 3
     while there is none); L{_ownports

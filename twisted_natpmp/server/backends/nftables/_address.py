@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.server.nftables.test_address -*-
+# -*- test-case-name: tests.server.nftables.test_service -*-
 """
 L{AddressWatcher}: follow the IPv4 address of the external interface, by
 asking for it every few seconds, and say when it changes (to the gateway,

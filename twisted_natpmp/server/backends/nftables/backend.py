@@ -9,16 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
+from ipaddress import IPv6Address
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
+from ...._types import Transport
 from ....errors import GatewayError, NetworkFailureError, OutOfResourcesError
 from ..._entries import GatewayMapping
-from .._batching import ChangeKind, CommitFailed, ForwardChange, IBatchingBackend
-from ._conntrack import CONNTRACK_ARGUMENTS, flushLines
+from .._batching import (
+    ChangeKind,
+    CommitFailed,
+    ForwardChange,
+    IBatchingFilteringBackend,
+    IBatchingPinholeBackend,
+)
+from .._filters import RemoteFilter
+from ._conntrack import (
+    DELETE_ARGUMENTS,
+    deletions,
+    flowsThrough,
+    listArguments,
+    parseFlows,
+)
 from ._process import IProcessRunner, ProcessFailed
 from ._ruleset import Ruleset, ruleHandles
 
@@ -65,10 +80,13 @@ def errorFor(failure: BaseException) -> CommitFailed:
     return CommitFailed(error, str(failure))
 
 
-@implementer(IBatchingBackend)
+@implementer(IBatchingFilteringBackend)
 class NftablesBackend:
     """
-    Forwards in an nftables map of our own table.
+    Forwards in an nftables map of our own table, limited to some remote
+    peers when PCP's FILTER asks (L{IBatchingFilteringBackend}); with a
+    host forward chain of an C{inet} table, IPv6 pinholes too
+    (L{IBatchingPinholeBackend}), in our set there.
 
     @ivar ruleset: the batches' builder: our table's name, the external
         interface, the host's forward chain.
@@ -87,12 +105,20 @@ class NftablesBackend:
             established flows alone.
         """
         self.ruleset = ruleset
+        if ruleset.pinholes:
+            alsoProvides(self, IBatchingPinholeBackend)
+        # The filters of each forward, as committed.
+        self._filtered: dict[tuple[Transport, int], tuple[RemoteFilter, ...]] = {}
         self._nft = nft
         self._conntrack = conntrack
         self.state = BackendState.STOPPED
+        # Removed mappings whose flows wait for the next conntrack run.
+        self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
+        self._flowsInFlight: Deferred[None] | None = None
 
     def start(self) -> Deferred[None]:
         self.state = BackendState.STARTING
+        self._filtered = {}
         if self.ruleset.forwardChain is None:
             started = self._run(self.ruleset.create())
         else:
@@ -129,9 +155,12 @@ class NftablesBackend:
         return ran.addCallback(lambda _: None)
 
     def apply(self, changes: Sequence[ForwardChange]) -> Deferred[None]:
-        batch = self.ruleset.changes(changes)
+        # One batch is in flight at a time (the Committer sees to it), so
+        # the filters committed are those this batch starts from.
+        batch, filtered = self.ruleset.batch(changes, self._filtered)
 
         def committed(result: object) -> None:
+            self._filtered = filtered
             self._endFlows([c.mapping for c in changes if c.kind is ChangeKind.REMOVE])
 
         def failed(failure: Failure) -> Failure:
@@ -143,21 +172,69 @@ class NftablesBackend:
         """
         End the flows through C{mappings} (in the background of a batch:
         its requests are answered once the forwards are gone, not the
-        flows).
+        flows).  Removals that come while a C{conntrack} run is in flight
+        share the next run, so that its queue never grows with the request
+        rate.
 
         @return: fires when done; never fails (a failure is logged).
         """
         if not mappings or self._conntrack is None:
             return succeed(None)
-        flushed = self._conntrack.run(CONNTRACK_ARGUMENTS, flushLines(mappings))
-        return flushed.addCallbacks(
-            lambda _: None,
-            lambda f: log.warn(
+        done: Deferred[None] = Deferred()
+        self._flows.append((mappings, done))
+        if self._flowsInFlight is None:
+            self._nextFlows(None)
+        return done
+
+    def _nextFlows(self, result: object) -> None:
+        waiting, self._flows = self._flows, []
+        if not waiting:
+            self._flowsInFlight = None
+            return
+        mappings = [m for group, _ in waiting for m in group]
+        families = [
+            [m for m in mappings if isinstance(m.client, IPv6Address) is ipv6]
+            for ipv6 in (False, True)
+        ]
+
+        def failed(failure: Failure) -> None:
+            log.warn(
                 "cannot end the flows through {count} removed mapping(s): {error}",
                 count=len(mappings),
-                error=str(f.value),
-            ),
-        )
+                error=str(failure.value),
+            )
+
+        def ended(result: object) -> None:
+            for _, done in waiting:
+                done.callback(None)
+
+        running = self._cutFlows(families[0], False).addErrback(failed)
+        running.addCallback(lambda _: self._cutFlows(families[1], True))
+        running.addErrback(failed)
+        self._flowsInFlight = running
+        running.addCallback(ended).addCallback(self._nextFlows)
+
+    def _cutFlows(
+        self, mappings: Sequence[GatewayMapping], ipv6: bool
+    ) -> Deferred[None]:
+        """
+        List the flows of one address family, and delete those through
+        C{mappings}.
+        """
+        conntrack = self._conntrack
+        if not mappings or conntrack is None:
+            return succeed(None)
+
+        def listed(output: bytes) -> Deferred[bytes] | None:
+            flows = flowsThrough(
+                parseFlows(output.decode("ascii", "replace")), mappings
+            )
+            if not flows:
+                return None
+            return conntrack.run(DELETE_ARGUMENTS, deletions(flows, ipv6))
+
+        cut = conntrack.run(listArguments(ipv6), b"").addCallback(listed)
+        return cut.addCallback(lambda _: None)
 
     def stop(self, held: Sequence[GatewayMapping]) -> Deferred[None]:
         self.state = BackendState.STOPPED

@@ -1,0 +1,255 @@
+"""
+Tests for L{twisted_natpmp.server.backends.nftables.backend}: every batch
+the backend sends, through a recording nft.
+"""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Address
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from twisted_natpmp._types import Transport
+from twisted_natpmp.errors import NetworkFailureError, OutOfResourcesError
+from twisted_natpmp.server._entries import GatewayMapping
+from twisted_natpmp.server.backends._batching import (
+    ChangeKind,
+    CommitFailed,
+    ForwardChange,
+    IBatchingBackend,
+)
+from twisted_natpmp.server.backends.nftables import (
+    BackendState,
+    ForwardChain,
+    NftablesBackend,
+    ProcessFailed,
+    Ruleset,
+)
+from twisted_natpmp.server.backends.nftables.backend import errorFor
+from twisted_natpmp.server.backends.nftables.testing import RecordingRunner
+
+MAPPING = GatewayMapping(IPv4Address("10.77.0.2"), Transport.TCP, 22, 2222, 60, 0)
+CHAIN = ForwardChain("inet", "filter", "forward")
+# conntrack -L: a flow through MAPPING, one to the same port from a LAN
+# host's own connection, and one through another mapping (udp 5353).
+LISTING = (
+    b"tcp      6 99 ESTABLISHED src=198.51.100.9 dst=192.0.2.1 sport=40000"
+    b" dport=2222 src=10.77.0.2 dst=198.51.100.9 sport=22 dport=40000"
+    b" [ASSURED] mark=0 use=1\n"
+    b"tcp      6 99 ESTABLISHED src=10.77.0.2 dst=198.51.100.9 sport=22"
+    b" dport=2222 src=198.51.100.9 dst=192.0.2.1 sport=2222 dport=22"
+    b" mark=0 use=1\n"
+    b"udp      17 25 src=198.51.100.9 dst=192.0.2.1 sport=5000 dport=5353"
+    b" src=10.77.0.3 dst=198.51.100.9 sport=53 dport=5000 mark=0 use=1\n"
+)
+
+
+def listing(*handles: int) -> bytes:
+    rules = [{"rule": {"handle": h, "comment": "twisted_natpmp"}} for h in handles]
+    return json.dumps({"nftables": [{"rule": {"handle": 1}}, *rules]}).encode()
+
+
+class BackendTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.nft = RecordingRunner("nft")
+        self.conntrack = RecordingRunner("conntrack")
+        self.backend = NftablesBackend(Ruleset("wan0"), self.nft, self.conntrack)
+
+    def test_interface(self) -> None:
+        """
+        L{NftablesBackend} provides L{IBatchingBackend}.
+        """
+        self.assertTrue(verifyObject(IBatchingBackend, self.backend))
+
+    def test_startAfresh(self) -> None:
+        """
+        Starting makes the table afresh through C{nft -f -} (RFC 6886 s3.6:
+        a restarted gateway has no mappings); batches wait behind it.
+        """
+        started = self.backend.start()
+        self.assertIs(self.backend.state, BackendState.STARTING)
+        applied = self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
+        [run] = self.nft.runs
+        self.assertEqual(run.arguments, ("-f", "-"))
+        self.assertEqual(run.stdin, Ruleset("wan0").create())
+        self.nft.succeed()
+        self.successResultOf(started)
+        self.assertIs(self.backend.state, BackendState.RUNNING)
+        self.assertIn(
+            "tcp . 2222 timeout 60s : 10.77.0.2 . 22", self.nft.succeed().stdin
+        )
+        self.successResultOf(applied)
+        self.assertEqual(self.conntrack.runs, [])
+
+    def test_startFails(self) -> None:
+        """
+        A table that cannot be made fails the start.
+        """
+        started = self.backend.start()
+        self.nft.fail("Error: Could not process rule: Operation not permitted")
+        self.failureResultOf(started, ProcessFailed)
+        self.assertIs(self.backend.state, BackendState.FAILED)
+
+    def test_restart(self) -> None:
+        """
+        Each start makes the table afresh, with nothing of the run before.
+        """
+        self.backend.start()
+        self.nft.succeed()
+        self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
+        self.nft.succeed()
+        self.backend.stop([MAPPING])
+        self.nft.succeed()
+        self.backend.start()
+        self.assertEqual(self.nft.succeed().stdin, Ruleset("wan0").create())
+
+    def test_removeEndsFlows(self) -> None:
+        """
+        Once a batch that removes mappings commits, the flows are listed
+        once, and those through the mappings, and only those, are deleted
+        by their exact tuple (RFC 6886 s3.4: connections through a mapping
+        that has gone SHOULD end).
+        """
+        applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
+        self.assertEqual(self.conntrack.runs, [])
+        self.nft.succeed()
+        self.successResultOf(applied)
+        listed = self.conntrack.succeed(LISTING)
+        self.assertEqual(listed.arguments, ("-L", "-f", "ipv4"))
+        deleted = self.conntrack.succeed()
+        self.assertEqual(deleted.arguments, ("-R", "/dev/stdin"))
+        self.assertEqual(
+            deleted.stdin,
+            "-D -p tcp -s 198.51.100.9 -d 192.0.2.1 --sport 40000 --dport 2222\n",
+        )
+        self.assertIsNone(self.conntrack.inFlight)
+
+    def test_noFlowsNoDeletion(self) -> None:
+        """
+        When no flow goes through the removed mappings, nothing is deleted:
+        one listing is all it costs.
+        """
+        self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
+        self.nft.succeed()
+        self.conntrack.succeed(b"")
+        self.assertEqual(len(self.conntrack.runs), 1)
+        self.assertIsNone(self.conntrack.inFlight)
+
+    def test_flowsCoalesced(self) -> None:
+        """
+        Removals committed while conntrack runs share the next listing.
+        """
+        other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
+        for mapping in (MAPPING, other, other):
+            self.backend.apply([ForwardChange(ChangeKind.REMOVE, mapping)])
+            self.nft.succeed()
+        self.assertEqual(len(self.conntrack.runs), 1)
+        self.conntrack.succeed(b"")
+        self.conntrack.succeed(LISTING)
+        [_, _, deleted] = self.conntrack.runs
+        self.assertIn("--sport 5000 --dport 5353", deleted.stdin)
+        self.conntrack.succeed()
+        self.assertIsNone(self.conntrack.inFlight)
+
+    def test_conntrackFailureLogged(self) -> None:
+        """
+        Flows that cannot be ended do not fail the batch: it has committed.
+        """
+        applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
+        self.nft.succeed()
+        self.conntrack.fail("conntrack: Operation not permitted")
+        self.successResultOf(applied)
+
+    def test_failureMeaning(self) -> None:
+        """
+        A failed batch fails with L{CommitFailed}: out of resources when the
+        kernel had no room, a network failure otherwise.
+        """
+        applied = self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
+        self.nft.fail("Error: Could not process rule: File exists")
+        failed = self.failureResultOf(applied, CommitFailed).value
+        self.assertIsInstance(failed.error, NetworkFailureError)
+        self.assertIn("File exists", failed.detail)
+        full = errorFor(ProcessFailed("nft", 1, "Error: No space left on device"))
+        self.assertIsInstance(full.error, OutOfResourcesError)
+        self.assertIsInstance(errorFor(RuntimeError("x")).error, NetworkFailureError)
+
+    def test_stop(self) -> None:
+        """
+        Stopping deletes the table and ends the flows of what was held.
+        """
+        stopped = self.backend.stop([MAPPING])
+        self.assertEqual(
+            self.nft.succeed().stdin,
+            "add table inet twisted_natpmp\ndelete table inet twisted_natpmp\n",
+        )
+        self.assertNoResult(stopped)
+        self.conntrack.succeed(LISTING)
+        self.assertNoResult(stopped)
+        self.conntrack.succeed()
+        self.successResultOf(stopped)
+
+    def test_stopFailsQuietly(self) -> None:
+        """
+        A table that cannot be deleted is logged; stopping goes on.
+        """
+        stopped = self.backend.stop([])
+        self.nft.fail()
+        self.successResultOf(stopped)
+
+
+class ForwardChainTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.nft = RecordingRunner("nft")
+        self.backend = NftablesBackend(
+            Ruleset("wan0", forwardChain=CHAIN), self.nft, None
+        )
+
+    def test_startRemovesStaleRules(self) -> None:
+        """
+        Starting lists the host's chain first, and deletes the rules an
+        earlier run (killed, say) left there before adding ours.
+        """
+        started = self.backend.start()
+        listed = self.nft.succeed(listing(4, 6))
+        self.assertEqual(listed.arguments[:4], ("-j", "-a", "list", "chain"))
+        batch = self.nft.succeed().stdin
+        self.assertIn("delete rule inet filter forward handle 4\n", batch)
+        self.assertIn("delete rule inet filter forward handle 6\n", batch)
+        self.assertIn("insert rule inet filter forward", batch)
+        self.successResultOf(started)
+
+    def test_startWithoutHostChain(self) -> None:
+        """
+        A host chain that does not exist fails the start.
+        """
+        started = self.backend.start()
+        self.nft.fail("Error: No such file or directory")
+        self.failureResultOf(started, ProcessFailed)
+
+    def test_stopRemovesOurRule(self) -> None:
+        """
+        Stopping removes our rule and set from the host's table, and our
+        table; without conntrack, flows are left alone.
+        """
+        stopped = self.backend.stop([MAPPING])
+        self.nft.succeed(listing(12))
+        batch = self.nft.succeed().stdin
+        self.assertTrue(batch.startswith("delete rule inet filter forward handle 12\n"))
+        self.assertIn("delete set inet filter twisted_natpmp_forwards\n", batch)
+        self.successResultOf(stopped)
+
+    def test_stopWithoutHostChain(self) -> None:
+        """
+        When the host's chain cannot be listed any more, our table is still
+        deleted.
+        """
+        stopped = self.backend.stop([])
+        self.nft.fail("Error: No such file or directory")
+        self.assertEqual(
+            self.nft.succeed().stdin,
+            "add table inet twisted_natpmp\ndelete table inet twisted_natpmp\n",
+        )
+        self.successResultOf(stopped)
