@@ -48,10 +48,11 @@ async def fromWAN(
     port: int,
     timeout: float = 2.0,
     address: str = ROUTER_WAN,
+    source: str = "",
 ) -> Outcome:
     """
-    A new C{transport} connection from the WAN host to C{port} of the
-    router's external address (or C{address}): the LAN host that echoed,
-    or L{REFUSED} or L{SILENT}.
+    A new C{transport} connection from the WAN host (from its address
+    C{source}, if given) to C{port} of the router's external address (or
+    C{address}): the LAN host that echoed, or L{REFUSED} or L{SILENT}.
     """
-    return await probe(lab.wan, transport, address, port, timeout)
+    return await probe(lab.wan, transport, address, port, timeout, source)

@@ -158,10 +158,11 @@ class TCPFlow(Protocol):
         address: str,
         port: int,
         timeout: float = PROBE_TIMEOUT,
+        source: str = "",
     ) -> tuple[TCPFlow, Outcome]:
         """
-        Connect from C{namespace} to C{address}:C{port} and exchange one
-        line.
+        Connect from C{namespace} (from its address C{source}, if given) to
+        C{address}:C{port} and exchange one line.
 
         @return: the flow and the outcome of its first exchange (a refused
             or silent connection attempt gives that outcome).
@@ -169,8 +170,11 @@ class TCPFlow(Protocol):
         flow = cls()
         waiter = flow._waiter = _Waiter(timeout)
         factory = _FlowFactory(flow)
+        bind = (source, 0) if source else None
         with insideNamespace(namespace):
-            connector = theReactor().connectTCP(address, port, factory, timeout)
+            connector = theReactor().connectTCP(
+                address, port, factory, timeout, bindAddress=bind
+            )
         outcome = await waiter.outcome
         if outcome == SILENT and not flow.connected:
             connector.stopConnecting()
@@ -244,13 +248,14 @@ class UDPFlow(DatagramProtocol):
         self.refused = False
 
     @classmethod
-    def open(cls, namespace: str, address: str, port: int) -> UDPFlow:
+    def open(cls, namespace: str, address: str, port: int, source: str = "") -> UDPFlow:
         """
-        A flow from an ephemeral port of C{namespace} to C{address}:C{port}.
+        A flow from an ephemeral port of C{namespace} (on its address
+        C{source}, if given) to C{address}:C{port}.
         """
         flow = cls()
         with insideNamespace(namespace):
-            listening = theReactor().listenUDP(0, flow)
+            listening = theReactor().listenUDP(0, flow, interface=source)
         listening.connect(address, port)
         return flow
 
@@ -312,17 +317,18 @@ async def probe(
     address: str,
     port: int,
     timeout: float = PROBE_TIMEOUT,
+    source: str = "",
 ) -> Outcome:
     """
     A new connection (C{transport} C{"tcp"} or C{"udp"}) from C{namespace}
-    to C{address}:C{port}: who answered it, if anyone.  The connection is
-    closed again.
+    (from its address C{source}, if given) to C{address}:C{port}: who
+    answered it, if anyone.  The connection is closed again.
     """
     if transport == "tcp":
-        flow, outcome = await TCPFlow.open(namespace, address, port, timeout)
+        flow, outcome = await TCPFlow.open(namespace, address, port, timeout, source)
         flow.close()
         return outcome
-    udp = UDPFlow.open(namespace, address, port)
+    udp = UDPFlow.open(namespace, address, port, source)
     try:
         return await udp.exchange(timeout)
     finally:
