@@ -94,18 +94,25 @@ class EchoServers:
         self._ports: list[IListeningPort] = []
         self._open: set[_EchoLine] = set()
 
-    def listen(self, tcp: tuple[int, ...] = (), udp: tuple[int, ...] = ()) -> None:
+    def listen(
+        self, tcp: tuple[int, ...] = (), udp: tuple[int, ...] = (), interface: str = ""
+    ) -> None:
         """
-        Echo on TCP ports C{tcp} and UDP ports C{udp} of this host.
+        Echo on TCP ports C{tcp} and UDP ports C{udp} of this host, on
+        every IPv4 address (or on C{interface}, e.g. C{"::"} for IPv6).
         """
         name = self.address.encode()
         reactor = theReactor()
         with insideNamespace(self.namespace):
             for port in tcp:
                 factory = Factory.forProtocol(lambda: _EchoLine(name, self._open))
-                self._ports.append(reactor.listenTCP(port, factory))
+                self._ports.append(
+                    reactor.listenTCP(port, factory, interface=interface)
+                )
             for port in udp:
-                self._ports.append(reactor.listenUDP(port, _EchoDatagram(name)))
+                self._ports.append(
+                    reactor.listenUDP(port, _EchoDatagram(name), interface=interface)
+                )
 
     async def stop(self) -> None:
         """

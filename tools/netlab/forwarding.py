@@ -271,12 +271,13 @@ class ForwardingLab(Lab):
 
     # Echo servers
 
-    def echo(self, lan: int) -> EchoServers:
+    def echo(self, lan: int, address: str | None = None) -> EchoServers:
         """
         Echo servers on LAN host C{lan} (listening on no port yet), closed
-        with the lab.
+        with the lab, each reply prefixed with the host's address (or
+        C{address}, e.g. one the test added).
         """
-        servers = EchoServers(self.lans[lan], LAN_HOSTS[lan])
+        servers = EchoServers(self.lans[lan], address or LAN_HOSTS[lan])
         self._echoes.append(servers)
         return servers
 
