@@ -109,16 +109,18 @@ class BackendTests(SynchronousTestCase):
         """
         Once a batch that removes mappings commits, the flows are listed
         once, and those through the mappings, and only those, are deleted
-        by their exact tuple (RFC 6886 s3.4: connections through a mapping
-        that has gone SHOULD end).
+        by their exact tuple, before the batch is done (RFC 6886 s3.4:
+        connections through a mapping that has gone SHOULD end).
         """
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.assertEqual(self.conntrack.runs, [])
         self.nft.succeed()
-        self.successResultOf(applied)
         listed = self.conntrack.succeed(LISTING)
         self.assertEqual(listed.arguments, ("-L", "-f", "ipv4"))
+        # The batch is done (its requests answered) once the flows are cut.
+        self.assertNoResult(applied)
         deleted = self.conntrack.succeed()
+        self.successResultOf(applied)
         self.assertEqual(deleted.arguments, ("-R", "/dev/stdin"))
         self.assertEqual(
             deleted.stdin,

@@ -159,9 +159,13 @@ class NftablesBackend:
         # the filters committed are those this batch starts from.
         batch, filtered = self.ruleset.batch(changes, self._filtered)
 
-        def committed(result: object) -> None:
+        def committed(result: object) -> Deferred[None]:
             self._filtered = filtered
-            self._endFlows([c.mapping for c in changes if c.kind is ChangeKind.REMOVE])
+            # Answered once the flows are cut too, so that a client told
+            # its mapping is gone finds it gone, established flows and all.
+            return self._endFlows(
+                [c.mapping for c in changes if c.kind is ChangeKind.REMOVE]
+            )
 
         def failed(failure: Failure) -> Failure:
             return Failure(errorFor(failure.value or Exception(repr(failure))))
@@ -170,11 +174,9 @@ class NftablesBackend:
 
     def _endFlows(self, mappings: Sequence[GatewayMapping]) -> Deferred[None]:
         """
-        End the flows through C{mappings} (in the background of a batch:
-        its requests are answered once the forwards are gone, not the
-        flows).  Removals that come while a C{conntrack} run is in flight
-        share the next run, so that its queue never grows with the request
-        rate.
+        End the flows through C{mappings}.  Removals that come while a
+        C{conntrack} run is in flight share the next run, so that its queue
+        never grows with the request rate.
 
         @return: fires when done; never fails (a failure is logged).
         """
