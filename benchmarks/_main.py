@@ -23,6 +23,7 @@ from . import (
     clients,
     codec,
     gateway,
+    nftables,
     pcp,
     pcpgateway,
     peers,
@@ -57,6 +58,11 @@ SECTIONS: list[tuple[str, str, Section]] = [
         "pcpgateway",
         "8. our gateway over PCP: MAP/delete requests/s by table size",
         pcpgateway.run,
+    ),
+    (
+        "nftables",
+        "9. our gateway with nftables vs miniupnpd: map+delete by table size",
+        nftables.run,
     ),
 ]
 

@@ -43,6 +43,7 @@ SECTION_PREFIXES = (
     "reliability.",
     "pcp.",
     "pcpgateway.",
+    "nftables.",
 )
 #: Units of counts of things that should not happen: 0 is their best value.
 COUNT_UNITS = ("tracebacks", "mappings", "bytes")
@@ -173,12 +174,12 @@ class MissingPeerTests(SynchronousTestCase):
 
     def test_noPeerTools(self) -> None:
         """
-        With no natpmpc, ip or miniupnpd on the C{PATH}, their figures (and
-        PCP's, measured on miniupnpd) are not measured, and their reasons
-        name what is missing.
+        With no natpmpc, ip, miniupnpd or nft on the C{PATH}, their figures
+        (and PCP's, measured on miniupnpd, and those of our gateway over
+        nftables) are not measured, and their reasons name what is missing.
         """
         env = dict(os.environ, PATH=os.path.dirname(sys.executable))
-        done, report = runBenchmarks("--only", "client,miniupnpd,pcp", env=env)
+        done, report = runBenchmarks("--only", "client,miniupnpd,pcp,nftables", env=env)
         self.assertEqual(done.returncode, 0, done.stderr)
         byName = {f["name"]: f for f in report["figures"]}
         natpmpc = byName["client.natpmpc.rate"]
@@ -190,7 +191,7 @@ class MissingPeerTests(SynchronousTestCase):
         # share the lab: neither is measured without it.
         self.assertIn("pcp.vs_natpmp", byName)
         self.assertIn("pcp.ours.vs_natpmp", byName)
-        for prefix in ("peers.", "pcp."):
+        for prefix in ("peers.", "pcp.", "nftables."):
             peers = [f for f in report["figures"] if f["name"].startswith(prefix)]
             self.assertTrue(peers, prefix)
             for figure in peers:

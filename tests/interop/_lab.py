@@ -7,7 +7,9 @@ turns L{LabUnavailable} into a skip.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -48,10 +50,15 @@ __all__ = [
     "NamespacedReactor",
     "RunningRelay",
     "buildLab",
+    "buildLabWith",
     "insideNamespace",
+    "privateState",
     "sleep",
     "waitUntil",
 ]
+
+
+_SomeLab = TypeVar("_SomeLab", bound=Lab)
 
 
 def buildLab(testCase: SynchronousTestCase) -> Lab:
@@ -70,6 +77,32 @@ def buildLab(testCase: SynchronousTestCase) -> Lab:
     @raise LabError: the lab cannot run here and C{NATPMP_INTEROP_REQUIRED}
         is set, or building it failed.
     """
+    return buildLabWith(testCase, Lab.build)
+
+
+def buildLabWith(
+    testCase: SynchronousTestCase, build: Callable[[Path], _SomeLab]
+) -> _SomeLab:
+    """
+    L{buildLab}, with the lab built by C{build(directory)} (e.g. a lab
+    with more in it, which may raise L{LabUnavailable} for what it needs
+    besides).
+    """
+    privateState(testCase)
+    try:
+        lab = build(Path(testCase.mktemp()))
+    except LabUnavailable as e:
+        raise SkipTest(str(e)) from None
+    testCase.addCleanup(lambda: Deferred.fromCoroutine(lab.destroy()))
+    return lab
+
+
+def privateState(testCase: SynchronousTestCase) -> None:
+    """
+    Give everything C{testCase} runs a fresh C{XDG_STATE_HOME} in the
+    test's directory (so PCP nonce files never land in the user's own),
+    restored by a cleanup.
+    """
     state = Path(testCase.mktemp())
     state.mkdir(parents=True)
     previous = os.environ.get("XDG_STATE_HOME")
@@ -82,9 +115,3 @@ def buildLab(testCase: SynchronousTestCase) -> Lab:
             os.environ["XDG_STATE_HOME"] = previous
 
     testCase.addCleanup(restore)
-    try:
-        lab = Lab.build(Path(testCase.mktemp()))
-    except LabUnavailable as e:
-        raise SkipTest(str(e)) from None
-    testCase.addCleanup(lambda: Deferred.fromCoroutine(lab.destroy()))
-    return lab

@@ -96,16 +96,18 @@ def missingPrerequisites() -> list[str]:
     return missing
 
 
-def requirePrerequisites() -> None:
+def requirePrerequisites(also: Sequence[str] = ()) -> None:
     """
     Say what is missing when the lab cannot run here.
 
+    @param also: more that is missing, for a use of the lab that needs
+        more than the lab itself (one phrase each).
     @raise LabUnavailable: something is missing (a test suite skips).
     @raise LabError: something is missing and C{NATPMP_INTEROP_REQUIRED=1}
         is in the environment (as on CI), so that a skip never hides a
         suite that should run.
     """
-    missing = missingPrerequisites()
+    missing = missingPrerequisites() + list(also)
     if not missing:
         return
     reason = "interop suite needs " + ", ".join(missing)

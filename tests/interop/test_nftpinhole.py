@@ -1,0 +1,94 @@
+"""
+PCP pinholes (IPv6, RFC 6887 s11.3) on our gateway's nftables backend: a MAP
+from the first LAN host's global IPv6 address opens that address and port
+to the WAN, through the host's forward chain (C{--forward-chain}), whose
+policy drops everything else.  The IPv6 addresses are added by the test
+itself (the lab has none), as in L{tests.interop.test_pcpipv6}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tools.netlab.echo import probe
+from tools.netlab.forwarding import HOST_FORWARD_CHAIN
+from twisted_natpmp import Transport
+from twisted_natpmp.pcp._nonces import NonceStore
+from twisted_natpmp.pcp.client import listenPCPClient
+
+from ._forwarding import SILENT
+from ._nftlab import NftGatewayTestCase
+
+TCP, UDP = Transport.TCP, Transport.UDP
+
+ROUTER_LAN6 = "2001:db8:77::1"
+LAN_HOST6 = "2001:db8:77::2"
+ROUTER_WAN6 = "2001:db8:3::1"
+WAN_HOST6 = "2001:db8:3::2"
+#: The echo servers' IPv6 ports (the IPv4 ones, from the base class, hold
+#: 8080-8082 on every IPv4 address).
+ECHO6 = 8090
+
+#: What the test adds to the lab, as (host: 0 the router, 1 the first LAN
+#: host, 2 the WAN host; an C{ip -6} command).
+_IPV6 = (
+    (0, f"address add {ROUTER_LAN6}/64 dev br0 nodad"),
+    (0, f"address add {ROUTER_WAN6}/64 dev wan0 nodad"),
+    (1, f"address add {LAN_HOST6}/64 dev eth0 nodad"),
+    (1, f"route add default via {ROUTER_LAN6}"),
+    (2, f"address add {WAN_HOST6}/64 dev eth0 nodad"),
+    (2, f"route add 2001:db8:77::/64 via {ROUTER_WAN6}"),
+)
+
+
+class PinholeTests(NftGatewayTestCase):
+    """
+    Behind a host forward chain that drops what it does not accept, a PCP
+    MAP from a global IPv6 address opens a pinhole through
+    C{--forward-chain}.
+    """
+
+    acceptDNAT = False
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        await super().setUp()
+        lab = self.lab
+        where = (lab.router, lab.lans[0], lab.wan)
+        for host, command in _IPV6:
+            lab.check(where[host], ["ip", "-6", *command.split()])
+        lab.check(lab.router, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        lab.echo(0, LAN_HOST6).listen(tcp=(ECHO6,), udp=(ECHO6,), interface="::")
+        await self.startGateway(
+            f"--listen={ROUTER_LAN6}/64", f"--forward-chain={HOST_FORWARD_CHAIN}"
+        )
+
+    async def fromWAN6(self, transport: str) -> str:
+        return await probe(self.lab.wan, transport, LAN_HOST6, ECHO6, 1.0, "::")
+
+    async def test_pinhole(self) -> None:
+        """
+        Before the MAP the WAN host's TCP and UDP packets to the LAN host's
+        port are dropped (silent); the MAP's granted external address is
+        the internal one (RFC 6887 s11.3) and both reach the LAN host's
+        echo server through the pinhole; after the MAP is deleted they are
+        dropped again.
+        """
+        self.assertEqual(await self.fromWAN6("tcp"), SILENT)
+        client = listenPCPClient(
+            self.lab.reactorIn(self.lab.lans[0]),
+            ROUTER_LAN6,
+            internalAddress=LAN_HOST6,
+            nonces=NonceStore(Path(self.mktemp()) / "nonces.json"),
+        )
+        self.addCleanup(client.stop)
+        for transport in (TCP, UDP):
+            mapping = await client.addMapping(transport, ECHO6, lifetime=600)
+            self.assertEqual(str(mapping.externalAddress), LAN_HOST6)
+            self.assertEqual(mapping.externalPort, ECHO6)
+        self.assertEqual(await self.fromWAN6("tcp"), LAN_HOST6)
+        self.assertEqual(await self.fromWAN6("udp"), LAN_HOST6)
+
+        for transport in (TCP, UDP):
+            await client.deleteMapping(transport, ECHO6)
+        self.assertEqual(await self.fromWAN6("tcp"), SILENT)
+        self.assertEqual(await self.fromWAN6("udp"), SILENT)
