@@ -4,20 +4,17 @@ natpmp:gateway=ROUTER:tcp:8080 --path DIR} on LAN host 1 serves a page that
 the WAN host fetches through the router, at the router's WAN address and the
 external port granted; it survives a router restart (the rule comes back,
 the page is fetched again), and after SIGTERM the router holds no rule of
-it.
+it and the page is no longer fetched.
 
 The tests are written once (L{TwistdWebMixin}) for any router that really
 forwards, given as a L{Router}: Debian's miniupnpd (L{MINIUPNPD}, whose
-iptables rules forward in the lab), and our own gateway
-(L{OUR_GATEWAY_FORWARDING}), whose case is marked C{todo} until it
-forwards: it keeps its mappings in memory until the nftables backend
-(branch i16core) is merged.  To switch it on, replace the seam's two
-functions, L{startOurForwardingGateway} (run the gateway with that backend)
-and L{ourGatewayRules} (read the rules it writes), and remove the C{todo}.
+iptables rules forward in the lab), and our own gateway with its nftables
+backend (L{OUR_GATEWAY_FORWARDING}, in a forwarding lab whose host
+firewall accepts DNATed flows; its rules are its map's elements).
 
-What works with our gateway today, without forwarding, is checked apart
-(L{TwistdWebOurGatewayTests}): twistd's grant line, and the gateway's own
-lines for the mapping created and, on SIGTERM, deleted.
+Our gateway with its memory backend, which forwards nothing, is checked
+apart (L{TwistdWebOurGatewayTests}): twistd's grant line, and the
+gateway's own lines for the mapping created and, on SIGTERM, deleted.
 """
 
 from __future__ import annotations
@@ -27,10 +24,23 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from twisted.trial.unittest import TestCase
 
-from ._lab import LAN_HOSTS, ROUTER_LAN, ROUTER_WAN, Daemon, Lab, buildLab, waitUntil
+from tools.netlab.echo import REFUSED, SILENT, probe
+
+from ._forwarding import ForwardingLab, buildForwardingLab
+from ._lab import (
+    LAN_HOSTS,
+    ROUTER_LAN,
+    ROUTER_WAN,
+    Daemon,
+    Lab,
+    LabError,
+    buildLab,
+    waitUntil,
+)
 
 #: The page twistd web serves, and the port it listens on.
 PAGE = "reachable through the router\n"
@@ -78,58 +88,74 @@ def lanRules(lab: Lab) -> dict[tuple[str, int], int]:
     return lab.rulesFor(LAN_HOSTS[0])
 
 
+_SomeLab = TypeVar("_SomeLab", bound=Lab)
+
+
 @dataclass(frozen=True)
-class Router:
+class Router(Generic[_SomeLab]):
     """
-    A router for the tests: how to start it, how to restart it (a reboot:
-    its mappings lost), and how to read its forwards to LAN host 1, as
-    C{{("TCP", internalPort): externalPort}}.
+    A router for the tests: how to build its lab for a test case, how to
+    start it, how to restart it (a reboot: its mappings lost, which the
+    restart checks before the router starts again), and how to read its
+    forwards to LAN host 1, as C{{("TCP", internalPort): externalPort}}.
     """
 
     name: str
-    start: Callable[[Lab], Awaitable[Daemon]]
-    restart: Callable[[Lab, Daemon], Awaitable[Daemon]]
-    rules: Callable[[Lab], dict[tuple[str, int], int]]
+    build: Callable[[TestCase], _SomeLab]
+    start: Callable[[_SomeLab], Awaitable[Daemon]]
+    restart: Callable[[_SomeLab, Daemon], Awaitable[Daemon]]
+    rules: Callable[[_SomeLab], dict[tuple[str, int], int]]
 
 
-MINIUPNPD = Router(
+MINIUPNPD: Router[Lab] = Router(
     "miniupnpd",
+    buildLab,
     Lab.startMiniupnpd,
     lambda lab, daemon: lab.restartMiniupnpd(),
     lanRules,
 )
 
 
-# The seam for our gateway's forwarding case: today the gateway with its
-# memory backend, whose rules nothing writes.
-
-
-async def startOurForwardingGateway(lab: Lab) -> Daemon:
+def buildOurForwardingLab(testCase: TestCase) -> ForwardingLab:
     """
-    Start our gateway as a router that forwards.  (Today: the memory
-    backend, which forwards nothing; with the nftables backend, run
-    C{twistd natpmp-gateway} with it here.)
+    A forwarding lab for C{testCase} whose router has a host firewall that
+    drops forwarded flows unless they were DNATed (C{ct status dnat
+    accept}, as OpenWrt's fw4 does) or go from the LAN to the WAN.
     """
-    return await lab.startOurGateway()
+    lab = buildForwardingLab(testCase)
+    lab.addHostFirewall(acceptDNAT=True)
+    return lab
 
 
-def ourGatewayRules(lab: Lab) -> dict[tuple[str, int], int]:
+def ourGatewayRules(lab: ForwardingLab) -> dict[tuple[str, int], int]:
     """
-    Our gateway's forwards to LAN host 1.  (Today: miniupnpd's iptables
-    chains, which it does not write, so none; with the nftables backend,
-    read its table here.)
+    Our gateway's forwards to LAN host 1: the elements of its nftables
+    maps.
     """
-    return lanRules(lab)
+    return {
+        (transport.upper(), element.port): external
+        for (transport, external), element in lab.mapElements().items()
+        if element.address == LAN_HOSTS[0]
+    }
 
 
-async def _restartOurForwardingGateway(lab: Lab, gateway: Daemon) -> Daemon:
+async def _restartOurForwardingGateway(lab: ForwardingLab, gateway: Daemon) -> Daemon:
+    """
+    Stop our gateway (SIGTERM: it deletes its table), check that nothing of
+    it forwards any more, and start it again: it makes its table afresh,
+    its epoch starts again at 0, and it announces itself.
+    """
     await gateway.stop()
-    return await startOurForwardingGateway(lab)
+    left = lab.mapElements()
+    if left:
+        raise LabError(f"our gateway's elements left after it stopped: {left}")
+    return await lab.startNftGateway()
 
 
-OUR_GATEWAY_FORWARDING = Router(
+OUR_GATEWAY_FORWARDING: Router[ForwardingLab] = Router(
     "our gateway",
-    startOurForwardingGateway,
+    buildOurForwardingLab,
+    ForwardingLab.startNftGateway,
     _restartOurForwardingGateway,
     ourGatewayRules,
 )
@@ -193,11 +219,11 @@ class TwistdWebMixin(TwistdWeb):
     forwards.
     """
 
-    router: Router
+    router: Router[Any]
     routerDaemon: Daemon
 
     async def setUp(self) -> None:
-        self.lab = buildLab(self)  # type: ignore[arg-type]
+        self.lab = self.router.build(self)  # type: ignore[arg-type]
         self.routerDaemon = await self.router.start(self.lab)
 
     async def waitForRemap(self, daemon: Daemon, timeout: float) -> int:
@@ -208,8 +234,9 @@ class TwistdWebMixin(TwistdWeb):
         """
 
         def remapped() -> bool:
-            # (The restart flushes the router's rules before it returns: a
-            # rule seen now was made again, whatever the log calls it.)
+            # (The restart checked that the router's rules were gone before
+            # it started the router again: a rule seen now was made again,
+            # whatever the log calls it.)
             if daemon.ended:
                 raise AssertionError(f"twistd web exited:\n{daemon.output()}")
             return ("TCP", PORT) in self.router.rules(self.lab)
@@ -236,6 +263,9 @@ class TwistdWebMixin(TwistdWeb):
 
         await self.terminate(daemon)
         assertEqual(self.router.rules(self.lab), {})
+        # (Refused by the router, or dropped by its firewall.)
+        gone = await probe(self.lab.wan, "tcp", ROUTER_WAN, port, 1.0)
+        self.assertIn(gone, (REFUSED, SILENT))  # type: ignore[attr-defined]
 
 
 class TwistdWebMiniupnpdTests(TwistdWebMixin, TestCase):  # type: ignore[misc]
@@ -244,17 +274,12 @@ class TwistdWebMiniupnpdTests(TwistdWebMixin, TestCase):  # type: ignore[misc]
 
 class TwistdWebOurGatewayForwardingTests(TwistdWebMixin, TestCase):  # type: ignore[misc]
     router = OUR_GATEWAY_FORWARDING
-    todo = (
-        "our gateway keeps its mappings in memory: forwarding waits for the"
-        " nftables backend (branch i16core)"
-    )
 
 
 class TwistdWebOurGatewayTests(TwistdWeb, TestCase):
     """
-    C{twistd web} behind a C{natpmp:} endpoint, against our gateway as it
-    is today (the memory backend: it grants and deletes, forwarding
-    nothing).
+    C{twistd web} behind a C{natpmp:} endpoint, against our gateway with
+    its memory backend (it grants and deletes, forwarding nothing).
     """
 
     async def setUp(self) -> None:  # type: ignore[override]
