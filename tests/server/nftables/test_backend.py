@@ -57,6 +57,13 @@ class BackendTests(SynchronousTestCase):
         self.conntrack = RecordingRunner("conntrack")
         self.backend = NftablesBackend(Ruleset("wan0"), self.nft, self.conntrack)
 
+    def running(self) -> None:
+        """
+        Start the backend: its table made.
+        """
+        self.backend.start()
+        self.nft.succeed()
+
     def test_interface(self) -> None:
         """
         L{NftablesBackend} provides L{IBatchingBackend}.
@@ -112,6 +119,7 @@ class BackendTests(SynchronousTestCase):
         by their exact tuple, before the batch is done (RFC 6886 s3.4:
         connections through a mapping that has gone SHOULD end).
         """
+        self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.assertEqual(self.conntrack.runs, [])
         self.nft.succeed()
@@ -133,6 +141,7 @@ class BackendTests(SynchronousTestCase):
         When no flow goes through the removed mappings, nothing is deleted:
         one listing is all it costs.
         """
+        self.running()
         self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.nft.succeed()
         self.conntrack.succeed(b"")
@@ -143,6 +152,7 @@ class BackendTests(SynchronousTestCase):
         """
         Removals committed while conntrack runs share the next listing.
         """
+        self.running()
         other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
         for mapping in (MAPPING, other, other):
             self.backend.apply([ForwardChange(ChangeKind.REMOVE, mapping)])
@@ -159,6 +169,7 @@ class BackendTests(SynchronousTestCase):
         """
         Flows that cannot be ended do not fail the batch: it has committed.
         """
+        self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.nft.succeed()
         self.conntrack.fail("conntrack: Operation not permitted")
@@ -169,6 +180,7 @@ class BackendTests(SynchronousTestCase):
         A failed batch fails with L{CommitFailed}: out of resources when the
         kernel had no room, a network failure otherwise.
         """
+        self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
         self.nft.fail("Error: Could not process rule: File exists")
         failed = self.failureResultOf(applied, CommitFailed).value
@@ -222,6 +234,37 @@ class ForwardChainTests(SynchronousTestCase):
         self.assertIn("delete rule inet filter forward handle 6\n", batch)
         self.assertIn("insert rule inet filter forward", batch)
         self.successResultOf(started)
+
+    def test_batchWaitsForTable(self) -> None:
+        """
+        A batch applied while the host's chain is being listed waits for
+        the table to be made: it is not sent between the two runs.
+        """
+        started = self.backend.start()
+        applied = self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
+        self.nft.succeed(listing())
+        self.assertIn("add table inet twisted_natpmp", self.nft.succeed().stdin)
+        self.successResultOf(started)
+        self.assertNoResult(applied)
+        batch = self.nft.succeed().stdin
+        self.assertIn("add element inet twisted_natpmp forwards", batch)
+        self.successResultOf(applied)
+
+    def test_failedOrStoppedFailsBatches(self) -> None:
+        """
+        Before a start, after a failed one and after a stop, every batch
+        fails at once, with nothing sent.
+        """
+        change = [ForwardChange(ChangeKind.SET, MAPPING)]
+        self.failureResultOf(self.backend.apply(change), CommitFailed)
+        started = self.backend.start()
+        waiting = self.backend.apply(change)
+        self.nft.fail("Error: No such file or directory")
+        self.failureResultOf(started, ProcessFailed)
+        failed = self.failureResultOf(waiting, CommitFailed).value
+        self.assertIsInstance(failed.error, NetworkFailureError)
+        self.failureResultOf(self.backend.apply(change), CommitFailed)
+        self.assertEqual(len(self.nft.runs), 1)
 
     def test_startWithoutHostChain(self) -> None:
         """

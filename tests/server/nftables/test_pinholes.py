@@ -100,6 +100,10 @@ class PinholeGatewayTests(BatchingGatewayMixin):
             Ruleset("wan0", forwardChain=CHAIN), self.nft, self.conntrack
         )
         self.gateway = self.makeGateway()
+        started = self.backend.start()
+        self.nft.succeed(b'{"nftables": []}')
+        self.nft.succeed()
+        self.successResultOf(started)
 
     def test_provides(self) -> None:
         """

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from enum import Enum
 from ipaddress import IPv6Address
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
@@ -59,6 +59,7 @@ class BackendState(Enum):
     Where an L{NftablesBackend} is in its life.
     """
 
+    #: Not started, or stopped: every batch fails.
     STOPPED = "stopped"
     #: Its table is being made; batches wait behind.
     STARTING = "starting"
@@ -115,6 +116,8 @@ class NftablesBackend:
         # Removed mappings whose flows wait for the next conntrack run.
         self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
         self._flowsInFlight: Deferred[None] | None = None
+        # The batches applied while starting, waiting for the table.
+        self._waiting: list[Deferred[None]] = []
 
     def start(self) -> Deferred[None]:
         self.state = BackendState.STARTING
@@ -129,6 +132,7 @@ class NftablesBackend:
 
     def _started(self, result: object) -> None:
         self.state = BackendState.RUNNING
+        self._release()
         log.info(
             "nftables table inet {table} made afresh, forwarding from {interface}"
             "{chain}",
@@ -141,7 +145,16 @@ class NftablesBackend:
 
     def _startFailed(self, failure: Failure) -> Failure:
         self.state = BackendState.FAILED
+        self._release()
         return failure
+
+    def _release(self) -> None:
+        """
+        Let the batches that waited for the start go on (or fail).
+        """
+        waiting, self._waiting = self._waiting, []
+        for ready in waiting:
+            ready.callback(None)
 
     def _ownRules(self) -> Deferred[list[int]]:
         """
@@ -155,6 +168,22 @@ class NftablesBackend:
         return ran.addCallback(lambda _: None)
 
     def apply(self, changes: Sequence[ForwardChange]) -> Deferred[None]:
+        if self.state is BackendState.STARTING:
+            # Behind the table's making (with a host forward chain, two nft
+            # runs: a batch must not slip in between).
+            ready: Deferred[None] = Deferred()
+            self._waiting.append(ready)
+            return ready.addCallback(lambda _: self._apply(changes))
+        return self._apply(changes)
+
+    def _apply(self, changes: Sequence[ForwardChange]) -> Deferred[None]:
+        if self.state is not BackendState.RUNNING:
+            return fail(
+                CommitFailed(
+                    NetworkFailureError(),
+                    f"nftables table inet {self.ruleset.table} is {self.state.value}",
+                )
+            )
         # One batch is in flight at a time (the Committer sees to it), so
         # the filters committed are those this batch starts from.
         batch, filtered = self.ruleset.batch(changes, self._filtered)
