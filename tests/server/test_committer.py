@@ -91,7 +91,7 @@ class AnsweredAfterCommitTests(BatchingGatewayMixin):
         # RFC 6886 s3.4: a mapping that has gone SHOULD end its connections:
         # once the element is gone, its flows are looked for.
         [listing] = self.conntrack.runs
-        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4"))
+        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4", "--dst-nat"))
 
     def test_expiryRemoves(self) -> None:
         """
@@ -338,7 +338,7 @@ class StopTests(BatchingGatewayMixin):
         )
         self.successResultOf(stopped)
         [listing] = self.conntrack.runs
-        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4"))
+        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4", "--dst-nat"))
 
 
 class FilterTests(BatchingGatewayMixin):

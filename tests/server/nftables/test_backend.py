@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Address
+from typing import Any
 
+from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -27,6 +29,7 @@ from twisted_natpmp.server.backends.nftables import (
     ProcessFailed,
     Ruleset,
 )
+from twisted_natpmp.server.backends.nftables import backend as backendModule
 from twisted_natpmp.server.backends.nftables.backend import errorFor
 from twisted_natpmp.server.backends.nftables.testing import RecordingRunner
 
@@ -114,27 +117,60 @@ class BackendTests(SynchronousTestCase):
 
     def test_removeEndsFlows(self) -> None:
         """
-        Once a batch that removes mappings commits, the flows are listed
-        once, and those through the mappings, and only those, are deleted
-        by their exact tuple, before the batch is done (RFC 6886 s3.4:
-        connections through a mapping that has gone SHOULD end).
+        Once a batch that removes mappings commits, it is done (its requests
+        answered); then the flows a DNAT made are listed once, and those
+        through the mappings, and only those, are deleted by their exact
+        tuple (RFC 6886 s3.4: connections through a mapping that has gone
+        SHOULD end).
         """
         self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.assertEqual(self.conntrack.runs, [])
         self.nft.succeed()
-        listed = self.conntrack.succeed(LISTING)
-        self.assertEqual(listed.arguments, ("-L", "-f", "ipv4"))
-        # The batch is done (its requests answered) once the flows are cut.
-        self.assertNoResult(applied)
-        deleted = self.conntrack.succeed()
         self.successResultOf(applied)
+        listed = self.conntrack.succeed(LISTING)
+        self.assertEqual(listed.arguments, ("-L", "-f", "ipv4", "--dst-nat"))
+        deleted = self.conntrack.succeed()
         self.assertEqual(deleted.arguments, ("-R", "/dev/stdin"))
         self.assertEqual(
             deleted.stdin,
             "-D -p tcp -s 198.51.100.9 -d 192.0.2.1 --sport 40000 --dport 2222\n",
         )
         self.assertIsNone(self.conntrack.inFlight)
+
+    def test_batchesNotHeldBehindFlows(self) -> None:
+        """
+        While the flows of a removal are being listed, the next batch is
+        sent and done.
+        """
+        self.running()
+        self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
+        self.nft.succeed()
+        other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
+        applied = self.backend.apply([ForwardChange(ChangeKind.ADD, other)])
+        self.assertIn("udp . 5353", self.nft.succeed().stdin)
+        self.successResultOf(applied)
+        self.assertIsNotNone(self.conntrack.inFlight)
+
+    def test_forwardedAgainNotCut(self) -> None:
+        """
+        A forward removed and made again before its flows were listed keeps
+        them: they go through the new mapping.
+        """
+        self.running()
+        other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
+        self.backend.apply([ForwardChange(ChangeKind.REMOVE, other)])
+        self.nft.succeed()
+        for mapping in (MAPPING, other):
+            self.backend.apply([ForwardChange(ChangeKind.REMOVE, mapping)])
+            self.nft.succeed()
+        self.backend.apply([ForwardChange(ChangeKind.ADD, other)])
+        self.nft.succeed()
+        self.conntrack.succeed(b"")
+        self.conntrack.succeed(LISTING)
+        deleted = self.conntrack.succeed()
+        self.assertNotIn("--dport 5353", deleted.stdin)
+        self.assertIn("--dport 2222", deleted.stdin)
 
     def test_noFlowsNoDeletion(self) -> None:
         """
@@ -167,13 +203,20 @@ class BackendTests(SynchronousTestCase):
 
     def test_conntrackFailureLogged(self) -> None:
         """
-        Flows that cannot be ended do not fail the batch: it has committed.
+        Flows that cannot be ended do not fail the batch (it has committed):
+        the failure is logged as a warning, with how many mappings it was
+        for and conntrack's error.
         """
+        logged: list[dict[str, Any]] = []
+        self.patch(backendModule, "log", Logger(observer=logged.append))  # type: ignore[arg-type]
         self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.nft.succeed()
         self.conntrack.fail("conntrack: Operation not permitted")
         self.successResultOf(applied)
+        [warning] = [e for e in logged if e["log_level"] is LogLevel.warn]
+        self.assertEqual(warning["count"], 1)
+        self.assertIn("Operation not permitted", warning["error"])
 
     def test_failureMeaning(self) -> None:
         """

@@ -9,7 +9,7 @@ both services.
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_interface
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService, Service
@@ -117,6 +117,9 @@ def nftablesGateway(
         ruleset,
         ProcessRunner(reactor, reactor, nft),
         None if conntrack is None else ProcessRunner(reactor, reactor, conntrack),
+        internalNetworks=[
+            ip_interface(i).network for i in gatewayArguments.get("listen", ())
+        ],
     )
     first = (
         externalAddress if externalAddress is not None else interfaceAddress(interface)

@@ -7,9 +7,9 @@ mappings ended by C{conntrack}.  See the package docstring for the design.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import Enum
-from ipaddress import IPv6Address
+from ipaddress import IPv4Network, IPv6Address, IPv6Network
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -68,6 +68,16 @@ class BackendState(Enum):
     FAILED = "failed"
 
 
+_Forward = tuple[Transport, int, object, int]
+
+
+def _forward(m: GatewayMapping) -> _Forward:
+    """
+    What forwards C{m}: its external port to its internal address and port.
+    """
+    return (m.transport, m.externalPort, m.client, m.internalPort)
+
+
 def errorFor(failure: BaseException) -> CommitFailed:
     """
     What a failed run means for the requests whose changes it held.
@@ -99,11 +109,15 @@ class NftablesBackend:
         ruleset: Ruleset,
         nft: IProcessRunner,
         conntrack: IProcessRunner | None,
+        *,
+        internalNetworks: Iterable[IPv4Network | IPv6Network] = (),
     ) -> None:
         """
         @param nft: runs C{nft} in the gateway's network namespace.
         @param conntrack: runs C{conntrack} there; L{None} leaves
             established flows alone.
+        @param internalNetworks: the gateway's internal networks, whose
+            hosts' own flows to a pinhole's host are not cut with it.
         """
         self.ruleset = ruleset
         if ruleset.pinholes:
@@ -116,12 +130,16 @@ class NftablesBackend:
         # Removed mappings whose flows wait for the next conntrack run.
         self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
         self._flowsInFlight: Deferred[None] | None = None
+        self._internal = tuple(internalNetworks)
+        # The forwards and pinholes, as committed.
+        self._forwarded: set[_Forward] = set()
         # The batches applied while starting, waiting for the table.
         self._waiting: list[Deferred[None]] = []
 
     def start(self) -> Deferred[None]:
         self.state = BackendState.STARTING
         self._filtered = {}
+        self._forwarded = set()
         if self.ruleset.forwardChain is None:
             started = self._run(self.ruleset.create())
         else:
@@ -188,13 +206,17 @@ class NftablesBackend:
         # the filters committed are those this batch starts from.
         batch, filtered = self.ruleset.batch(changes, self._filtered)
 
-        def committed(result: object) -> Deferred[None]:
+        def committed(result: object) -> None:
             self._filtered = filtered
-            # Answered once the flows are cut too, so that a client told
-            # its mapping is gone finds it gone, established flows and all.
-            return self._endFlows(
-                [c.mapping for c in changes if c.kind is ChangeKind.REMOVE]
-            )
+            for change in changes:
+                m = change.mapping
+                if change.kind is ChangeKind.REMOVE:
+                    self._forwarded.discard(_forward(m))
+                elif change.kind is not ChangeKind.FILTER:
+                    self._forwarded.add(_forward(m))
+            # Answered now: the flows are cut after (a conntrack run of
+            # their own, which no batch waits for).
+            self._endFlows([c.mapping for c in changes if c.kind is ChangeKind.REMOVE])
 
         def failed(failure: Failure) -> Failure:
             return Failure(errorFor(failure.value or Exception(repr(failure))))
@@ -222,7 +244,14 @@ class NftablesBackend:
         if not waiting:
             self._flowsInFlight = None
             return
-        mappings = [m for group, _ in waiting for m in group]
+        # Not those forwarded again since (re-mapped): the flows through
+        # them are the new mapping's too.
+        mappings = [
+            m
+            for group, _ in waiting
+            for m in group
+            if _forward(m) not in self._forwarded
+        ]
         families = [
             [m for m in mappings if isinstance(m.client, IPv6Address) is ipv6]
             for ipv6 in (False, True)
@@ -258,7 +287,7 @@ class NftablesBackend:
 
         def listed(output: bytes) -> Deferred[bytes] | None:
             flows = flowsThrough(
-                parseFlows(output.decode("ascii", "replace")), mappings
+                parseFlows(output.decode("ascii", "replace")), mappings, self._internal
             )
             if not flows:
                 return None
@@ -269,6 +298,7 @@ class NftablesBackend:
 
     def stop(self, held: Sequence[GatewayMapping]) -> Deferred[None]:
         self.state = BackendState.STOPPED
+        self._forwarded = set()
         if self.ruleset.forwardChain is None:
             handles: Deferred[list[int] | None] = succeed([])
         else:
