@@ -41,7 +41,8 @@ class RulesetTests(SynchronousTestCase):
         """
         The table is made afresh whether or not it exists: added, deleted,
         then defined with its map (timeouts) and its DNAT rule for packets
-        arriving on the external interface.
+        arriving on the external interface for the router itself (not those
+        routed on, to a public subnet behind it).
         """
         text = Ruleset("wan0", "gw").create()
         lines = text.splitlines()
@@ -53,7 +54,7 @@ class RulesetTests(SynchronousTestCase):
         )
         self.assertIn("        flags timeout", lines)
         self.assertIn(
-            '        iifname "wan0" meta l4proto { tcp, udp }'
+            '        iifname "wan0" fib daddr type local meta l4proto { tcp, udp }'
             " dnat ip to meta l4proto . th dport map @forwards",
             lines,
         )
@@ -221,7 +222,8 @@ class FilterRulesetTests(SynchronousTestCase):
         text = Ruleset("wan0").create()
         self.assertIn("type filter hook prerouting priority dstnat - 10;", text)
         self.assertIn(
-            '        iifname "wan0" meta l4proto . th dport @filtered'
+            '        iifname "wan0" fib daddr type local'
+            " meta l4proto . th dport @filtered"
             " meta l4proto . th dport . ip saddr . th sport != @permitted drop\n",
             text,
         )

@@ -12,16 +12,18 @@ configurable) holds::
     }
     chain prerouting {
         type nat hook prerouting priority dstnat; policy accept;
-        iifname "wan0" meta l4proto { tcp, udp }
+        iifname "wan0" fib daddr type local meta l4proto { tcp, udp }
             dnat ip to meta l4proto . th dport map @forwards
     }
 
-and each mapping is one element of C{forwards}, whose timeout is the
-lifetime granted.  With a host forward chain (C{--forward-chain
-inet:filter:forward}), the host's table also gets a set of (internal
-address, transport, internal port), element for element beside the map,
-and one rule at the head of the chain that accepts DNATed packets to
-exactly those (one line each, here folded)::
+(only packets to the router's own addresses: what arrives on C{wan0} for
+a routed subnet behind it goes on untouched), and each mapping is one
+element of C{forwards}, whose timeout is the lifetime granted.  With a
+host forward chain (C{--forward-chain inet:filter:forward}), the host's
+table also gets a set of (internal address, transport, internal port),
+element for element beside the map, and one rule at the head of the
+chain that accepts DNATed packets to exactly those (one line each, here
+folded)::
 
     ct status dnat ip daddr . meta l4proto . th dport @NAME_forwards
         accept comment "NAME"
@@ -165,7 +167,8 @@ class Ruleset:
             "    }",
             f"    chain {CHAIN} {{",
             "        type nat hook prerouting priority dstnat; policy accept;",
-            f'        iifname "{self.interface}" meta l4proto {{ tcp, udp }}'
+            f'        iifname "{self.interface}" fib daddr type local'
+            f" meta l4proto {{ tcp, udp }}"
             f" dnat ip to meta l4proto . th dport map @{MAP}",
             "    }",
             f"    set {FILTERED} {{",
@@ -178,7 +181,8 @@ class Ruleset:
             "    }",
             f"    chain {FILTERS} {{",
             "        type filter hook prerouting priority dstnat - 10; policy accept;",
-            f'        iifname "{self.interface}" meta l4proto . th dport @{FILTERED}'
+            f'        iifname "{self.interface}" fib daddr type local'
+            f" meta l4proto . th dport @{FILTERED}"
             f" meta l4proto . th dport . ip saddr . th sport != @{PERMITTED} drop",
             "    }",
             "}",
