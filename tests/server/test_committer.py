@@ -13,11 +13,11 @@ from zope.interface.verify import verifyObject
 from twisted_natpmp.interfaces import IMappingBackend
 from twisted_natpmp.pcp._options import FilterOption
 from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
-from twisted_natpmp.server._committer import Mode, TableBackend
+from twisted_natpmp.server._committer import DEFAULT_MAX_QUEUED, Mode, TableBackend
 
 from ._batchhelpers import BatchingGatewayMixin
 from ._helpers import CLIENT, OTHER, TCP, UDP, mapRequest, parseMap
-from ._pcp import mapPacket
+from ._pcp import announcePacket, mapPacket
 
 ELEMENT = "tcp . 8080 timeout 3600s : 10.77.0.2 . 8080"
 
@@ -153,7 +153,23 @@ class CoalescingTests(BatchingGatewayMixin):
         self.assertIn("tcp . 8081 timeout 3600s", second)
         self.assertIn("udp . 8082 timeout 3600s", second)
         self.assertEqual(len(self.replies[OTHER]), 2)
-        self.assertEqual(self.gateway._committer.batches, 2)  # type: ignore[union-attr]
+        self.assertEqual(len(self.batches()), 2)
+
+    def test_retransmissionCollapsed(self) -> None:
+        """
+        A retransmission of a request still waiting for its batch is not
+        run again: one change, one reply, to where the last copy came from.
+        """
+        packet = mapRequest(TCP, 8080, 8080, 3600)
+        first: list[bytes] = []
+        last: list[bytes] = []
+        self.gateway.answer(packet, (CLIENT, 5350), first.append)
+        self.turn()
+        self.gateway.answer(packet, (CLIENT, 5351), last.append)
+        self.nft.succeed()
+        self.turn()
+        self.assertEqual((len(first), len(last)), (0, 1))
+        self.assertEqual(len(self.batches()), 1)
 
 
 class FailureTests(BatchingGatewayMixin):
@@ -237,26 +253,84 @@ class FailureTests(BatchingGatewayMixin):
         """
         When a batch of several requests fails, each is tried again in a
         batch of its own, so that one bad request does not fail the
-        others; requests arriving meanwhile wait their turn.
+        others; requests arriving meanwhile wait their turn; then requests
+        are coalesced again.
         """
         self.send(mapRequest(TCP, 8080, 8080, 3600))
         self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
         self.turn()
         self.nft.fail()
-        committer = self.gateway._committer
-        assert committer is not None
-        self.assertIs(committer.mode, Mode.ISOLATING)
         self.assertEqual(len(self.gateway.table), 1)  # the first, tried alone
         self.send(mapRequest(UDP, 5000, 5000, 3600), OTHER)
         alone = self.nft.fail().stdin
         self.assertIn("tcp . 8080", alone)
         self.assertNotIn("8081", alone)
         self.assertEqual(parseMap(self.replies[CLIENT][0])[1], 3)
-        self.assertIn("tcp . 8081", self.nft.succeed().stdin)
+        second = self.nft.succeed().stdin
+        self.assertIn("tcp . 8081", second)
+        self.assertNotIn("udp . 5000", second)
+        self.assertEqual(len(self.replies[OTHER]), 1)
         self.assertIn("udp . 5000", self.nft.succeed().stdin)
         self.assertEqual([parseMap(r)[1] for r in self.replies[OTHER]], [0, 0])
-        self.assertIs(committer.mode, Mode.NORMAL)
         self.assertEqual(len(self.gateway.table), 2)
+        self.send(mapRequest(TCP, 9000, 9000, 3600))
+        self.send(mapRequest(TCP, 9001, 9001, 3600), OTHER)
+        self.turn()
+        together = self.nft.succeed().stdin
+        self.assertIn("tcp . 9000", together)
+        self.assertIn("tcp . 9001", together)
+
+    def isolating(self) -> None:
+        """
+        Have a batch of two requests fail: the gateway is isolating, the
+        first tried alone, in flight.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
+        self.turn()
+        self.nft.fail()
+
+    def test_addressAnsweredWhileIsolating(self) -> None:
+        """
+        While isolating, what changes nothing is answered at once: a
+        NAT-PMP external address request, a PCP ANNOUNCE.
+        """
+        self.isolating()
+        self.send(b"\x00\x00", "10.77.0.9")
+        self.send(announcePacket("10.77.0.9"), "10.77.0.9")
+        [address, announce] = self.replies["10.77.0.9"]
+        self.assertEqual(address[:4], b"\x00\x80\x00\x00")
+        self.assertEqual(decodeResponse(announce).resultCode, ResultCode.SUCCESS)
+
+    def test_queueBounded(self) -> None:
+        """
+        At most L{DEFAULT_MAX_QUEUED} requests wait behind a failed batch;
+        the rest are dropped and counted, in aggregate.
+        """
+        self.isolating()
+        # The failed batch's second request waits already.
+        for port in range(DEFAULT_MAX_QUEUED):
+            self.send(mapRequest(UDP, 10000 + port, 0, 3600), OTHER)
+        self.assertEqual(self.gateway.drops.total, 1)
+        [reason] = self.gateway.drops.reasons
+        self.assertIn("too many waiting", reason)
+
+    def test_applyRaises(self) -> None:
+        """
+        A backend whose apply raises fails the batch (network failure), and
+        the gateway goes on answering.
+        """
+
+        def broken(changes: object) -> object:
+            raise RuntimeError("bug")
+
+        self.patch(self.backend, "apply", broken)
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.assertEqual(parseMap(self.replies[CLIENT][0])[1], 3)
+        self.send(mapRequest(TCP, 8081, 8081, 3600))
+        self.turn()
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 3)
 
     def test_openBatchRunAgain(self) -> None:
         """

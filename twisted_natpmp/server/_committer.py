@@ -28,7 +28,13 @@ The table and the kernel never disagree for long:
   - a failed batch of several requests is not answered yet: its requests,
     then the open batch's, are run again one at a time, each in a batch
     of its own (isolating), so that one bad request does not fail the
-    others; new requests queue behind them meanwhile;
+    others; new requests queue behind them meanwhile (at most
+    L{DEFAULT_MAX_QUEUED}: the rest are dropped and counted), but for
+    those that change nothing by their kind (NAT-PMP's external address
+    request, PCP's ANNOUNCE), answered at once in every mode;
+  - a retransmission of a request still waiting (the same packet from the
+    same client) is not run again: the one reply goes where the last copy
+    came from;
   - an expiry's removal is never undone: the table has forgotten the
     mapping, and the kernel's own timeout, the lifetime granted, ends it
     anyway.
@@ -42,6 +48,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from ipaddress import IPv4Network, IPv6Address
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -64,6 +71,7 @@ from .backends._filters import IFilteringBackend, RemoteFilter
 from .backends._pinhole import IPinholeBackend
 
 __all__ = [
+    "DEFAULT_MAX_QUEUED",
     "Committer",
     "FilteringTableBackend",
     "Mode",
@@ -78,6 +86,18 @@ Respond = Callable[[bytes, IPAddress], "bytes | None"]
 State = tuple[GatewayMapping, "bytes | None"]
 
 _REQUESTED = {EventKind.CREATED, EventKind.RENEWED, EventKind.DELETED}
+
+#: The most requests that wait behind a failed batch's (isolating).
+DEFAULT_MAX_QUEUED = 1024
+
+
+def changesNothing(packet: bytes) -> bool:
+    """
+    Whether C{packet} asks for nothing that changes state, by its kind
+    alone: a NAT-PMP external address request (version 0, opcode 0) or a
+    PCP ANNOUNCE (version 2, opcode 0).
+    """
+    return packet[:1] in (b"\x00", b"\x02") and packet[1:2] == b"\x00"
 
 
 class Mode(Enum):
@@ -128,18 +148,28 @@ class Committer:
         table: SharedTable,
         respond: Respond,
         restored: Callable[[], object],
+        dropped: Callable[[str, str], object] = lambda host, reason: None,
+        maxQueued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         """
         @param respond: answers one request against C{table} (the
             gateway's dispatcher).
         @param restored: called when mappings were put back into
             C{table} (the gateway sets its expiry timer again).
+        @param dropped: counts a request dropped (its source, why): the
+            gateway's L{DropLog <twisted_natpmp._droplog.DropLog>}.
+        @param maxQueued: the most requests that wait behind a failed
+            batch's.
         """
         self._clock = clock
         self._backend = backend
         self._table = table
         self._respond = respond
         self._restored = restored
+        self._dropped = dropped
+        self._maxQueued = maxQueued
+        # Every request waiting for a batch or its turn, by what it is.
+        self._held: dict[tuple[bytes, IPAddress], _Request] = {}
         self.mode = Mode.NORMAL
         self.batches = 0
         self._open = _Batch()
@@ -158,11 +188,21 @@ class Committer:
         Answer C{packet} from C{client} with C{send(reply)}, now or when
         its changes have committed (or never, for a packet not answered).
         """
+        if self.mode is Mode.STOPPED:
+            return
+        held = self._held.get((packet, client))
+        if held is not None:
+            # A retransmission: answered once, where the last copy came from.
+            held.send = send
+            return
         request = _Request(packet, client, send)
-        if self.mode is Mode.NORMAL:
+        if self.mode is Mode.NORMAL or changesNothing(packet):
             self._process(request)
-        elif self.mode is Mode.ISOLATING:
+        elif len(self._queue) >= self._maxQueued:
+            self._dropped(str(client), "behind a failed batch, too many waiting")
+        else:
             self._queue.append(request)
+            self._held[packet, client] = request
 
     def observe(self, event: TableEvent) -> None:
         """
@@ -226,6 +266,7 @@ class Committer:
         """
         self.mode = Mode.STOPPED
         self._queue.clear()
+        self._held.clear()
         self._open = _Batch()
 
     # Internals
@@ -242,8 +283,17 @@ class Committer:
             self._current = None
         if self._touched:
             self._open.requests.append(request)
+            self._held[request.packet, request.client] = request
             self._scheduleFlush()
-        elif request.reply is not None:
+        else:
+            self._send(request)
+
+    def _send(self, request: _Request) -> None:
+        """
+        Send C{request}'s reply, if it has one; it waits no more.
+        """
+        self._held.pop((request.packet, request.client), None)
+        if request.reply is not None:
             request.send(request.reply)
 
     def _scheduleFlush(self) -> None:
@@ -265,7 +315,8 @@ class Committer:
                 None if mapping is None else (mapping, self._table.ownerOf(mapping))
             )
         self.batches += 1
-        applied = self._backend.apply(batch.changes)
+        # A backend that raises fails the batch, as one that fails it does.
+        applied: Deferred[None] = maybeDeferred(self._backend.apply, batch.changes)
         applied.addCallbacks(
             lambda _: self._committedBatch(batch),
             lambda f: self._failedBatch(f, batch),
@@ -282,8 +333,7 @@ class Committer:
             else:
                 self._committed[key] = state
         for request in batch.requests:
-            if request.reply is not None:
-                request.send(request.reply)
+            self._send(request)
         self._next()
 
     def _failedBatch(self, failure: Failure, batch: _Batch) -> None:

@@ -187,6 +187,7 @@ class Gateway:
                 self.table,
                 self.dispatcher.respond,
                 self._scheduleExpiry,
+                self.drops.drop,
             )
 
     def _observeBatched(self, event: TableEvent) -> None:
