@@ -16,7 +16,7 @@ from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
 from twisted_natpmp.server._committer import DEFAULT_MAX_QUEUED, Mode, TableBackend
 
 from ._batchhelpers import BatchingGatewayMixin
-from ._helpers import CLIENT, OTHER, TCP, UDP, mapRequest, parseMap
+from ._helpers import CLIENT, OTHER, TCP, UDP, epochOf, mapRequest, parseMap
 from ._pcp import announcePacket, mapPacket
 
 ELEMENT = "tcp . 8080 timeout 3600s : 10.77.0.2 . 8080"
@@ -362,6 +362,48 @@ class FailureTests(BatchingGatewayMixin):
         self.nft.succeed()
         self.assertEqual([parseMap(r)[1] for r in self.replies[CLIENT]], [0, 0])
         self.assertEqual(len(gateway.table), 2)
+
+
+class LostTableTests(BatchingGatewayMixin):
+    def test_firewallReload(self) -> None:
+        """
+        When a batch fails because our table has gone (C{flush ruleset} on
+        a firewall reload), the table is made afresh, every mapping is
+        forgotten with a new epoch, announced (as after a restart, RFC 6886
+        s3.6: clients map again), and the failed request runs again on the
+        fresh table, in one warning.
+        """
+        lost: list[None] = []
+        self.gateway.stateLost = lambda: lost.append(None)
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.succeed()
+        self.send(mapRequest(UDP, 5000, 5000, 3600), OTHER)
+        self.clock.advance(100)
+        self.nft.fail("Error: Could not process rule: No such file or directory")
+        listed = self.nft.fail("Error: No such file or directory")
+        self.assertEqual(listed.arguments, ("list", "table", "inet", "twisted_natpmp"))
+        self.assertEqual(lost, [None])
+        self.assertIn("add table inet twisted_natpmp", self.nft.succeed().stdin)
+        self.assertIn("udp . 5000", self.nft.succeed().stdin)
+        reply = self.replies[OTHER][0]
+        self.assertEqual(parseMap(reply)[1], 0)
+        self.assertLess(epochOf(reply), 100)
+        self.assertIsNone(self.gateway.table.get(IPv4Address(CLIENT), TCP, 8080))
+        [warning] = [e for e in self.logged if "lost every forward" in e["log_format"]]
+        self.assertEqual(warning["count"], 2)  # the one run again too
+
+    def test_otherMissingThing(self) -> None:
+        """
+        A batch failing with "No such file or directory" while our table
+        is there is an ordinary failure.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.fail("Error: Could not process rule: No such file or directory")
+        self.nft.succeed(b"table inet twisted_natpmp {}")
+        self.assertEqual(parseMap(self.replies[CLIENT][0])[1], 3)
+        self.assertIsNone(self.nft.inFlight)
 
 
 class RobustnessTests(BatchingGatewayMixin):

@@ -37,7 +37,11 @@ The table and the kernel never disagree for long:
     came from;
   - an expiry's removal is never undone: the table has forgotten the
     mapping, and the kernel's own timeout, the lifetime granted, ends it
-    anyway.
+    anyway;
+  - a batch that failed because the backend's whole forwarding state has
+    gone (a firewall reload deleted it) empties the table with a new
+    epoch, as a restart would, starts the backend afresh and runs its
+    requests again.
 """
 
 from __future__ import annotations
@@ -150,6 +154,7 @@ class Committer:
         restored: Callable[[], object],
         dropped: Callable[[str, str], object] = lambda host, reason: None,
         maxQueued: int = DEFAULT_MAX_QUEUED,
+        lost: Callable[[str], object] = lambda why: None,
     ) -> None:
         """
         @param respond: answers one request against C{table} (the
@@ -160,6 +165,9 @@ class Committer:
             gateway's L{DropLog <twisted_natpmp._droplog.DropLog>}.
         @param maxQueued: the most requests that wait behind a failed
             batch's.
+        @param lost: called (with why) when the backend's forwarding state
+            was found gone, to empty C{table} with a new epoch and announce
+            it; the backend is then started again.
         """
         self._clock = clock
         self._backend = backend
@@ -167,6 +175,7 @@ class Committer:
         self._respond = respond
         self._restored = restored
         self._dropped = dropped
+        self._lost = lost
         self._maxQueued = maxQueued
         # Every request waiting for a batch or its turn, by what it is.
         self._held: dict[tuple[bytes, IPAddress], _Request] = {}
@@ -245,6 +254,37 @@ class Committer:
             self._open.keys.add(mapping.key)
             self._touched = True
         self._scheduleFlush()
+
+    def check(self) -> None:
+        """
+        Have the backend look whether its forwarding state is still there,
+        unless a batch is in flight (which would find out); if it has
+        gone, start afresh (see the module docstring).
+        """
+        if self._inFlight is not None or self.mode is Mode.STOPPED:
+            return
+        checking = _Batch()
+        self._inFlight = checking
+
+        def checked(result: object) -> None:
+            self._inFlight = None
+            self._next()
+
+        def failed(failure: Failure) -> None:
+            self._inFlight = None
+            error = failure.value
+            if self.mode is Mode.STOPPED:
+                return
+            if isinstance(error, CommitFailed) and error.lost:
+                self._startAfresh(checking, error)
+            else:
+                log.warn(
+                    "cannot tell whether the forwarding state is there: {error}",
+                    error=str(error),
+                )
+                self._next()
+
+        maybeDeferred(self._backend.check).addCallbacks(checked, failed)
 
     def refusal(self) -> Refused | None:
         """
@@ -341,6 +381,9 @@ class Committer:
         if self.mode is Mode.STOPPED:
             return
         error = failure.value
+        if isinstance(error, CommitFailed) and error.lost:
+            self._startAfresh(batch, error)
+            return
         if isinstance(error, CommitFailed):
             refusal = Refused(error.error, "the backend failed to commit", error.detail)
         else:
@@ -367,6 +410,32 @@ class Committer:
             self._refuse(batch.requests[0], refusal)
         else:
             again = batch.requests + again
+        if again:
+            self.mode = Mode.ISOLATING
+            for request in again:
+                request.again = True
+            self._queue.extendleft(reversed(again))
+        self._next()
+
+    def _startAfresh(self, batch: _Batch, error: CommitFailed) -> None:
+        """
+        The backend's forwarding state has gone (a firewall reload): the
+        table is emptied with a new epoch (the gateway says so, and
+        announces it, as after a restart: clients map again), the backend
+        started again, and the requests of the failed and the open batch
+        run again on the empty table, each in a batch of its own.
+        """
+        again = batch.requests + self._open.requests
+        self._open = _Batch()
+        self._committed = {}
+        self._lost(error.detail)
+        started = maybeDeferred(self._backend.start)
+        started.addErrback(
+            lambda f: log.error(
+                "cannot make the forwarding state afresh: {error}",
+                error=str(f.value),
+            )
+        )
         if again:
             self.mode = Mode.ISOLATING
             for request in again:

@@ -140,6 +140,9 @@ class Gateway:
         self.externalAddress = externalAddress
         self.internalNetworks = tuple(ip_network(n) for n in internalNetworks)
         self._backend = backend
+        #: Called when the table was emptied with a new epoch because the
+        #: backend lost its state (the service announces it).
+        self.stateLost: Callable[[], object] = lambda: None
         self._committer: Committer | None = None
         observer: Callable[[TableEvent], object] = logEvent
         tableBackend: IMappingBackend = backend  # type: ignore[assignment]
@@ -188,7 +191,32 @@ class Gateway:
                 self.dispatcher.respond,
                 self._scheduleExpiry,
                 self.drops.drop,
+                lost=self._stateLost,
             )
+
+    def checkForwarding(self) -> None:
+        """
+        Over a batching backend, have it look whether its forwarding state
+        is still there (a firewall reload may have deleted it), and start
+        afresh if not; nothing over a synchronous one.
+        """
+        if self._committer is not None:
+            self._committer.check()
+
+    def _stateLost(self, why: str) -> None:
+        """
+        The batching backend's forwarding state was found gone: forget
+        every mapping with a new epoch, and announce it (L{stateLost}).
+        """
+        removed = self.table.reset()
+        self._scheduleExpiry()
+        log.warn(
+            "the backend lost every forward ({why}): made afresh, {count}"
+            " mapping(s) forgotten, a new epoch announced",
+            why=why,
+            count=len(removed),
+        )
+        self.stateLost()
 
     def _observeBatched(self, event: TableEvent) -> None:
         logEvent(event)

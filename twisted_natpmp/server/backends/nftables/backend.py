@@ -68,6 +68,9 @@ class BackendState(Enum):
     FAILED = "failed"
 
 
+# What nft says when a table, set or chain a batch names does not exist.
+_GONE = "No such file or directory"
+
 _Forward = tuple[Transport, int, object, int]
 
 
@@ -218,10 +221,48 @@ class NftablesBackend:
             # their own, which no batch waits for).
             self._endFlows([c.mapping for c in changes if c.kind is ChangeKind.REMOVE])
 
-        def failed(failure: Failure) -> Failure:
-            return Failure(errorFor(failure.value or Exception(repr(failure))))
+        def failed(failure: Failure) -> Failure | Deferred[None]:
+            error = failure.value or Exception(repr(failure))
+            if isinstance(error, ProcessFailed) and _GONE in error.stderr:
+                # Our table, or the host's, may have gone: a firewall reload.
+                return self._checkTable(errorFor(error))
+            return Failure(errorFor(error))
 
         return self._run(batch).addCallbacks(committed, failed)
+
+    def check(self) -> Deferred[None]:
+        if self.state is not BackendState.RUNNING:
+            return succeed(None)
+        return self._checkTable(None)
+
+    def _checkTable(self, error: CommitFailed | None) -> Deferred[None]:
+        """
+        Fail with C{error} (or fire, if L{None}), or, when our table is not
+        there any more, fail with a L{CommitFailed} that says the
+        forwarding state was lost.
+        """
+        table = self.ruleset.table
+        listed = self._nft.run(("list", "table", "inet", table), b"")
+
+        def there(output: bytes) -> Failure | None:
+            return None if error is None else Failure(error)
+
+        def gone(failure: Failure) -> Failure:
+            if not (
+                isinstance(failure.value, ProcessFailed)
+                and _GONE in failure.value.stderr
+            ):
+                return failure if error is None else Failure(error)
+            self.state = BackendState.STOPPED
+            return Failure(
+                CommitFailed(
+                    NetworkFailureError(),
+                    f"nftables table inet {table} is gone (a firewall reload?)",
+                    lost=True,
+                )
+            )
+
+        return listed.addCallbacks(there, gone)
 
     def _endFlows(self, mappings: Sequence[GatewayMapping]) -> Deferred[None]:
         """
