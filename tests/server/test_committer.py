@@ -13,7 +13,12 @@ from zope.interface.verify import verifyObject
 from twisted_natpmp.interfaces import IMappingBackend
 from twisted_natpmp.pcp._options import FilterOption
 from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
-from twisted_natpmp.server._committer import DEFAULT_MAX_QUEUED, Mode, TableBackend
+from twisted_natpmp.server._committer import (
+    DEFAULT_MAX_QUEUED,
+    RETRY_DELAY,
+    Mode,
+    TableBackend,
+)
 
 from ._batchhelpers import BatchingGatewayMixin
 from ._helpers import CLIENT, OTHER, TCP, UDP, epochOf, mapRequest, parseMap
@@ -331,6 +336,52 @@ class FailureTests(BatchingGatewayMixin):
         self.send(mapRequest(TCP, 8081, 8081, 3600))
         self.turn()
         self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 3)
+
+    def test_failedExpirySentAgain(self) -> None:
+        """
+        The removal of a mapping that expired, in a batch that failed, is
+        sent again (its flows then cut), after a pause when no request
+        comes, at once with the next request otherwise.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 60))
+        self.turn()
+        self.nft.succeed()
+        self.clock.advance(60)
+        self.turn()
+        self.assertIn("delete element", self.nft.fail().stdin)
+        self.turn()
+        self.assertIsNone(self.nft.inFlight)
+        self.clock.advance(RETRY_DELAY)
+        self.assertIn("delete element", self.nft.fail().stdin)
+        self.send(mapRequest(UDP, 5000, 5000, 600), OTHER)
+        self.turn()
+        batch = self.nft.succeed().stdin
+        self.assertIn(
+            "delete element inet twisted_natpmp forwards { tcp . 8080 }", batch
+        )
+        self.assertIn("udp . 5000 timeout 600s", batch)
+        self.assertEqual(len(self.conntrack.runs), 1)
+
+    def test_restoredButExpiredRemoved(self) -> None:
+        """
+        A renewal whose batch fails after the mapping's committed lifetime
+        has ended puts nothing back, and the mapping's forward is removed.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 60))
+        self.turn()
+        self.nft.succeed()
+        self.clock.advance(50)
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.clock.advance(20)
+        self.nft.fail()
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 3)
+        self.assertEqual(len(self.gateway.table), 0)
+        self.clock.advance(RETRY_DELAY)
+        self.assertIn(
+            "delete element inet twisted_natpmp forwards { tcp . 8080 }",
+            self.nft.succeed().stdin,
+        )
 
     def test_openBatchRunAgain(self) -> None:
         """

@@ -91,6 +91,10 @@ State = tuple[GatewayMapping, "bytes | None"]
 
 _REQUESTED = {EventKind.CREATED, EventKind.RENEWED, EventKind.DELETED}
 
+#: Seconds before removals left by a failed batch are sent again, when no
+#: request comes first.
+RETRY_DELAY = 1.0
+
 #: The most requests that wait behind a failed batch's (isolating).
 DEFAULT_MAX_QUEUED = 1024
 
@@ -337,7 +341,16 @@ class Committer:
             request.send(request.reply)
 
     def _scheduleFlush(self) -> None:
-        if self._inFlight is None and self._flushCall is None and self._open.changes:
+        call = self._flushCall
+        if (
+            call is not None
+            and self._open.requests
+            and call.getTime() > self._clock.seconds()
+        ):
+            # A request does not wait for removals' retry.
+            call.cancel()
+            call = self._flushCall = None
+        if self._inFlight is None and call is None and self._open.changes:
             self._flushCall = self._clock.callLater(0, self._flush)
 
     def _flush(self) -> None:
@@ -392,11 +405,21 @@ class Committer:
             )
         pending = self._open
         keys = batch.keys | pending.keys
-        self._table.restore({key: self._committed.get(key) for key in keys})
+        ended = self._table.restore({key: self._committed.get(key) for key in keys})
+        for mapping in ended:
+            self._committed.pop(mapping.key, None)
         self._restored()
-        # What is left of the open batch: the expiries, never undone.
+        # What is left of both batches: the expiries, never undone (those of
+        # the failed one are sent again), and the removal of what was put
+        # back as committed but has expired meanwhile.
         self._open = _Batch(
-            changes=[c for c in pending.changes if c.mapping.key not in keys]
+            changes=[
+                c
+                for c in batch.changes
+                if c.kind is ChangeKind.REMOVE and c.mapping.key not in keys
+            ]
+            + [c for c in pending.changes if c.mapping.key not in keys]
+            + [ForwardChange(ChangeKind.REMOVE, m) for m in ended]
         )
         log.warn(
             "batch of {changes} change(s) failed, {requests} request(s) undone:"
@@ -415,6 +438,11 @@ class Committer:
             for request in again:
                 request.again = True
             self._queue.extendleft(reversed(again))
+        elif self._open.changes and not self._open.requests:
+            # Only removals to send again: not at once, so that a backend
+            # that keeps failing is not asked in a loop.
+            self._flushCall = self._clock.callLater(RETRY_DELAY, self._flush)
+            return
         self._next()
 
     def _startAfresh(self, batch: _Batch, error: CommitFailed) -> None:
