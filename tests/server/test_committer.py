@@ -457,6 +457,49 @@ class LostTableTests(BatchingGatewayMixin):
         self.assertIsNone(self.nft.inFlight)
 
 
+class TimeoutTests(BatchingGatewayMixin):
+    def test_timedOutBatchCleared(self) -> None:
+        """
+        nft killed for taking too long may have committed: before anything
+        else, a batch removes the forwards of every mapping the one that
+        timed out changed; the table holds none of them (not even as
+        committed before), and its requests run again from there, each in
+        a batch of its own.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 600))
+        self.turn()
+        self.nft.succeed()
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(UDP, 5000, 5000, 600), OTHER)
+        self.turn()
+        self.nft.timeOut()
+        self.assertEqual(self.replies[OTHER], [])
+        cleanup = self.nft.succeed().stdin
+        self.assertIn("forwards { tcp . 8080 }", cleanup)
+        self.assertIn("forwards { udp . 5000 }", cleanup)
+        self.assertNotIn("timeout 3600s", cleanup)
+        # Run again on a table without it: a new mapping, a bare add.
+        again = self.nft.succeed().stdin
+        self.assertEqual(
+            again,
+            "add element inet twisted_natpmp forwards"
+            " { tcp . 8080 timeout 3600s : 10.77.0.2 . 8080 }\n",
+        )
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 0)
+        self.assertIn("udp . 5000 timeout 600s", self.nft.succeed().stdin)
+
+    def test_cleanupFailsStartsAfresh(self) -> None:
+        """
+        When the clean-up after a timeout fails too, the kernel's state is
+        not known: the table is made afresh, as after a firewall reload.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 600))
+        self.turn()
+        self.nft.timeOut()
+        self.nft.fail()
+        self.assertIn("add table inet twisted_natpmp", self.nft.succeed().stdin)
+
+
 class RobustnessTests(BatchingGatewayMixin):
     def test_bugDoesNotStop(self) -> None:
         """

@@ -405,6 +405,10 @@ class Committer:
             )
         pending = self._open
         keys = batch.keys | pending.keys
+        if isinstance(error, CommitFailed) and error.cleared:
+            # Its forwards have gone, whatever was committed before.
+            for key in batch.keys:
+                self._committed.pop(key, None)
         ended = self._table.restore({key: self._committed.get(key) for key in keys})
         for mapping in ended:
             self._committed.pop(mapping.key, None)

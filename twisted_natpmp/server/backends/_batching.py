@@ -71,7 +71,8 @@ class ForwardChange:
 
 class CommitFailed(Exception):
     """
-    A batch was not committed; none of its changes took effect.
+    A batch was not committed; none of its changes took effect (but see
+    C{cleared}).
 
     @ivar error: what that means for the requests whose changes it held
         (L{twisted_natpmp.errors.NetworkFailureError},
@@ -80,13 +81,23 @@ class CommitFailed(Exception):
     @ivar lost: whether the backend found its whole forwarding state gone
         (a firewall reload deleted its table): nothing the gateway granted
         is forwarded any more, and the gateway starts afresh.
+    @ivar cleared: whether the batch may have committed after all (it
+        timed out) and its forwards have been removed since: every mapping
+        it changed is then gone, not as committed before.
     """
 
-    def __init__(self, error: GatewayError, detail: str, lost: bool = False) -> None:
+    def __init__(
+        self,
+        error: GatewayError,
+        detail: str,
+        lost: bool = False,
+        cleared: bool = False,
+    ) -> None:
         super().__init__(error, detail)
         self.error = error
         self.detail = detail
         self.lost = lost
+        self.cleared = cleared
 
     def __str__(self) -> str:
         return f"{self.error.meaning}: {self.detail}"

@@ -223,12 +223,42 @@ class NftablesBackend:
 
         def failed(failure: Failure) -> Failure | Deferred[None]:
             error = failure.value or Exception(repr(failure))
+            if isinstance(error, ProcessFailed) and error.timedOut:
+                # nft may have committed before it was killed.
+                return self._clearAfterTimeout(changes, errorFor(error))
             if isinstance(error, ProcessFailed) and _GONE in error.stderr:
                 # Our table, or the host's, may have gone: a firewall reload.
                 return self._checkTable(errorFor(error))
             return Failure(errorFor(error))
 
         return self._run(batch).addCallbacks(committed, failed)
+
+    def _clearAfterTimeout(
+        self, changes: Sequence[ForwardChange], error: CommitFailed
+    ) -> Deferred[None]:
+        """
+        After a batch that timed out, remove the forwards of every mapping
+        it changed (removing is safe to repeat, whether it committed or
+        not), then fail with C{error}, C{cleared} set; if that fails too,
+        the state is lost (L{CommitFailed} with C{lost}).
+        """
+        mappings = {_forward(c.mapping): c.mapping for c in changes}
+        removals = [ForwardChange(ChangeKind.REMOVE, m) for m in mappings.values()]
+        batch, filtered = self.ruleset.batch(removals, self._filtered)
+
+        def removed(result: object) -> Failure:
+            self._filtered = filtered
+            self._forwarded.difference_update(mappings)
+            self._endFlows(list(mappings.values()))
+            detail = f"{error.detail}; its {len(mappings)} forward(s) removed"
+            return Failure(CommitFailed(error.error, detail, cleared=True))
+
+        def notRemoved(failure: Failure) -> Failure:
+            self.state = BackendState.STOPPED
+            detail = f"{error.detail}; then cannot clean up: {failure.value}"
+            return Failure(CommitFailed(NetworkFailureError(), detail, lost=True))
+
+        return self._run(batch).addCallbacks(removed, notRemoved)
 
     def check(self) -> Deferred[None]:
         if self.state is not BackendState.RUNNING:
