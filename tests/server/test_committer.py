@@ -13,12 +13,8 @@ from zope.interface.verify import verifyObject
 from twisted_natpmp.interfaces import IMappingBackend
 from twisted_natpmp.pcp._options import FilterOption
 from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
-from twisted_natpmp.server._committer import (
-    DEFAULT_MAX_QUEUED,
-    RETRY_DELAY,
-    Mode,
-    TableBackend,
-)
+from twisted_natpmp.server._committer import DEFAULT_MAX_QUEUED, RETRY_DELAY, Mode
+from twisted_natpmp.server._tablebackend import TableBackend
 
 from ._batchhelpers import BatchingGatewayMixin
 from ._helpers import CLIENT, OTHER, TCP, UDP, epochOf, mapRequest, parseMap

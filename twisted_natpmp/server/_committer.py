@@ -50,17 +50,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from ipaddress import IPv4Network, IPv6Address
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import alsoProvides, implementer
 
 from .._types import IPAddress, Transport
-from ..errors import NetworkFailureError, UnsupportedOptionError
-from ..interfaces import IMappingBackend
+from ..errors import NetworkFailureError
 from ._entries import EventKind, GatewayMapping, Key, Refused, TableEvent
 from ._shared import SharedTable
 from .backends._batching import (
@@ -68,19 +65,14 @@ from .backends._batching import (
     CommitFailed,
     ForwardChange,
     IBatchingBackend,
-    IBatchingFilteringBackend,
-    IBatchingPinholeBackend,
 )
-from .backends._filters import IFilteringBackend, RemoteFilter
-from .backends._pinhole import IPinholeBackend
+from .backends._filters import RemoteFilter
 
 __all__ = [
     "DEFAULT_MAX_QUEUED",
+    "RETRY_DELAY",
     "Committer",
-    "FilteringTableBackend",
     "Mode",
-    "TableBackend",
-    "tableBackendFor",
 ]
 
 log = Logger()
@@ -501,68 +493,3 @@ class Committer:
                 return
         if self._open.changes and self._inFlight is None:
             self._flush()
-
-
-@implementer(IMappingBackend)
-class TableBackend:
-    """
-    What the table of a gateway over a batching backend calls: nothing
-    happens at once; the L{Committer} takes the table's events instead.
-    """
-
-    def _nothing(self, *arguments: object) -> None:
-        pass
-
-    # Pinholes too, when it says it provides IPinholeBackend (see
-    # tableBackendFor).
-    addMapping = removeMapping = addPinhole = removePinhole = _nothing
-
-
-@implementer(IFilteringBackend)
-class FilteringTableBackend(TableBackend):
-    """
-    A L{TableBackend} for a batching backend that filters too
-    (L{IBatchingFilteringBackend}): a change of filters goes to the
-    L{Committer}, for port forwards (not pinholes).
-    """
-
-    def __init__(self, committer: Callable[[], Committer | None]) -> None:
-        self._committer = committer
-
-    def setFilters(
-        self,
-        internalAddress: IPAddress,
-        transport: Transport,
-        internalPort: int,
-        externalPort: int,
-        filters: tuple[RemoteFilter, ...],
-    ) -> None:
-        """
-        @raise UnsupportedOptionError: a pinhole, or a filter of IPv6 peers
-            for an IPv4 forward.
-        """
-        if isinstance(internalAddress, IPv6Address) or any(
-            not isinstance(f.network, IPv4Network) for f in filters
-        ):
-            raise UnsupportedOptionError(meaning="FILTER only for IPv4 forwards")
-        committer = self._committer()
-        if committer is not None:
-            committer.observeFilters(internalAddress, transport, internalPort, filters)
-
-
-def tableBackendFor(
-    backend: IBatchingBackend, committer: Callable[[], Committer | None]
-) -> IMappingBackend:
-    """
-    What the table of a gateway over C{backend} calls.
-
-    @param committer: the gateway's L{Committer}, once made.
-    """
-    table = (
-        FilteringTableBackend(committer)
-        if IBatchingFilteringBackend.providedBy(backend)
-        else TableBackend()
-    )
-    if IBatchingPinholeBackend.providedBy(backend):
-        alsoProvides(table, IPinholeBackend)
-    return table

@@ -42,10 +42,11 @@ from ..natpmp.responder import NATPMPResponder
 from ..pcp._serverchecks import Network
 from ..pcp.responder import DEFAULT_MIN_LIFETIME, PCPResponder
 from ._clock import externalAddressOrNone, monotonicFor
-from ._committer import Committer, tableBackendFor
+from ._committer import Committer
 from ._eventlog import logEvent
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
 from ._shared import SharedTable
+from ._tablebackend import tableBackendFor
 from .backends._batching import IBatchingBackend
 from .backends._filters import RemoteFilter
 from .backends.memory import MemoryBackend
