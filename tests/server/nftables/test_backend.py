@@ -275,7 +275,7 @@ class ForwardChainTests(SynchronousTestCase):
         batch = self.nft.succeed().stdin
         self.assertIn("delete rule inet filter forward handle 4\n", batch)
         self.assertIn("delete rule inet filter forward handle 6\n", batch)
-        self.assertIn("insert rule inet filter forward", batch)
+        self.assertIn("add rule inet filter forward", batch)
         self.successResultOf(started)
 
     def test_batchWaitsForTable(self) -> None:

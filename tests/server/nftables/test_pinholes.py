@@ -60,7 +60,7 @@ class PinholeRulesetTests(SynchronousTestCase):
         created = ruleset.create()
         self.assertIn(f"flush set {SET}\n", created)
         self.assertIn(
-            'insert rule inet filter forward iifname "wan0" ip6 daddr . meta l4proto'
+            'add rule inet filter forward iifname "wan0" ip6 daddr . meta l4proto'
             ' . th dport @twisted_natpmp_pinholes accept comment "twisted_natpmp"\n',
             created,
         )

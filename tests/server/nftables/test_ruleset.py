@@ -58,19 +58,20 @@ class RulesetTests(SynchronousTestCase):
             " dnat ip to meta l4proto . th dport map @forwards",
             lines,
         )
-        self.assertNotIn("insert rule", text)
+        self.assertNotIn("add rule", text)
 
     def test_createWithForwardChain(self) -> None:
         """
         With a host forward chain, our stale rules there go, our set is
-        made (emptied) and our accept rule goes at the chain's head.
+        made (emptied) and our accept rule goes at the chain's end, after
+        the host's own rules (its drops first).
         """
         text = Ruleset("wan0", forwardChain=CHAIN).create([7, 9])
         self.assertIn("delete rule inet filter forward handle 7\n", text)
         self.assertIn("delete rule inet filter forward handle 9\n", text)
         self.assertIn("flush set inet filter twisted_natpmp_forwards\n", text)
         self.assertIn(
-            "insert rule inet filter forward ct status dnat ip daddr"
+            "add rule inet filter forward ct status dnat ip daddr"
             " . meta l4proto . th dport @twisted_natpmp_forwards accept"
             ' comment "twisted_natpmp"\n',
             text,

@@ -21,7 +21,7 @@ a routed subnet behind it goes on untouched), and each mapping is one
 element of C{forwards}, whose timeout is the lifetime granted.  With a
 host forward chain (C{--forward-chain inet:filter:forward}), the host's
 table also gets a set of (internal address, transport, internal port),
-element for element beside the map, and one rule at the head of the
+element for element beside the map, and one rule at the end of the
 chain that accepts DNATed packets to exactly those (one line each, here
 folded)::
 
@@ -154,7 +154,7 @@ class Ruleset:
         """
         The batch that makes our table afresh and empty (whether or not it
         exists), and with a host forward chain, our set there, emptied, and
-        our accept rule at its head (C{staleHandles}: rules of ours left by
+        our accept rule at its end (C{staleHandles}: rules of ours left by
         an earlier run, deleted first).
         """
         lines = [
@@ -193,7 +193,7 @@ class Ruleset:
                 f"add set {self._hostSet} {{ type ipv4_addr . inet_proto"
                 " . inet_service; flags timeout; }",
                 f"flush set {self._hostSet}",
-                f"insert rule {self._hostChain} ct status dnat ip daddr"
+                f"add rule {self._hostChain} ct status dnat ip daddr"
                 f" . meta l4proto . th dport @{self.table}_{MAP} accept"
                 f' comment "{self.comment}"',
             ]
@@ -201,7 +201,7 @@ class Ruleset:
             lines += [
                 f"add set {self._pinholeSet} {_PINHOLE_TYPE}",
                 f"flush set {self._pinholeSet}",
-                f'insert rule {self._hostChain} iifname "{self.interface}" ip6 daddr'
+                f'add rule {self._hostChain} iifname "{self.interface}" ip6 daddr'
                 f" . meta l4proto . th dport @{self.table}_{PINHOLES} accept"
                 f' comment "{self.comment}"',
             ]
