@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 from twisted_natpmp.interfaces import IMappingBackend
 from twisted_natpmp.pcp._options import FilterOption
 from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
-from twisted_natpmp.server._committer import DEFAULT_MAX_QUEUED, RETRY_DELAY, Mode
+from twisted_natpmp.server._committer import DEFAULT_MAX_QUEUED, RETRY_DELAY
 from twisted_natpmp.server._tablebackend import TableBackend
 
 from ._batchhelpers import BatchingGatewayMixin
@@ -519,8 +519,14 @@ class RobustnessTests(BatchingGatewayMixin):
         self.nft.succeed()
         self.assertEqual(self.replies[CLIENT], [])
         self.assertEqual(parseMap(self.replies[OTHER][0])[1], 0)
-        self.assertIs(committer.mode, Mode.NORMAL)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        # Done isolating: requests are coalesced again.
+        self.send(mapRequest(UDP, 5000, 5000, 3600), OTHER)
+        self.send(mapRequest(UDP, 5001, 5001, 3600), OTHER)
+        self.turn()
+        together = self.nft.succeed().stdin
+        self.assertIn("udp . 5000", together)
+        self.assertIn("udp . 5001", together)
 
 
 class StopTests(BatchingGatewayMixin):
