@@ -512,7 +512,9 @@ class RobustnessTests(BatchingGatewayMixin):
                 raise RuntimeError("bug")
             return respond(packet, client)  # type: ignore[arg-type]
 
-        committer = self.gateway._committer
+        batched = self.gateway._batched
+        assert batched is not None
+        committer = batched.committer
         assert committer is not None
         self.patch(committer, "_respond", broken)
         self.nft.fail()
