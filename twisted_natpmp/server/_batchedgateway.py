@@ -18,9 +18,10 @@ from twisted.logger import Logger
 
 from .._types import IPAddress
 from ..interfaces import IMappingBackend
-from ._committer import Committer, Respond, Send
+from ._committer import Committer
 from ._entries import GatewayMapping, TableEvent
 from ._eventlog import logEvent
+from ._pending import Respond, Send
 from ._shared import SharedTable
 from ._tablebackend import tableBackendFor
 from .backends._batching import IBatchingBackend

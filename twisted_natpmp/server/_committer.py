@@ -48,8 +48,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -58,7 +56,18 @@ from twisted.python.failure import Failure
 
 from .._types import IPAddress, Transport
 from ..errors import NetworkFailureError
-from ._entries import EventKind, GatewayMapping, Key, Refused, TableEvent
+from ._entries import EventKind, Key, Refused, TableEvent
+from ._pending import (
+    DEFAULT_MAX_QUEUED,
+    RETRY_DELAY,
+    Batch,
+    Mode,
+    Request,
+    Respond,
+    Send,
+    State,
+    changesNothing,
+)
 from ._shared import SharedTable
 from .backends._batching import (
     ChangeKind,
@@ -77,60 +86,7 @@ __all__ = [
 
 log = Logger()
 
-Send = Callable[[bytes], object]
-Respond = Callable[[bytes, IPAddress], "bytes | None"]
-State = tuple[GatewayMapping, "bytes | None"]
-
 _REQUESTED = {EventKind.CREATED, EventKind.RENEWED, EventKind.DELETED}
-
-#: Seconds before removals left by a failed batch are sent again, when no
-#: request comes first.
-RETRY_DELAY = 1.0
-
-#: The most requests that wait behind a failed batch's (isolating).
-DEFAULT_MAX_QUEUED = 1024
-
-
-def changesNothing(packet: bytes) -> bool:
-    """
-    Whether C{packet} asks for nothing that changes state, by its kind
-    alone: a NAT-PMP external address request (version 0, opcode 0) or a
-    PCP ANNOUNCE (version 2, opcode 0).
-    """
-    return packet[:1] in (b"\x00", b"\x02") and packet[1:2] == b"\x00"
-
-
-class Mode(Enum):
-    """
-    How new requests are taken.
-    """
-
-    #: At once, their changes coalesced into the open batch.
-    NORMAL = "normal"
-    #: Behind the requests of a failed batch, one batch each.
-    ISOLATING = "isolating"
-    #: Not at all: the gateway has stopped.
-    STOPPED = "stopped"
-
-
-@dataclass(slots=True)
-class _Request:
-    packet: bytes
-    client: IPAddress
-    send: Send
-    reply: bytes | None = None
-    #: Whether it is being answered again (it was admitted once already).
-    again: bool = False
-
-
-@dataclass(slots=True)
-class _Batch:
-    changes: list[ForwardChange] = field(default_factory=list)
-    requests: list[_Request] = field(default_factory=list)
-    #: The table keys the requests changed, to put back on failure.
-    keys: set[Key] = field(default_factory=set)
-    #: Their states as sent, to keep as committed on success.
-    after: dict[Key, State | None] = field(default_factory=dict)
 
 
 class Committer:
@@ -174,15 +130,15 @@ class Committer:
         self._lost = lost
         self._maxQueued = maxQueued
         # Every request waiting for a batch or its turn, by what it is.
-        self._held: dict[tuple[bytes, IPAddress], _Request] = {}
+        self._held: dict[tuple[bytes, IPAddress], Request] = {}
         self.mode = Mode.NORMAL
         self.batches = 0
-        self._open = _Batch()
-        self._inFlight: _Batch | None = None
+        self._open = Batch()
+        self._inFlight: Batch | None = None
         self._flushCall: IDelayedCall | None = None
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[Request] = deque()
         self._committed: dict[Key, State] = {}
-        self._current: _Request | None = None
+        self._current: Request | None = None
         self._touched = False
         self._refusing: Refused | None = None
 
@@ -200,7 +156,7 @@ class Committer:
             # A retransmission: answered once, where the last copy came from.
             held.send = send
             return
-        request = _Request(packet, client, send)
+        request = Request(packet, client, send)
         if self.mode is Mode.NORMAL or changesNothing(packet):
             self._process(request)
         elif len(self._queue) >= self._maxQueued:
@@ -259,7 +215,7 @@ class Committer:
         """
         if self._inFlight is not None or self.mode is Mode.STOPPED:
             return
-        checking = _Batch()
+        checking = Batch()
         self._inFlight = checking
 
         def checked(result: object) -> None:
@@ -303,11 +259,11 @@ class Committer:
         self.mode = Mode.STOPPED
         self._queue.clear()
         self._held.clear()
-        self._open = _Batch()
+        self._open = Batch()
 
     # Internals
 
-    def _process(self, request: _Request) -> None:
+    def _process(self, request: Request) -> None:
         self._current, self._touched = request, False
         try:
             request.reply = self._respond(request.packet, request.client)
@@ -324,7 +280,7 @@ class Committer:
         else:
             self._send(request)
 
-    def _send(self, request: _Request) -> None:
+    def _send(self, request: Request) -> None:
         """
         Send C{request}'s reply, if it has one; it waits no more.
         """
@@ -352,7 +308,7 @@ class Committer:
         batch = self._open
         if self._inFlight is not None or not batch.changes or self.mode is Mode.STOPPED:
             return
-        self._open = _Batch()
+        self._open = Batch()
         self._inFlight = batch
         for key in batch.keys:
             mapping = self._table.get(*key)
@@ -368,7 +324,7 @@ class Committer:
         )
         applied.addErrback(lambda f: log.failure("failed to finish a batch", f))
 
-    def _committedBatch(self, batch: _Batch) -> None:
+    def _committedBatch(self, batch: Batch) -> None:
         self._inFlight = None
         if self.mode is Mode.STOPPED:
             return
@@ -381,7 +337,7 @@ class Committer:
             self._send(request)
         self._next()
 
-    def _failedBatch(self, failure: Failure, batch: _Batch) -> None:
+    def _failedBatch(self, failure: Failure, batch: Batch) -> None:
         self._inFlight = None
         if self.mode is Mode.STOPPED:
             return
@@ -408,7 +364,7 @@ class Committer:
         # What is left of both batches: the expiries, never undone (those of
         # the failed one are sent again), and the removal of what was put
         # back as committed but has expired meanwhile.
-        self._open = _Batch(
+        self._open = Batch(
             changes=[
                 c
                 for c in batch.changes
@@ -441,7 +397,7 @@ class Committer:
             return
         self._next()
 
-    def _startAfresh(self, batch: _Batch, error: CommitFailed) -> None:
+    def _startAfresh(self, batch: Batch, error: CommitFailed) -> None:
         """
         The backend's forwarding state has gone (a firewall reload): the
         table is emptied with a new epoch (the gateway says so, and
@@ -450,7 +406,7 @@ class Committer:
         run again on the empty table, each in a batch of its own.
         """
         again = batch.requests + self._open.requests
-        self._open = _Batch()
+        self._open = Batch()
         self._committed = {}
         self._lost(error.detail)
         started = maybeDeferred(self._backend.start)
@@ -467,7 +423,7 @@ class Committer:
             self._queue.extendleft(reversed(again))
         self._next()
 
-    def _refuse(self, request: _Request, refusal: Refused) -> None:
+    def _refuse(self, request: Request, refusal: Refused) -> None:
         """
         Answer C{request} again, every change refused with C{refusal}.
         """
