@@ -10,7 +10,7 @@ events instead.
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import IPv4Network, IPv6Address
+from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING
 
 from zope.interface import alsoProvides, implementer
@@ -55,7 +55,7 @@ class FilteringTableBackend(TableBackend):
     A L{TableBackend} for a batching backend that filters too
     (L{IBatchingFilteringBackend}): a change of filters goes to the
     L{Committer <twisted_natpmp.server._committer.Committer>}, for port
-    forwards (not pinholes).
+    forwards and pinholes alike.
     """
 
     def __init__(self, committer: Callable[[], Committer | None]) -> None:
@@ -70,13 +70,14 @@ class FilteringTableBackend(TableBackend):
         filters: tuple[RemoteFilter, ...],
     ) -> None:
         """
-        @raise UnsupportedOptionError: a pinhole, or a filter of IPv6 peers
-            for an IPv4 forward.
+        @raise UnsupportedOptionError: a filter of peers of the other family
+            (IPv6 peers for an IPv4 forward, IPv4 peers for a pinhole).
         """
-        if isinstance(internalAddress, IPv6Address) or any(
-            not isinstance(f.network, IPv4Network) for f in filters
-        ):
-            raise UnsupportedOptionError(meaning="FILTER only for IPv4 forwards")
+        family = (
+            IPv6Network if isinstance(internalAddress, IPv6Address) else IPv4Network
+        )
+        if any(not isinstance(f.network, family) for f in filters):
+            raise UnsupportedOptionError(meaning="FILTER peers of another family")
         committer = self._committer()
         if committer is not None:
             committer.observeFilters(internalAddress, transport, internalPort, filters)

@@ -16,6 +16,7 @@ from twisted_natpmp.server.backends._batching import ChangeKind, ForwardChange
 from twisted_natpmp.server.backends._filters import RemoteFilter
 from twisted_natpmp.server.backends.nftables._ruleset import (
     ForwardChain,
+    Port,
     Ruleset,
     checkInterface,
     checkName,
@@ -275,7 +276,9 @@ class FilterRulesetTests(SynchronousTestCase):
         lifetime; a removal removes them with it.
         """
         ruleset = Ruleset("wan0")
-        view = {(Transport.UDP, 5000): (self.WIDE,)}
+        view: dict[Port, tuple[RemoteFilter, ...]] = {
+            (Transport.UDP, 5000): (self.WIDE,)
+        }
         renewed, after = ruleset.batch([ForwardChange(ChangeKind.SET, MAPPING)], view)
         self.assertIn(
             "add element inet twisted_natpmp filtered { udp . 5000 timeout 60s }",

@@ -35,7 +35,7 @@ from ._conntrack import (
     parseFlows,
 )
 from ._process import IProcessRunner, ProcessFailed
-from ._ruleset import Ruleset, ruleHandles
+from ._ruleset import Port, Ruleset, ruleHandles
 
 __all__ = ["NFT_ARGUMENTS", "BackendState", "NftablesBackend", "errorFor"]
 
@@ -126,7 +126,7 @@ class NftablesBackend:
         if ruleset.pinholes:
             alsoProvides(self, IBatchingPinholeBackend)
         # The filters of each forward, as committed.
-        self._filtered: dict[tuple[Transport, int], tuple[RemoteFilter, ...]] = {}
+        self._filtered: dict[Port, tuple[RemoteFilter, ...]] = {}
         self._nft = nft
         self._conntrack = conntrack
         self.state = BackendState.STOPPED
