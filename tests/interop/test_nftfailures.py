@@ -96,3 +96,29 @@ class SlowOrFailingNftTests(NftGatewayTestCase):
         granted = await self.client(1).addMapping(UDP, 8080, externalPort=18960)
         self.assertEqual(granted.externalPort, 18960)
         await self.assertForwards("udp", 18960, LAN2)
+
+
+class FirewallReloadTests(NftGatewayTestCase):
+    """
+    The gateway after the router's ruleset is flushed, as a firewall reload
+    does (Debian's C{/etc/nftables.conf} starts with C{flush ruleset}).
+    """
+
+    async def test_remapAfterFlush(self) -> None:
+        """
+        After C{nft flush ruleset} the mapping no longer forwards; the
+        client's next request finds the table gone: the gateway makes it
+        afresh (a new epoch, announced) and grants the request there, and
+        the port forwards again.
+        """
+        await self.startGateway()
+        client = self.client(0)
+        await client.addMapping(TCP, 8080, externalPort=18970, lifetime=600)
+        await self.assertForwards("tcp", 18970, LAN1)
+        self.lab.check(self.lab.router, ["nft", "flush", "ruleset"])
+        await self.assertClosed("tcp", 18970)
+        again = await client.addMapping(TCP, 8080, externalPort=18970, lifetime=600)
+        self.assertEqual(again.externalPort, 18970)
+        self.assertEqual(set(self.lab.mapElements()), {("tcp", 18970)})
+        await self.assertForwards("tcp", 18970, LAN1)
+        self.assertGatewayRuns()

@@ -8,6 +8,9 @@ itself (the lab has none), as in L{tests.interop.test_pcpipv6}.
 
 from __future__ import annotations
 
+import os
+import struct
+from ipaddress import IPv6Address
 from pathlib import Path
 
 from tools.netlab.echo import probe
@@ -17,6 +20,7 @@ from twisted_natpmp.pcp._nonces import NonceStore
 from twisted_natpmp.pcp.client import listenPCPClient
 
 from ._forwarding import SILENT
+from ._lab import Inbox, waitUntil
 from ._nftlab import NftGatewayTestCase
 
 TCP, UDP = Transport.TCP, Transport.UDP
@@ -25,6 +29,8 @@ ROUTER_LAN6 = "2001:db8:77::1"
 LAN_HOST6 = "2001:db8:77::2"
 ROUTER_WAN6 = "2001:db8:3::1"
 WAN_HOST6 = "2001:db8:3::2"
+#: A second address of the WAN host, which a FILTER does not let in.
+OTHER_WAN6 = "2001:db8:3::3"
 #: The echo servers' IPv6 ports (the IPv4 ones, from the base class, hold
 #: 8080-8082 on every IPv4 address).
 ECHO6 = 8090
@@ -37,6 +43,7 @@ _IPV6 = (
     (1, f"address add {LAN_HOST6}/64 dev eth0 nodad"),
     (1, f"route add default via {ROUTER_LAN6}"),
     (2, f"address add {WAN_HOST6}/64 dev eth0 nodad"),
+    (2, f"address add {OTHER_WAN6}/64 dev eth0 nodad"),
     (2, f"route add 2001:db8:77::/64 via {ROUTER_WAN6}"),
 )
 
@@ -62,8 +69,35 @@ class PinholeTests(NftGatewayTestCase):
             f"--listen={ROUTER_LAN6}/64", f"--forward-chain={HOST_FORWARD_CHAIN}"
         )
 
-    async def fromWAN6(self, transport: str) -> str:
-        return await probe(self.lab.wan, transport, LAN_HOST6, ECHO6, 1.0, "::")
+    async def fromWAN6(self, transport: str, source: str = "::") -> str:
+        return await probe(self.lab.wan, transport, LAN_HOST6, ECHO6, 1.0, source)
+
+    async def test_filteredPinhole(self) -> None:
+        """
+        A PCP MAP with a FILTER for one WAN address (RFC 6887 s13.3; a raw
+        request, our client sends no FILTER) opens the pinhole to that
+        address only: the other WAN address's packets are dropped.
+        """
+        inbox = Inbox()
+        port = self.lab.listenUDP(self.lab.lans[0], 0, inbox, interface=LAN_HOST6)
+        self.addCleanup(port.stopListening)
+        host = IPv6Address(LAN_HOST6).packed
+        request = (
+            struct.pack("!BBHI", 2, 1, 0, 600)
+            + host
+            + os.urandom(12)
+            + struct.pack("!B3xHH", 6, ECHO6, ECHO6)
+            + bytes(16)
+            + struct.pack("!BBH", 3, 0, 20)
+            + struct.pack("!xBH", 128, 0)
+            + IPv6Address(WAN_HOST6).packed
+        )
+        port.write(request, (ROUTER_LAN6, 5351))  # type: ignore[attr-defined]
+        await waitUntil(lambda: inbox.received, "the gateway's answer", 5.0)
+        reply = inbox.received[0][0]
+        self.assertEqual(reply[3], 0, reply.hex())
+        self.assertEqual(await self.fromWAN6("tcp", WAN_HOST6), LAN_HOST6)
+        self.assertEqual(await self.fromWAN6("tcp", OTHER_WAN6), SILENT)
 
     async def test_pinhole(self) -> None:
         """

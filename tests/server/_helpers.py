@@ -20,14 +20,21 @@ from twisted_natpmp.natpmp._wire import (
     OPCODES,
     SERVER_PORT,
 )
-from twisted_natpmp.server import _eventlog, _protocol, _service, announcer, gateway
+from twisted_natpmp.server import (
+    _batchedgateway,
+    _eventlog,
+    _protocol,
+    _service,
+    announcer,
+    gateway,
+)
 from twisted_natpmp.server._service import GatewayService
 from twisted_natpmp.server.backends import MemoryBackend
 from twisted_natpmp.server.table import MappingTable
 from twisted_natpmp.testing import MemoryUDPNetwork
 
 #: The modules of the server package that log.
-LOGGING_MODULES = (gateway, _eventlog, _service, announcer, _protocol)
+LOGGING_MODULES = (gateway, _batchedgateway, _eventlog, _service, announcer, _protocol)
 
 
 def captureLogs(testCase: SynchronousTestCase, observer: ILogObserver) -> None:

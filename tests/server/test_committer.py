@@ -13,11 +13,12 @@ from zope.interface.verify import verifyObject
 from twisted_natpmp.interfaces import IMappingBackend
 from twisted_natpmp.pcp._options import FilterOption
 from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
-from twisted_natpmp.server._committer import Mode, TableBackend
+from twisted_natpmp.server._committer import DEFAULT_MAX_QUEUED, RETRY_DELAY
+from twisted_natpmp.server._tablebackend import TableBackend
 
 from ._batchhelpers import BatchingGatewayMixin
-from ._helpers import CLIENT, OTHER, TCP, UDP, mapRequest, parseMap
-from ._pcp import mapPacket
+from ._helpers import CLIENT, OTHER, TCP, UDP, epochOf, mapRequest, parseMap
+from ._pcp import announcePacket, mapPacket
 
 ELEMENT = "tcp . 8080 timeout 3600s : 10.77.0.2 . 8080"
 
@@ -91,7 +92,7 @@ class AnsweredAfterCommitTests(BatchingGatewayMixin):
         # RFC 6886 s3.4: a mapping that has gone SHOULD end its connections:
         # once the element is gone, its flows are looked for.
         [listing] = self.conntrack.runs
-        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4"))
+        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4", "--dst-nat"))
 
     def test_expiryRemoves(self) -> None:
         """
@@ -153,7 +154,23 @@ class CoalescingTests(BatchingGatewayMixin):
         self.assertIn("tcp . 8081 timeout 3600s", second)
         self.assertIn("udp . 8082 timeout 3600s", second)
         self.assertEqual(len(self.replies[OTHER]), 2)
-        self.assertEqual(self.gateway._committer.batches, 2)  # type: ignore[union-attr]
+        self.assertEqual(len(self.batches()), 2)
+
+    def test_retransmissionCollapsed(self) -> None:
+        """
+        A retransmission of a request still waiting for its batch is not
+        run again: one change, one reply, to where the last copy came from.
+        """
+        packet = mapRequest(TCP, 8080, 8080, 3600)
+        first: list[bytes] = []
+        last: list[bytes] = []
+        self.gateway.answer(packet, (CLIENT, 5350), first.append)
+        self.turn()
+        self.gateway.answer(packet, (CLIENT, 5351), last.append)
+        self.nft.succeed()
+        self.turn()
+        self.assertEqual((len(first), len(last)), (0, 1))
+        self.assertEqual(len(self.batches()), 1)
 
 
 class FailureTests(BatchingGatewayMixin):
@@ -237,26 +254,130 @@ class FailureTests(BatchingGatewayMixin):
         """
         When a batch of several requests fails, each is tried again in a
         batch of its own, so that one bad request does not fail the
-        others; requests arriving meanwhile wait their turn.
+        others; requests arriving meanwhile wait their turn; then requests
+        are coalesced again.
         """
         self.send(mapRequest(TCP, 8080, 8080, 3600))
         self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
         self.turn()
         self.nft.fail()
-        committer = self.gateway._committer
-        assert committer is not None
-        self.assertIs(committer.mode, Mode.ISOLATING)
         self.assertEqual(len(self.gateway.table), 1)  # the first, tried alone
         self.send(mapRequest(UDP, 5000, 5000, 3600), OTHER)
         alone = self.nft.fail().stdin
         self.assertIn("tcp . 8080", alone)
         self.assertNotIn("8081", alone)
         self.assertEqual(parseMap(self.replies[CLIENT][0])[1], 3)
-        self.assertIn("tcp . 8081", self.nft.succeed().stdin)
+        second = self.nft.succeed().stdin
+        self.assertIn("tcp . 8081", second)
+        self.assertNotIn("udp . 5000", second)
+        self.assertEqual(len(self.replies[OTHER]), 1)
         self.assertIn("udp . 5000", self.nft.succeed().stdin)
         self.assertEqual([parseMap(r)[1] for r in self.replies[OTHER]], [0, 0])
-        self.assertIs(committer.mode, Mode.NORMAL)
         self.assertEqual(len(self.gateway.table), 2)
+        self.send(mapRequest(TCP, 9000, 9000, 3600))
+        self.send(mapRequest(TCP, 9001, 9001, 3600), OTHER)
+        self.turn()
+        together = self.nft.succeed().stdin
+        self.assertIn("tcp . 9000", together)
+        self.assertIn("tcp . 9001", together)
+
+    def isolating(self) -> None:
+        """
+        Have a batch of two requests fail: the gateway is isolating, the
+        first tried alone, in flight.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(TCP, 8081, 8081, 3600), OTHER)
+        self.turn()
+        self.nft.fail()
+
+    def test_addressAnsweredWhileIsolating(self) -> None:
+        """
+        While isolating, what changes nothing is answered at once: a
+        NAT-PMP external address request, a PCP ANNOUNCE.
+        """
+        self.isolating()
+        self.send(b"\x00\x00", "10.77.0.9")
+        self.send(announcePacket("10.77.0.9"), "10.77.0.9")
+        [address, announce] = self.replies["10.77.0.9"]
+        self.assertEqual(address[:4], b"\x00\x80\x00\x00")
+        self.assertEqual(decodeResponse(announce).resultCode, ResultCode.SUCCESS)
+
+    def test_queueBounded(self) -> None:
+        """
+        At most L{DEFAULT_MAX_QUEUED} requests wait behind a failed batch;
+        the rest are dropped and counted, in aggregate.
+        """
+        self.isolating()
+        # The failed batch's second request waits already.
+        for port in range(DEFAULT_MAX_QUEUED):
+            self.send(mapRequest(UDP, 10000 + port, 0, 3600), OTHER)
+        self.assertEqual(self.gateway.drops.total, 1)
+        [reason] = self.gateway.drops.reasons
+        self.assertIn("too many waiting", reason)
+
+    def test_applyRaises(self) -> None:
+        """
+        A backend whose apply raises fails the batch (network failure), and
+        the gateway goes on answering.
+        """
+
+        def broken(changes: object) -> object:
+            raise RuntimeError("bug")
+
+        self.patch(self.backend, "apply", broken)
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.assertEqual(parseMap(self.replies[CLIENT][0])[1], 3)
+        self.send(mapRequest(TCP, 8081, 8081, 3600))
+        self.turn()
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 3)
+
+    def test_failedExpirySentAgain(self) -> None:
+        """
+        The removal of a mapping that expired, in a batch that failed, is
+        sent again (its flows then cut), after a pause when no request
+        comes, at once with the next request otherwise.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 60))
+        self.turn()
+        self.nft.succeed()
+        self.clock.advance(60)
+        self.turn()
+        self.assertIn("delete element", self.nft.fail().stdin)
+        self.turn()
+        self.assertIsNone(self.nft.inFlight)
+        self.clock.advance(RETRY_DELAY)
+        self.assertIn("delete element", self.nft.fail().stdin)
+        self.send(mapRequest(UDP, 5000, 5000, 600), OTHER)
+        self.turn()
+        batch = self.nft.succeed().stdin
+        self.assertIn(
+            "delete element inet twisted_natpmp forwards { tcp . 8080 }", batch
+        )
+        self.assertIn("udp . 5000 timeout 600s", batch)
+        self.assertEqual(len(self.conntrack.runs), 1)
+
+    def test_restoredButExpiredRemoved(self) -> None:
+        """
+        A renewal whose batch fails after the mapping's committed lifetime
+        has ended puts nothing back, and the mapping's forward is removed.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 60))
+        self.turn()
+        self.nft.succeed()
+        self.clock.advance(50)
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.clock.advance(20)
+        self.nft.fail()
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 3)
+        self.assertEqual(len(self.gateway.table), 0)
+        self.clock.advance(RETRY_DELAY)
+        self.assertIn(
+            "delete element inet twisted_natpmp forwards { tcp . 8080 }",
+            self.nft.succeed().stdin,
+        )
 
     def test_openBatchRunAgain(self) -> None:
         """
@@ -290,6 +411,91 @@ class FailureTests(BatchingGatewayMixin):
         self.assertEqual(len(gateway.table), 2)
 
 
+class LostTableTests(BatchingGatewayMixin):
+    def test_firewallReload(self) -> None:
+        """
+        When a batch fails because our table has gone (C{flush ruleset} on
+        a firewall reload), the table is made afresh, every mapping is
+        forgotten with a new epoch, announced (as after a restart, RFC 6886
+        s3.6: clients map again), and the failed request runs again on the
+        fresh table, in one warning.
+        """
+        lost: list[None] = []
+        self.gateway.stateLost = lambda: lost.append(None)
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.succeed()
+        self.send(mapRequest(UDP, 5000, 5000, 3600), OTHER)
+        self.clock.advance(100)
+        self.nft.fail("Error: Could not process rule: No such file or directory")
+        listed = self.nft.fail("Error: No such file or directory")
+        self.assertEqual(listed.arguments, ("list", "table", "inet", "twisted_natpmp"))
+        self.assertEqual(lost, [None])
+        self.assertIn("add table inet twisted_natpmp", self.nft.succeed().stdin)
+        self.assertIn("udp . 5000", self.nft.succeed().stdin)
+        reply = self.replies[OTHER][0]
+        self.assertEqual(parseMap(reply)[1], 0)
+        self.assertLess(epochOf(reply), 100)
+        self.assertIsNone(self.gateway.table.get(IPv4Address(CLIENT), TCP, 8080))
+        [warning] = [e for e in self.logged if "lost every forward" in e["log_format"]]
+        self.assertEqual(warning["count"], 2)  # the one run again too
+
+    def test_otherMissingThing(self) -> None:
+        """
+        A batch failing with "No such file or directory" while our table
+        is there is an ordinary failure.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.turn()
+        self.nft.fail("Error: Could not process rule: No such file or directory")
+        self.nft.succeed(b"table inet twisted_natpmp {}")
+        self.assertEqual(parseMap(self.replies[CLIENT][0])[1], 3)
+        self.assertIsNone(self.nft.inFlight)
+
+
+class TimeoutTests(BatchingGatewayMixin):
+    def test_timedOutBatchCleared(self) -> None:
+        """
+        nft killed for taking too long may have committed: before anything
+        else, a batch removes the forwards of every mapping the one that
+        timed out changed; the table holds none of them (not even as
+        committed before), and its requests run again from there, each in
+        a batch of its own.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 600))
+        self.turn()
+        self.nft.succeed()
+        self.send(mapRequest(TCP, 8080, 8080, 3600))
+        self.send(mapRequest(UDP, 5000, 5000, 600), OTHER)
+        self.turn()
+        self.nft.timeOut()
+        self.assertEqual(self.replies[OTHER], [])
+        cleanup = self.nft.succeed().stdin
+        self.assertIn("forwards { tcp . 8080 }", cleanup)
+        self.assertIn("forwards { udp . 5000 }", cleanup)
+        self.assertNotIn("timeout 3600s", cleanup)
+        # Run again on a table without it: a new mapping, a bare add.
+        again = self.nft.succeed().stdin
+        self.assertEqual(
+            again,
+            "add element inet twisted_natpmp forwards"
+            " { tcp . 8080 timeout 3600s : 10.77.0.2 . 8080 }\n",
+        )
+        self.assertEqual(parseMap(self.replies[CLIENT][1])[1], 0)
+        self.assertIn("udp . 5000 timeout 600s", self.nft.succeed().stdin)
+
+    def test_cleanupFailsStartsAfresh(self) -> None:
+        """
+        When the clean-up after a timeout fails too, the kernel's state is
+        not known: the table is made afresh, as after a firewall reload.
+        """
+        self.send(mapRequest(TCP, 8080, 8080, 600))
+        self.turn()
+        self.nft.timeOut()
+        self.nft.fail()
+        self.assertIn("add table inet twisted_natpmp", self.nft.succeed().stdin)
+
+
 class RobustnessTests(BatchingGatewayMixin):
     def test_bugDoesNotStop(self) -> None:
         """
@@ -306,15 +512,23 @@ class RobustnessTests(BatchingGatewayMixin):
                 raise RuntimeError("bug")
             return respond(packet, client)  # type: ignore[arg-type]
 
-        committer = self.gateway._committer
+        batched = self.gateway._batched
+        assert batched is not None
+        committer = batched.committer
         assert committer is not None
         self.patch(committer, "_respond", broken)
         self.nft.fail()
         self.nft.succeed()
         self.assertEqual(self.replies[CLIENT], [])
         self.assertEqual(parseMap(self.replies[OTHER][0])[1], 0)
-        self.assertIs(committer.mode, Mode.NORMAL)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        # Done isolating: requests are coalesced again.
+        self.send(mapRequest(UDP, 5000, 5000, 3600), OTHER)
+        self.send(mapRequest(UDP, 5001, 5001, 3600), OTHER)
+        self.turn()
+        together = self.nft.succeed().stdin
+        self.assertIn("udp . 5000", together)
+        self.assertIn("udp . 5001", together)
 
 
 class StopTests(BatchingGatewayMixin):
@@ -338,7 +552,7 @@ class StopTests(BatchingGatewayMixin):
         )
         self.successResultOf(stopped)
         [listing] = self.conntrack.runs
-        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4"))
+        self.assertEqual(listing.arguments, ("-L", "-f", "ipv4", "--dst-nat"))
 
 
 class FilterTests(BatchingGatewayMixin):

@@ -47,11 +47,12 @@ class RestoreTests(SynchronousTestCase):
 
     def test_expiredNotRestored(self) -> None:
         """
-        A mapping whose lifetime ended meanwhile is not put back.
+        A mapping whose lifetime ended meanwhile is not put back, and is
+        returned, for its forward to be removed.
         """
         mapping = self.table.map(ALICE, TCP, 80, 5000, 60)
         self.clock.advance(60)
-        self.table.restore({mapping.key: (mapping, None)})
+        self.assertEqual(self.table.restore({mapping.key: (mapping, None)}), [mapping])
         self.assertEqual(len(self.table), 0)
 
     def test_renewalUndone(self) -> None:

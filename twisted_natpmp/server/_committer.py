@@ -28,89 +28,65 @@ The table and the kernel never disagree for long:
   - a failed batch of several requests is not answered yet: its requests,
     then the open batch's, are run again one at a time, each in a batch
     of its own (isolating), so that one bad request does not fail the
-    others; new requests queue behind them meanwhile;
+    others; new requests queue behind them meanwhile (at most
+    L{DEFAULT_MAX_QUEUED}: the rest are dropped and counted), but for
+    those that change nothing by their kind (NAT-PMP's external address
+    request, PCP's ANNOUNCE), answered at once in every mode;
+  - a retransmission of a request still waiting (the same packet from the
+    same client) is not run again: the one reply goes where the last copy
+    came from;
   - an expiry's removal is never undone: the table has forgotten the
     mapping, and the kernel's own timeout, the lifetime granted, ends it
-    anyway.
+    anyway;
+  - a batch that failed because the backend's whole forwarding state has
+    gone (a firewall reload deleted it) empties the table with a new
+    epoch, as a restart would, starts the backend afresh and runs its
+    requests again.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
-from ipaddress import IPv4Network, IPv6Address
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import alsoProvides, implementer
 
 from .._types import IPAddress, Transport
-from ..errors import NetworkFailureError, UnsupportedOptionError
-from ..interfaces import IMappingBackend
-from ._entries import EventKind, GatewayMapping, Key, Refused, TableEvent
+from ..errors import NetworkFailureError
+from ._entries import EventKind, Key, Refused, TableEvent
+from ._pending import (
+    DEFAULT_MAX_QUEUED,
+    RETRY_DELAY,
+    Batch,
+    Mode,
+    Request,
+    Respond,
+    Send,
+    State,
+    changesNothing,
+)
 from ._shared import SharedTable
 from .backends._batching import (
     ChangeKind,
     CommitFailed,
     ForwardChange,
     IBatchingBackend,
-    IBatchingFilteringBackend,
-    IBatchingPinholeBackend,
 )
-from .backends._filters import IFilteringBackend, RemoteFilter
-from .backends._pinhole import IPinholeBackend
+from .backends._filters import RemoteFilter
 
 __all__ = [
+    "DEFAULT_MAX_QUEUED",
+    "RETRY_DELAY",
     "Committer",
-    "FilteringTableBackend",
     "Mode",
-    "TableBackend",
-    "tableBackendFor",
 ]
 
 log = Logger()
 
-Send = Callable[[bytes], object]
-Respond = Callable[[bytes, IPAddress], "bytes | None"]
-State = tuple[GatewayMapping, "bytes | None"]
-
 _REQUESTED = {EventKind.CREATED, EventKind.RENEWED, EventKind.DELETED}
-
-
-class Mode(Enum):
-    """
-    How new requests are taken.
-    """
-
-    #: At once, their changes coalesced into the open batch.
-    NORMAL = "normal"
-    #: Behind the requests of a failed batch, one batch each.
-    ISOLATING = "isolating"
-    #: Not at all: the gateway has stopped.
-    STOPPED = "stopped"
-
-
-@dataclass(slots=True)
-class _Request:
-    packet: bytes
-    client: IPAddress
-    send: Send
-    reply: bytes | None = None
-    #: Whether it is being answered again (it was admitted once already).
-    again: bool = False
-
-
-@dataclass(slots=True)
-class _Batch:
-    changes: list[ForwardChange] = field(default_factory=list)
-    requests: list[_Request] = field(default_factory=list)
-    #: The table keys the requests changed, to put back on failure.
-    keys: set[Key] = field(default_factory=set)
-    #: Their states as sent, to keep as committed on success.
-    after: dict[Key, State | None] = field(default_factory=dict)
 
 
 class Committer:
@@ -128,26 +104,41 @@ class Committer:
         table: SharedTable,
         respond: Respond,
         restored: Callable[[], object],
+        dropped: Callable[[str, str], object] = lambda host, reason: None,
+        maxQueued: int = DEFAULT_MAX_QUEUED,
+        lost: Callable[[str], object] = lambda why: None,
     ) -> None:
         """
         @param respond: answers one request against C{table} (the
             gateway's dispatcher).
         @param restored: called when mappings were put back into
             C{table} (the gateway sets its expiry timer again).
+        @param dropped: counts a request dropped (its source, why): the
+            gateway's L{DropLog <twisted_natpmp._droplog.DropLog>}.
+        @param maxQueued: the most requests that wait behind a failed
+            batch's.
+        @param lost: called (with why) when the backend's forwarding state
+            was found gone, to empty C{table} with a new epoch and announce
+            it; the backend is then started again.
         """
         self._clock = clock
         self._backend = backend
         self._table = table
         self._respond = respond
         self._restored = restored
+        self._dropped = dropped
+        self._lost = lost
+        self._maxQueued = maxQueued
+        # Every request waiting for a batch or its turn, by what it is.
+        self._held: dict[tuple[bytes, IPAddress], Request] = {}
         self.mode = Mode.NORMAL
         self.batches = 0
-        self._open = _Batch()
-        self._inFlight: _Batch | None = None
+        self._open = Batch()
+        self._inFlight: Batch | None = None
         self._flushCall: IDelayedCall | None = None
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[Request] = deque()
         self._committed: dict[Key, State] = {}
-        self._current: _Request | None = None
+        self._current: Request | None = None
         self._touched = False
         self._refusing: Refused | None = None
 
@@ -158,11 +149,21 @@ class Committer:
         Answer C{packet} from C{client} with C{send(reply)}, now or when
         its changes have committed (or never, for a packet not answered).
         """
-        request = _Request(packet, client, send)
-        if self.mode is Mode.NORMAL:
+        if self.mode is Mode.STOPPED:
+            return
+        held = self._held.get((packet, client))
+        if held is not None:
+            # A retransmission: answered once, where the last copy came from.
+            held.send = send
+            return
+        request = Request(packet, client, send)
+        if self.mode is Mode.NORMAL or changesNothing(packet):
             self._process(request)
-        elif self.mode is Mode.ISOLATING:
+        elif len(self._queue) >= self._maxQueued:
+            self._dropped(str(client), "behind a failed batch, too many waiting")
+        else:
             self._queue.append(request)
+            self._held[packet, client] = request
 
     def observe(self, event: TableEvent) -> None:
         """
@@ -206,6 +207,37 @@ class Committer:
             self._touched = True
         self._scheduleFlush()
 
+    def check(self) -> None:
+        """
+        Have the backend look whether its forwarding state is still there,
+        unless a batch is in flight (which would find out); if it has
+        gone, start afresh (see the module docstring).
+        """
+        if self._inFlight is not None or self.mode is Mode.STOPPED:
+            return
+        checking = Batch()
+        self._inFlight = checking
+
+        def checked(result: object) -> None:
+            self._inFlight = None
+            self._next()
+
+        def failed(failure: Failure) -> None:
+            self._inFlight = None
+            error = failure.value
+            if self.mode is Mode.STOPPED:
+                return
+            if isinstance(error, CommitFailed) and error.lost:
+                self._startAfresh(checking, error)
+            else:
+                log.warn(
+                    "cannot tell whether the forwarding state is there: {error}",
+                    error=str(error),
+                )
+                self._next()
+
+        maybeDeferred(self._backend.check).addCallbacks(checked, failed)
+
     def refusal(self) -> Refused | None:
         """
         The refusal every change gets while a failed request is answered
@@ -226,11 +258,12 @@ class Committer:
         """
         self.mode = Mode.STOPPED
         self._queue.clear()
-        self._open = _Batch()
+        self._held.clear()
+        self._open = Batch()
 
     # Internals
 
-    def _process(self, request: _Request) -> None:
+    def _process(self, request: Request) -> None:
         self._current, self._touched = request, False
         try:
             request.reply = self._respond(request.packet, request.client)
@@ -242,12 +275,30 @@ class Committer:
             self._current = None
         if self._touched:
             self._open.requests.append(request)
+            self._held[request.packet, request.client] = request
             self._scheduleFlush()
-        elif request.reply is not None:
+        else:
+            self._send(request)
+
+    def _send(self, request: Request) -> None:
+        """
+        Send C{request}'s reply, if it has one; it waits no more.
+        """
+        self._held.pop((request.packet, request.client), None)
+        if request.reply is not None:
             request.send(request.reply)
 
     def _scheduleFlush(self) -> None:
-        if self._inFlight is None and self._flushCall is None and self._open.changes:
+        call = self._flushCall
+        if (
+            call is not None
+            and self._open.requests
+            and call.getTime() > self._clock.seconds()
+        ):
+            # A request does not wait for removals' retry.
+            call.cancel()
+            call = self._flushCall = None
+        if self._inFlight is None and call is None and self._open.changes:
             self._flushCall = self._clock.callLater(0, self._flush)
 
     def _flush(self) -> None:
@@ -257,7 +308,7 @@ class Committer:
         batch = self._open
         if self._inFlight is not None or not batch.changes or self.mode is Mode.STOPPED:
             return
-        self._open = _Batch()
+        self._open = Batch()
         self._inFlight = batch
         for key in batch.keys:
             mapping = self._table.get(*key)
@@ -265,14 +316,15 @@ class Committer:
                 None if mapping is None else (mapping, self._table.ownerOf(mapping))
             )
         self.batches += 1
-        applied = self._backend.apply(batch.changes)
+        # A backend that raises fails the batch, as one that fails it does.
+        applied: Deferred[None] = maybeDeferred(self._backend.apply, batch.changes)
         applied.addCallbacks(
             lambda _: self._committedBatch(batch),
             lambda f: self._failedBatch(f, batch),
         )
         applied.addErrback(lambda f: log.failure("failed to finish a batch", f))
 
-    def _committedBatch(self, batch: _Batch) -> None:
+    def _committedBatch(self, batch: Batch) -> None:
         self._inFlight = None
         if self.mode is Mode.STOPPED:
             return
@@ -282,15 +334,17 @@ class Committer:
             else:
                 self._committed[key] = state
         for request in batch.requests:
-            if request.reply is not None:
-                request.send(request.reply)
+            self._send(request)
         self._next()
 
-    def _failedBatch(self, failure: Failure, batch: _Batch) -> None:
+    def _failedBatch(self, failure: Failure, batch: Batch) -> None:
         self._inFlight = None
         if self.mode is Mode.STOPPED:
             return
         error = failure.value
+        if isinstance(error, CommitFailed) and error.lost:
+            self._startAfresh(batch, error)
+            return
         if isinstance(error, CommitFailed):
             refusal = Refused(error.error, "the backend failed to commit", error.detail)
         else:
@@ -299,11 +353,25 @@ class Committer:
             )
         pending = self._open
         keys = batch.keys | pending.keys
-        self._table.restore({key: self._committed.get(key) for key in keys})
+        if isinstance(error, CommitFailed) and error.cleared:
+            # Its forwards have gone, whatever was committed before.
+            for key in batch.keys:
+                self._committed.pop(key, None)
+        ended = self._table.restore({key: self._committed.get(key) for key in keys})
+        for mapping in ended:
+            self._committed.pop(mapping.key, None)
         self._restored()
-        # What is left of the open batch: the expiries, never undone.
-        self._open = _Batch(
-            changes=[c for c in pending.changes if c.mapping.key not in keys]
+        # What is left of both batches: the expiries, never undone (those of
+        # the failed one are sent again), and the removal of what was put
+        # back as committed but has expired meanwhile.
+        self._open = Batch(
+            changes=[
+                c
+                for c in batch.changes
+                if c.kind is ChangeKind.REMOVE and c.mapping.key not in keys
+            ]
+            + [c for c in pending.changes if c.mapping.key not in keys]
+            + [ForwardChange(ChangeKind.REMOVE, m) for m in ended]
         )
         log.warn(
             "batch of {changes} change(s) failed, {requests} request(s) undone:"
@@ -322,9 +390,40 @@ class Committer:
             for request in again:
                 request.again = True
             self._queue.extendleft(reversed(again))
+        elif self._open.changes and not self._open.requests:
+            # Only removals to send again: not at once, so that a backend
+            # that keeps failing is not asked in a loop.
+            self._flushCall = self._clock.callLater(RETRY_DELAY, self._flush)
+            return
         self._next()
 
-    def _refuse(self, request: _Request, refusal: Refused) -> None:
+    def _startAfresh(self, batch: Batch, error: CommitFailed) -> None:
+        """
+        The backend's forwarding state has gone (a firewall reload): the
+        table is emptied with a new epoch (the gateway says so, and
+        announces it, as after a restart: clients map again), the backend
+        started again, and the requests of the failed and the open batch
+        run again on the empty table, each in a batch of its own.
+        """
+        again = batch.requests + self._open.requests
+        self._open = Batch()
+        self._committed = {}
+        self._lost(error.detail)
+        started = maybeDeferred(self._backend.start)
+        started.addErrback(
+            lambda f: log.error(
+                "cannot make the forwarding state afresh: {error}",
+                error=str(f.value),
+            )
+        )
+        if again:
+            self.mode = Mode.ISOLATING
+            for request in again:
+                request.again = True
+            self._queue.extendleft(reversed(again))
+        self._next()
+
+    def _refuse(self, request: Request, refusal: Refused) -> None:
         """
         Answer C{request} again, every change refused with C{refusal}.
         """
@@ -350,68 +449,3 @@ class Committer:
                 return
         if self._open.changes and self._inFlight is None:
             self._flush()
-
-
-@implementer(IMappingBackend)
-class TableBackend:
-    """
-    What the table of a gateway over a batching backend calls: nothing
-    happens at once; the L{Committer} takes the table's events instead.
-    """
-
-    def _nothing(self, *arguments: object) -> None:
-        pass
-
-    # Pinholes too, when it says it provides IPinholeBackend (see
-    # tableBackendFor).
-    addMapping = removeMapping = addPinhole = removePinhole = _nothing
-
-
-@implementer(IFilteringBackend)
-class FilteringTableBackend(TableBackend):
-    """
-    A L{TableBackend} for a batching backend that filters too
-    (L{IBatchingFilteringBackend}): a change of filters goes to the
-    L{Committer}, for port forwards (not pinholes).
-    """
-
-    def __init__(self, committer: Callable[[], Committer | None]) -> None:
-        self._committer = committer
-
-    def setFilters(
-        self,
-        internalAddress: IPAddress,
-        transport: Transport,
-        internalPort: int,
-        externalPort: int,
-        filters: tuple[RemoteFilter, ...],
-    ) -> None:
-        """
-        @raise UnsupportedOptionError: a pinhole, or a filter of IPv6 peers
-            for an IPv4 forward.
-        """
-        if isinstance(internalAddress, IPv6Address) or any(
-            not isinstance(f.network, IPv4Network) for f in filters
-        ):
-            raise UnsupportedOptionError(meaning="FILTER only for IPv4 forwards")
-        committer = self._committer()
-        if committer is not None:
-            committer.observeFilters(internalAddress, transport, internalPort, filters)
-
-
-def tableBackendFor(
-    backend: IBatchingBackend, committer: Callable[[], Committer | None]
-) -> IMappingBackend:
-    """
-    What the table of a gateway over C{backend} calls.
-
-    @param committer: the gateway's L{Committer}, once made.
-    """
-    table = (
-        FilteringTableBackend(committer)
-        if IBatchingFilteringBackend.providedBy(backend)
-        else TableBackend()
-    )
-    if IBatchingPinholeBackend.providedBy(backend):
-        alsoProvides(table, IPinholeBackend)
-    return table

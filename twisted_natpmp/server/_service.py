@@ -225,6 +225,7 @@ class GatewayService(Service):
             **self._limits,
             **self._pcp,
         )
+        self.gateway.stateLost = self._announce
         if self._vpnLease is not None:
             from .vpn import VPNProfile
 
@@ -345,6 +346,13 @@ class GatewayService(Service):
                 "external address is now {address}",
                 address=str(self.externalAddress or "none"),
             )
+        self._announce()
+
+    def _announce(self) -> None:
+        """
+        Announce the external address and the epoch again (RFC 6886
+        s3.2.1, RFC 6887 s14.1).
+        """
         if self._announcer is not None:
             self._announcer.start()
         if self._pcpAnnouncer is not None:

@@ -117,20 +117,27 @@ class SharedTable(MappingTable):
 
     def restore(
         self, states: dict[Key, tuple[GatewayMapping, bytes | None] | None]
-    ) -> None:
+    ) -> list[GatewayMapping]:
         """
         Put each key of C{states} back as it was: its mapping with its
         owner, or none; without calling the backend or the observer (a
         batching backend's changes that did not commit, undone).  A mapping
         whose lifetime has ended meanwhile is not put back.
+
+        @return: those mappings that ended meanwhile, whose forwards (and
+            flows) the caller still has to remove.
         """
         now = self._clock.seconds()
         for key in states:
             current = self._byKey.get(key)
             if current is not None:
                 self._forget(current)
+        ended = []
         for key, state in states.items():
-            if state is None or state[0].expires <= now:
+            if state is None:
+                continue
+            if state[0].expires <= now:
+                ended.append(state[0])
                 continue
             mapping, owner = state
             if isPinhole(mapping.client):
@@ -139,6 +146,7 @@ class SharedTable(MappingTable):
                 self._store(mapping)
             if owner is not None:
                 self._owners[key] = owner
+        return ended
 
     def newEpoch(self) -> None:
         """

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .._droplog import DropLog
@@ -41,9 +41,10 @@ from ..interfaces import IMappingBackend
 from ..natpmp.responder import NATPMPResponder
 from ..pcp._serverchecks import Network
 from ..pcp.responder import DEFAULT_MIN_LIFETIME, PCPResponder
+from ._batchedgateway import Batched
 from ._clock import externalAddressOrNone, monotonicFor
-from ._committer import Committer, tableBackendFor
 from ._eventlog import logEvent
+from ._expiry import ExpiryTimer
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
 from ._shared import SharedTable
 from .backends._batching import IBatchingBackend
@@ -140,12 +141,16 @@ class Gateway:
         self.externalAddress = externalAddress
         self.internalNetworks = tuple(ip_network(n) for n in internalNetworks)
         self._backend = backend
-        self._committer: Committer | None = None
+        #: Called when the table was emptied with a new epoch because the
+        #: backend lost its state (the service announces it).
+        self.stateLost: Callable[[], object] = lambda: None
+        self._batched: Batched | None = None
         observer: Callable[[TableEvent], object] = logEvent
         tableBackend: IMappingBackend = backend  # type: ignore[assignment]
         if IBatchingBackend.providedBy(backend):
-            tableBackend = tableBackendFor(backend, lambda: self._committer)
-            observer = self._observeBatched
+            self._batched = Batched(backend)
+            tableBackend = self._batched.tableBackend
+            observer = self._batched.observe
         self.table = SharedTable(
             self._monotonic,
             tableBackend,
@@ -161,8 +166,7 @@ class Gateway:
             if requestRate is None
             else RateLimiter(self._monotonic, requestRate, requestBurst)
         )
-        self._expiryCall: IDelayedCall | None = None
-        self._expiryDue = 0.0
+        self._expiry = ExpiryTimer(clock, self._monotonic, self.table)
         name = "NAT-PMP and PCP gateway" if pcp else "NAT-PMP gateway"
         self.drops = DropLog(log, clock, name)
         self.refusals = DropLog(log, clock, name, verb="refused")
@@ -180,19 +184,24 @@ class Gateway:
             self.dispatcher.register(1, self.natpmp)
         else:
             self.dispatcher = VersionDispatcher(self.natpmp, self.drops)
-        if IBatchingBackend.providedBy(backend):
-            self._committer = Committer(
+        if self._batched is not None:
+            self._batched.start(
                 clock,
-                backend,
                 self.table,
                 self.dispatcher.respond,
-                self._scheduleExpiry,
+                self._expiry.schedule,
+                self.drops.drop,
+                lambda: self.stateLost(),
             )
 
-    def _observeBatched(self, event: TableEvent) -> None:
-        logEvent(event)
-        assert self._committer is not None
-        self._committer.observe(event)
+    def checkForwarding(self) -> None:
+        """
+        Over a batching backend, have it look whether its forwarding state
+        is still there (a firewall reload may have deleted it), and start
+        afresh if not; nothing over a synchronous one.
+        """
+        if self._batched is not None:
+            self._batched.check()
 
     _external: IPv4Address | None
 
@@ -231,7 +240,7 @@ class Gateway:
             (the reason is logged).
         @raise RuntimeError: the backend is a batching one.
         """
-        if self._committer is not None:
+        if self._batched is not None:
             raise RuntimeError("a batching backend answers through answer()")
         client = self._source(packet, source)
         return None if client is None else self.dispatcher.respond(packet, client)
@@ -247,8 +256,8 @@ class Gateway:
         client = self._source(packet, source)
         if client is None:
             return
-        if self._committer is not None:
-            self._committer.answer(packet, client, send)
+        if self._batched is not None:
+            self._batched.answer(packet, client, send)
             return
         reply = self.dispatcher.respond(packet, client)
         if reply is not None:
@@ -321,7 +330,7 @@ class Gateway:
         Whether a mapping request from C{host} is within its rate limit; if
         not, it is counted as dropped.
         """
-        if self._committer is not None and self._committer.readmitting():
+        if self._batched is not None and self._batched.readmitting():
             return True
         if self.rateLimiter is not None and not self.rateLimiter.allow(host):
             self.drops.drop(host, "over the rate limit")
@@ -349,7 +358,8 @@ class Gateway:
             suggested (PCP's PREFER_FAILURE).
         @raise Refused: the table or its backend refused, by meaning.
         """
-        self._checkRefusing()
+        if self._batched is not None:
+            self._batched.checkRefusing()
         try:
             return self.table.map(
                 client,
@@ -361,7 +371,7 @@ class Gateway:
                 exact=exact,
             )
         finally:
-            self._scheduleExpiry()
+            self._expiry.schedule()
 
     def delete(
         self,
@@ -379,11 +389,12 @@ class Gateway:
         @raise Refused: the mapping has another owner, or the backend could
             not remove it.
         """
-        self._checkRefusing()
+        if self._batched is not None:
+            self._batched.checkRefusing()
         try:
             return self.table.delete(client, transport, internalPort, owner=owner)
         finally:
-            self._scheduleExpiry()
+            self._expiry.schedule()
 
     def deleteAll(
         self, client: IPAddress, transport: Transport, *, owner: bytes | None = None
@@ -396,24 +407,15 @@ class Gateway:
         @return: the mappings deleted.
         @raise Refused: for the first that could not be (those are kept).
         """
-        self._checkRefusing()
+        if self._batched is not None:
+            self._batched.checkRefusing()
         try:
             deleted, error = self.table.deleteAll(client, transport, owner=owner)
         finally:
-            self._scheduleExpiry()
+            self._expiry.schedule()
         if error is not None:
             raise error
         return deleted
-
-    def _checkRefusing(self) -> None:
-        """
-        Refuse every change while a request whose batch failed is answered
-        again (L{Committer}).
-        """
-        if self._committer is not None:
-            refusal = self._committer.refusal()
-            if refusal is not None:
-                raise refusal
 
     def refused(self, client: IPAddress, refusal: Refused, answer: str) -> None:
         """
@@ -424,33 +426,6 @@ class Gateway:
         """
         self.refusals.drop(str(client), f"{refusal.reason}, {answer}", refusal.detail)
 
-    # Expiry
-
-    def _scheduleExpiry(self) -> None:
-        """
-        Make sure the expiry timer fires no later than the table's next
-        deadline.
-        """
-        deadline = self.table.nextExpiry()
-        call = self._expiryCall
-        if call is not None and call.active():
-            if deadline is not None and self._expiryDue <= deadline:
-                return
-            call.cancel()
-        self._expiryCall = None
-        if deadline is not None:
-            # Deadlines are monotonic; the timer runs on the reactor, which a
-            # wall-clock step may fire early (then nothing is due yet, and
-            # the timer is set again) or late.
-            self._expiryDue = deadline
-            delay = max(deadline - self._monotonic.seconds(), 0.0)
-            self._expiryCall = self._clock.callLater(delay, self._expire)
-
-    def _expire(self) -> None:
-        self._expiryCall = None
-        self.table.expire()
-        self._scheduleExpiry()
-
     def stop(self) -> Deferred[None]:
         """
         Stop the expiry timer and remove every mapping, as a gateway that
@@ -460,19 +435,15 @@ class Gateway:
         @return: fires when the backend has removed them (at once for a
             synchronous one).
         """
-        if self._committer is not None:
-            self._committer.stop()
-        if self._expiryCall is not None and self._expiryCall.active():
-            self._expiryCall.cancel()
-        self._expiryCall = None
+        self._expiry.stop()
         removed = self.table.reset()
         if removed:
             # One line, not one per mapping (each is said at debug level).
             log.info("gateway stopped: removed {count} mapping(s)", count=len(removed))
         self.drops.stop()
         self.refusals.stop()
-        if IBatchingBackend.providedBy(self._backend):
-            return self._backend.stop(removed)
+        if self._batched is not None:
+            return self._batched.stop(removed)
         return succeed(None)
 
 

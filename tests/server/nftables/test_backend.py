@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Address
+from typing import Any
 
+from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -27,6 +29,7 @@ from twisted_natpmp.server.backends.nftables import (
     ProcessFailed,
     Ruleset,
 )
+from twisted_natpmp.server.backends.nftables import backend as backendModule
 from twisted_natpmp.server.backends.nftables.backend import errorFor
 from twisted_natpmp.server.backends.nftables.testing import RecordingRunner
 
@@ -56,6 +59,13 @@ class BackendTests(SynchronousTestCase):
         self.nft = RecordingRunner("nft")
         self.conntrack = RecordingRunner("conntrack")
         self.backend = NftablesBackend(Ruleset("wan0"), self.nft, self.conntrack)
+
+    def running(self) -> None:
+        """
+        Start the backend: its table made.
+        """
+        self.backend.start()
+        self.nft.succeed()
 
     def test_interface(self) -> None:
         """
@@ -107,20 +117,20 @@ class BackendTests(SynchronousTestCase):
 
     def test_removeEndsFlows(self) -> None:
         """
-        Once a batch that removes mappings commits, the flows are listed
-        once, and those through the mappings, and only those, are deleted
-        by their exact tuple, before the batch is done (RFC 6886 s3.4:
-        connections through a mapping that has gone SHOULD end).
+        Once a batch that removes mappings commits, it is done (its requests
+        answered); then the flows a DNAT made are listed once, and those
+        through the mappings, and only those, are deleted by their exact
+        tuple (RFC 6886 s3.4: connections through a mapping that has gone
+        SHOULD end).
         """
+        self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.assertEqual(self.conntrack.runs, [])
         self.nft.succeed()
-        listed = self.conntrack.succeed(LISTING)
-        self.assertEqual(listed.arguments, ("-L", "-f", "ipv4"))
-        # The batch is done (its requests answered) once the flows are cut.
-        self.assertNoResult(applied)
-        deleted = self.conntrack.succeed()
         self.successResultOf(applied)
+        listed = self.conntrack.succeed(LISTING)
+        self.assertEqual(listed.arguments, ("-L", "-f", "ipv4", "--dst-nat"))
+        deleted = self.conntrack.succeed()
         self.assertEqual(deleted.arguments, ("-R", "/dev/stdin"))
         self.assertEqual(
             deleted.stdin,
@@ -128,11 +138,46 @@ class BackendTests(SynchronousTestCase):
         )
         self.assertIsNone(self.conntrack.inFlight)
 
+    def test_batchesNotHeldBehindFlows(self) -> None:
+        """
+        While the flows of a removal are being listed, the next batch is
+        sent and done.
+        """
+        self.running()
+        self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
+        self.nft.succeed()
+        other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
+        applied = self.backend.apply([ForwardChange(ChangeKind.ADD, other)])
+        self.assertIn("udp . 5353", self.nft.succeed().stdin)
+        self.successResultOf(applied)
+        self.assertIsNotNone(self.conntrack.inFlight)
+
+    def test_forwardedAgainNotCut(self) -> None:
+        """
+        A forward removed and made again before its flows were listed keeps
+        them: they go through the new mapping.
+        """
+        self.running()
+        other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
+        self.backend.apply([ForwardChange(ChangeKind.REMOVE, other)])
+        self.nft.succeed()
+        for mapping in (MAPPING, other):
+            self.backend.apply([ForwardChange(ChangeKind.REMOVE, mapping)])
+            self.nft.succeed()
+        self.backend.apply([ForwardChange(ChangeKind.ADD, other)])
+        self.nft.succeed()
+        self.conntrack.succeed(b"")
+        self.conntrack.succeed(LISTING)
+        deleted = self.conntrack.succeed()
+        self.assertNotIn("--dport 5353", deleted.stdin)
+        self.assertIn("--dport 2222", deleted.stdin)
+
     def test_noFlowsNoDeletion(self) -> None:
         """
         When no flow goes through the removed mappings, nothing is deleted:
         one listing is all it costs.
         """
+        self.running()
         self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.nft.succeed()
         self.conntrack.succeed(b"")
@@ -143,6 +188,7 @@ class BackendTests(SynchronousTestCase):
         """
         Removals committed while conntrack runs share the next listing.
         """
+        self.running()
         other = GatewayMapping(IPv4Address("10.77.0.3"), Transport.UDP, 53, 5353, 60, 0)
         for mapping in (MAPPING, other, other):
             self.backend.apply([ForwardChange(ChangeKind.REMOVE, mapping)])
@@ -157,18 +203,27 @@ class BackendTests(SynchronousTestCase):
 
     def test_conntrackFailureLogged(self) -> None:
         """
-        Flows that cannot be ended do not fail the batch: it has committed.
+        Flows that cannot be ended do not fail the batch (it has committed):
+        the failure is logged as a warning, with how many mappings it was
+        for and conntrack's error.
         """
+        logged: list[dict[str, Any]] = []
+        self.patch(backendModule, "log", Logger(observer=logged.append))  # type: ignore[arg-type]
+        self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.nft.succeed()
         self.conntrack.fail("conntrack: Operation not permitted")
         self.successResultOf(applied)
+        [warning] = [e for e in logged if e["log_level"] is LogLevel.warn]
+        self.assertEqual(warning["count"], 1)
+        self.assertIn("Operation not permitted", warning["error"])
 
     def test_failureMeaning(self) -> None:
         """
         A failed batch fails with L{CommitFailed}: out of resources when the
         kernel had no room, a network failure otherwise.
         """
+        self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
         self.nft.fail("Error: Could not process rule: File exists")
         failed = self.failureResultOf(applied, CommitFailed).value
@@ -220,8 +275,39 @@ class ForwardChainTests(SynchronousTestCase):
         batch = self.nft.succeed().stdin
         self.assertIn("delete rule inet filter forward handle 4\n", batch)
         self.assertIn("delete rule inet filter forward handle 6\n", batch)
-        self.assertIn("insert rule inet filter forward", batch)
+        self.assertIn("add rule inet filter forward", batch)
         self.successResultOf(started)
+
+    def test_batchWaitsForTable(self) -> None:
+        """
+        A batch applied while the host's chain is being listed waits for
+        the table to be made: it is not sent between the two runs.
+        """
+        started = self.backend.start()
+        applied = self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
+        self.nft.succeed(listing())
+        self.assertIn("add table inet twisted_natpmp", self.nft.succeed().stdin)
+        self.successResultOf(started)
+        self.assertNoResult(applied)
+        batch = self.nft.succeed().stdin
+        self.assertIn("add element inet twisted_natpmp forwards", batch)
+        self.successResultOf(applied)
+
+    def test_failedOrStoppedFailsBatches(self) -> None:
+        """
+        Before a start, after a failed one and after a stop, every batch
+        fails at once, with nothing sent.
+        """
+        change = [ForwardChange(ChangeKind.SET, MAPPING)]
+        self.failureResultOf(self.backend.apply(change), CommitFailed)
+        started = self.backend.start()
+        waiting = self.backend.apply(change)
+        self.nft.fail("Error: No such file or directory")
+        self.failureResultOf(started, ProcessFailed)
+        failed = self.failureResultOf(waiting, CommitFailed).value
+        self.assertIsInstance(failed.error, NetworkFailureError)
+        self.failureResultOf(self.backend.apply(change), CommitFailed)
+        self.assertEqual(len(self.nft.runs), 1)
 
     def test_startWithoutHostChain(self) -> None:
         """

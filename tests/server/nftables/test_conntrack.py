@@ -5,7 +5,7 @@ C{conntrack -L} and picking the flows through removed mappings.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_network
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -56,6 +56,34 @@ class ConntrackTests(SynchronousTestCase):
             self.assertFalse(through(other, MAPPING), other)
         self.assertEqual(flowsThrough([FLOW, FLOW], [MAPPING]), [FLOW, FLOW])
 
+    def test_lanFlowToSamePortNotThrough(self) -> None:
+        """
+        With the external port the internal one, a LAN host's own flow
+        straight to the internal address and port (not DNATed: its replies
+        come from where it went) does not go through the mapping.
+        """
+        same = GatewayMapping(
+            IPv4Address("10.77.0.2"), Transport.TCP, 8080, 8080, 60, 0
+        )
+        direct = Flow("tcp", "10.77.0.3", "10.77.0.2", 41000, 8080, "10.77.0.2", 8080)
+        forwarded = Flow(
+            "tcp", "198.51.100.9", "192.0.2.1", 41000, 8080, "10.77.0.2", 8080
+        )
+        self.assertEqual(flowsThrough([direct, forwarded], [same]), [forwarded])
+
+    def test_pinholeFlows(self) -> None:
+        """
+        A flow goes through a pinhole when it goes to the host's address and
+        port, from outside the internal networks.
+        """
+        host = IPv6Address("2001:db8:77::2")
+        pinhole = GatewayMapping(host, Transport.TCP, 8080, 8080, 60, 0)
+        wan = Flow("tcp", "2001:db8:1::9", str(host), 41000, 8080, str(host), 8080)
+        lan = Flow("tcp", "2001:db8:77::3", str(host), 41000, 8080, str(host), 8080)
+        internal = [ip_network("2001:db8:77::/64")]
+        self.assertEqual(flowsThrough([wan, lan], [pinhole], internal), [wan])
+        self.assertTrue(through(lan, pinhole))
+
     def test_deletions(self) -> None:
         """
         Each flow is deleted by its exact original tuple, per family.
@@ -66,3 +94,4 @@ class ConntrackTests(SynchronousTestCase):
         )
         self.assertTrue(deletions([FLOW], True).startswith(b"-D -f ipv6 -p udp"))
         self.assertEqual(listArguments(True), ("-L", "-f", "ipv6"))
+        self.assertEqual(listArguments(False), ("-L", "-f", "ipv4", "--dst-nat"))

@@ -25,7 +25,8 @@ TCP = HEADER + (
     "   2: 01004D0A:0035 00000000:0000 0A 00000000:00000000 00:00000000\n"
     "   3: 010200C0:9C40 090200C0:0050 01 00000000:00000000 00:00000000\n"
 )
-# [::]:5353 bound, [::ffff:192.0.2.1]:4500 bound, [::1]:123 bound.
+# [::]:5353 bound, [::ffff:192.0.2.1]:4500 bound, [::1]:123 bound,
+# [::ffff:192.0.2.1]:51820 connected to [::ffff:192.0.2.9]:51820.
 UDP6 = HEADER + (
     "   0: 00000000000000000000000000000000:14E9"
     " 00000000000000000000000000000000:0000 07 0\n"
@@ -33,6 +34,8 @@ UDP6 = HEADER + (
     " 00000000000000000000000000000000:0000 07 0\n"
     "   2: 00000000000000000000000001000000:007B"
     " 00000000000000000000000000000000:0000 07 0\n"
+    "   3: 0000000000000000FFFF0000010200C0:CA6C"
+    " 0000000000000000FFFF0000090200C0:CA6C 01 0\n"
 )
 
 
@@ -47,9 +50,9 @@ class OwnPortsTests(SynchronousTestCase):
     def test_udpBound(self) -> None:
         """
         UDP ports bound on every IPv6 address, or on the external address
-        in its IPv4-mapped form, count.
+        in its IPv4-mapped form, count, connected to a peer or not.
         """
-        self.assertEqual(listeningPorts(UDP6, False, EXTERNAL), {5353, 4500})
+        self.assertEqual(listeningPorts(UDP6, False, EXTERNAL), {5353, 4500, 51820})
 
     def test_ownPorts(self) -> None:
         """
@@ -58,7 +61,7 @@ class OwnPortsTests(SynchronousTestCase):
         """
         files = {"/proc/net/tcp": TCP, "/proc/net/udp6": UDP6}
         ports = ownPorts(EXTERNAL, read=lambda path: files.get(path, ""))
-        self.assertEqual(ports, frozenset({22, 8443, 5353, 4500}))
+        self.assertEqual(ports, frozenset({22, 8443, 5353, 4500, 51820}))
         self.assertEqual(
             ownPorts(EXTERNAL, read=lambda path: "junk\nmore junk"), frozenset()
         )

@@ -5,11 +5,12 @@ through the host's forward chain of an inet table, in our set there.
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_natpmp._types import Transport
+from twisted_natpmp.pcp._options import FilterOption
 from twisted_natpmp.pcp._wire import ResultCode, decodeResponse
 from twisted_natpmp.server._entries import GatewayMapping
 from twisted_natpmp.server.backends._batching import (
@@ -17,6 +18,7 @@ from twisted_natpmp.server.backends._batching import (
     ForwardChange,
     IBatchingPinholeBackend,
 )
+from twisted_natpmp.server.backends._filters import RemoteFilter
 from twisted_natpmp.server.backends.nftables import (
     ForwardChain,
     NftablesBackend,
@@ -53,18 +55,55 @@ class PinholeRulesetTests(SynchronousTestCase):
 
     def test_createAndDestroy(self) -> None:
         """
-        Our pinhole set and its accept rule, for packets arriving on the
-        external interface, go into the host's table, and away again.
+        Our pinhole sets and their accept rules, for packets arriving on
+        the external interface (to an unfiltered pinhole, or from a peer
+        its filters let in), go into the host's table, and away again.
         """
         ruleset = Ruleset("wan0", forwardChain=CHAIN)
         created = ruleset.create()
-        self.assertIn(f"flush set {SET}\n", created)
+        pinhole = "ip6 daddr . meta l4proto . th dport @twisted_natpmp_pinholes"
+        for name in (SET, f"{SET}_filtered", f"{SET}_permitted"):
+            self.assertIn(f"flush set {name}\n", created)
+            self.assertIn(f"delete set {name}\n", ruleset.destroy([]))
         self.assertIn(
-            'insert rule inet filter forward iifname "wan0" ip6 daddr . meta l4proto'
-            ' . th dport @twisted_natpmp_pinholes accept comment "twisted_natpmp"\n',
+            f'add rule inet filter forward iifname "wan0" {pinhole}'
+            " ip6 daddr . meta l4proto . th dport != @twisted_natpmp_pinholes_filtered"
+            ' accept comment "twisted_natpmp"\n',
             created,
         )
-        self.assertIn(f"delete set {SET}\n", ruleset.destroy([]))
+        self.assertIn(
+            f'add rule inet filter forward iifname "wan0" {pinhole}'
+            " ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport"
+            ' @twisted_natpmp_pinholes_permitted accept comment "twisted_natpmp"\n',
+            created,
+        )
+
+    def test_filters(self) -> None:
+        """
+        PCP's FILTER on a pinhole (RFC 6887 s13.3): the pinhole goes into
+        our filtered set and each peer let in into our permitted set,
+        timing out with it; a removal takes them away with the pinhole.
+        """
+        ruleset = Ruleset("wan0", forwardChain=CHAIN)
+        peer = RemoteFilter(IPv6Network("2001:db8:1::/64"), 443)
+        key = "2001:db8:77::2 . tcp . 8082"
+        filtered, view = ruleset.batch(
+            [ForwardChange(ChangeKind.FILTER, PINHOLE, (peer,))], {}
+        )
+        self.assertIn(
+            f"add element {SET}_filtered {{ {key} timeout 300s }}\n", filtered
+        )
+        self.assertIn(
+            f"add element {SET}_permitted {{ {key} . 2001:db8:1::/64 . 443"
+            " timeout 300s }\n",
+            filtered,
+        )
+        removed, after = ruleset.batch(
+            [ForwardChange(ChangeKind.REMOVE, PINHOLE)], view
+        )
+        self.assertIn(f"delete element {SET}_filtered {{ {key} }}\n", removed)
+        self.assertIn(f"delete element {SET} {{ {key} }}\n", removed)
+        self.assertEqual(after, {})
 
     def test_elements(self) -> None:
         """
@@ -100,6 +139,10 @@ class PinholeGatewayTests(BatchingGatewayMixin):
             Ruleset("wan0", forwardChain=CHAIN), self.nft, self.conntrack
         )
         self.gateway = self.makeGateway()
+        started = self.backend.start()
+        self.nft.succeed(b'{"nftables": []}')
+        self.nft.succeed()
+        self.successResultOf(started)
 
     def test_provides(self) -> None:
         """
@@ -130,6 +173,27 @@ class PinholeGatewayTests(BatchingGatewayMixin):
         self.turn()
         self.assertIn(f"delete element {SET}", self.nft.succeed().stdin)
         self.assertEqual(self.conntrack.runs[0].arguments, ("-L", "-f", "ipv6"))
+
+    def test_pinholeFiltered(self) -> None:
+        """
+        A PCP MAP with a FILTER from an IPv6 host opens a pinhole that lets
+        in only the peers named; a FILTER of IPv4 peers is UNSUPP_OPTION.
+        """
+        option = FilterOption(128, 0, IPv6Address("2001:db8:1::9"))
+        self.send(mapPacket(8082, 300, client=CLIENT6, options=(option,)), CLIENT6)
+        self.turn()
+        batch = self.nft.succeed().stdin
+        self.assertIn("twisted_natpmp_pinholes_filtered", batch)
+        self.assertIn(". 2001:db8:1::9/128 . 0-65535 timeout 300s", batch)
+        response = decodeResponse(self.replies[CLIENT6][0])
+        self.assertEqual(response.resultCode, ResultCode.SUCCESS)
+        option = FilterOption(96 + 32, 0, IPv6Address("::ffff:198.51.100.9"))
+        self.send(mapPacket(8083, 300, client=CLIENT6, options=(option,)), CLIENT6)
+        self.turn()
+        if self.nft.inFlight is not None:
+            self.nft.succeed()
+        response = decodeResponse(self.replies[CLIENT6][1])
+        self.assertEqual(response.resultCode, ResultCode.UNSUPP_OPTION)
 
     def test_pinholeFailureUndone(self) -> None:
         """

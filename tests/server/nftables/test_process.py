@@ -146,6 +146,7 @@ class ProcessRunnerTests(SynchronousTestCase):
         error = self.failureResultOf(running, ProcessFailed).value
         self.assertIsNone(error.status)
         self.assertIn("no answer within 5 s", error.stderr)
+        self.assertTrue(error.timedOut)
         self.reactor.spawned[1].exit(0)
         self.successResultOf(after)
 

@@ -16,6 +16,7 @@ from twisted_natpmp.server.backends._batching import ChangeKind, ForwardChange
 from twisted_natpmp.server.backends._filters import RemoteFilter
 from twisted_natpmp.server.backends.nftables._ruleset import (
     ForwardChain,
+    Port,
     Ruleset,
     checkInterface,
     checkName,
@@ -41,7 +42,8 @@ class RulesetTests(SynchronousTestCase):
         """
         The table is made afresh whether or not it exists: added, deleted,
         then defined with its map (timeouts) and its DNAT rule for packets
-        arriving on the external interface.
+        arriving on the external interface for the router itself (not those
+        routed on, to a public subnet behind it).
         """
         text = Ruleset("wan0", "gw").create()
         lines = text.splitlines()
@@ -53,23 +55,24 @@ class RulesetTests(SynchronousTestCase):
         )
         self.assertIn("        flags timeout", lines)
         self.assertIn(
-            '        iifname "wan0" meta l4proto { tcp, udp }'
+            '        iifname "wan0" fib daddr type local meta l4proto { tcp, udp }'
             " dnat ip to meta l4proto . th dport map @forwards",
             lines,
         )
-        self.assertNotIn("insert rule", text)
+        self.assertNotIn("add rule", text)
 
     def test_createWithForwardChain(self) -> None:
         """
         With a host forward chain, our stale rules there go, our set is
-        made (emptied) and our accept rule goes at the chain's head.
+        made (emptied) and our accept rule goes at the chain's end, after
+        the host's own rules (its drops first).
         """
         text = Ruleset("wan0", forwardChain=CHAIN).create([7, 9])
         self.assertIn("delete rule inet filter forward handle 7\n", text)
         self.assertIn("delete rule inet filter forward handle 9\n", text)
         self.assertIn("flush set inet filter twisted_natpmp_forwards\n", text)
         self.assertIn(
-            "insert rule inet filter forward ct status dnat ip daddr"
+            "add rule inet filter forward ct status dnat ip daddr"
             " . meta l4proto . th dport @twisted_natpmp_forwards accept"
             ' comment "twisted_natpmp"\n',
             text,
@@ -221,7 +224,8 @@ class FilterRulesetTests(SynchronousTestCase):
         text = Ruleset("wan0").create()
         self.assertIn("type filter hook prerouting priority dstnat - 10;", text)
         self.assertIn(
-            '        iifname "wan0" meta l4proto . th dport @filtered'
+            '        iifname "wan0" fib daddr type local'
+            " meta l4proto . th dport @filtered"
             " meta l4proto . th dport . ip saddr . th sport != @permitted drop\n",
             text,
         )
@@ -272,7 +276,9 @@ class FilterRulesetTests(SynchronousTestCase):
         lifetime; a removal removes them with it.
         """
         ruleset = Ruleset("wan0")
-        view = {(Transport.UDP, 5000): (self.WIDE,)}
+        view: dict[Port, tuple[RemoteFilter, ...]] = {
+            (Transport.UDP, 5000): (self.WIDE,)
+        }
         renewed, after = ruleset.batch([ForwardChange(ChangeKind.SET, MAPPING)], view)
         self.assertIn(
             "add element inet twisted_natpmp filtered { udp . 5000 timeout 60s }",

@@ -23,7 +23,10 @@ from twisted_natpmp.server.backends.nftables._address import (
     AddressWatcher,
     interfaceAddress,
 )
-from twisted_natpmp.server.backends.nftables._service import ExternalInterfaceService
+from twisted_natpmp.server.backends.nftables._service import (
+    CHECK_EVERY,
+    ExternalInterfaceService,
+)
 from twisted_natpmp.server.backends.nftables.testing import RecordingRunner
 
 from .._helpers import CLIENT, TCP, GatewayTestsMixin, epochOf, mapRequest, parseMap
@@ -175,6 +178,41 @@ class RestartTests(GatewayTestsMixin, SynchronousTestCase):
         assert reply is not None
         self.assertEqual(epochOf(reply), 0)
         self.assertEqual(len(self.table()), 0)
+
+    def test_tableGoneFound(self) -> None:
+        """
+        Every few polls of the interface, the gateway looks for its table;
+        found gone (a firewall reload), it is made afresh and the new epoch
+        announced, with no request needed.
+        """
+        nft = RecordingRunner("nft")
+        backend = NftablesBackend(Ruleset("wan0"), nft, None)
+        service = self.startGateway(backend=backend, externalAddress=FIRST)
+        nft.succeed()
+        watching = ExternalInterfaceService(
+            self.clock,
+            service,
+            "wan0",
+            read=lambda name: FIRST,
+            ports=lambda address: frozenset(),
+            interval=2,
+        )
+        watching.startService()
+        self.addCleanup(watching.stopService)
+        self.clock.pump([2] * CHECK_EVERY)
+        self.assertEqual(
+            nft.succeed(b"table inet twisted_natpmp {}").arguments,
+            ("list", "table", "inet", "twisted_natpmp"),
+        )
+        self.clock.pump([2] * 50)
+        before = len(self.announcements())
+        self.clock.pump([2] * CHECK_EVERY)
+        nft.fail("Error: No such file or directory")
+        self.assertEqual(nft.succeed().stdin, Ruleset("wan0").create())
+        self.assertGreater(len(self.announcements()), before)
+        reply = self.ask(b"\x00\x00")
+        assert reply is not None
+        self.assertEqual(epochOf(reply), 0)
 
 
 class CannotStartTests(SynchronousTestCase):

@@ -71,18 +71,33 @@ class ForwardChange:
 
 class CommitFailed(Exception):
     """
-    A batch was not committed; none of its changes took effect.
+    A batch was not committed; none of its changes took effect (but see
+    C{cleared}).
 
     @ivar error: what that means for the requests whose changes it held
         (L{twisted_natpmp.errors.NetworkFailureError},
         L{twisted_natpmp.errors.OutOfResourcesError}).
     @ivar detail: why, for the log.
+    @ivar lost: whether the backend found its whole forwarding state gone
+        (a firewall reload deleted its table): nothing the gateway granted
+        is forwarded any more, and the gateway starts afresh.
+    @ivar cleared: whether the batch may have committed after all (it
+        timed out) and its forwards have been removed since: every mapping
+        it changed is then gone, not as committed before.
     """
 
-    def __init__(self, error: GatewayError, detail: str) -> None:
+    def __init__(
+        self,
+        error: GatewayError,
+        detail: str,
+        lost: bool = False,
+        cleared: bool = False,
+    ) -> None:
         super().__init__(error, detail)
         self.error = error
         self.detail = detail
+        self.lost = lost
+        self.cleared = cleared
 
     def __str__(self) -> str:
         return f"{self.error.meaning}: {self.detail}"
@@ -106,7 +121,18 @@ class IBatchingBackend(Interface):
         Removing a forward that is already gone (its own timeout ended it)
         is not an error.
 
-        @return: fires when committed, or fails with L{CommitFailed}.
+        @return: fires when committed, or fails with L{CommitFailed}
+            (with C{lost} set when the forwarding state was found gone:
+            the gateway then calls L{start} again).
+        """
+
+    def check() -> Deferred[None]:
+        """
+        Look whether the forwarding state is still there (between batches:
+        a firewall reload may have deleted it).
+
+        @return: fires if it is; fails with L{CommitFailed}, C{lost} set,
+            if it has gone, or with another error if it cannot be told.
         """
 
     def stop(held: Sequence[GatewayMapping]) -> Deferred[None]:

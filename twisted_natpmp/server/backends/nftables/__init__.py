@@ -20,11 +20,13 @@ The design, module by module:
     accept}), as OpenWrt's fw4 does: a drop in any forward base chain is
     final, and no accept in our table could rescue the packet.  With a
     host chain of an C{inet} table, IPv6 pinholes (PCP MAPs from global
-    IPv6 addresses) go into one more set of ours there, with one more
-    accept rule; without, they are refused.  PCP's FILTER on an IPv4
-    forward becomes elements of two more sets of ours, the filtered ports
-    and the peers allowed through each, with a rule before the DNAT that
-    drops the rest.
+    IPv6 addresses) go into one more set of ours there, with accept rules
+    of ours; without, they are refused.  PCP's FILTER on an IPv4 forward
+    becomes elements of two more sets of ours, the filtered ports and the
+    peers allowed through each, with a rule before the DNAT that drops the
+    rest; on a pinhole, of two more sets in the host's table, whose
+    filtered pinholes our accept rules let in only from the peers
+    allowed.
   - L{_names <twisted_natpmp.server.backends.nftables._names>} checks every
     name a batch holds, and reads the host's C{FAMILY:TABLE:CHAIN}.
   - L{_process <twisted_natpmp.server.backends.nftables._process>} runs
@@ -50,9 +52,10 @@ The design, module by module:
     chain, and ends the flows through what was still mapped.
   - L{_conntrack <twisted_natpmp.server.backends.nftables._conntrack>}:
     removing an element stops new flows only, so each batch that removes
-    mappings is followed by one C{conntrack -L}, and the flows found
-    through them are deleted by exact tuple: an expired or deleted mapping
-    really closes.
+    mappings is followed by one C{conntrack -L} of the flows a DNAT made
+    (and of the IPv6 flows, for pinholes), and the flows found through
+    them are deleted by exact tuple: an expired or deleted mapping really
+    closes.
   - L{_address <twisted_natpmp.server.backends.nftables._address>} follows
     the external interface's address (announced when it changes; result 3
     while there is none); L{_ownports
@@ -66,8 +69,11 @@ The design, module by module:
 Batching and failures (L{twisted_natpmp.server._committer}): a request is
 answered once the batch holding its changes has committed; requests that
 arrive while a batch is in flight are coalesced into the next.  A failed
-batch changed nothing in the kernel: the table is put back as last
-committed, a lone request is answered with the failure's meaning (network
+batch changed nothing in the kernel (one killed for taking too long may
+have: the forwards it touched are removed before anything else, and the
+table forgets them; one that failed because our table has gone, in a
+firewall reload, has the gateway start afresh): the table is put back as
+last committed, a lone request is answered with the failure's meaning (network
 failure, or out of resources when the kernel had no room), and the
 requests of a coalesced batch are run again one batch each, so that one
 bad request does not fail the others.  Never a mapping that the table

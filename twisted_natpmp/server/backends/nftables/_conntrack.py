@@ -7,25 +7,33 @@ stops new flows only, and established conntrack entries outlive it
 Every C{conntrack -D} walks the whole connection table, whatever its
 filter (observed: about 9 ms of kernel time each, even for an exact
 tuple), so the backend does not run one per mapping.  After each batch
-that removed mappings it lists the table once (C{conntrack -L}, per
-address family), finds here the flows through those mappings, and deletes
-just those, by their exact tuple, in one C{conntrack -R} run (none when
-there are none, as in most batches).  The elements are gone before the
-listing, so no new flow can start through them after it.
+that removed mappings it lists the flows once per address family, and
+deletes those through the mappings, by their exact tuple, in one
+C{conntrack -R} run of C{-D} lines (none when there are none, as in most
+batches).  The elements are gone before the listing, so no new flow can
+start through them after it.
 
-A flow through a mapping is one whose original destination port is the
-external port and whose reply comes from the internal address and port:
-what the DNAT made, and nothing the LAN host opened itself.  Through an
-IPv6 pinhole: one whose original destination is the host's address and
-port.
+The listing is narrowed in C{conntrack} itself, not here: for IPv4 only
+the flows whose destination was translated (C{--dst-nat}: the original
+destination is not the reply's source), a small part of a router's table,
+most of which is the LAN's own outbound flows; the matching is one pass
+over them, each flow looked up by (protocol, port) among the mappings.
+
+A flow through a forward is one that was DNATed, whose original
+destination port is the external port and whose reply comes from the
+internal address and port: what the DNAT made, and nothing a LAN host
+opened itself (even to the same address and port).  Through an IPv6
+pinhole: one whose original destination is the host's address and port,
+from a source outside the internal networks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv6Address
+from ipaddress import IPv4Network, IPv6Network, ip_address
 
+from ...._types import IPAddress
 from ..._entries import GatewayMapping
 
 __all__ = [
@@ -44,9 +52,10 @@ DELETE_ARGUMENTS = ("-R", "/dev/stdin")
 
 def listArguments(ipv6: bool) -> tuple[str, ...]:
     """
-    The C{conntrack} arguments that list the IPv4 (or IPv6) flows.
+    The C{conntrack} arguments that list the IPv4 flows a DNAT made (or
+    the IPv6 flows).
     """
-    return ("-L", "-f", "ipv6") if ipv6 else ("-L", "-f", "ipv4")
+    return ("-L", "-f", "ipv6") if ipv6 else ("-L", "-f", "ipv4", "--dst-nat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,37 +105,67 @@ def parseFlows(listing: str) -> list[Flow]:
     return flows
 
 
-def through(flow: Flow, mapping: GatewayMapping) -> bool:
+def through(
+    flow: Flow,
+    mapping: GatewayMapping,
+    internal: Sequence[IPv4Network | IPv6Network] = (),
+) -> bool:
     """
     Whether C{flow} goes through C{mapping}.
+
+    @param internal: the internal networks, whose hosts' own flows to a
+        pinhole's host do not go through the pinhole.
     """
-    if flow.protocol != mapping.transport.label:
-        return False
-    if isinstance(mapping.client, IPv6Address):
-        return flow.destinationPort == mapping.internalPort and _same(
-            flow.destination, mapping.client
-        )
-    return (
-        flow.destinationPort == mapping.externalPort
-        and flow.replySourcePort == mapping.internalPort
-        and _same(flow.replySource, mapping.client)
-    )
+    return bool(flowsThrough([flow], [mapping], internal))
 
 
-def _same(text: str, address: object) -> bool:
+def _address(text: str) -> IPAddress | None:
     try:
-        return type(address)(text) == address  # type: ignore[call-arg]
+        return ip_address(text)
     except ValueError:
-        return False
+        return None
 
 
 def flowsThrough(
-    flows: Iterable[Flow], mappings: Sequence[GatewayMapping]
+    flows: Iterable[Flow],
+    mappings: Sequence[GatewayMapping],
+    internal: Sequence[IPv4Network | IPv6Network] = (),
 ) -> list[Flow]:
     """
-    The C{flows} that go through any of C{mappings}.
+    The C{flows} that go through any of C{mappings}: one pass, each flow
+    looked up by its protocol and original destination port.
+
+    @param internal: the internal networks (see L{through}).
     """
-    return [f for f in flows if any(through(f, m) for m in mappings)]
+    # (protocol, original destination port) -> (internal address, port)
+    forwards: dict[tuple[str, int], set[tuple[IPAddress, int]]] = {}
+    pinholes: dict[tuple[str, int], set[IPAddress]] = {}
+    for m in mappings:
+        if m.client.version == 6:
+            pinholes.setdefault((m.transport.label, m.internalPort), set()).add(
+                m.client
+            )
+        else:
+            forwards.setdefault((m.transport.label, m.externalPort), set()).add(
+                (m.client, m.internalPort)
+            )
+    found = []
+    for f in flows:
+        port = (f.protocol, f.destinationPort)
+        if port in forwards:
+            # DNATed: its replies come from another address than it went to.
+            if f.replySource == f.destination:
+                continue
+            reply = _address(f.replySource)
+            if (reply, f.replySourcePort) in forwards[port]:
+                found.append(f)
+        elif port in pinholes:
+            source = _address(f.source)
+            if _address(f.destination) in pinholes[port] and not any(
+                source in network for network in internal
+            ):
+                found.append(f)
+    return found
 
 
 def deletions(flows: Iterable[Flow], ipv6: bool) -> bytes:

@@ -1,9 +1,11 @@
 # -*- test-case-name: tests.server.nftables.test_ownports -*-
 """
 The ports the router itself uses on its external address, which are never
-granted: the TCP ports listening and the UDP ports bound (unconnected) on
-that address or on every address, read from C{/proc/net/tcp}, C{tcp6},
-C{udp} and C{udp6} of the gateway's network namespace.
+granted: the TCP ports listening and the UDP ports bound (connected or
+not) on that address or on every address, read from C{/proc/net/tcp},
+C{tcp6}, C{udp} and C{udp6} of the gateway's network namespace.  A port
+the router starts using after it was granted stays mapped until the
+mapping ends.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ PROC_FILES = (
     ("/proc/net/udp6", False),
 )
 
-_TCP_LISTEN = "0A"
-_UDP_UNCONNECTED = "07"
+_TCP_LISTEN = ("0A",)
+# Unconnected, and connected (a socket on a fixed port talking to one
+# peer: a VPN endpoint, say).
+_UDP_BOUND = ("07", "01")
 
 
 def _address(hexadecimal: str) -> IPv4Address | IPv6Address:
@@ -37,14 +41,14 @@ def _address(hexadecimal: str) -> IPv4Address | IPv6Address:
 def listeningPorts(text: str, tcp: bool, external: IPv4Address | None) -> set[int]:
     """
     The ports in one C{/proc/net} file's C{text} that are listening (TCP)
-    or bound unconnected (UDP) on C{external} or on every address (an
-    IPv4-mapped C{external} too).
+    or bound, connected or not (UDP), on C{external} or on every address
+    (an IPv4-mapped C{external} too).
     """
-    wanted = _TCP_LISTEN if tcp else _UDP_UNCONNECTED
+    wanted = _TCP_LISTEN if tcp else _UDP_BOUND
     ports = set()
     for line in text.splitlines()[1:]:
         fields = line.split()
-        if len(fields) < 4 or fields[3] != wanted:
+        if len(fields) < 4 or fields[3] not in wanted:
             continue
         try:
             host, port = fields[1].split(":")

@@ -39,13 +39,18 @@ class ProcessFailed(Exception):
     @ivar program: the program's path.
     @ivar status: its exit status, or L{None} (killed, never started).
     @ivar stderr: what it wrote to standard error, decoded.
+    @ivar timedOut: whether it was killed for taking too long: what it did
+        before is not known (C{nft} may have committed).
     """
 
-    def __init__(self, program: str, status: int | None, stderr: str) -> None:
+    def __init__(
+        self, program: str, status: int | None, stderr: str, timedOut: bool = False
+    ) -> None:
         super().__init__(program, status, stderr)
         self.program = program
         self.status = status
         self.stderr = stderr
+        self.timedOut = timedOut
 
     def __str__(self) -> str:
         how = "was killed" if self.status is None else f"exited {self.status}"
@@ -174,7 +179,7 @@ class ProcessRunner:
         if status == 0:
             run.done.callback(out)
         else:
-            run.done.errback(ProcessFailed(self.program, status, stderr))
+            run.done.errback(ProcessFailed(self.program, status, stderr, timedOut))
         self._next()
 
 

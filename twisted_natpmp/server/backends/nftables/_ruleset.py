@@ -12,16 +12,18 @@ configurable) holds::
     }
     chain prerouting {
         type nat hook prerouting priority dstnat; policy accept;
-        iifname "wan0" meta l4proto { tcp, udp }
+        iifname "wan0" fib daddr type local meta l4proto { tcp, udp }
             dnat ip to meta l4proto . th dport map @forwards
     }
 
-and each mapping is one element of C{forwards}, whose timeout is the
-lifetime granted.  With a host forward chain (C{--forward-chain
-inet:filter:forward}), the host's table also gets a set of (internal
-address, transport, internal port), element for element beside the map,
-and one rule at the head of the chain that accepts DNATed packets to
-exactly those (one line each, here folded)::
+(only packets to the router's own addresses: what arrives on C{wan0} for
+a routed subnet behind it goes on untouched), and each mapping is one
+element of C{forwards}, whose timeout is the lifetime granted.  With a
+host forward chain (C{--forward-chain inet:filter:forward}), the host's
+table also gets a set of (internal address, transport, internal port),
+element for element beside the map, and one rule at the end of the
+chain that accepts DNATed packets to exactly those (one line each, here
+folded)::
 
     ct status dnat ip daddr . meta l4proto . th dport @NAME_forwards
         accept comment "NAME"
@@ -50,13 +52,16 @@ from .._batching import ChangeKind, ForwardChange
 from .._filters import RemoteFilter
 from ._names import ForwardChain, checkInterface, checkName, ruleHandles
 
-Port = tuple[Transport, int]
+#: What filters are kept by: (transport, external port) for a forward,
+#: (transport, port, address) for a pinhole.
+Port = tuple[Transport, int] | tuple[Transport, int, IPv6Address]
 Filters = tuple[RemoteFilter, ...]
 
 __all__ = [
     "DEFAULT_TABLE",
     "MAP",
     "ForwardChain",
+    "Port",
     "Ruleset",
     "checkInterface",
     "checkName",
@@ -72,6 +77,10 @@ MAP = "forwards"
 #: host's table, after our table's name and "_".
 PINHOLES = "pinholes"
 _PINHOLE_TYPE = "{ type ipv6_addr . inet_proto . inet_service; flags timeout; }"
+_PERMITTED6_TYPE = (
+    "{ type ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service;"
+    " flags interval, timeout; }"
+)
 #: Our set of the (transport, external port) that have filters, our set of
 #: (transport, external port, remote network, remote ports) let through
 #: them, and the chain that drops the rest (PCP's FILTER, RFC 6887 s13.3).
@@ -118,6 +127,12 @@ class Ruleset:
             self._pinholeSet = (
                 f"{forwardChain.family} {forwardChain.table} {self.table}_{PINHOLES}"
             )
+            #: Our sets there of the pinholes that have filters, and of the
+            #: (pinhole, remote network, remote ports) let through them.
+            self._pinholeFiltered = (
+                f"{self._pinholeSet}_{FILTERED}",
+                f"{self._pinholeSet}_{PERMITTED}",
+            )
             self._hostSet = (
                 f"{forwardChain.family} {forwardChain.table} {self.table}_{MAP}"
             )
@@ -152,7 +167,7 @@ class Ruleset:
         """
         The batch that makes our table afresh and empty (whether or not it
         exists), and with a host forward chain, our set there, emptied, and
-        our accept rule at its head (C{staleHandles}: rules of ours left by
+        our accept rule at its end (C{staleHandles}: rules of ours left by
         an earlier run, deleted first).
         """
         lines = [
@@ -165,7 +180,8 @@ class Ruleset:
             "    }",
             f"    chain {CHAIN} {{",
             "        type nat hook prerouting priority dstnat; policy accept;",
-            f'        iifname "{self.interface}" meta l4proto {{ tcp, udp }}'
+            f'        iifname "{self.interface}" fib daddr type local'
+            f" meta l4proto {{ tcp, udp }}"
             f" dnat ip to meta l4proto . th dport map @{MAP}",
             "    }",
             f"    set {FILTERED} {{",
@@ -178,7 +194,8 @@ class Ruleset:
             "    }",
             f"    chain {FILTERS} {{",
             "        type filter hook prerouting priority dstnat - 10; policy accept;",
-            f'        iifname "{self.interface}" meta l4proto . th dport @{FILTERED}'
+            f'        iifname "{self.interface}" fib daddr type local'
+            f" meta l4proto . th dport @{FILTERED}"
             f" meta l4proto . th dport . ip saddr . th sport != @{PERMITTED} drop",
             "    }",
             "}",
@@ -189,17 +206,28 @@ class Ruleset:
                 f"add set {self._hostSet} {{ type ipv4_addr . inet_proto"
                 " . inet_service; flags timeout; }",
                 f"flush set {self._hostSet}",
-                f"insert rule {self._hostChain} ct status dnat ip daddr"
+                f"add rule {self._hostChain} ct status dnat ip daddr"
                 f" . meta l4proto . th dport @{self.table}_{MAP} accept"
                 f' comment "{self.comment}"',
             ]
         if self.pinholes:
+            filtered, permitted = self._pinholeFiltered
+            name = f"{self.table}_{PINHOLES}"
+            accept = f'add rule {self._hostChain} iifname "{self.interface}" ip6 daddr'
             lines += [
                 f"add set {self._pinholeSet} {_PINHOLE_TYPE}",
                 f"flush set {self._pinholeSet}",
-                f'insert rule {self._hostChain} iifname "{self.interface}" ip6 daddr'
-                f" . meta l4proto . th dport @{self.table}_{PINHOLES} accept"
-                f' comment "{self.comment}"',
+                f"add set {filtered} {_PINHOLE_TYPE}",
+                f"flush set {filtered}",
+                f"add set {permitted} {_PERMITTED6_TYPE}",
+                f"flush set {permitted}",
+                # Unfiltered pinholes, and filtered ones from a peer let in.
+                f"{accept} . meta l4proto . th dport @{name}"
+                f" ip6 daddr . meta l4proto . th dport != @{name}_{FILTERED}"
+                f' accept comment "{self.comment}"',
+                f"{accept} . meta l4proto . th dport @{name}"
+                f" ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport"
+                f' @{name}_{PERMITTED} accept comment "{self.comment}"',
             ]
         return _document(lines)
 
@@ -218,9 +246,14 @@ class Ruleset:
                 f"delete set {self._hostSet}",
             ]
             if self.pinholes:
+                filtered, permitted = self._pinholeFiltered
                 lines += [
                     f"add set {self._pinholeSet} {_PINHOLE_TYPE}",
                     f"delete set {self._pinholeSet}",
+                    f"add set {filtered} {_PINHOLE_TYPE}",
+                    f"delete set {filtered}",
+                    f"add set {permitted} {_PERMITTED6_TYPE}",
+                    f"delete set {permitted}",
                 ]
         lines += [f"add table inet {self.table}", f"delete table inet {self.table}"]
         return _document(lines)
@@ -248,22 +281,29 @@ class Ruleset:
         lines: list[str] = []
         for change in changes:
             m = change.mapping
-            port = (m.transport, m.externalPort)
+            port: Port
             if isinstance(m.client, IPv6Address):
-                lines += self._pinhole(change)
-                continue
+                if not self.pinholes:
+                    raise ValueError(f"no such pinhole change: {change}")
+                port = (m.transport, m.internalPort, m.client)
+                sets, key = self._pinholeFiltered, _pinholeKey(m)
+            else:
+                port = (m.transport, m.externalPort)
+                sets, key = self._filtered, _key(m)
             old = view.pop(port, ())
             if change.kind is ChangeKind.FILTER:
-                lines += _filterLines(self._filtered, m, old, change.filters)
+                lines += _filterLines(sets, key, m, old, change.filters)
                 if change.filters:
                     view[port] = change.filters
                 continue
             if change.kind is ChangeKind.SET and old:
-                lines += _filterLines(self._filtered, m, old, old)
+                lines += _filterLines(sets, key, m, old, old)
                 view[port] = old
             elif change.kind is ChangeKind.REMOVE:
-                lines += _filterLines(self._filtered, m, old, ())
-            if change.kind is ChangeKind.ADD:
+                lines += _filterLines(sets, key, m, old, ())
+            if isinstance(m.client, IPv6Address):
+                lines += self._pinhole(change)
+            elif change.kind is ChangeKind.ADD:
                 lines += self._add(m)
             elif change.kind is ChangeKind.SET:
                 lines += self._remove(m) + self._add(m)
@@ -273,9 +313,7 @@ class Ruleset:
 
     def _pinhole(self, change: ForwardChange) -> list[str]:
         m = change.mapping
-        if not self.pinholes or change.kind is ChangeKind.FILTER:
-            raise ValueError(f"no such pinhole change: {change}")
-        key = f"{m.client} . {m.transport.label} . {m.internalPort}"
+        key = _pinholeKey(m)
         lines = [
             f"add element {self._pinholeSet} {{ {key} timeout 1s }}",
             f"delete element {self._pinholeSet} {{ {key} }}",
@@ -316,16 +354,17 @@ class Ruleset:
 
 def _filterLines(
     sets: tuple[str, str],
+    key: str,
     m: GatewayMapping,
     old: Filters,
     new: Filters,
 ) -> list[str]:
     """
     The lines that change C{m}'s filters from C{old} to C{new} (each
-    element timing out with the mapping).
+    element timing out with the mapping), in C{sets} (the filtered and
+    the permitted), whose elements begin with C{key}.
     """
     filtered, permitted = sets
-    key = _key(m)
     lines = []
     for f in old:
         element = f"{key} . {_remote(f)}"
@@ -354,6 +393,10 @@ def _remote(f: RemoteFilter) -> str:
 
 def _key(m: GatewayMapping) -> str:
     return f"{m.transport.label} . {m.externalPort}"
+
+
+def _pinholeKey(m: GatewayMapping) -> str:
+    return f"{m.client} . {m.transport.label} . {m.internalPort}"
 
 
 def _value(m: GatewayMapping) -> str:

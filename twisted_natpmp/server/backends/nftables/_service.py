@@ -9,7 +9,7 @@ both services.
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_interface
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService, Service
@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
     from ..._service import GatewayService
 
-__all__ = ["ExternalInterfaceService"]
+__all__ = ["CHECK_EVERY", "ExternalInterfaceService"]
+
+#: Every how many polls of the interface the backend's table is looked for.
+CHECK_EVERY = 5
 
 
 class ExternalInterfaceService(Service):
@@ -30,7 +33,9 @@ class ExternalInterfaceService(Service):
     Reads the external interface's IPv4 address every few seconds and gives
     the gateway each new one (which announces it; none: result 3), unless
     the address is fixed; and each time keeps the ports the router itself
-    uses on that address out of the gateway's grants.
+    uses on that address out of the gateway's grants; every
+    L{CHECK_EVERY} polls, has the gateway look for its table (a firewall
+    reload may have deleted it).
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class ExternalInterfaceService(Service):
         self._gateway = gateway
         self._fixed = fixed
         self._ports = ports
+        self._polls = 0
         if fixed is not None:
             read = _always(fixed)
         self.watcher = AddressWatcher(
@@ -80,6 +86,10 @@ class ExternalInterfaceService(Service):
         gateway = self._gateway.gateway
         if gateway is not None:
             gateway.table.reserve(self._ports(address))
+            self._polls += 1
+            if self._polls % CHECK_EVERY == 0:
+                # A firewall reload may have deleted our table.
+                gateway.checkForwarding()
 
 
 def _always(address: IPv4Address) -> Callable[[str], IPv4Address | None]:
@@ -117,6 +127,9 @@ def nftablesGateway(
         ruleset,
         ProcessRunner(reactor, reactor, nft),
         None if conntrack is None else ProcessRunner(reactor, reactor, conntrack),
+        internalNetworks=[
+            ip_interface(i).network for i in gatewayArguments.get("listen", ())
+        ],
     )
     first = (
         externalAddress if externalAddress is not None else interfaceAddress(interface)

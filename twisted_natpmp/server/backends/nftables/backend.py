@@ -7,11 +7,11 @@ mappings ended by C{conntrack}.  See the package docstring for the design.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import Enum
-from ipaddress import IPv6Address
+from ipaddress import IPv4Network, IPv6Address, IPv6Network
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
@@ -35,7 +35,7 @@ from ._conntrack import (
     parseFlows,
 )
 from ._process import IProcessRunner, ProcessFailed
-from ._ruleset import Ruleset, ruleHandles
+from ._ruleset import Port, Ruleset, ruleHandles
 
 __all__ = ["NFT_ARGUMENTS", "BackendState", "NftablesBackend", "errorFor"]
 
@@ -59,12 +59,26 @@ class BackendState(Enum):
     Where an L{NftablesBackend} is in its life.
     """
 
+    #: Not started, or stopped: every batch fails.
     STOPPED = "stopped"
     #: Its table is being made; batches wait behind.
     STARTING = "starting"
     RUNNING = "running"
     #: Its table could not be made: every batch fails.
     FAILED = "failed"
+
+
+# What nft says when a table, set or chain a batch names does not exist.
+_GONE = "No such file or directory"
+
+_Forward = tuple[Transport, int, object, int]
+
+
+def _forward(m: GatewayMapping) -> _Forward:
+    """
+    What forwards C{m}: its external port to its internal address and port.
+    """
+    return (m.transport, m.externalPort, m.client, m.internalPort)
 
 
 def errorFor(failure: BaseException) -> CommitFailed:
@@ -98,27 +112,37 @@ class NftablesBackend:
         ruleset: Ruleset,
         nft: IProcessRunner,
         conntrack: IProcessRunner | None,
+        *,
+        internalNetworks: Iterable[IPv4Network | IPv6Network] = (),
     ) -> None:
         """
         @param nft: runs C{nft} in the gateway's network namespace.
         @param conntrack: runs C{conntrack} there; L{None} leaves
             established flows alone.
+        @param internalNetworks: the gateway's internal networks, whose
+            hosts' own flows to a pinhole's host are not cut with it.
         """
         self.ruleset = ruleset
         if ruleset.pinholes:
             alsoProvides(self, IBatchingPinholeBackend)
         # The filters of each forward, as committed.
-        self._filtered: dict[tuple[Transport, int], tuple[RemoteFilter, ...]] = {}
+        self._filtered: dict[Port, tuple[RemoteFilter, ...]] = {}
         self._nft = nft
         self._conntrack = conntrack
         self.state = BackendState.STOPPED
         # Removed mappings whose flows wait for the next conntrack run.
         self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
         self._flowsInFlight: Deferred[None] | None = None
+        self._internal = tuple(internalNetworks)
+        # The forwards and pinholes, as committed.
+        self._forwarded: set[_Forward] = set()
+        # The batches applied while starting, waiting for the table.
+        self._waiting: list[Deferred[None]] = []
 
     def start(self) -> Deferred[None]:
         self.state = BackendState.STARTING
         self._filtered = {}
+        self._forwarded = set()
         if self.ruleset.forwardChain is None:
             started = self._run(self.ruleset.create())
         else:
@@ -129,6 +153,7 @@ class NftablesBackend:
 
     def _started(self, result: object) -> None:
         self.state = BackendState.RUNNING
+        self._release()
         log.info(
             "nftables table inet {table} made afresh, forwarding from {interface}"
             "{chain}",
@@ -141,7 +166,16 @@ class NftablesBackend:
 
     def _startFailed(self, failure: Failure) -> Failure:
         self.state = BackendState.FAILED
+        self._release()
         return failure
+
+    def _release(self) -> None:
+        """
+        Let the batches that waited for the start go on (or fail).
+        """
+        waiting, self._waiting = self._waiting, []
+        for ready in waiting:
+            ready.callback(None)
 
     def _ownRules(self) -> Deferred[list[int]]:
         """
@@ -155,22 +189,110 @@ class NftablesBackend:
         return ran.addCallback(lambda _: None)
 
     def apply(self, changes: Sequence[ForwardChange]) -> Deferred[None]:
+        if self.state is BackendState.STARTING:
+            # Behind the table's making (with a host forward chain, two nft
+            # runs: a batch must not slip in between).
+            ready: Deferred[None] = Deferred()
+            self._waiting.append(ready)
+            return ready.addCallback(lambda _: self._apply(changes))
+        return self._apply(changes)
+
+    def _apply(self, changes: Sequence[ForwardChange]) -> Deferred[None]:
+        if self.state is not BackendState.RUNNING:
+            return fail(
+                CommitFailed(
+                    NetworkFailureError(),
+                    f"nftables table inet {self.ruleset.table} is {self.state.value}",
+                )
+            )
         # One batch is in flight at a time (the Committer sees to it), so
         # the filters committed are those this batch starts from.
         batch, filtered = self.ruleset.batch(changes, self._filtered)
 
-        def committed(result: object) -> Deferred[None]:
+        def committed(result: object) -> None:
             self._filtered = filtered
-            # Answered once the flows are cut too, so that a client told
-            # its mapping is gone finds it gone, established flows and all.
-            return self._endFlows(
-                [c.mapping for c in changes if c.kind is ChangeKind.REMOVE]
-            )
+            for change in changes:
+                m = change.mapping
+                if change.kind is ChangeKind.REMOVE:
+                    self._forwarded.discard(_forward(m))
+                elif change.kind is not ChangeKind.FILTER:
+                    self._forwarded.add(_forward(m))
+            # Answered now: the flows are cut after (a conntrack run of
+            # their own, which no batch waits for).
+            self._endFlows([c.mapping for c in changes if c.kind is ChangeKind.REMOVE])
 
-        def failed(failure: Failure) -> Failure:
-            return Failure(errorFor(failure.value or Exception(repr(failure))))
+        def failed(failure: Failure) -> Failure | Deferred[None]:
+            error = failure.value or Exception(repr(failure))
+            if isinstance(error, ProcessFailed) and error.timedOut:
+                # nft may have committed before it was killed.
+                return self._clearAfterTimeout(changes, errorFor(error))
+            if isinstance(error, ProcessFailed) and _GONE in error.stderr:
+                # Our table, or the host's, may have gone: a firewall reload.
+                return self._checkTable(errorFor(error))
+            return Failure(errorFor(error))
 
         return self._run(batch).addCallbacks(committed, failed)
+
+    def _clearAfterTimeout(
+        self, changes: Sequence[ForwardChange], error: CommitFailed
+    ) -> Deferred[None]:
+        """
+        After a batch that timed out, remove the forwards of every mapping
+        it changed (removing is safe to repeat, whether it committed or
+        not), then fail with C{error}, C{cleared} set; if that fails too,
+        the state is lost (L{CommitFailed} with C{lost}).
+        """
+        mappings = {_forward(c.mapping): c.mapping for c in changes}
+        removals = [ForwardChange(ChangeKind.REMOVE, m) for m in mappings.values()]
+        batch, filtered = self.ruleset.batch(removals, self._filtered)
+
+        def removed(result: object) -> Failure:
+            self._filtered = filtered
+            self._forwarded.difference_update(mappings)
+            self._endFlows(list(mappings.values()))
+            detail = f"{error.detail}; its {len(mappings)} forward(s) removed"
+            return Failure(CommitFailed(error.error, detail, cleared=True))
+
+        def notRemoved(failure: Failure) -> Failure:
+            self.state = BackendState.STOPPED
+            detail = f"{error.detail}; then cannot clean up: {failure.value}"
+            return Failure(CommitFailed(NetworkFailureError(), detail, lost=True))
+
+        return self._run(batch).addCallbacks(removed, notRemoved)
+
+    def check(self) -> Deferred[None]:
+        if self.state is not BackendState.RUNNING:
+            return succeed(None)
+        return self._checkTable(None)
+
+    def _checkTable(self, error: CommitFailed | None) -> Deferred[None]:
+        """
+        Fail with C{error} (or fire, if L{None}), or, when our table is not
+        there any more, fail with a L{CommitFailed} that says the
+        forwarding state was lost.
+        """
+        table = self.ruleset.table
+        listed = self._nft.run(("list", "table", "inet", table), b"")
+
+        def there(output: bytes) -> Failure | None:
+            return None if error is None else Failure(error)
+
+        def gone(failure: Failure) -> Failure:
+            if not (
+                isinstance(failure.value, ProcessFailed)
+                and _GONE in failure.value.stderr
+            ):
+                return failure if error is None else Failure(error)
+            self.state = BackendState.STOPPED
+            return Failure(
+                CommitFailed(
+                    NetworkFailureError(),
+                    f"nftables table inet {table} is gone (a firewall reload?)",
+                    lost=True,
+                )
+            )
+
+        return listed.addCallbacks(there, gone)
 
     def _endFlows(self, mappings: Sequence[GatewayMapping]) -> Deferred[None]:
         """
@@ -193,7 +315,14 @@ class NftablesBackend:
         if not waiting:
             self._flowsInFlight = None
             return
-        mappings = [m for group, _ in waiting for m in group]
+        # Not those forwarded again since (re-mapped): the flows through
+        # them are the new mapping's too.
+        mappings = [
+            m
+            for group, _ in waiting
+            for m in group
+            if _forward(m) not in self._forwarded
+        ]
         families = [
             [m for m in mappings if isinstance(m.client, IPv6Address) is ipv6]
             for ipv6 in (False, True)
@@ -229,7 +358,7 @@ class NftablesBackend:
 
         def listed(output: bytes) -> Deferred[bytes] | None:
             flows = flowsThrough(
-                parseFlows(output.decode("ascii", "replace")), mappings
+                parseFlows(output.decode("ascii", "replace")), mappings, self._internal
             )
             if not flows:
                 return None
@@ -240,6 +369,7 @@ class NftablesBackend:
 
     def stop(self, held: Sequence[GatewayMapping]) -> Deferred[None]:
         self.state = BackendState.STOPPED
+        self._forwarded = set()
         if self.ruleset.forwardChain is None:
             handles: Deferred[list[int] | None] = succeed([])
         else:

@@ -96,6 +96,18 @@ class RecordingRunner:
         self._end(run.done.errback, ProcessFailed(self.program, status, stderr))
         return run
 
+    def timeOut(self) -> RecordedRun:
+        """
+        End the run in flight as killed for taking too long (what it did
+        is not known).
+
+        @return: that run.
+        """
+        run = self._current()
+        failed = ProcessFailed(self.program, None, "no answer within 10 s", True)
+        self._end(run.done.errback, failed)
+        return run
+
     def _current(self) -> RecordedRun:
         if self._inFlight is None:
             raise AssertionError(f"no {self.program} run in flight")
