@@ -60,11 +60,11 @@ class ForwardChainForwardingTests(NftGatewayTestCase):
     async def test_sigkillThenRestartReplacesRule(self) -> None:
         """
         A gateway killed with SIGKILL leaves its accept rules in the host's
-        chain (two with our comment: one for IPv4 forwards, one for IPv6
+        chain (those with our comment: for IPv4 forwards, and for IPv6
         pinholes), and its mapping forwarding; started again, it replaces
-        them (two rules with our comment, none of them a leftover, the
-        host's own rules as they were), no longer forwards the mapping it
-        lost, and forwards what it grants now.
+        them (as many rules with our comment as before, none of them a
+        leftover, the host's own rules as they were), no longer forwards
+        the mapping it lost, and forwards what it grants now.
         """
         await self.natpmpc(0, "-a", "18900", "8080", "udp", "600")
         await self.assertForwards("udp", 18900, LAN1)
@@ -74,14 +74,14 @@ class ForwardChainForwardingTests(NftGatewayTestCase):
             if r not in [rule["expr"] for rule in self.ourRules()]
         ]
         left = self.ourRules()
-        self.assertEqual(len(left), 2, left)
+        self.assertTrue(left)
         await self.killGateway()
         self.assertEqual(self.ourRules(), left)
         await self.assertForwards("udp", 18900, LAN1)
 
         await self.startGateway(f"--forward-chain={HOST_FORWARD_CHAIN}")
         replaced = self.ourRules()
-        self.assertEqual(len(replaced), 2, replaced)
+        self.assertEqual(len(replaced), len(left), replaced)
         self.assertFalse(
             {r["handle"] for r in replaced} & {r["handle"] for r in left}, replaced
         )
