@@ -25,11 +25,11 @@ ROUTER_LAN6 = "2001:db8:77::1"
 LAN_HOST6 = "2001:db8:77::2"
 ROUTER_WAN6 = "2001:db8:3::1"
 WAN_HOST6 = "2001:db8:3::2"
-#: Our set of pinholes in the host's table.
-PINHOLE_SET = f"{GATEWAY_TABLE}_pinholes"
 #: The echo servers' IPv6 ports (the IPv4 ones, from the base class, hold
 #: 8080-8082 on every IPv4 address).
 ECHO6 = 8090
+#: Our set of pinholes in the host's table.
+PINHOLE_SET = f"{GATEWAY_TABLE}_pinholes"
 
 #: What the test adds to the lab, as (host: 0 the router, 1 the first LAN
 #: host, 2 the WAN host; an C{ip -6} command).
