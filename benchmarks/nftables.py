@@ -17,7 +17,14 @@ rewrites its iptables table on each change) and a delete scans them, so it
 gets L{FILL_SECONDS} in all to fill and L{MINIUPNPD_SECONDS} per size to
 measure; a size it cannot be filled to within the bound is reported as not
 measured, with how far it got.  Ours is filled over PCP with the client's
-window (the backend batches what arrives together).
+window (the backend batches what arrives together).  Each size's rate is
+the best of L{ROUNDS} rounds for both gateways, except that a round cut
+short by its bound is the last (another would not fit either).
+
+Ours is also measured with requests in flight: over PCP with the client's
+window, and over NAT-PMP from L{IN_FLIGHT} clients on the same LAN host at
+once, each one request at a time (the backend coalesces what arrives
+while a batch commits).
 
 Targets: at 1,000 mappings at least 10x miniupnpd's rate; our cost at the
 largest size within 1.5x of that at the smallest.
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 
 from tools.netlab import ROUTER_LAN, missingPrerequisites
 from tools.netlab.forwarding import (
@@ -60,10 +67,15 @@ MEASURED = 21000
 #: Table sizes, full run and C{--quick}.
 FULL_TABLES = (100, 1_000, 10_000)
 QUICK_TABLES = (10, 50)
-#: Map+delete pairs per round (ours: best of L{ROUNDS}; miniupnpd: one
-#: round, cut short by L{MINIUPNPD_SECONDS}).
+#: Map+delete pairs per round (best of L{ROUNDS}; miniupnpd's rounds are
+#: cut short by L{MINIUPNPD_SECONDS}).
 FULL_PAIRS, QUICK_PAIRS = 200, 5
-#: miniupnpd's bounds, in seconds: its whole fill, and each size's round.
+#: NAT-PMP clients at once, and their map+delete pairs in all, full run
+#: and C{--quick}.
+IN_FLIGHT = 64
+FULL_IN_FLIGHT_PAIRS, QUICK_IN_FLIGHT_PAIRS = 640, 64
+#: miniupnpd's bounds, in seconds: its whole fill (the time spent filling,
+#: not measuring), and each round.
 FILL_SECONDS = 240.0
 MINIUPNPD_SECONDS = 30.0
 #: A request unanswered this long (one send, no retransmission, so that a
@@ -95,6 +107,36 @@ class NftGateway:
 
     async def stop(self) -> None:
         await self.daemon.stop()
+
+    async def inFlight(self, pairs: int) -> Rate | None:
+        """
+        Map C{pairs} ports then delete them over NAT-PMP from L{IN_FLIGHT}
+        clients at once (the ports dealt out among them), each client one
+        request at a time.
+        """
+        clients = [_client(self.lab) for _ in range(min(IN_FLIGHT, pairs))]
+        ports = range(MEASURED, MEASURED + pairs)
+
+        async def mapAndDelete(client: NATPMPClient, mine: Sequence[int]) -> None:
+            for p in mine:
+                await client.addMapping(Transport.TCP, p, p, LIFETIME)
+                await client.deleteMapping(Transport.TCP, p)
+
+        try:
+            started = time.perf_counter()
+            await gatherResults(
+                [
+                    Deferred.fromCoroutine(
+                        mapAndDelete(client, ports[i :: len(clients)])
+                    )
+                    for i, client in enumerate(clients)
+                ]
+            )
+            elapsed = time.perf_counter() - started
+            return Rate(2 * pairs / elapsed, pairs, elapsed)
+        finally:
+            for client in clients:
+                await client.stop()
 
     def held(self) -> int:
         return len(self.lab.mapElements())
@@ -144,6 +186,13 @@ class IptablesGateway(Miniupnpd):
     async def windowed(self, pairs: int) -> Rate | None:
         """
         Not measured here (figure 7 measures PCP's window on miniupnpd).
+        """
+        return None
+
+    async def inFlight(self, pairs: int) -> Rate | None:
+        """
+        Not measured here (a round of one request at a time does not fit
+        its bound at 1,000 mappings).
         """
         return None
 
@@ -207,20 +256,24 @@ Rates = dict[tuple[str, int], Rate | str]
 class Plan:
     """
     What to measure: the table sizes, map+delete pairs per round, rounds
-    per size (the best counts), and seconds after which a round stops.
+    per size (the best counts), seconds after which a round stops, and
+    pairs for the round with requests in flight.
     """
 
     tables: Sequence[int]
     pairs: int
     rounds: int
     seconds: float
+    inFlightPairs: int
 
 
 async def _measure(gateway: NftGateway | IptablesGateway, plan: Plan) -> Rates:
     """
     Fill C{gateway} to each size of C{plan.tables} in turn and measure its
     map+delete rate there: the best of C{plan.rounds} rounds of
-    C{plan.pairs}, each cut short after C{plan.seconds}.
+    C{plan.pairs}, each cut short after C{plan.seconds} (a round cut short
+    is the last).  The fill has L{FILL_SECONDS} in all; the rounds do not
+    count against it.
 
     @return: each size's rate, or why it was not measured (a gateway that
         fails is reported as the reason for each of its figures, and the
@@ -240,15 +293,19 @@ async def _fillAndMeasure(gateway: NftGateway | IptablesGateway, plan: Plan) -> 
     result: Rates = {}
     await gateway.start()
     try:
-        deadline = time.perf_counter() + FILL_SECONDS
+        fillLeft = FILL_SECONDS
         filled = 0
         for size in tables:
-            await gateway.fill(range(FILL_PORT + filled, FILL_PORT + size), deadline)
+            started = time.perf_counter()
+            await gateway.fill(
+                range(FILL_PORT + filled, FILL_PORT + size), started + fillLeft
+            )
+            fillLeft -= time.perf_counter() - started
             filled = gateway.held()
             if filled < size:
                 result["natpmp", size] = (
-                    f"filled only {filled:,} of {size:,} mappings within"
-                    f" {FILL_SECONDS:g} s"
+                    f"filled only {filled:,} of {size:,} mappings in"
+                    f" {FILL_SECONDS:g} s of filling"
                 )
                 break
             best = Rate(0.0, 0, 0.0)
@@ -256,10 +313,15 @@ async def _fillAndMeasure(gateway: NftGateway | IptablesGateway, plan: Plan) -> 
                 done, elapsed = await _pairs(gateway.lab, plan.pairs, plan.seconds)
                 if 2 * done / elapsed > best.value:
                     best = Rate(2 * done / elapsed, done, elapsed)
+                if done < plan.pairs:
+                    break
             result["natpmp", size] = best
             windowed = await gateway.windowed(plan.pairs)
             if windowed is not None:
                 result["pcp", size] = windowed
+            inFlight = await gateway.inFlight(plan.inFlightPairs)
+            if inFlight is not None:
+                result["inflight", size] = inFlight
             if gateway.held() != size:
                 raise RuntimeError(f"{gateway.held()} mappings left, not {size}")
     finally:
@@ -286,6 +348,9 @@ async def _lab(directory: Path) -> AsyncIterator[ForwardingLab]:
 _WHO = {
     ("ours", "natpmp"): "our gateway (nftables), NAT-PMP one at a time",
     ("ours", "pcp"): "our gateway (nftables), PCP with its window",
+    ("ours", "inflight"): (
+        f"our gateway (nftables), NAT-PMP from {IN_FLIGHT} clients at once"
+    ),
     ("miniupnpd", "natpmp"): "miniupnpd, NAT-PMP one at a time",
 }
 
@@ -308,7 +373,7 @@ def _figures(tables: Sequence[int], ours: Rates, theirs: Rates) -> list[Figure]:
     figures: list[Figure] = []
     for (who, protocol), what in _WHO.items():
         rates = ours if who == "ours" else theirs
-        infix = ".pcp" if protocol == "pcp" else ""
+        infix = {"pcp": ".pcp", "inflight": f".inflight{IN_FLIGHT}"}.get(protocol, "")
         for size in tables:
             figure = _figure(
                 f"nftables.{who}{infix}.rate.{size}",
@@ -345,14 +410,16 @@ async def run(context: Context) -> list[Figure]:
     tables = QUICK_TABLES if quick else FULL_TABLES
     pairs = QUICK_PAIRS if quick else FULL_PAIRS
     rounds = 1 if quick else ROUNDS
+    inFlight = QUICK_IN_FLIGHT_PAIRS if quick else FULL_IN_FLIGHT_PAIRS
     try:
         async with _lab(context.directory / "nftables") as lab:
             ours = await _measure(
                 NftGateway(lab, context.reactor),
-                Plan(tables, pairs, rounds, FILL_SECONDS),
+                Plan(tables, pairs, rounds, FILL_SECONDS, inFlight),
             )
             theirs = await _measure(
-                IptablesGateway(lab), Plan(tables, pairs, 1, MINIUPNPD_SECONDS)
+                IptablesGateway(lab),
+                Plan(tables, pairs, rounds, MINIUPNPD_SECONDS, inFlight),
             )
     except LabUnavailable as e:
         return [

@@ -17,9 +17,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from benchmarks._report import Figure, Target, notMeasured, ratio
+from benchmarks.nftables import QUICK_TABLES
+from tools.netlab import missingPrerequisites
+from tools.netlab.forwarding import missingForwarding
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Bounds every run of the benchmarks (a quick run takes about 10 s).
@@ -45,6 +48,9 @@ SECTION_PREFIXES = (
     "pcpgateway.",
     "nftables.",
 )
+#: Section 9's rates, each measured at every quick table size wherever the
+#: forwarding lab can run.
+NFTABLES_RATES = ("ours", "ours.pcp", "ours.inflight64", "miniupnpd")
 #: Units of counts of things that should not happen: 0 is their best value.
 COUNT_UNITS = ("tracebacks", "mappings", "bytes")
 
@@ -164,6 +170,30 @@ class QuickRunTests(SynchronousTestCase):
         byName = {f["name"]: f for f in self.report["figures"]}
         for name in ALWAYS_MEASURED:
             self.assertIsNotNone(byName[name]["value"], byName[name].get("reason"))
+
+    def test_nftablesMeasured(self) -> None:
+        """
+        Where the forwarding lab can run (root, every peer tool, C{nft} and
+        C{conntrack}) or must (C{NATPMP_INTEROP_REQUIRED}), section 9's
+        rates for our gateway (NAT-PMP and PCP) and miniupnpd are measured
+        at each quick size: a failure there (which the section reports as a
+        figure not measured, "failed: ...") fails this test.
+        """
+        missing = missingPrerequisites() + missingForwarding()
+        if missing and os.environ.get("NATPMP_INTEROP_REQUIRED", "") in ("", "0"):
+            raise SkipTest("the forwarding lab needs " + ", ".join(missing))
+        byName = {f["name"]: f for f in self.report["figures"]}
+        for who in NFTABLES_RATES:
+            for size in QUICK_TABLES:
+                name = f"nftables.{who}.rate.{size}"
+                with self.subTest(figure=name):
+                    self.assertIn(name, byName)
+                    figure = byName[name]
+                    self.assertFalse(
+                        (figure.get("reason") or "").startswith("failed:"),
+                        figure.get("reason"),
+                    )
+                    self.assertIsNotNone(figure["value"], figure.get("reason"))
 
 
 class MissingPeerTests(SynchronousTestCase):

@@ -86,62 +86,82 @@ class ForwardingTests(NftGatewayTestCase):
 
     async def test_pyNatpmpAndOurClient(self) -> None:
         """
-        A mapping made by py-natpmp (UDP, first LAN host) and one made by our
-        client (TCP, second LAN host) each forward to the host that asked;
-        each one's deletion closes only its own port.
+        Mappings made by py-natpmp (TCP and UDP, first LAN host) and one made
+        by our client (TCP, second LAN host) each forward to the host that
+        asked; each one's deletion closes only its own port.
         """
-        reply = await self.pyNatpmp(0, "udp", 18100, 8081, 600)
-        self.assertEqual((reply["result"], reply["public"]), (0, 18100), reply)
+        for transport in ("tcp", "udp"):
+            reply = await self.pyNatpmp(0, transport, 18100, 8081, 600)
+            self.assertEqual((reply["result"], reply["public"]), (0, 18100), reply)
         client = self.client(1)
         mapping = await client.addMapping(TCP, 8082, externalPort=18101, lifetime=600)
         self.assertEqual(mapping.externalPort, 18101)
+        await self.assertForwards("tcp", 18100, LAN1)
         await self.assertForwards("udp", 18100, LAN1)
         await self.assertForwards("tcp", 18101, LAN2)
 
         await client.deleteMapping(TCP, 8082)
         await self.assertClosed("tcp", 18101)
+        await self.assertForwards("tcp", 18100, LAN1)
         await self.assertForwards("udp", 18100, LAN1)
-        reply = await self.pyNatpmp(0, "udp", 0, 8081, 0)
-        self.assertEqual(reply["result"], 0, reply)
-        await self.assertClosed("udp", 18100)
+        for transport, other in (("tcp", "udp"), ("udp", None)):
+            reply = await self.pyNatpmp(0, transport, 0, 8081, 0)
+            self.assertEqual(reply["result"], 0, reply)
+            await self.assertClosed(transport, 18100)
+            if other is not None:
+                await self.assertForwards(other, 18100, LAN1)
         self.assertEqual(self.lab.mapElements(), {})
 
     async def test_hostsCannotTakeEachOthersPorts(self) -> None:
         """
         The second LAN host asking for the first one's external port gets
-        another; each external port reaches its own host; the second host's
-        delete and delete-all of "the same" internal port leave the first
-        host's mapping forwarding to it.
+        another, over TCP and over UDP; each external port reaches its own
+        host; the second host's deletes and delete-alls of "the same"
+        internal port leave the first host's mappings forwarding to it.
         """
-        ours = await self.client(0).addMapping(TCP, 8080, externalPort=18200)
-        self.assertEqual(ours.externalPort, 18200)
-        other = self.client(1)
-        theirs = await other.addMapping(TCP, 8080, externalPort=18200)
-        self.assertNotEqual(theirs.externalPort, 18200)
-        await self.assertForwards("tcp", 18200, LAN1)
-        await self.assertForwards("tcp", theirs.externalPort, LAN2)
+        ours, other = self.client(0), self.client(1)
+        theirs = {}
+        for transport in (TCP, UDP):
+            mine = await ours.addMapping(transport, 8080, externalPort=18200)
+            self.assertEqual(mine.externalPort, 18200)
+            taken = await other.addMapping(transport, 8080, externalPort=18200)
+            self.assertNotEqual(taken.externalPort, 18200)
+            theirs[transport.value] = taken.externalPort
+        for name, port in theirs.items():
+            await self.assertForwards(name, 18200, LAN1)
+            await self.assertForwards(name, port, LAN2)
 
         await other.deleteMapping(TCP, 8080)
+        await other.deleteMapping(UDP, 8080)
         await self.natpmpc(1, "-a", "0", "0", "tcp", "0")
-        self.assertEqual(set(self.lab.mapElements()), {("tcp", 18200)})
-        await self.assertForwards("tcp", 18200, LAN1)
-        await self.assertClosed("tcp", theirs.externalPort)
+        await self.natpmpc(1, "-a", "0", "0", "udp", "0")
+        self.assertEqual(set(self.lab.mapElements()), {("tcp", 18200), ("udp", 18200)})
+        for name, port in theirs.items():
+            await self.assertForwards(name, 18200, LAN1)
+            await self.assertClosed(name, port)
 
     async def test_expiryClosesAndRenewalKeeps(self) -> None:
         """
-        A mapping granted for a few seconds forwards before its lifetime
-        and, once the lifetime and a margin have passed, refuses new
-        connections and has cut its established ones; a mapping renewed
-        within its lifetime (its element's timeout refreshed) still
-        forwards then.
+        A mapping whose renewal shortens its lifetime to a few seconds (its
+        element's timeout written again) forwards before that lifetime
+        and, once it and a margin have passed, refuses new connections and
+        has cut its established ones; a short mapping renewed within its
+        lifetime for longer still forwards then.  (The flows are opened
+        under a long lifetime, so that a loaded machine cannot let the
+        short one end first.)
         """
-        await self.natpmpc(0, "-a", "18400", "8080", "tcp", str(SHORT))
-        await self.natpmpc(0, "-a", "18400", "8080", "udp", str(SHORT))
-        await self.natpmpc(1, "-a", "18401", "8081", "udp", str(SHORT))
+        await self.natpmpc(0, "-a", "18400", "8080", "tcp", "600")
+        await self.natpmpc(0, "-a", "18400", "8080", "udp", "600")
         tcpFlow, udpFlow = await self.openFlows(18400, LAN1)
-        await self.assertForwards("udp", 18401, LAN2)
+        await self.natpmpc(1, "-a", "18401", "8081", "udp", str(SHORT))
+        self.assertEqual(self.lab.mapElements()[("udp", 18401)].timeout, SHORT)
         await self.natpmpc(1, "-a", "18401", "8081", "udp", "600")
         self.assertEqual(self.lab.mapElements()[("udp", 18401)].timeout, 600)
+        await self.natpmpc(0, "-a", "18400", "8080", "tcp", str(SHORT))
+        await self.natpmpc(0, "-a", "18400", "8080", "udp", str(SHORT))
+        elements = self.lab.mapElements()
+        self.assertEqual(elements[("tcp", 18400)].timeout, SHORT)
+        self.assertEqual(elements[("udp", 18400)].timeout, SHORT)
 
         await self.pastLifetime()
         self.assertEqual(set(self.lab.mapElements()), {("udp", 18401)})
@@ -163,9 +183,9 @@ class ForwardingTests(NftGatewayTestCase):
         no elements: the longer mapping closes; the epoch starts again at 0,
         RFC 6886 s3.6) and forwards what it grants.
         """
+        await self.natpmpc(1, "-a", "18501", "8081", "udp", "600")
         await self.natpmpc(0, "-a", "18500", "8080", "tcp", str(SHORT))
         await self.natpmpc(0, "-a", "18500", "8080", "udp", str(SHORT))
-        await self.natpmpc(1, "-a", "18501", "8081", "udp", "600")
         await self.killGateway()
         await self.assertForwards("tcp", 18500, LAN1)
         await self.assertForwards("udp", 18500, LAN1)

@@ -14,7 +14,7 @@ from ipaddress import IPv6Address
 from pathlib import Path
 
 from tools.netlab.echo import probe
-from tools.netlab.forwarding import HOST_FORWARD_CHAIN
+from tools.netlab.forwarding import GATEWAY_TABLE, HOST_FORWARD_CHAIN, HOST_TABLE
 from twisted_natpmp import Transport
 from twisted_natpmp.pcp._nonces import NonceStore
 from twisted_natpmp.pcp.client import listenPCPClient
@@ -34,6 +34,8 @@ OTHER_WAN6 = "2001:db8:3::3"
 #: The echo servers' IPv6 ports (the IPv4 ones, from the base class, hold
 #: 8080-8082 on every IPv4 address).
 ECHO6 = 8090
+#: Our set of pinholes in the host's table.
+PINHOLE_SET = f"{GATEWAY_TABLE}_pinholes"
 
 #: What the test adds to the lab, as (host: 0 the router, 1 the first LAN
 #: host, 2 the WAN host; an C{ip -6} command).
@@ -105,9 +107,11 @@ class PinholeTests(NftGatewayTestCase):
         port are dropped (silent); the MAP's granted external address is
         the internal one (RFC 6887 s11.3) and both reach the LAN host's
         echo server through the pinhole; after the MAP is deleted they are
-        dropped again.
+        dropped again.  After SIGTERM the host's table holds no set or rule
+        of ours (the pinhole set and its accept rule are gone).
         """
         self.assertEqual(await self.fromWAN6("tcp"), SILENT)
+        self.assertEqual(await self.fromWAN6("udp"), SILENT)
         client = listenPCPClient(
             self.lab.reactorIn(self.lab.lans[0]),
             ROUTER_LAN6,
@@ -126,3 +130,21 @@ class PinholeTests(NftGatewayTestCase):
             await client.deleteMapping(transport, ECHO6)
         self.assertEqual(await self.fromWAN6("tcp"), SILENT)
         self.assertEqual(await self.fromWAN6("udp"), SILENT)
+
+        self.assertIn(PINHOLE_SET, self.ofOurs())
+        await self.stopGateway()
+        self.assertEqual(self.ofOurs(), [])
+
+    def ofOurs(self) -> list[str]:
+        """
+        What of ours the host's table holds: each set whose name starts
+        with our table's, and each rule with our comment (as C{"rule"}).
+        """
+        found = []
+        for o in self.lab.ofTable(HOST_TABLE):
+            ((kind, body),) = o.items()
+            if kind == "set" and body["name"].startswith(GATEWAY_TABLE):
+                found.append(body["name"])
+            elif kind == "rule" and body.get("comment") == GATEWAY_TABLE:
+                found.append("rule")
+        return found
