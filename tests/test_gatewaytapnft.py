@@ -34,6 +34,18 @@ def parsed(*argv: str) -> Options:
     return options
 
 
+def built(*argv: str) -> tuple[GatewayService, object]:
+    """
+    The gateway and the service beside it that C{twistd natpmp-gateway
+    ARGV} builds.
+    """
+    top = makeService(parsed(*argv))
+    assert isinstance(top, MultiService)
+    gateway, beside = list(top)
+    assert isinstance(gateway, GatewayService)
+    return gateway, beside
+
+
 class BackendOptionsTests(SynchronousTestCase):
     def assertUsageError(self, argv: list[str], *fragments: str) -> None:
         """
@@ -104,7 +116,7 @@ class BackendOptionsTests(SynchronousTestCase):
         external interface's watcher beside it; C{--external-address}
         overrides the interface's.
         """
-        options = parsed(
+        gateway, watching = built(
             *NFTABLES,
             "--external-interface",
             "wan0",
@@ -118,10 +130,6 @@ class BackendOptionsTests(SynchronousTestCase):
             "3600",
             *PROGRAMS,
         )
-        top = makeService(options)
-        assert isinstance(top, MultiService)
-        gateway, watching = list(top)
-        assert isinstance(gateway, GatewayService)
         self.assertIsInstance(watching, ExternalInterfaceService)
         self.assertEqual(gateway.externalAddress, IPv4Address("192.0.3.1"))
         backend = gateway.backend
@@ -135,3 +143,31 @@ class BackendOptionsTests(SynchronousTestCase):
         assert isinstance(runner, ProcessRunner)
         self.assertEqual(runner.program, TRUE)
         self.assertEqual(gateway._limits["maxLifetime"], 3600)
+
+    def test_startCutsInOurRange(self) -> None:
+        """
+        The backend cuts, at start, the DNATed flows in the gateway's port
+        range (C{--min-port}, C{--max-port}) to the address announced
+        (C{--external-address}) and to the external interface's own, read
+        at each start.
+        """
+        gateway, _ = built(
+            *NFTABLES,
+            "--external-interface",
+            "lo",
+            "--external-address",
+            "192.0.3.1",
+            "--min-port",
+            "2000",
+            "--max-port",
+            "3000",
+            *PROGRAMS,
+        )
+        backend: Any = gateway.backend
+        self.assertEqual(backend._portRange, (2000, 3000))
+        self.assertEqual(
+            backend._externalAddresses(),
+            {IPv4Address("192.0.3.1"), IPv4Address("127.0.0.1")},
+        )
+        gateway.externalAddress = IPv4Address("192.0.3.7")
+        self.assertIn(IPv4Address("192.0.3.7"), backend._externalAddresses())

@@ -257,6 +257,196 @@ class BackendTests(SynchronousTestCase):
         self.successResultOf(stopped)
 
 
+EXTERNAL = IPv4Address("192.0.2.1")
+# conntrack -L at start: a DNATed flow to the external address in the
+# range (cut), one to a port below the range, one to another local
+# address, and one not DNATed (its replies come from where it went).
+STALE = (
+    b"tcp      6 431999 ESTABLISHED src=198.51.100.9 dst=192.0.2.1 sport=40000"
+    b" dport=18980 src=10.77.0.2 dst=198.51.100.9 sport=8080 dport=40000"
+    b" [ASSURED] mark=0 use=1\n"
+    b"udp      17 170 src=198.51.100.9 dst=192.0.2.1 sport=5000 dport=18980"
+    b" src=10.77.0.2 dst=198.51.100.9 sport=8080 dport=5000 [ASSURED]"
+    b" mark=0 use=1\n"
+    b"tcp      6 431999 ESTABLISHED src=198.51.100.9 dst=192.0.2.1 sport=40001"
+    b" dport=80 src=10.77.0.5 dst=198.51.100.9 sport=80 dport=40001"
+    b" [ASSURED] mark=0 use=1\n"
+    b"tcp      6 431999 ESTABLISHED src=198.51.100.9 dst=192.0.2.7 sport=40002"
+    b" dport=18980 src=10.77.0.2 dst=198.51.100.9 sport=8080 dport=40002"
+    b" [ASSURED] mark=0 use=1\n"
+    b"udp      17 170 src=198.51.100.9 dst=192.0.2.1 sport=5001 dport=18981"
+    b" src=192.0.2.1 dst=198.51.100.9 sport=18981 dport=5001 mark=0 use=1\n"
+)
+
+
+class StartCutTests(SynchronousTestCase):
+    """
+    At start, once the table is made afresh, the flows a DNAT made to the
+    external address on the gateway's ports (an earlier run's, killed)
+    are cut.
+    """
+
+    def setUp(self) -> None:
+        self.nft = RecordingRunner("nft")
+        self.conntrack = RecordingRunner("conntrack")
+        self.addresses: frozenset[IPv4Address] = frozenset([EXTERNAL])
+        self.backend = self.withRange(1024, 65535)
+        self.logged: list[dict[str, Any]] = []
+        self.patch(backendModule, "log", Logger(observer=self.logged.append))  # type: ignore[arg-type]
+
+    def withRange(self, low: int, high: int) -> NftablesBackend:
+        """
+        A backend whose gateway grants ports C{low} to C{high}, on
+        L{addresses}.
+        """
+        return NftablesBackend(
+            Ruleset("wan0"),
+            self.nft,
+            self.conntrack,
+            portRange=(low, high),
+            externalAddresses=lambda: self.addresses,
+        )
+
+    def messages(self, level: LogLevel) -> list[dict[str, Any]]:
+        return [e for e in self.logged if e["log_level"] is level]
+
+    def test_cutsStaleFlows(self) -> None:
+        """
+        Once the table is made, the flows a DNAT made are listed; the start
+        fires and batches go on once the listing is in; those to the
+        external address on a port of the range, TCP and UDP, are deleted
+        by their exact tuple, and nothing else; one log line gives the
+        count.
+        """
+        started = self.backend.start()
+        self.nft.succeed()
+        self.assertNoResult(started)
+        self.assertIs(self.backend.state, BackendState.STARTING)
+        listed = self.conntrack.succeed(STALE)
+        self.assertEqual(listed.arguments, ("-L", "-f", "ipv4", "--dst-nat"))
+        self.successResultOf(started)
+        self.assertIs(self.backend.state, BackendState.RUNNING)
+        deleting = self.conntrack.inFlight
+        assert deleting is not None
+        self.assertEqual(deleting.arguments, ("-R", "/dev/stdin"))
+        self.assertEqual(
+            deleting.stdin,
+            "-D -p tcp -s 198.51.100.9 -d 192.0.2.1 --sport 40000 --dport 18980\n"
+            "-D -p udp -s 198.51.100.9 -d 192.0.2.1 --sport 5000 --dport 18980\n",
+        )
+        self.assertEqual(
+            [e["count"] for e in self.logged if "count" in e], [], "before the cut"
+        )
+        self.conntrack.succeed()
+        [cut] = [e for e in self.logged if "count" in e]
+        self.assertEqual((cut["count"], cut["log_level"]), (2, LogLevel.info))
+        self.assertIsNone(self.conntrack.inFlight)
+
+    def test_onlyTheRange(self) -> None:
+        """
+        Flows to ports outside the gateway's range are not cut.
+        """
+        self.backend = self.withRange(18981, 20000)
+        self.backend.start()
+        self.nft.succeed()
+        self.conntrack.succeed(STALE)
+        self.assertEqual(len(self.conntrack.runs), 1)
+        [cut] = [e for e in self.logged if "count" in e]
+        self.assertEqual(cut["count"], 0)
+
+    def test_otherAddress(self) -> None:
+        """
+        The addresses are asked for at each start: flows to one that is
+        not the external address are not cut.
+        """
+        self.addresses = frozenset([IPv4Address("192.0.2.7")])
+        self.backend.start()
+        self.nft.succeed()
+        self.conntrack.succeed(STALE)
+        self.assertEqual(
+            self.conntrack.succeed().stdin,
+            "-D -p tcp -s 198.51.100.9 -d 192.0.2.7 --sport 40002 --dport 18980\n",
+        )
+
+    def test_batchesNotHeldBehindDeletion(self) -> None:
+        """
+        A batch applied while starting is sent once the listing is in,
+        while the deletions still run, and is done then: its new flows
+        were not in the listing.
+        """
+        self.backend.start()
+        applied = self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
+        self.nft.succeed()
+        self.assertIsNone(self.nft.inFlight)
+        self.conntrack.succeed(STALE)
+        self.assertIn("tcp . 2222", self.nft.succeed().stdin)
+        self.successResultOf(applied)
+        self.assertEqual(self.conntrack.inFlight, self.conntrack.runs[-1])
+
+    def test_listingFails(self) -> None:
+        """
+        A listing that fails is logged as a warning; the start still
+        succeeds and nothing is deleted.
+        """
+        started = self.backend.start()
+        self.nft.succeed()
+        self.conntrack.fail("conntrack v1.4.7: Operation not permitted")
+        self.successResultOf(started)
+        self.assertIs(self.backend.state, BackendState.RUNNING)
+        [warning] = self.messages(LogLevel.warn)
+        self.assertIn("Operation not permitted", warning["error"])
+        self.assertEqual(len(self.conntrack.runs), 1)
+
+    def test_deletionFails(self) -> None:
+        """
+        Deletions that fail are logged as a warning with their count.
+        """
+        started = self.backend.start()
+        self.nft.succeed()
+        self.conntrack.succeed(STALE)
+        self.conntrack.timeOut()
+        self.successResultOf(started)
+        [warning] = self.messages(LogLevel.warn)
+        self.assertEqual(warning["count"], 2)
+        self.assertIn("no answer", warning["error"])
+
+    def test_noExternalAddress(self) -> None:
+        """
+        With no external address nothing is listed or cut, and a log line
+        says so.
+        """
+        self.addresses = frozenset()
+        started = self.backend.start()
+        self.nft.succeed()
+        self.successResultOf(started)
+        self.assertEqual(self.conntrack.runs, [])
+        [info] = [e for e in self.messages(LogLevel.info) if "low" in e]
+        self.assertIn("no external address", info["log_format"])
+
+    def test_noRangeNoCut(self) -> None:
+        """
+        Without a port range (the default), the start lists no flows.
+        """
+        self.backend = NftablesBackend(Ruleset("wan0"), self.nft, self.conntrack)
+        started = self.backend.start()
+        self.nft.succeed()
+        self.successResultOf(started)
+        self.assertEqual(self.conntrack.runs, [])
+
+    def test_stoppedWhileListing(self) -> None:
+        """
+        A backend stopped while the listing runs stays stopped: the batches
+        that waited fail.
+        """
+        self.backend.start()
+        applied = self.backend.apply([ForwardChange(ChangeKind.SET, MAPPING)])
+        self.nft.succeed()
+        self.backend.stop([])
+        self.conntrack.succeed(b"")
+        self.assertIs(self.backend.state, BackendState.STOPPED)
+        self.failureResultOf(applied, CommitFailed)
+
+
 class ForwardChainTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.nft = RecordingRunner("nft")

@@ -11,11 +11,13 @@ The design, module by module:
     with one DNAT rule, for packets arriving on the external interface,
     over a map from (transport, external port) to (internal address,
     internal port) with C{flags timeout}; each mapping is one element whose
-    timeout is the lifetime granted, refreshed by each renewal, so even a
-    gateway killed with SIGKILL leaves nothing forwarded past the lifetimes
-    it granted.  Optionally an accept rule for exactly our mappings in the
-    host's own forward chain (C{--forward-chain}), over a set of ours in
-    the host's table kept element for element beside the map; without it,
+    timeout is the lifetime granted, refreshed by each renewal, so even
+    after a gateway killed with SIGKILL new connections stop at the
+    lifetimes it granted (its established flows go on until it is started
+    again, or conntrack times them out).  Optionally an accept rule for
+    exactly our mappings in the host's own forward chain
+    (C{--forward-chain}), over a set of ours in the host's table kept
+    element for element beside the map; without it,
     the host's firewall must accept DNATed flows itself (C{ct status dnat
     accept}), as OpenWrt's fw4 does: a drop in any forward base chain is
     final, and no accept in our table could rescue the packet.  With a
@@ -47,7 +49,9 @@ The design, module by module:
     L{IBatchingBackend <twisted_natpmp.server.backends._batching.
     IBatchingBackend>}: C{start} makes the table afresh (a restarted
     gateway has lost its state: epoch 0, RFC 6886 s3.6, RFC 6887 s8.5;
-    clients map again), C{apply} commits one batch of changes as one
+    clients map again) and cuts the DNATed flows to the external address
+    in the gateway's port range that an earlier run may have left,
+    C{apply} commits one batch of changes as one
     transaction, C{stop} deletes the table, our rule and set in the host's
     chain, and ends the flows through what was still mapped.
   - L{_conntrack <twisted_natpmp.server.backends.nftables._conntrack>}:

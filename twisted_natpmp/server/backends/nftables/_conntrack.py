@@ -25,13 +25,19 @@ internal address and port: what the DNAT made, and nothing a LAN host
 opened itself (even to the same address and port).  Through an IPv6
 pinhole: one whose original destination is the host's address and port,
 from a source outside the internal networks.
+
+At start the gateway has lost the mappings of its run before (killed, say),
+whose established flows would otherwise keep going to their old internal
+hosts until conntrack times them out: once the table is made afresh, the
+flows a DNAT made to the external address on a port of the gateway's
+range are listed and deleted (L{staleFlows}).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 
 from ...._types import IPAddress
 from ..._entries import GatewayMapping
@@ -43,6 +49,7 @@ __all__ = [
     "flowsThrough",
     "listArguments",
     "parseFlows",
+    "staleFlows",
     "through",
 ]
 
@@ -166,6 +173,24 @@ def flowsThrough(
             ):
                 found.append(f)
     return found
+
+
+def staleFlows(
+    flows: Iterable[Flow], addresses: Collection[IPv4Address], low: int, high: int
+) -> list[Flow]:
+    """
+    The C{flows} that a DNAT made to one of C{addresses} on a port from
+    C{low} to C{high}: at start, those an earlier run of the gateway may
+    have made (the range is the gateway's to grant, so a host's own DNAT
+    there is cut too).
+    """
+    return [
+        f
+        for f in flows
+        if low <= f.destinationPort <= high
+        and f.replySource != f.destination
+        and _address(f.destination) in addresses
+    ]
 
 
 def deletions(flows: Iterable[Flow], ipv6: bool) -> bytes:

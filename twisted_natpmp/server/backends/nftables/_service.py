@@ -117,12 +117,20 @@ def nftablesGateway(
     @param gatewayArguments: the rest of C{gatewayClass}'s arguments.
     @raise ValueError: C{interface}, C{table} or C{forwardChain} is bad.
     """
+    from ..._entries import DEFAULT_MAX_PORT, DEFAULT_MIN_PORT
     from ._process import ProcessRunner
     from ._ruleset import ForwardChain, Ruleset
     from .backend import NftablesBackend
 
     chain = None if forwardChain is None else ForwardChain.parse(forwardChain)
     ruleset = Ruleset(interface, table, chain)
+
+    def externalAddresses() -> frozenset[IPv4Address]:
+        # The flows an earlier run left went to the interface's address,
+        # which --external-address (the address announced) may not be.
+        found = (gateway.externalAddress, interfaceAddress(interface))
+        return frozenset(a for a in found if a is not None)
+
     backend = NftablesBackend(
         ruleset,
         ProcessRunner(reactor, reactor, nft),
@@ -130,6 +138,11 @@ def nftablesGateway(
         internalNetworks=[
             ip_interface(i).network for i in gatewayArguments.get("listen", ())
         ],
+        portRange=(
+            gatewayArguments.get("minPort", DEFAULT_MIN_PORT),
+            gatewayArguments.get("maxPort", DEFAULT_MAX_PORT),
+        ),
+        externalAddresses=externalAddresses,
     )
     first = (
         externalAddress if externalAddress is not None else interfaceAddress(interface)

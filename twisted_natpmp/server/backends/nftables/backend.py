@@ -7,9 +7,9 @@ mappings ended by C{conntrack}.  See the package docstring for the design.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from enum import Enum
-from ipaddress import IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -29,10 +29,12 @@ from .._batching import (
 from .._filters import RemoteFilter
 from ._conntrack import (
     DELETE_ARGUMENTS,
+    Flow,
     deletions,
     flowsThrough,
     listArguments,
     parseFlows,
+    staleFlows,
 )
 from ._process import IProcessRunner, ProcessFailed
 from ._ruleset import Port, Ruleset, ruleHandles
@@ -114,6 +116,8 @@ class NftablesBackend:
         conntrack: IProcessRunner | None,
         *,
         internalNetworks: Iterable[IPv4Network | IPv6Network] = (),
+        portRange: tuple[int, int] | None = None,
+        externalAddresses: Callable[[], Collection[IPv4Address]] = frozenset,
     ) -> None:
         """
         @param nft: runs C{nft} in the gateway's network namespace.
@@ -121,6 +125,14 @@ class NftablesBackend:
             established flows alone.
         @param internalNetworks: the gateway's internal networks, whose
             hosts' own flows to a pinhole's host are not cut with it.
+        @param portRange: the external ports the gateway grants, lowest and
+            highest: at each start, once the table is made afresh, the
+            flows a DNAT made to C{externalAddresses} on these ports (those
+            an earlier run of the gateway, killed, may have left) are cut.
+            L{None}: none are.
+        @param externalAddresses: gives, at each start, the addresses whose
+            DNATed flows in C{portRange} are cut; none: nothing is cut, and
+            a log line says so.
         """
         self.ruleset = ruleset
         if ruleset.pinholes:
@@ -134,6 +146,8 @@ class NftablesBackend:
         self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
         self._flowsInFlight: Deferred[None] | None = None
         self._internal = tuple(internalNetworks)
+        self._portRange = portRange
+        self._externalAddresses = externalAddresses
         # The forwards and pinholes, as committed.
         self._forwarded: set[_Forward] = set()
         # The batches applied while starting, waiting for the table.
@@ -149,10 +163,101 @@ class NftablesBackend:
             started = self._ownRules().addCallback(
                 lambda handles: self._run(self.ruleset.create(handles))
             )
-        return started.addCallbacks(self._started, self._startFailed)
+        return started.addCallbacks(self._made, self._startFailed)
 
-    def _started(self, result: object) -> None:
-        self.state = BackendState.RUNNING
+    def _made(self, result: object) -> Deferred[None]:
+        """
+        The table is made afresh: list the flows an earlier run may have
+        left, then let the batches go on, and cut those flows.
+
+        The listing is taken before any batch is sent, so it holds no flow
+        through a mapping of this run (and the table made afresh forwards
+        nothing: no flow can start through an old mapping after it).  Each
+        flow listed is deleted by its exact tuple while the batches go on:
+        as long as it exists, no other flow has that tuple, so no flow of
+        this run is cut (but one that the same remote address and port
+        opened again through a new mapping in the few milliseconds after the
+        old one ended by itself).
+        """
+        listed = self._listStale()
+
+        def release(flows: list[Flow] | None) -> None:
+            self._started()
+            if flows is not None:
+                self._cutStale(flows)
+
+        return listed.addCallback(release)
+
+    def _listStale(self) -> Deferred[list[Flow] | None]:
+        """
+        The flows a DNAT made to the external addresses on a port of the
+        gateway's range.
+
+        @return: fires with them, or L{None} if not listed; never fails (a
+            failure is logged).
+        """
+        conntrack, ports = self._conntrack, self._portRange
+        if conntrack is None or ports is None:
+            return succeed(None)
+        addresses = frozenset(self._externalAddresses())
+        if not addresses:
+            log.info(
+                "no external address: the flows an earlier run may have left"
+                " on ports {low}-{high} are not cut",
+                low=ports[0],
+                high=ports[1],
+            )
+            return succeed(None)
+
+        def listed(output: bytes) -> list[Flow]:
+            flows = parseFlows(output.decode("ascii", "replace"))
+            return staleFlows(flows, addresses, *ports)
+
+        def failed(failure: Failure) -> None:
+            log.warn(
+                "cannot list the flows an earlier run may have left: {error}",
+                error=str(failure.value),
+            )
+            return None
+
+        running = conntrack.run(listArguments(False), b"")
+        return running.addCallbacks(listed, failed)
+
+    def _cutStale(self, flows: Sequence[Flow]) -> Deferred[None]:
+        """
+        Delete C{flows} (L{_listStale}'s), and say how many.
+
+        @return: fires when done; never fails (a failure is logged).
+        """
+        conntrack, ports = self._conntrack, self._portRange
+        assert conntrack is not None and ports is not None
+        if flows:
+            cut = conntrack.run(DELETE_ARGUMENTS, deletions(flows, False))
+        else:
+            cut = succeed(b"")
+
+        def done(output: bytes) -> None:
+            log.info(
+                "cut {count} flow(s) an earlier run may have left on ports"
+                " {low}-{high}",
+                count=len(flows),
+                low=ports[0],
+                high=ports[1],
+            )
+
+        def failed(failure: Failure) -> None:
+            log.warn(
+                "cannot cut {count} flow(s) an earlier run may have left: {error}",
+                count=len(flows),
+                error=str(failure.value),
+            )
+
+        return cut.addCallbacks(done, failed)
+
+    def _started(self) -> None:
+        if self.state is BackendState.STARTING:
+            # Not if stopped meanwhile.
+            self.state = BackendState.RUNNING
         self._release()
         log.info(
             "nftables table inet {table} made afresh, forwarding from {interface}"
