@@ -29,6 +29,8 @@ from twisted_natpmp.server.backends.nftables import (
     ProcessFailed,
     Ruleset,
 )
+from twisted_natpmp.server.backends.nftables import _flowcut as flowcutModule
+from twisted_natpmp.server.backends.nftables import _stale as staleModule
 from twisted_natpmp.server.backends.nftables import backend as backendModule
 from twisted_natpmp.server.backends.nftables.backend import errorFor
 from twisted_natpmp.server.backends.nftables.testing import RecordingRunner
@@ -208,7 +210,9 @@ class BackendTests(SynchronousTestCase):
         for and conntrack's error.
         """
         logged: list[dict[str, Any]] = []
-        self.patch(backendModule, "log", Logger(observer=logged.append))  # type: ignore[arg-type]
+        logger = Logger(observer=logged.append)  # type: ignore[arg-type]
+        self.patch(backendModule, "log", logger)
+        self.patch(flowcutModule, "log", logger)
         self.running()
         applied = self.backend.apply([ForwardChange(ChangeKind.REMOVE, MAPPING)])
         self.nft.succeed()
@@ -292,7 +296,9 @@ class StartCutTests(SynchronousTestCase):
         self.addresses: frozenset[IPv4Address] = frozenset([EXTERNAL])
         self.backend = self.withRange(1024, 65535)
         self.logged: list[dict[str, Any]] = []
-        self.patch(backendModule, "log", Logger(observer=self.logged.append))  # type: ignore[arg-type]
+        logger = Logger(observer=self.logged.append)  # type: ignore[arg-type]
+        self.patch(backendModule, "log", logger)
+        self.patch(staleModule, "log", logger)
 
     def withRange(self, low: int, high: int) -> NftablesBackend:
         """

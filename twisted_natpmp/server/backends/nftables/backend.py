@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from enum import Enum
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
-from ...._types import Transport
 from ....errors import GatewayError, NetworkFailureError, OutOfResourcesError
 from ..._entries import GatewayMapping
 from .._batching import (
@@ -27,17 +26,11 @@ from .._batching import (
     IBatchingPinholeBackend,
 )
 from .._filters import RemoteFilter
-from ._conntrack import (
-    DELETE_ARGUMENTS,
-    Flow,
-    deletions,
-    flowsThrough,
-    listArguments,
-    parseFlows,
-    staleFlows,
-)
+from ._conntrack import Flow
+from ._flowcut import FlowCutter, Forward, forwardOf
 from ._process import IProcessRunner, ProcessFailed
 from ._ruleset import Port, Ruleset, ruleHandles
+from ._stale import cutStale, listStale
 
 __all__ = ["NFT_ARGUMENTS", "BackendState", "NftablesBackend", "errorFor"]
 
@@ -72,15 +65,6 @@ class BackendState(Enum):
 
 # What nft says when a table, set or chain a batch names does not exist.
 _GONE = "No such file or directory"
-
-_Forward = tuple[Transport, int, object, int]
-
-
-def _forward(m: GatewayMapping) -> _Forward:
-    """
-    What forwards C{m}: its external port to its internal address and port.
-    """
-    return (m.transport, m.externalPort, m.client, m.internalPort)
 
 
 def errorFor(failure: BaseException) -> CommitFailed:
@@ -142,14 +126,13 @@ class NftablesBackend:
         self._nft = nft
         self._conntrack = conntrack
         self.state = BackendState.STOPPED
-        # Removed mappings whose flows wait for the next conntrack run.
-        self._flows: list[tuple[Sequence[GatewayMapping], Deferred[None]]] = []
-        self._flowsInFlight: Deferred[None] | None = None
-        self._internal = tuple(internalNetworks)
+        self._flowCutter = FlowCutter(
+            conntrack, internalNetworks, lambda: self._forwarded
+        )
         self._portRange = portRange
         self._externalAddresses = externalAddresses
         # The forwards and pinholes, as committed.
-        self._forwarded: set[_Forward] = set()
+        self._forwarded: set[Forward] = set()
         # The batches applied while starting, waiting for the table.
         self._waiting: list[Deferred[None]] = []
 
@@ -179,80 +162,19 @@ class NftablesBackend:
         opened again through a new mapping in the few milliseconds after the
         old one ended by itself).
         """
-        listed = self._listStale()
+        conntrack, ports = self._conntrack, self._portRange
+        if conntrack is None or ports is None:
+            listed: Deferred[list[Flow] | None] = succeed(None)
+        else:
+            listed = listStale(conntrack, ports, self._externalAddresses())
 
         def release(flows: list[Flow] | None) -> None:
             self._started()
             if flows is not None:
-                self._cutStale(flows)
+                assert conntrack is not None and ports is not None
+                cutStale(conntrack, ports, flows)
 
         return listed.addCallback(release)
-
-    def _listStale(self) -> Deferred[list[Flow] | None]:
-        """
-        The flows a DNAT made to the external addresses on a port of the
-        gateway's range.
-
-        @return: fires with them, or L{None} if not listed; never fails (a
-            failure is logged).
-        """
-        conntrack, ports = self._conntrack, self._portRange
-        if conntrack is None or ports is None:
-            return succeed(None)
-        addresses = frozenset(self._externalAddresses())
-        if not addresses:
-            log.info(
-                "no external address: the flows an earlier run may have left"
-                " on ports {low}-{high} are not cut",
-                low=ports[0],
-                high=ports[1],
-            )
-            return succeed(None)
-
-        def listed(output: bytes) -> list[Flow]:
-            flows = parseFlows(output.decode("ascii", "replace"))
-            return staleFlows(flows, addresses, *ports)
-
-        def failed(failure: Failure) -> None:
-            log.warn(
-                "cannot list the flows an earlier run may have left: {error}",
-                error=str(failure.value),
-            )
-            return None
-
-        running = conntrack.run(listArguments(False), b"")
-        return running.addCallbacks(listed, failed)
-
-    def _cutStale(self, flows: Sequence[Flow]) -> Deferred[None]:
-        """
-        Delete C{flows} (L{_listStale}'s), and say how many.
-
-        @return: fires when done; never fails (a failure is logged).
-        """
-        conntrack, ports = self._conntrack, self._portRange
-        assert conntrack is not None and ports is not None
-        if flows:
-            cut = conntrack.run(DELETE_ARGUMENTS, deletions(flows, False))
-        else:
-            cut = succeed(b"")
-
-        def done(output: bytes) -> None:
-            log.info(
-                "cut {count} flow(s) an earlier run may have left on ports"
-                " {low}-{high}",
-                count=len(flows),
-                low=ports[0],
-                high=ports[1],
-            )
-
-        def failed(failure: Failure) -> None:
-            log.warn(
-                "cannot cut {count} flow(s) an earlier run may have left: {error}",
-                count=len(flows),
-                error=str(failure.value),
-            )
-
-        return cut.addCallbacks(done, failed)
 
     def _started(self) -> None:
         if self.state is BackendState.STARTING:
@@ -319,12 +241,14 @@ class NftablesBackend:
             for change in changes:
                 m = change.mapping
                 if change.kind is ChangeKind.REMOVE:
-                    self._forwarded.discard(_forward(m))
+                    self._forwarded.discard(forwardOf(m))
                 elif change.kind is not ChangeKind.FILTER:
-                    self._forwarded.add(_forward(m))
+                    self._forwarded.add(forwardOf(m))
             # Answered now: the flows are cut after (a conntrack run of
             # their own, which no batch waits for).
-            self._endFlows([c.mapping for c in changes if c.kind is ChangeKind.REMOVE])
+            self._flowCutter.end(
+                [c.mapping for c in changes if c.kind is ChangeKind.REMOVE]
+            )
 
         def failed(failure: Failure) -> Failure | Deferred[None]:
             error = failure.value or Exception(repr(failure))
@@ -347,14 +271,14 @@ class NftablesBackend:
         not), then fail with C{error}, C{cleared} set; if that fails too,
         the state is lost (L{CommitFailed} with C{lost}).
         """
-        mappings = {_forward(c.mapping): c.mapping for c in changes}
+        mappings = {forwardOf(c.mapping): c.mapping for c in changes}
         removals = [ForwardChange(ChangeKind.REMOVE, m) for m in mappings.values()]
         batch, filtered = self.ruleset.batch(removals, self._filtered)
 
         def removed(result: object) -> Failure:
             self._filtered = filtered
             self._forwarded.difference_update(mappings)
-            self._endFlows(list(mappings.values()))
+            self._flowCutter.end(list(mappings.values()))
             detail = f"{error.detail}; its {len(mappings)} forward(s) removed"
             return Failure(CommitFailed(error.error, detail, cleared=True))
 
@@ -399,79 +323,6 @@ class NftablesBackend:
 
         return listed.addCallbacks(there, gone)
 
-    def _endFlows(self, mappings: Sequence[GatewayMapping]) -> Deferred[None]:
-        """
-        End the flows through C{mappings}.  Removals that come while a
-        C{conntrack} run is in flight share the next run, so that its queue
-        never grows with the request rate.
-
-        @return: fires when done; never fails (a failure is logged).
-        """
-        if not mappings or self._conntrack is None:
-            return succeed(None)
-        done: Deferred[None] = Deferred()
-        self._flows.append((mappings, done))
-        if self._flowsInFlight is None:
-            self._nextFlows(None)
-        return done
-
-    def _nextFlows(self, result: object) -> None:
-        waiting, self._flows = self._flows, []
-        if not waiting:
-            self._flowsInFlight = None
-            return
-        # Not those forwarded again since (re-mapped): the flows through
-        # them are the new mapping's too.
-        mappings = [
-            m
-            for group, _ in waiting
-            for m in group
-            if _forward(m) not in self._forwarded
-        ]
-        families = [
-            [m for m in mappings if isinstance(m.client, IPv6Address) is ipv6]
-            for ipv6 in (False, True)
-        ]
-
-        def failed(failure: Failure) -> None:
-            log.warn(
-                "cannot end the flows through {count} removed mapping(s): {error}",
-                count=len(mappings),
-                error=str(failure.value),
-            )
-
-        def ended(result: object) -> None:
-            for _, done in waiting:
-                done.callback(None)
-
-        running = self._cutFlows(families[0], False).addErrback(failed)
-        running.addCallback(lambda _: self._cutFlows(families[1], True))
-        running.addErrback(failed)
-        self._flowsInFlight = running
-        running.addCallback(ended).addCallback(self._nextFlows)
-
-    def _cutFlows(
-        self, mappings: Sequence[GatewayMapping], ipv6: bool
-    ) -> Deferred[None]:
-        """
-        List the flows of one address family, and delete those through
-        C{mappings}.
-        """
-        conntrack = self._conntrack
-        if not mappings or conntrack is None:
-            return succeed(None)
-
-        def listed(output: bytes) -> Deferred[bytes] | None:
-            flows = flowsThrough(
-                parseFlows(output.decode("ascii", "replace")), mappings, self._internal
-            )
-            if not flows:
-                return None
-            return conntrack.run(DELETE_ARGUMENTS, deletions(flows, ipv6))
-
-        cut = conntrack.run(listArguments(ipv6), b"").addCallback(listed)
-        return cut.addCallback(lambda _: None)
-
     def stop(self, held: Sequence[GatewayMapping]) -> Deferred[None]:
         self.state = BackendState.STOPPED
         self._forwarded = set()
@@ -483,7 +334,7 @@ class NftablesBackend:
 
         def removed(result: object) -> Deferred[None]:
             log.info("nftables table inet {table} removed", table=self.ruleset.table)
-            return self._endFlows(held)
+            return self._flowCutter.end(held)
 
         def notRemoved(failure: Failure) -> None:
             log.error(
