@@ -7,12 +7,10 @@ L{Gateway} holds the mapping table (L{twisted_natpmp.server.table}), the
 external address, the internal networks, the per-source rate limit, the
 aggregated drop and refusal logs, and the expiry timer.  It checks where
 each datagram comes from (RFC 6886 s3.3, RFC 6887 s8.2) and hands it to a
-L{VersionDispatcher}, which picks the responder by version byte: NAT-PMP's
-(L{twisted_natpmp.natpmp.responder.NATPMPResponder}) for 0 and 1 (1 is
-never used, RFC 6886 s1.1, and gets NAT-PMP's Unsupported Version), PCP's
-(L{twisted_natpmp.pcp.responder.PCPResponder}) for 2 and for every other
-version (UNSUPP_VERSION naming 2, RFC 6887 s9); without PCP, NAT-PMP's
-for all.  IPv6 sources speak PCP only (NAT-PMP is IPv4's, RFC 6886 s1).
+L{VersionDispatcher}, which picks the responder by version byte
+(L{twisted_natpmp.server._responders}).  IPv6 sources speak PCP only
+(NAT-PMP is IPv4's, RFC 6886 s1); the checks are
+L{twisted_natpmp.server._admission}'s.
 
 A responder asks the core to L{Gateway.map}, L{Gateway.delete} or
 L{Gateway.deleteAll}; those raise L{Refused}, by meaning, and the responder
@@ -29,7 +27,7 @@ own line.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from ipaddress import IPv4Address, ip_network
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -38,19 +36,19 @@ from twisted.logger import Logger
 from .._droplog import DropLog
 from .._types import IPAddress, Transport
 from ..interfaces import IMappingBackend
-from ..natpmp.responder import NATPMPResponder
 from ..pcp._serverchecks import Network
-from ..pcp.responder import DEFAULT_MIN_LIFETIME, PCPResponder
+from ..pcp.responder import DEFAULT_MIN_LIFETIME
+from ._admission import Endpoint, admitted, isInternal, sourceClient
 from ._batchedgateway import Batched
 from ._clock import externalAddressOrNone, monotonicFor
 from ._eventlog import logEvent
 from ._expiry import ExpiryTimer
 from ._ratelimit import DEFAULT_REQUEST_BURST, RateLimiter
+from ._responders import respondersFor
 from ._shared import SharedTable
 from .backends._batching import IBatchingBackend
 from .backends._filters import RemoteFilter
 from .backends.memory import MemoryBackend
-from .dispatch import VersionDispatcher
 from .table import (
     DEFAULT_MAX_LIFETIME,
     DEFAULT_MAX_MAPPINGS_PER_CLIENT,
@@ -65,8 +63,6 @@ from .table import (
 __all__ = ["Endpoint", "Gateway", "NATPMPGateway", "logEvent"]
 
 log = Logger()
-
-Endpoint = tuple[str, int]
 
 
 class Gateway:
@@ -170,20 +166,14 @@ class Gateway:
         name = "NAT-PMP and PCP gateway" if pcp else "NAT-PMP gateway"
         self.drops = DropLog(log, clock, name)
         self.refusals = DropLog(log, clock, name, verb="refused")
-        self.natpmp = NATPMPResponder(self)
-        self.pcp: PCPResponder | None = None
-        if pcp:
-            self.pcp = PCPResponder(
-                self,
-                minLifetime=min(minLifetime, maxLifetime),
-                maxLifetime=maxLifetime,
-                allowThirdParty=allowThirdParty,
-            )
-            self.dispatcher = VersionDispatcher(self.pcp, self.drops)
-            self.dispatcher.register(0, self.natpmp)
-            self.dispatcher.register(1, self.natpmp)
-        else:
-            self.dispatcher = VersionDispatcher(self.natpmp, self.drops)
+        self.natpmp, self.pcp, self.dispatcher = respondersFor(
+            self,
+            self.drops,
+            pcp=pcp,
+            minLifetime=minLifetime,
+            maxLifetime=maxLifetime,
+            allowThirdParty=allowThirdParty,
+        )
         if self._batched is not None:
             self._batched.start(
                 clock,
@@ -227,7 +217,7 @@ class Gateway:
         """
         Whether requests from C{address} are served (RFC 6886 s3.3).
         """
-        return any(address in network for network in self.internalNetworks)
+        return isInternal(address, self.internalNetworks)
 
     def respond(self, packet: bytes, source: Endpoint) -> bytes | None:
         """
@@ -267,24 +257,9 @@ class Gateway:
         """
         The client C{packet} is from, if it is to be answered at all.
         """
-        host = str(source[0])
-        try:
-            client: IPAddress = ip_address(host.partition("%")[0])
-        except ValueError:
-            self.drops.drop(host, "not an IP source")
-            return None
-        if isinstance(client, IPv6Address):
-            if client.ipv4_mapped is not None:
-                # A dual-stack socket's form of an IPv4 source.
-                client = client.ipv4_mapped
-            elif not packet[:1] or packet[0] in (0, 1) or self.pcp is None:
-                # RFC 6886 s1: NAT-PMP is IPv4 only; PCP serves IPv6.
-                self.drops.drop(host, "NAT-PMP (or nothing) from an IPv6 source")
-                return None
-        if not self.isInternal(client):
-            self.drops.drop(host, "outside the internal networks")
-            return None
-        return client
+        return sourceClient(
+            packet, source, self.internalNetworks, self.pcp is not None, self.drops
+        )
 
     def announcement(self) -> bytes | None:
         """
@@ -330,12 +305,8 @@ class Gateway:
         Whether a mapping request from C{host} is within its rate limit; if
         not, it is counted as dropped.
         """
-        if self._batched is not None and self._batched.readmitting():
-            return True
-        if self.rateLimiter is not None and not self.rateLimiter.allow(host):
-            self.drops.drop(host, "over the rate limit")
-            return False
-        return True
+        readmitting = self._batched is not None and self._batched.readmitting()
+        return admitted(host, self.rateLimiter, readmitting, self.drops)
 
     def map(
         self,
