@@ -13,35 +13,10 @@ time; the requests answered meanwhile are coalesced into the next, sent
 when the one in flight ends (and a first one on the next reactor turn, so
 that the datagrams of one read share it).
 
-The table and the kernel never disagree for long:
-
-  - the state of every mapping as last committed is kept; when a batch
-    fails, every mapping its requests (and those of the open batch)
-    touched is put back as committed, in the table, without a backend
-    call;
-  - a failed batch of one request is answered by running the request
-    again with the gateway refusing every change with the failure's
-    meaning (L{twisted_natpmp.errors.NetworkFailureError} or
-    L{twisted_natpmp.errors.OutOfResourcesError}), so each protocol
-    answers with its own code for it (NAT-PMP's 3 or 4, PCP's
-    NETWORK_FAILURE or NO_RESOURCES);
-  - a failed batch of several requests is not answered yet: its requests,
-    then the open batch's, are run again one at a time, each in a batch
-    of its own (isolating), so that one bad request does not fail the
-    others; new requests queue behind them meanwhile (at most
-    L{DEFAULT_MAX_QUEUED}: the rest are dropped and counted), but for
-    those that change nothing by their kind (NAT-PMP's external address
-    request, PCP's ANNOUNCE), answered at once in every mode;
-  - a retransmission of a request still waiting (the same packet from the
-    same client) is not run again: the one reply goes where the last copy
-    came from;
-  - an expiry's removal is never undone: the table has forgotten the
-    mapping, and the kernel's own timeout, the lifetime granted, ends it
-    anyway;
-  - a batch that failed because the backend's whole forwarding state has
-    gone (a firewall reload deleted it) empties the table with a new
-    epoch, as a restart would, starts the backend afresh and runs its
-    requests again.
+A retransmission of a request still waiting (the same packet from the
+same client) is not run again: the one reply goes where the last copy came
+from.  When a batch fails, the table and the kernel do not disagree for
+long: see L{twisted_natpmp.server._commitfailure}.
 """
 
 from __future__ import annotations
@@ -55,7 +30,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._types import IPAddress, Transport
-from ..errors import NetworkFailureError
+from ._commitfailure import (
+    carried,
+    isolate,
+    logUndone,
+    refusalFor,
+    startAgain,
+    undo,
+)
 from ._entries import EventKind, Key, Refused, TableEvent
 from ._pending import (
     DEFAULT_MAX_QUEUED,
@@ -345,41 +327,13 @@ class Committer:
         if isinstance(error, CommitFailed) and error.lost:
             self._startAfresh(batch, error)
             return
-        if isinstance(error, CommitFailed):
-            refusal = Refused(error.error, "the backend failed to commit", error.detail)
-        else:
-            refusal = Refused(
-                NetworkFailureError(), "the backend failed to commit", repr(error)
-            )
+        refusal = refusalFor(error)
         pending = self._open
         keys = batch.keys | pending.keys
-        if isinstance(error, CommitFailed) and error.cleared:
-            # Its forwards have gone, whatever was committed before.
-            for key in batch.keys:
-                self._committed.pop(key, None)
-        ended = self._table.restore({key: self._committed.get(key) for key in keys})
-        for mapping in ended:
-            self._committed.pop(mapping.key, None)
+        ended = undo(self._table, self._committed, keys, batch, error)
         self._restored()
-        # What is left of both batches: the expiries, never undone (those of
-        # the failed one are sent again), and the removal of what was put
-        # back as committed but has expired meanwhile.
-        self._open = Batch(
-            changes=[
-                c
-                for c in batch.changes
-                if c.kind is ChangeKind.REMOVE and c.mapping.key not in keys
-            ]
-            + [c for c in pending.changes if c.mapping.key not in keys]
-            + [ForwardChange(ChangeKind.REMOVE, m) for m in ended]
-        )
-        log.warn(
-            "batch of {changes} change(s) failed, {requests} request(s) undone:"
-            " {error}",
-            changes=len(batch.changes),
-            requests=len(batch.requests) + len(pending.requests),
-            error=str(refusal),
-        )
+        self._open = carried(batch, pending, keys, ended)
+        logUndone(batch, pending, refusal)
         again = pending.requests
         if len(batch.requests) == 1:
             self._refuse(batch.requests[0], refusal)
@@ -387,9 +341,7 @@ class Committer:
             again = batch.requests + again
         if again:
             self.mode = Mode.ISOLATING
-            for request in again:
-                request.again = True
-            self._queue.extendleft(reversed(again))
+            isolate(self._queue, again)
         elif self._open.changes and not self._open.requests:
             # Only removals to send again: not at once, so that a backend
             # that keeps failing is not asked in a loop.
@@ -409,18 +361,10 @@ class Committer:
         self._open = Batch()
         self._committed = {}
         self._lost(error.detail)
-        started = maybeDeferred(self._backend.start)
-        started.addErrback(
-            lambda f: log.error(
-                "cannot make the forwarding state afresh: {error}",
-                error=str(f.value),
-            )
-        )
+        startAgain(self._backend)
         if again:
             self.mode = Mode.ISOLATING
-            for request in again:
-                request.again = True
-            self._queue.extendleft(reversed(again))
+            isolate(self._queue, again)
         self._next()
 
     def _refuse(self, request: Request, refusal: Refused) -> None:
