@@ -49,13 +49,20 @@ from ipaddress import IPv6Address
 from ...._types import Transport
 from ..._entries import GatewayMapping
 from .._batching import ChangeKind, ForwardChange
-from .._filters import RemoteFilter
+from ._elements import (
+    Filters,
+    document,
+    filterLines,
+    forwardKey,
+    forwardValue,
+    hostKey,
+    pinholeKey,
+)
 from ._names import ForwardChain, checkInterface, checkName, ruleHandles
 
 #: What filters are kept by: (transport, external port) for a forward,
 #: (transport, port, address) for a pinhole.
 Port = tuple[Transport, int] | tuple[Transport, int, IPv6Address]
-Filters = tuple[RemoteFilter, ...]
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -229,7 +236,7 @@ class Ruleset:
                 f" ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport"
                 f' @{name}_{PERMITTED} accept comment "{self.comment}"',
             ]
-        return _document(lines)
+        return document(lines)
 
     def destroy(self, handles: Sequence[int] | None = ()) -> str:
         """
@@ -256,7 +263,7 @@ class Ruleset:
                     f"delete set {permitted}",
                 ]
         lines += [f"add table inet {self.table}", f"delete table inet {self.table}"]
-        return _document(lines)
+        return document(lines)
 
     # Element batches
 
@@ -286,21 +293,21 @@ class Ruleset:
                 if not self.pinholes:
                     raise ValueError(f"no such pinhole change: {change}")
                 port = (m.transport, m.internalPort, m.client)
-                sets, key = self._pinholeFiltered, _pinholeKey(m)
+                sets, key = self._pinholeFiltered, pinholeKey(m)
             else:
                 port = (m.transport, m.externalPort)
-                sets, key = self._filtered, _key(m)
+                sets, key = self._filtered, forwardKey(m)
             old = view.pop(port, ())
             if change.kind is ChangeKind.FILTER:
-                lines += _filterLines(sets, key, m, old, change.filters)
+                lines += filterLines(sets, key, m, old, change.filters)
                 if change.filters:
                     view[port] = change.filters
                 continue
             if change.kind is ChangeKind.SET and old:
-                lines += _filterLines(sets, key, m, old, old)
+                lines += filterLines(sets, key, m, old, old)
                 view[port] = old
             elif change.kind is ChangeKind.REMOVE:
-                lines += _filterLines(sets, key, m, old, ())
+                lines += filterLines(sets, key, m, old, ())
             if isinstance(m.client, IPv6Address):
                 lines += self._pinhole(change)
             elif change.kind is ChangeKind.ADD:
@@ -309,11 +316,11 @@ class Ruleset:
                 lines += self._remove(m) + self._add(m)
             else:
                 lines += self._remove(m)
-        return _document(lines), view
+        return document(lines), view
 
     def _pinhole(self, change: ForwardChange) -> list[str]:
         m = change.mapping
-        key = _pinholeKey(m)
+        key = pinholeKey(m)
         lines = [
             f"add element {self._pinholeSet} {{ {key} timeout 1s }}",
             f"delete element {self._pinholeSet} {{ {key} }}",
@@ -327,85 +334,26 @@ class Ruleset:
 
     def _add(self, m: GatewayMapping) -> list[str]:
         lines = [
-            f"add element {self._map} {{ {_key(m)} timeout {m.lifetime}s"
-            f" : {_value(m)} }}"
+            f"add element {self._map} {{ {forwardKey(m)} timeout {m.lifetime}s"
+            f" : {forwardValue(m)} }}"
         ]
         if self.forwardChain is not None:
             lines.append(
-                f"add element {self._hostSet} {{ {_hostKey(m)} timeout {m.lifetime}s }}"
+                f"add element {self._hostSet} {{ {hostKey(m)} timeout {m.lifetime}s }}"
             )
         return lines
 
     def _remove(self, m: GatewayMapping) -> list[str]:
         # Added first, so that deleting what the kernel expired is no error.
-        key = _key(m)
+        key = forwardKey(m)
         lines = [
-            f"add element {self._map} {{ {key} timeout 1s : {_value(m)} }}",
+            f"add element {self._map} {{ {key} timeout 1s : {forwardValue(m)} }}",
             f"delete element {self._map} {{ {key} }}",
         ]
         if self.forwardChain is not None:
-            host = _hostKey(m)
+            host = hostKey(m)
             lines += [
                 f"add element {self._hostSet} {{ {host} timeout 1s }}",
                 f"delete element {self._hostSet} {{ {host} }}",
             ]
         return lines
-
-
-def _filterLines(
-    sets: tuple[str, str],
-    key: str,
-    m: GatewayMapping,
-    old: Filters,
-    new: Filters,
-) -> list[str]:
-    """
-    The lines that change C{m}'s filters from C{old} to C{new} (each
-    element timing out with the mapping), in C{sets} (the filtered and
-    the permitted), whose elements begin with C{key}.
-    """
-    filtered, permitted = sets
-    lines = []
-    for f in old:
-        element = f"{key} . {_remote(f)}"
-        lines += [
-            f"add element {permitted} {{ {element} timeout 1s }}",
-            f"delete element {permitted} {{ {element} }}",
-        ]
-    if old:
-        lines += [
-            f"add element {filtered} {{ {key} timeout 1s }}",
-            f"delete element {filtered} {{ {key} }}",
-        ]
-    if new:
-        lines.append(f"add element {filtered} {{ {key} timeout {m.lifetime}s }}")
-        lines += [
-            f"add element {permitted} {{ {key} . {_remote(f)} timeout {m.lifetime}s }}"
-            for f in new
-        ]
-    return lines
-
-
-def _remote(f: RemoteFilter) -> str:
-    ports = "0-65535" if f.port == 0 else str(f.port)
-    return f"{f.network} . {ports}"
-
-
-def _key(m: GatewayMapping) -> str:
-    return f"{m.transport.label} . {m.externalPort}"
-
-
-def _pinholeKey(m: GatewayMapping) -> str:
-    return f"{m.client} . {m.transport.label} . {m.internalPort}"
-
-
-def _value(m: GatewayMapping) -> str:
-    return f"{m.client} . {m.internalPort}"
-
-
-def _hostKey(m: GatewayMapping) -> str:
-    return f"{m.client} . {m.transport.label} . {m.internalPort}"
-
-
-def _document(lines: list[str]) -> str:
-    return "".join(line + "\n" for line in lines)
