@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.natpmp.test_wire -*-
 """
 NAT-PMP (RFC 6886) messages, their constants and their encoding; the
-decoders are in L{twisted_natpmp.natpmp._wire}, which re-exports all of
-this: import from there.
+result codes and the decoding errors are in
+L{twisted_natpmp.natpmp._results}, the decoders in
+L{twisted_natpmp.natpmp._wire}, which re-exports all of this: import from
+there.
 
 Pure code: no I/O, no reactor, no logging.  Every message type is an
 immutable value with an C{encode()} method.
@@ -11,7 +13,6 @@ immutable value with an C{encode()} method.
 from __future__ import annotations
 
 import struct
-from enum import IntEnum
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
@@ -55,82 +56,6 @@ Protocol = Transport
 
 #: The request opcode of each transport (RFC 6886 s3.3).
 OPCODES: dict[Transport, int] = {Transport.UDP: 1, Transport.TCP: 2}
-
-
-class ResultCode(IntEnum):
-    """
-    The result codes of RFC 6886 s3.5.
-    """
-
-    SUCCESS = 0
-    UNSUPPORTED_VERSION = 1
-    NOT_AUTHORIZED = 2
-    NETWORK_FAILURE = 3
-    OUT_OF_RESOURCES = 4
-    UNSUPPORTED_OPCODE = 5
-
-
-_MEANINGS = {
-    ResultCode.SUCCESS: "success",
-    ResultCode.UNSUPPORTED_VERSION: "unsupported version",
-    ResultCode.NOT_AUTHORIZED: "not authorized/refused",
-    ResultCode.NETWORK_FAILURE: "network failure",
-    ResultCode.OUT_OF_RESOURCES: "out of resources",
-    ResultCode.UNSUPPORTED_OPCODE: "unsupported opcode",
-}
-
-
-def describeResult(code: int) -> str:
-    """
-    Say what a result code means, including codes RFC 6886 does not define.
-
-    @param code: a 16-bit result code as found on the wire.
-    @return: e.g. C{"out of resources"} or C{"unknown result code 9"}.
-    """
-    try:
-        return _MEANINGS[ResultCode(code)]
-    except ValueError:
-        return f"unknown result code {code}"
-
-
-class MalformedPacket(ValueError):
-    """
-    A packet could not be decoded as a NAT-PMP message.
-
-    @ivar reason: what was wrong, for a person.
-    @ivar packet: the bytes that were rejected.
-    """
-
-    def __init__(self, reason: str, packet: bytes) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.packet = packet
-
-
-class UnsupportedVersion(MalformedPacket):
-    """
-    A request carried a version other than 0; a gateway answers it with
-    result 1 (RFC 6886 s3.5).
-
-    @ivar version: the version byte received.
-    """
-
-    def __init__(self, version: int, packet: bytes) -> None:
-        super().__init__(f"unsupported version {version}", packet)
-        self.version = version
-
-
-class UnsupportedOpcode(MalformedPacket):
-    """
-    A request carried an opcode below 128 that is not 0, 1 or 2; a gateway
-    answers it with result 5 (RFC 6886 s3.5).
-
-    @ivar opcode: the opcode received.
-    """
-
-    def __init__(self, opcode: int, packet: bytes) -> None:
-        super().__init__(f"unsupported opcode {opcode}", packet)
-        self.opcode = opcode
 
 
 def _transport(value: Transport | int) -> Transport:

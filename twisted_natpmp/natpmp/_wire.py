@@ -47,19 +47,21 @@ from ._messages import (
     ErrorResponse,
     ExternalAddressRequest,
     ExternalAddressResponse,
-    MalformedPacket,
     MapRequest,
     MapResponse,
     Message,
     Protocol,
     Request,
     Response,
+    _new,
+    encode,
+)
+from ._results import (
+    MalformedPacket,
     ResultCode,
     UnsupportedOpcode,
     UnsupportedVersion,
-    _new,
     describeResult,
-    encode,
 )
 
 # Bound by assignment, not by import: CPython 3.11 compiles a method call on
