@@ -17,9 +17,10 @@ a batch of deletions together, outside the queue, each still unanswered
 resent on the s3.1 doubling schedule within a stop deadline
 (L{DELETION_TIMEOUTS}), and fires, never later than the sum of
 its timeouts, with a C{dict} from each C{(transport, internalPort)} to
-L{None} (deleted) or the L{Failure} saying why not (L{NoResponseError},
-L{GatewayError} with the result code, ...).  L{NATPMPClient.stop} cancels
-everything, batches included, and closes the port.
+L{None} (deleted) or the L{Failure <twisted.python.failure.Failure>} saying
+why not (L{NoResponseError}, L{GatewayError} with the result code, ...).
+L{NATPMPClient.stop} cancels everything, batches included, and closes the
+port.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .._exchange import (
@@ -48,7 +48,8 @@ from ..interfaces import (
     MappingKey,
     Probe,
 )
-from ._deletion import DELETION_TIMEOUTS, SentDeletions, deleteBatch
+from ._deletion import DELETION_TIMEOUTS, SentDeletions
+from ._deletions import DeletionsMixin
 from ._epochs import STATE_LOSS_INTERVAL, EpochWatch
 from ._forwarded import FORWARDED_LIFETIME, ForwardedPortRequest, forwardedMapping
 from ._matching import checkResult, describeRequest, mappingFrom
@@ -90,7 +91,7 @@ _SUCCESS = int(ResultCode.SUCCESS)
 
 
 @implementer(IPortMapper, IExternalAddressQuery, IForwardedPortMapper)
-class NATPMPClient(ObserversMixin):
+class NATPMPClient(DeletionsMixin, ObserversMixin):
     """
     Ask one NAT-PMP gateway for its external address and for port mappings.
 
@@ -251,68 +252,10 @@ class NATPMPClient(ObserversMixin):
             )
         )
 
-    def deleteMapping(
-        self,
-        transport: Transport,
-        internalPort: int,
-        timeouts: Sequence[float] | None = None,
-    ) -> Deferred[None]:
-        """
-        Delete this host's mapping of C{internalPort}: lifetime 0 and
-        suggested external port 0 (RFC 6886 s3.4).  Deleting a mapping that
-        does not exist succeeds.
-        """
-        if internalPort == 0:
-            return fail(
-                ValueError("internal port 0 deletes all; use deleteAllMappings")
-            )
-        return self._delete(transport, internalPort, timeouts)
-
-    def deleteAllMappings(
-        self, transport: Transport, timeouts: Sequence[float] | None = None
-    ) -> Deferred[None]:
-        """
-        Delete all of this host's mappings of C{transport}: internal port 0,
-        external port 0, lifetime 0 (RFC 6886 s3.4).
-        """
-        return self._delete(transport, 0, timeouts)
-
-    def deleteMappings(
-        self,
-        keys: Iterable[MappingKey],
-        timeouts: Sequence[float] = DELETION_TIMEOUTS,
-    ) -> Deferred[dict[MappingKey, Failure | None]]:
-        """
-        Delete several of this host's mappings at once, as a client does
-        when it stops (RFC 6886 s3.4): every deletion request is sent at
-        once, outside the queue of L{addMapping} and the others, and each is
-        resent after the waits of C{timeouts} until its reply comes.  Each
-        reply is matched by opcode, transport and internal port.
-
-        Sending the deletions together departs from the one request at a
-        time of s3.1 and s3.7 on purpose, and within bounds: see
-        L{twisted_natpmp.natpmp._deletion}.
-
-        @param keys: the mappings, as C{(transport, internalPort)}; internal
-            port 0 (delete all) is refused, use L{deleteAllMappings}.
-        @param timeouts: the wait, in seconds, after each send; by default
-            L{DELETION_TIMEOUTS}.  N waits mean each deletion is sent at
-            most N times; the result comes at the latest after their sum.
-        @return: fires with a C{dict} from each key to L{None} (deleted: the
-            gateway answered success) or a L{Failure}: L{NoResponseError}
-            (no answer in time), a L{GatewayError} (refused with a result
-            code), L{NotSupportedError} (ICMP port unreachable),
-            L{twisted.internet.defer.CancelledError} (cancelled, or the
-            client stopped).  It fails only with C{ValueError} for a bad key
-            or schedule, sending nothing.  Cancelling it cancels every
-            deletion still waiting.
-        """
-        return deleteBatch(self.exchange, keys, timeouts)
-
     def cancelPending(self) -> None:
         """
         Cancel every request that is queued or waiting for its reply,
-        batches of L{deleteMappings} included, sending nothing more: the
+        batches of L{NATPMPClient.deleteMappings} included, sending nothing more: the
         queued ones go first, so that cancelling the one in flight does not
         send the next.  The client stays usable.
         """
@@ -346,15 +289,6 @@ class NATPMPClient(ObserversMixin):
         return d
 
     # Internals
-
-    def _delete(
-        self, transport: Transport, internalPort: int, timeouts: Sequence[float] | None
-    ) -> Deferred[None]:
-        try:
-            request = MapRequest(Transport(transport), internalPort, 0, 0)
-        except ValueError as e:
-            return fail(e)
-        return self._submit(request, timeouts).addCallback(lambda _: None)
 
     def _submit(
         self, request: Request, timeouts: Sequence[float] | None
