@@ -136,7 +136,6 @@ class Gateway:
         self._monotonic = monotonicFor(clock) if monotonic is None else monotonic
         self.externalAddress = externalAddress
         self.internalNetworks = tuple(ip_network(n) for n in internalNetworks)
-        self._backend = backend
         #: Called when the table was emptied with a new epoch because the
         #: backend lost its state (the service announces it).
         self.stateLost: Callable[[], object] = lambda: None
