@@ -9,7 +9,7 @@ from io import StringIO
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_natpmp._cli import _commands, _options
+from twisted_natpmp._cli import _options, _protocols
 from twisted_natpmp._types import Transport
 from twisted_natpmp.natpmp._wire import (
     ExternalAddressRequest,
@@ -30,11 +30,11 @@ class CappedScheduleTests(SynchronousTestCase):
         wait shortened.
         """
         self.assertEqual(
-            _commands.cappedSchedule(RETRANSMIT_TIMEOUTS, 3), (0.25, 0.5, 1, 1.25)
+            _protocols.cappedSchedule(RETRANSMIT_TIMEOUTS, 3), (0.25, 0.5, 1, 1.25)
         )
-        self.assertEqual(_commands.cappedSchedule(RETRANSMIT_TIMEOUTS, 0.1), (0.1,))
+        self.assertEqual(_protocols.cappedSchedule(RETRANSMIT_TIMEOUTS, 0.1), (0.1,))
         self.assertEqual(
-            _commands.cappedSchedule(RETRANSMIT_TIMEOUTS, 0.75), (0.25, 0.5)
+            _protocols.cappedSchedule(RETRANSMIT_TIMEOUTS, 0.75), (0.25, 0.5)
         )
 
     def test_uncapped(self) -> None:
@@ -42,10 +42,10 @@ class CappedScheduleTests(SynchronousTestCase):
         No limit, or one beyond the schedule's end, leaves it whole.
         """
         self.assertEqual(
-            _commands.cappedSchedule(RETRANSMIT_TIMEOUTS, None), RETRANSMIT_TIMEOUTS
+            _protocols.cappedSchedule(RETRANSMIT_TIMEOUTS, None), RETRANSMIT_TIMEOUTS
         )
         self.assertEqual(
-            _commands.cappedSchedule(RETRANSMIT_TIMEOUTS, 1000), RETRANSMIT_TIMEOUTS
+            _protocols.cappedSchedule(RETRANSMIT_TIMEOUTS, 1000), RETRANSMIT_TIMEOUTS
         )
 
 

@@ -7,7 +7,7 @@ function per command, each returning an L{Outcome}.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.logger import Logger
@@ -21,6 +21,7 @@ from ._options import Options
 from ._output import Outcome
 from ._protocols import (
     addMapping,
+    cappedSchedule,
     deleteAll,
     externalAddress,
     lastEpoch,
@@ -32,24 +33,6 @@ log = Logger()
 #: How long to wait for the external address that C{map} shows after the
 #: mapping succeeded (the gateway just answered, so a short wait will do).
 FOLLOW_UP_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)
-
-
-def cappedSchedule(schedule: Sequence[float], limit: float | None) -> tuple[float, ...]:
-    """
-    Cut a retransmission schedule so that its waits add up to at most
-    C{limit} seconds; the last wait is shortened to fit.
-    """
-    if limit is None:
-        return tuple(schedule)
-    capped: list[float] = []
-    total = 0.0
-    for wait in schedule:
-        if total + wait >= limit:
-            capped.append(limit - total)
-            break
-        capped.append(wait)
-        total += wait
-    return tuple(capped)
 
 
 def describeMapping(

@@ -21,6 +21,7 @@ from ._options import Options
 
 __all__ = [
     "addMapping",
+    "cappedSchedule",
     "deleteAll",
     "externalAddress",
     "lastEpoch",
@@ -63,6 +64,24 @@ def listen(
     )
 
 
+def cappedSchedule(schedule: Sequence[float], limit: float | None) -> tuple[float, ...]:
+    """
+    Cut a retransmission schedule so that its waits add up to at most
+    C{limit} seconds; the last wait is shortened to fit.
+    """
+    if limit is None:
+        return tuple(schedule)
+    capped: list[float] = []
+    total = 0.0
+    for wait in schedule:
+        if total + wait >= limit:
+            capped.append(limit - total)
+            break
+        capped.append(wait)
+        total += wait
+    return tuple(capped)
+
+
 def pcpSchedule(timeout: float | None) -> tuple[float, ...]:
     """
     The RFC 6887 s8.1.1 retransmission schedule of one command: 3 s,
@@ -71,15 +90,7 @@ def pcpSchedule(timeout: float | None) -> tuple[float, ...]:
     from ..pcp._retransmit import CALL_LIMIT, retransmissionSchedule
 
     limit = CALL_LIMIT if timeout is None else min(timeout, CALL_LIMIT)
-    waits: list[float] = []
-    total = 0.0
-    for wait in retransmissionSchedule(limit=limit):
-        if total + wait >= limit:
-            waits.append(limit - total)
-            break
-        waits.append(wait)
-        total += wait
-    return tuple(waits)
+    return cappedSchedule(retransmissionSchedule(limit=limit), limit)
 
 
 def _clientIn(client: IPortMapper) -> Any:
