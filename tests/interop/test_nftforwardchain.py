@@ -49,12 +49,9 @@ class ForwardChainForwardingTests(NftGatewayTestCase):
         The rules in the host's forward chain that carry our comment.
         """
         return [
-            o["rule"]
-            for o in self.lab.ruleset()
-            if "rule" in o
-            and (o["rule"]["family"], o["rule"]["table"], o["rule"]["chain"])
-            == ("inet", HOST_TABLE, "forward")
-            and o["rule"].get("comment") == GATEWAY_TABLE
+            rule
+            for rule in self.lab.rulesOf("inet", HOST_TABLE, "forward")
+            if rule.get("comment") == GATEWAY_TABLE
         ]
 
     async def test_sigkillThenRestartReplacesRule(self) -> None:

@@ -203,18 +203,25 @@ class ForwardingLab(Lab):
                     found.append(o)
         return found
 
-    def chainRules(self, family: str, table: str, chain: str) -> list[Any]:
+    def rulesOf(self, family: str, table: str, chain: str) -> list[dict[str, Any]]:
         """
-        The expressions of each rule in one chain, in order (handles left
-        out, so that a chain can be compared with itself later).
+        Each rule in one chain, in order, as L{ruleset} gives it (its
+        C{expr}, C{handle}, C{comment} ...).
         """
         return [
-            o["rule"]["expr"]
+            o["rule"]
             for o in self.ruleset()
             if "rule" in o
             and (o["rule"]["family"], o["rule"]["table"], o["rule"]["chain"])
             == (family, table, chain)
         ]
+
+    def chainRules(self, family: str, table: str, chain: str) -> list[Any]:
+        """
+        The expressions of each rule in one chain, in order (handles left
+        out, so that a chain can be compared with itself later).
+        """
+        return [rule["expr"] for rule in self.rulesOf(family, table, chain)]
 
     def mapElements(self, table: str = GATEWAY_TABLE) -> dict[tuple[str, int], Element]:
         """
