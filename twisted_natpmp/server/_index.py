@@ -76,10 +76,16 @@ class MappingIndex:
         self._reserved = ports
 
     def _held(self, port: int) -> bool:
-        return (Transport.TCP, port) in self._byExternal or (
-            Transport.UDP,
-            port,
-        ) in self._byExternal
+        return any((transport, port) in self._byExternal for transport in Transport)
+
+    def _sharesPool(self, transport: Transport, port: int) -> bool:
+        """
+        Whether C{port} leaves the free pool when taken for C{transport}, or
+        goes back when given up: nobody holds it for the other transport,
+        and it is not reserved.
+        """
+        companion = (otherTransport(transport), port)
+        return companion not in self._byExternal and port not in self._reserved
 
     def nextExpiry(self) -> float | None:
         """
@@ -129,10 +135,7 @@ class MappingIndex:
         key = mapping.key
         if key not in self._byKey:
             external = mapping.externalPort
-            if (
-                otherTransport(mapping.transport),
-                external,
-            ) not in self._byExternal and external not in self._reserved:
+            if self._sharesPool(mapping.transport, external):
                 self._free.take(external)
             self._byExternal[(mapping.transport, external)] = key
         self._byKey[key] = mapping
@@ -147,10 +150,7 @@ class MappingIndex:
         del self._byKey[key]
         external = mapping.externalPort
         del self._byExternal[(mapping.transport, external)]
-        if (
-            otherTransport(mapping.transport),
-            external,
-        ) not in self._byExternal and external not in self._reserved:
+        if self._sharesPool(mapping.transport, external):
             self._free.release(external)
         held = self._byClient[mapping.client]
         del held[key]
