@@ -33,7 +33,6 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.interfaces import (
-    IDelayedCall,
     IListeningPort,
     IReactorCore,
     IReactorTime,
@@ -272,24 +271,20 @@ class MappedListeningPort:
             return succeed(self.mappedAddress)
         if self._phase is not _Phase.LISTENING:
             return fail(CancelledError(f"{self._describe()} is not listening"))
-        timer: list[IDelayedCall] = []
 
         def cancel(d: Deferred[Any]) -> None:
+            # (The timer, if any, is cancelled as the wait fails: done.)
             if d in self._waiting:
                 self._waiting.remove(d)
-            for call in timer:
-                if call.active():
-                    call.cancel()
 
         d: Deferred[IPv4Address | IPv6Address] = Deferred(cancel)
         self._waiting.append(d)
         if timeout is not None:
-            timer.append(self._reactor.callLater(timeout, self._timedOut, d, timeout))
+            timer = self._reactor.callLater(timeout, self._timedOut, d, timeout)
 
             def done(result: object) -> object:
-                for call in timer:
-                    if call.active():
-                        call.cancel()
+                if timer.active():
+                    timer.cancel()
                 return result
 
             d.addBoth(done)
