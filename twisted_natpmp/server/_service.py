@@ -371,9 +371,9 @@ class GatewayService(Service):
         if self._pcpAnnouncer6 is not None:
             self._pcpAnnouncer6.stop()
             self._pcpAnnouncer6 = None
-        stopping: list[Deferred[object]] = []
+        stopping: list[Deferred[Any]] = []
         if self.gateway is not None:
-            stopping.append(self.gateway.stop().addCallback(lambda _: _))
+            stopping.append(self.gateway.stop())
             self.gateway = None
         ports, self.ports = self.ports, []
         return gatherResults(
