@@ -38,6 +38,20 @@ class SubprocessTests(TestCase):
         self.addCleanup(port.stopListening)
         self.gatewayPort = port.getHost().port
 
+    def gatewayOptions(self) -> list[str]:
+        """
+        The options that send the command to the scripted gateway, in
+        NAT-PMP (it speaks only NAT-PMP, and answers no PCP).
+        """
+        return [
+            "--protocol",
+            "natpmp",
+            "--gateway",
+            "127.0.0.1",
+            "--gateway-port",
+            str(self.gatewayPort),
+        ]
+
     def natpmp(self, *args: str) -> Deferred[tuple[bytes, bytes, int]]:
         result: Deferred[tuple[bytes, bytes, int]]
         result = getProcessOutputAndValue(  # type: ignore[no-untyped-call]
@@ -49,15 +63,7 @@ class SubprocessTests(TestCase):
         return result
 
     async def mapAndUnmap(self) -> None:
-        # (This scripted gateway speaks only NAT-PMP, and answers no PCP.)
-        common = [
-            "--protocol",
-            "natpmp",
-            "--gateway",
-            "127.0.0.1",
-            "--gateway-port",
-            str(self.gatewayPort),
-        ]
+        common = self.gatewayOptions()
         out, err, code = await self.natpmp(
             *common, "--timeout", "30", "--json", "map", "udp", "5000"
         )
@@ -97,15 +103,7 @@ class SubprocessTests(TestCase):
 
     async def refused(self) -> None:
         self.gateway.reply = refuse(2)
-        out, err, code = await self.natpmp(
-            "--protocol",
-            "natpmp",
-            "--gateway",
-            "127.0.0.1",
-            "--gateway-port",
-            str(self.gatewayPort),
-            "external",
-        )
+        out, err, code = await self.natpmp(*self.gatewayOptions(), "external")
         self.assertEqual(
             (code, out, err),
             (
@@ -150,10 +148,8 @@ class SubprocessTests(TestCase):
         self.reactor.spawnProcess(
             child,
             sys.executable,
-            [sys.executable, "-m", "twisted_natpmp", "--protocol", "natpmp",
-             "--gateway", "127.0.0.1",
-             "--gateway-port", str(self.gatewayPort), "--timeout", "60", *options,
-             "external"],
+            [sys.executable, "-m", "twisted_natpmp", *self.gatewayOptions(),
+             "--timeout", "60", *options, "external"],
             env=environment(),
         )  # fmt: skip
 
