@@ -114,6 +114,16 @@ class ForwardedPort:
         """
         return self.udpPort == self.tcpPort
 
+    def movedFrom(self, before: ForwardedPort | None) -> bool:
+        """
+        Are these public ports other than C{before}'s (a UDP or a TCP port
+        that changed), or is there none before?
+        """
+        return before is None or (before.udpPort, before.tcpPort) != (
+            self.udpPort,
+            self.tcpPort,
+        )
+
 
 class KeeperState(Enum):
     """
@@ -257,7 +267,7 @@ class ForwardedPortKeeper:
         self._warnedAt = None
         # RFC 6886 s3.3: renew at half the lease.
         self._wait(max(port.lifetime / 2, MIN_ROUND_INTERVAL))
-        if old is None or (old.udpPort, old.tcpPort) != (port.udpPort, port.tcpPort):
+        if port.movedFrom(old):
             self._tell(port, old, None)
 
     def _logFailure(self, text: str, **fields: Any) -> None:

@@ -252,10 +252,7 @@ class ForwardedPortService(Service):
                 gateway=str(self.gateway),
                 **describe(new),
             )
-        if previous is None or (previous.udpPort, previous.tcpPort) != (
-            new.udpPort,
-            new.tcpPort,
-        ):
+        if new.movedFrom(previous):
             log.info(
                 "VPN gateway {gateway} forwards public port {port} (was {previous})",
                 gateway=str(self.gateway),
