@@ -83,6 +83,7 @@ MAP = "forwards"
 #: The name of our set of IPv6 pinholes (address, transport, port) in the
 #: host's table, after our table's name and "_".
 PINHOLES = "pinholes"
+_HOST_TYPE = "{ type ipv4_addr . inet_proto . inet_service; flags timeout; }"
 _PINHOLE_TYPE = "{ type ipv6_addr . inet_proto . inet_service; flags timeout; }"
 _PERMITTED6_TYPE = (
     "{ type ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service;"
@@ -168,6 +169,18 @@ class Ruleset:
     def _deleteRules(self, handles: Iterable[int]) -> list[str]:
         return [f"delete rule {self._hostChain} handle {int(h)}" for h in handles]
 
+    def _pinholeSets(self, then: str) -> list[str]:
+        """
+        Our pinhole sets in the host's table, each declared, then flushed
+        or deleted (C{then}).
+        """
+        filtered, permitted = self._pinholeFiltered
+        return [
+            *_declared(self._pinholeSet, _PINHOLE_TYPE, then),
+            *_declared(filtered, _PINHOLE_TYPE, then),
+            *_declared(permitted, _PERMITTED6_TYPE, then),
+        ]
+
     # Whole-table batches
 
     def create(self, staleHandles: Sequence[int] = ()) -> str:
@@ -210,24 +223,16 @@ class Ruleset:
         if self.forwardChain is not None:
             lines += self._deleteRules(staleHandles)
             lines += [
-                f"add set {self._hostSet} {{ type ipv4_addr . inet_proto"
-                " . inet_service; flags timeout; }",
-                f"flush set {self._hostSet}",
+                *_declared(self._hostSet, _HOST_TYPE, "flush"),
                 f"add rule {self._hostChain} ct status dnat ip daddr"
                 f" . meta l4proto . th dport @{self.table}_{MAP} accept"
                 f' comment "{self.comment}"',
             ]
         if self.pinholes:
-            filtered, permitted = self._pinholeFiltered
             name = f"{self.table}_{PINHOLES}"
             accept = f'add rule {self._hostChain} iifname "{self.interface}" ip6 daddr'
             lines += [
-                f"add set {self._pinholeSet} {_PINHOLE_TYPE}",
-                f"flush set {self._pinholeSet}",
-                f"add set {filtered} {_PINHOLE_TYPE}",
-                f"flush set {filtered}",
-                f"add set {permitted} {_PERMITTED6_TYPE}",
-                f"flush set {permitted}",
+                *self._pinholeSets("flush"),
                 # Unfiltered pinholes, and filtered ones from a peer let in.
                 f"{accept} . meta l4proto . th dport @{name}"
                 f" ip6 daddr . meta l4proto . th dport != @{name}_{FILTERED}"
@@ -247,21 +252,9 @@ class Ruleset:
         lines = []
         if self.forwardChain is not None and handles is not None:
             lines += self._deleteRules(handles)
-            lines += [
-                f"add set {self._hostSet} {{ type ipv4_addr . inet_proto"
-                " . inet_service; flags timeout; }",
-                f"delete set {self._hostSet}",
-            ]
+            lines += _declared(self._hostSet, _HOST_TYPE, "delete")
             if self.pinholes:
-                filtered, permitted = self._pinholeFiltered
-                lines += [
-                    f"add set {self._pinholeSet} {_PINHOLE_TYPE}",
-                    f"delete set {self._pinholeSet}",
-                    f"add set {filtered} {_PINHOLE_TYPE}",
-                    f"delete set {filtered}",
-                    f"add set {permitted} {_PERMITTED6_TYPE}",
-                    f"delete set {permitted}",
-                ]
+                lines += self._pinholeSets("delete")
         lines += [f"add table inet {self.table}", f"delete table inet {self.table}"]
         return document(lines)
 
@@ -357,3 +350,11 @@ class Ruleset:
                 f"delete element {self._hostSet} {{ {host} }}",
             ]
         return lines
+
+
+def _declared(name: str, setType: str, then: str) -> list[str]:
+    """
+    The lines that declare the set C{name} of C{setType} (so that what follows
+    is no error when it is not there), then flush or delete it (C{then}).
+    """
+    return [f"add set {name} {setType}", f"{then} set {name}"]
